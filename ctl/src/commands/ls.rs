@@ -1,0 +1,138 @@
+//! `ingestctl ls [-g GROUP]`: the sources of a group, or of every group, one row each. With
+//! nothing to list it explains how files get in, rather than printing an empty table.
+
+use super::{Options, drop_root, no_files_guidance};
+use crate::output;
+use ingestd::client::{Client, ClientError};
+use ingestd::protocol::{Command, SourceSummary, Status};
+use jiff::tz::TimeZone;
+
+pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
+    let command = Command::Ls {
+        group: options.group.clone(),
+    };
+    if options.json {
+        return Ok(output::json(&client.request(&command)?));
+    }
+    let sources: Vec<SourceSummary> = client.call(&command)?;
+    if sources.is_empty() {
+        let root = drop_root(client);
+        return Ok(no_files_guidance(options.group.as_deref(), root.as_deref()));
+    }
+    Ok(render(&sources, &options.tz))
+}
+
+/// The table, then why each rejected source was rejected (a reason is too long for a cell).
+fn render(sources: &[SourceSummary], tz: &TimeZone) -> String {
+    let rows = sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.group.clone(),
+                s.name.clone(),
+                output::or_dash(s.version.as_deref()),
+                s.status.to_string(),
+                output::or_dash(s.rows),
+                output::joined_truncated(&s.columns, output::COLUMNS_WIDTH),
+                output::maybe_time(s.updated_at.as_deref().or(s.added_at.as_deref()), tz),
+            ]
+        })
+        .collect();
+    let mut text = output::table(
+        &[
+            "GROUP", "NAME", "VERSION", "STATUS", "ROWS", "COLUMNS", "UPDATED",
+        ],
+        rows,
+        &[4],
+    );
+    let rejected: Vec<_> = sources
+        .iter()
+        .filter(|s| s.status == Status::Invalid)
+        .collect();
+    if !rejected.is_empty() {
+        text.push_str("\nRejected (the file is in the group's .rejected/ folder):\n");
+        for source in rejected {
+            let reason = source.reason.as_deref().unwrap_or("no reason recorded");
+            text.push_str(&format!("  {}/{}: {reason}\n", source.group, source.name));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A summary with the fields `ls` shows; tests change what they need.
+    pub fn summary(group: &str, name: &str, status: Status) -> SourceSummary {
+        SourceSummary {
+            group: group.into(),
+            name: name.into(),
+            version: Some("v2".into()),
+            status,
+            rows: Some(1204),
+            columns: ["id", "date", "amount"].map(String::from).to_vec(),
+            skipped_columns: Vec::new(),
+            reason: None,
+            format: Some("csv".into()),
+            size: Some(12_345),
+            sha256: Some("ab".repeat(32)),
+            added_at: Some("2026-11-27T01:50:00Z".into()),
+            added_by: Some("alice".into()),
+            added_by_uid: Some(1000),
+            updated_at: Some("2026-11-27T01:56:24Z".into()),
+        }
+    }
+
+    #[test]
+    fn each_source_is_a_row_under_the_header() {
+        let mut wide = summary("sales", "wide.xlsx", Status::Embedding);
+        wide.columns = (1..=30).map(|i| format!("column_{i}")).collect();
+        let sources = [summary("sales", "q1.csv", Status::Embedded), wide];
+        let text = render(&sources, &TimeZone::UTC);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        for word in [
+            "GROUP", "NAME", "VERSION", "STATUS", "ROWS", "COLUMNS", "UPDATED",
+        ] {
+            assert!(lines[0].contains(word), "{text}");
+        }
+        for word in [
+            "sales",
+            "q1.csv",
+            "v2",
+            "embedded",
+            "1204",
+            "id, date, amount",
+            "2026-11-27 01:56:24",
+        ] {
+            assert!(lines[1].contains(word), "{word}: {text}");
+        }
+        assert!(lines[2].contains("column_1, column_2"), "{text}");
+        assert!(lines[2].contains("… +"), "{text}");
+        assert!(!lines[2].contains("column_30"), "{text}");
+        assert!(!text.contains("Rejected"), "{text}");
+    }
+
+    #[test]
+    fn rejected_sources_show_dashes_and_their_reason() {
+        let mut bad = summary("sales", "bad.xlsx", Status::Invalid);
+        bad.version = None;
+        bad.rows = None;
+        bad.columns.clear();
+        bad.updated_at = None;
+        bad.reason = Some("sheet 'Q1' has no header row".into());
+        let text = render(&[bad], &TimeZone::UTC);
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.contains("bad.xlsx  -  "), "{text}");
+        assert!(row.contains("invalid"), "{text}");
+        assert!(
+            row.ends_with("2026-11-27 01:50:00"),
+            "falls back to added_at: {text}"
+        );
+        assert!(
+            text.contains("  sales/bad.xlsx: sheet 'Q1' has no header row\n"),
+            "{text}"
+        );
+    }
+}

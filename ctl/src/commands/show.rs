@@ -1,0 +1,195 @@
+//! `ingestctl show SOURCE [-g GROUP]`: one source in full — its header facts, current and
+//! skipped columns, then every version and rejected attempt with its reason.
+
+use super::Options;
+use crate::output;
+use ingestd::client::{Client, ClientError};
+use ingestd::protocol::{Command, SkippedColumn, SourceDetail, VersionInfo};
+use jiff::tz::TimeZone;
+
+pub fn run(client: &mut Client, options: &Options, source: &str) -> Result<String, ClientError> {
+    let command = Command::Show {
+        source: source.to_string(),
+        group: options.group.clone(),
+    };
+    if options.json {
+        return Ok(output::json(&client.request(&command)?));
+    }
+    let detail: SourceDetail = client.call(&command)?;
+    Ok(render(&detail, &options.tz))
+}
+
+fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
+    let s = &detail.summary;
+    let mut text = format!("{} in group {}\n", s.name, s.group);
+    let mut field = |label: &str, value: String| {
+        text.push_str(&format!("  {label:<9}{value}\n"));
+    };
+    let status = match &s.version {
+        Some(version) => format!("{} ({version})", s.status),
+        None => s.status.to_string(),
+    };
+    field("status", status);
+    if let Some(reason) = &s.reason {
+        field("reason", reason.clone());
+    }
+    field("rows", output::or_dash(s.rows));
+    let format_and_size = match (&s.format, s.size) {
+        (Some(format), Some(size)) => format!("{format}, {}", output::size(size)),
+        (Some(format), None) => format.clone(),
+        (None, Some(size)) => output::size(size),
+        (None, None) => "-".to_string(),
+    };
+    field("format", format_and_size);
+    if let Some(sha256) = &s.sha256 {
+        field("sha256", sha256.clone());
+    }
+    let stored = detail.versions.iter().find_map(|v| v.stored_path.clone());
+    if let Some(stored) = stored {
+        field("stored", stored);
+    }
+    field(
+        "added",
+        format!(
+            "{} by {}",
+            output::maybe_time(s.added_at.as_deref(), tz),
+            output::who(s.added_by.as_deref(), s.added_by_uid)
+        ),
+    );
+    field("updated", output::maybe_time(s.updated_at.as_deref(), tz));
+
+    text.push_str(&format!("\nColumns ({}):", s.columns.len()));
+    if s.columns.is_empty() {
+        text.push_str(" none\n");
+    } else {
+        text.push_str(&format!(" {}\n", s.columns.join(", ")));
+    }
+    text.push_str(&skipped(&s.skipped_columns));
+
+    if !detail.versions.is_empty() {
+        text.push_str("\nVersions and attempts (newest first):\n");
+        text.push_str(&versions(&detail.versions, tz));
+    }
+    text
+}
+
+fn skipped(columns: &[SkippedColumn]) -> String {
+    if columns.is_empty() {
+        return String::new();
+    }
+    let mut text = format!("Skipped columns ({}):\n", columns.len());
+    for column in columns {
+        text.push_str(&format!(
+            "  column {}: {}\n",
+            column.position, column.reason
+        ));
+    }
+    text
+}
+
+fn versions(versions: &[VersionInfo], tz: &TimeZone) -> String {
+    let rows = versions
+        .iter()
+        .map(|v| {
+            vec![
+                output::or_dash(v.version.as_deref()),
+                v.status.to_string(),
+                output::or_dash(v.rows),
+                v.columns.len().to_string(),
+                output::or_dash(v.size.map(output::size)),
+                output::time(&v.added_at, tz),
+                output::who(v.added_by.as_deref(), v.added_by_uid),
+                v.reason.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "VERSION", "STATUS", "ROWS", "COLUMNS", "SIZE", "ADDED", "BY", "REASON",
+        ],
+        rows,
+        &[2, 3, 4],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::ls::tests::summary;
+    use ingestd::protocol::Status;
+
+    fn version(label: Option<&str>, status: Status, reason: Option<&str>) -> VersionInfo {
+        VersionInfo {
+            version: label.map(String::from),
+            status,
+            reason: reason.map(String::from),
+            format: Some("csv".into()),
+            size: Some(2_500_000),
+            sha256: None,
+            rows: label.map(|_| 1204),
+            columns: ["id", "date"].map(String::from).to_vec(),
+            skipped_columns: Vec::new(),
+            stored_path: label.map(|l| format!("/srv/store/sales/q1_{l}.csv")),
+            added_at: "2026-11-27T01:56:24Z".into(),
+            added_by: None,
+            added_by_uid: Some(1001),
+        }
+    }
+
+    #[test]
+    fn show_prints_header_columns_skipped_and_versions() {
+        let mut summary = summary("sales", "q1.csv", Status::Embedded);
+        summary.skipped_columns = vec![SkippedColumn {
+            position: 4,
+            reason: "blank header".into(),
+        }];
+        let detail = SourceDetail {
+            summary,
+            versions: vec![
+                version(Some("v2"), Status::Embedded, None),
+                version(None, Status::Invalid, Some("the file is empty (0 bytes)")),
+                version(Some("v1"), Status::Embedded, None),
+            ],
+        };
+        let text = render(&detail, &TimeZone::UTC);
+        for needle in [
+            "q1.csv in group sales\n",
+            "  status   embedded (v2)\n",
+            "  format   csv, 12.3 kB\n",
+            "  stored   /srv/store/sales/q1_v2.csv\n",
+            "  added    2026-11-27 01:50:00 by alice\n",
+            "\nColumns (3): id, date, amount\n",
+            "Skipped columns (1):\n  column 4: blank header\n",
+            "Versions and attempts (newest first):\nVERSION",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        let table: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("VERSION"))
+            .collect();
+        assert_eq!(table.len(), 4, "{text}");
+        assert!(table[1].starts_with("v2"), "{text}");
+        assert!(table[1].contains("2.5 MB"), "{text}");
+        assert!(table[1].contains("uid 1001"), "{text}");
+        assert!(table[2].starts_with("-"), "{text}");
+        assert!(table[2].ends_with("the file is empty (0 bytes)"), "{text}");
+    }
+
+    #[test]
+    fn a_source_never_accepted_shows_its_reason() {
+        let mut summary = summary("sales", "bad.csv", Status::Invalid);
+        summary.version = None;
+        summary.columns.clear();
+        summary.reason = Some("not a CSV file".into());
+        let detail = SourceDetail {
+            summary,
+            versions: vec![version(None, Status::Invalid, Some("not a CSV file"))],
+        };
+        let text = render(&detail, &TimeZone::UTC);
+        assert!(text.contains("  status   invalid\n"), "{text}");
+        assert!(text.contains("  reason   not a CSV file\n"), "{text}");
+        assert!(text.contains("Columns (0): none\n"), "{text}");
+        assert!(!text.contains("stored"), "{text}");
+    }
+}

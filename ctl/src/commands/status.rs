@@ -1,0 +1,149 @@
+//! `ingestctl status`: what the daemon is, where its folders are, how busy it is and what
+//! went wrong lately.
+
+use super::Options;
+use crate::output;
+use ingestd::client::{Client, ClientError};
+use ingestd::protocol::{Command, Status, StatusInfo};
+use jiff::tz::TimeZone;
+use std::collections::BTreeMap;
+
+pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
+    if options.json {
+        return Ok(output::json(&client.request(&Command::Status {})?));
+    }
+    let status: StatusInfo = client.call(&Command::Status {})?;
+    Ok(render(&status, &options.tz))
+}
+
+/// Counts by status, zeros left out, in lifecycle order: "embedded 10, invalid 2".
+pub fn by_status(counts: &BTreeMap<Status, u64>) -> String {
+    let parts: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(status, n)| format!("{status} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn render(s: &StatusInfo, tz: &TimeZone) -> String {
+    let sources = match by_status(&s.by_status).as_str() {
+        "-" => s.sources.to_string(),
+        counts => format!("{} ({counts})", s.sources),
+    };
+    let fields = [
+        (
+            "daemon",
+            format!(
+                "ingestd {} (protocol {}), pid {}",
+                s.daemon_version, s.protocol, s.pid
+            ),
+        ),
+        (
+            "up",
+            format!(
+                "{}, since {}",
+                output::duration(s.uptime_secs),
+                output::time(&s.started_at, tz)
+            ),
+        ),
+        ("drop root", s.drop_root.clone()),
+        ("storage root", s.storage_root.clone()),
+        ("database", s.database.clone()),
+        ("socket", s.socket.clone()),
+        ("provider", s.provider.clone()),
+        ("groups", s.groups.to_string()),
+        ("sources", sources),
+        ("in flight", s.in_flight.to_string()),
+        (
+            "queue",
+            format!(
+                "{} queued, {} processing, {} failed",
+                s.queue.queued, s.queue.processing, s.queue.failed
+            ),
+        ),
+    ];
+    let mut text = String::new();
+    for (label, value) in fields {
+        text.push_str(&format!("{label:<14}{value}\n"));
+    }
+    if !s.last_errors.is_empty() {
+        text.push_str("\nRecent errors (newest last):\n");
+        for notice in &s.last_errors {
+            text.push_str(&format!(
+                "  {}  {}\n",
+                output::time(&notice.time, tz),
+                notice.message
+            ));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingestd::protocol::{Notice, QueueSummary};
+
+    fn status() -> StatusInfo {
+        StatusInfo {
+            daemon_version: "0.1.0".into(),
+            protocol: 1,
+            pid: 4242,
+            started_at: "2026-11-27T01:56:24Z".into(),
+            uptime_secs: 7_380,
+            drop_root: "/srv/drop".into(),
+            storage_root: "/srv/ingest_sources".into(),
+            database: "/srv/ingestd.sqlite".into(),
+            socket: "/run/ingestd/ingestd.sock".into(),
+            provider: "minilm".into(),
+            groups: 2,
+            sources: 12,
+            by_status: BTreeMap::from([
+                (Status::Invalid, 2),
+                (Status::Embedded, 10),
+                (Status::Queued, 0),
+            ]),
+            in_flight: 1,
+            queue: QueueSummary {
+                queued: 3,
+                processing: 1,
+                failed: 0,
+            },
+            last_errors: vec![Notice {
+                time: "2026-11-27T02:00:00Z".into(),
+                message: "notes.txt is directly in the drop root; put it in a group folder".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn status_lists_folders_counts_and_errors() {
+        let text = render(&status(), &TimeZone::UTC);
+        for line in [
+            "daemon        ingestd 0.1.0 (protocol 1), pid 4242\n",
+            "up            2h 03m, since 2026-11-27 01:56:24\n",
+            "drop root     /srv/drop\n",
+            "sources       12 (embedded 10, invalid 2)\n",
+            "queue         3 queued, 1 processing, 0 failed\n",
+            "  2026-11-27 02:00:00  notes.txt is directly in the drop root",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn no_errors_no_error_section() {
+        let mut quiet = status();
+        quiet.last_errors.clear();
+        quiet.by_status.clear();
+        quiet.sources = 0;
+        let text = render(&quiet, &TimeZone::UTC);
+        assert!(!text.contains("Recent errors"), "{text}");
+        assert!(text.contains("sources       0\n"), "{text}");
+    }
+}

@@ -1,0 +1,235 @@
+//! How `ingestctl` prints: borderless tables and short forms (times, sizes, lists) for people,
+//! the daemon's `data` as pretty-printed JSON for scripts, and the write to stdout itself.
+//!
+//! Everything here is pure except [`emit`]; commands build their whole output as a `String`
+//! so it can be tested without a terminal. No colour: none is needed yet, and any added later
+//! must be off unless stdout is a TTY and `NO_COLOR` is unset.
+
+use comfy_table::{CellAlignment, Table, presets};
+use jiff::{Timestamp, tz::TimeZone};
+use serde_json::Value;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+/// Widest the joined column list of `ls` may get before it is cut.
+pub const COLUMNS_WIDTH: usize = 40;
+
+/// What `--json` prints: the daemon's `data`, pretty-printed, with a final newline.
+pub fn json(data: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(data).expect("a JSON value always serializes");
+    text.push('\n');
+    text
+}
+
+/// A borderless table, columns two spaces apart, no trailing spaces. `right` lists the
+/// columns (by index) that hold numbers.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    for (index, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, 2));
+        if right.contains(&index) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut text = table.trim_fmt();
+    text.push('\n');
+    text
+}
+
+/// An RFC 3339 time as "2026-11-27 01:56:24" in `tz`; anything unparsable is shown as sent.
+pub fn time(rfc3339: &str, tz: &TimeZone) -> String {
+    match rfc3339.parse::<Timestamp>() {
+        Ok(ts) => ts
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
+/// [`time`] of an optional time, "-" when absent.
+pub fn maybe_time(rfc3339: Option<&str>, tz: &TimeZone) -> String {
+    rfc3339.map_or_else(|| "-".to_string(), |t| time(t, tz))
+}
+
+/// An optional value for a table cell, "-" when absent.
+pub fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// Bytes in SI units, as the config writes them ("50MB" is 50,000,000 bytes).
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 999.95 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A duration in its two largest units: "3d 4h", "2h 03m", "5m 12s", "42s".
+pub fn duration(secs: u64) -> String {
+    let (days, hours, minutes, seconds) =
+        (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, _) => format!("{minutes}m {seconds:02}s"),
+        (0, _, _) => format!("{hours}h {minutes:02}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+/// Who added something: the user name, else the uid, else "-".
+pub fn who(name: Option<&str>, uid: Option<u32>) -> String {
+    match (name, uid) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(uid)) => format!("uid {uid}"),
+        (None, None) => "-".to_string(),
+    }
+}
+
+/// `items` joined with ", ", cut to about `max_chars` with a count of what was left out:
+/// "id, date, amount, … +12".
+pub fn joined_truncated(items: &[String], max_chars: usize) -> String {
+    let mut out = String::new();
+    for (index, item) in items.iter().enumerate() {
+        let separator = if index == 0 { "" } else { ", " };
+        let fits = out.chars().count() + separator.len() + item.chars().count() <= max_chars;
+        if fits {
+            out.push_str(separator);
+            out.push_str(item);
+        } else if index == 0 {
+            // One name longer than the whole cell: show its start.
+            out.extend(item.chars().take(max_chars.saturating_sub(1)));
+            out.push('…');
+        } else {
+            out.push_str(&format!(", … +{}", items.len() - index));
+            break;
+        }
+    }
+    out
+}
+
+/// Write `text` to stdout. A closed pipe (`ingestctl ls | head -1`) is success: the reader
+/// has all it wanted.
+pub fn emit(text: &str) -> ExitCode {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "error: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_have_no_borders_and_no_trailing_spaces() {
+        let text = table(
+            &["NAME", "ROWS"],
+            vec![
+                vec!["a.csv".into(), "5".into()],
+                vec!["longer.xlsx".into(), "1204".into()],
+            ],
+            &[1],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "NAME         ROWS",
+                "a.csv           5",
+                "longer.xlsx  1204"
+            ]
+        );
+    }
+
+    #[test]
+    fn times_are_shortened_in_the_given_zone() {
+        let utc = TimeZone::UTC;
+        assert_eq!(
+            time("2026-11-27T01:56:24.123Z", &utc),
+            "2026-11-27 01:56:24"
+        );
+        assert_eq!(
+            time("2026-11-27T03:56:24+02:00", &utc),
+            "2026-11-27 01:56:24"
+        );
+        let plus_one = TimeZone::fixed(jiff::tz::offset(1));
+        assert_eq!(
+            time("2026-11-27T01:56:24Z", &plus_one),
+            "2026-11-27 02:56:24"
+        );
+        assert_eq!(time("yesterday", &utc), "yesterday");
+        assert_eq!(maybe_time(None, &utc), "-");
+    }
+
+    #[test]
+    fn sizes_and_durations_read_well() {
+        let sizes = [
+            (0, "0 B"),
+            (999, "999 B"),
+            (1000, "1.0 kB"),
+            (12_345, "12.3 kB"),
+            (999_999, "1.0 MB"),
+            (50_000_000, "50.0 MB"),
+        ];
+        for (bytes, want) in sizes {
+            assert_eq!(size(bytes), want, "{bytes}");
+        }
+        let durations = [
+            (0, "0s"),
+            (42, "42s"),
+            (312, "5m 12s"),
+            (7_380, "2h 03m"),
+            (273_600, "3d 4h"),
+        ];
+        for (secs, want) in durations {
+            assert_eq!(duration(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn long_column_lists_are_cut_with_a_count() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases: &[(&[&str], usize, &str)] = &[
+            (&[], 20, ""),
+            (&["id", "date"], 20, "id, date"),
+            (
+                &["id", "date", "amount", "region"],
+                16,
+                "id, date, amount, … +1",
+            ),
+            (&["id", "date", "amount", "region"], 10, "id, date, … +2"),
+            (&["a_very_long_column_name", "b"], 10, "a_very_lo…, … +1"),
+        ];
+        for (items, max, want) in cases {
+            assert_eq!(joined_truncated(&names(items), *max), *want, "{items:?}");
+        }
+    }
+
+    #[test]
+    fn json_is_pretty_and_ends_with_a_newline() {
+        let text = json(&serde_json::json!([{"name": "a.csv"}]));
+        assert_eq!(text, "[\n  {\n    \"name\": \"a.csv\"\n  }\n]\n");
+    }
+}

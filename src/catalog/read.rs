@@ -1,0 +1,203 @@
+//! Read models for `ls`, `show`, `groups` and `status`, straight from the catalog.
+//!
+//! A source is described by its newest accepted version; when its newest attempt came later
+//! and was rejected, the status and reason are that attempt's, so a user sees at once that
+//! their last drop was refused while the version they had stays listed.
+
+use super::{CatalogError, Db};
+use crate::clock;
+use crate::protocol::{GroupInfo, SkippedColumn, SourceDetail, SourceSummary, Status, VersionInfo};
+use rusqlite::Row;
+use std::collections::BTreeMap;
+
+const VERSION_COLUMNS: &str = "v.version_no, v.status, v.reason, v.format, v.size, v.sha256, \
+     v.rows, v.columns, v.skipped_columns, v.stored_path, v.created_at, v.added_by, \
+     v.added_by_uid, v.updated_at";
+
+fn version_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<(VersionInfo, i64)>> {
+    let Some(status) = r.get::<_, Option<String>>(at + 1)? else {
+        return Ok(None);
+    };
+    let columns: Vec<String> =
+        serde_json::from_str(&r.get::<_, String>(at + 7)?).unwrap_or_default();
+    let skipped: Vec<SkippedColumn> =
+        serde_json::from_str(&r.get::<_, String>(at + 8)?).unwrap_or_default();
+    let uid: Option<u32> = r.get(at + 12)?;
+    let user: Option<String> = r.get(at + 11)?;
+    let status = Status::parse(&status).unwrap_or(Status::Failed);
+    let info = VersionInfo {
+        version: r.get::<_, Option<i64>>(at)?.map(|n| format!("v{n}")),
+        status,
+        reason: r.get(at + 2)?,
+        format: r.get(at + 3)?,
+        size: r.get::<_, Option<i64>>(at + 4)?.map(|s| s as u64),
+        sha256: r.get(at + 5)?,
+        rows: r.get::<_, Option<i64>>(at + 6)?.map(|n| n as u64),
+        columns,
+        skipped_columns: skipped,
+        stored_path: if status == Status::Invalid {
+            None
+        } else {
+            r.get(at + 9)?
+        },
+        added_at: clock::rfc3339(r.get(at + 10)?),
+        added_by: user.or_else(|| uid.map(|u| u.to_string())),
+        added_by_uid: uid,
+    };
+    Ok(Some((info, r.get(at + 13)?)))
+}
+
+fn summarize(
+    group: String,
+    name: String,
+    latest: Option<(VersionInfo, i64)>,
+    current: Option<(VersionInfo, i64)>,
+) -> SourceSummary {
+    let updated_at = latest.as_ref().map(|(_, t)| clock::rfc3339(*t));
+    let latest = latest.map(|(v, _)| v);
+    let current = current.map(|(v, _)| v);
+    let (status, reason) = match &latest {
+        Some(v) if v.status == Status::Invalid => (Status::Invalid, v.reason.clone()),
+        Some(v) => (v.status, None),
+        None => (Status::Pending, None),
+    };
+    let shown = current.as_ref().or(latest.as_ref());
+    SourceSummary {
+        group,
+        name,
+        version: current.as_ref().and_then(|v| v.version.clone()),
+        status,
+        rows: current.as_ref().and_then(|v| v.rows),
+        columns: current
+            .as_ref()
+            .map(|v| v.columns.clone())
+            .unwrap_or_default(),
+        skipped_columns: current
+            .as_ref()
+            .map(|v| v.skipped_columns.clone())
+            .unwrap_or_default(),
+        reason,
+        format: shown.and_then(|v| v.format.clone()),
+        size: shown.and_then(|v| v.size),
+        sha256: current.as_ref().and_then(|v| v.sha256.clone()),
+        added_at: latest.as_ref().map(|v| v.added_at.clone()),
+        added_by: latest.as_ref().and_then(|v| v.added_by.clone()),
+        added_by_uid: latest.as_ref().and_then(|v| v.added_by_uid),
+        updated_at,
+    }
+}
+
+impl Db {
+    /// Every source of `group` (or of all groups), sorted by group and name.
+    pub fn list_sources(&self, group: Option<&str>) -> Result<Vec<SourceSummary>, CatalogError> {
+        let sql = format!(
+            "WITH latest AS (SELECT source_id, MAX(id) AS id FROM versions GROUP BY source_id),
+                  current AS (SELECT source_id, MAX(id) AS id FROM versions
+                              WHERE version_no IS NOT NULL AND status != 'invalid'
+                              GROUP BY source_id)
+             SELECT g.name, s.name, {latest}, {current}
+             FROM sources s
+             JOIN groups g ON g.id = s.group_id
+             LEFT JOIN latest ON latest.source_id = s.id
+             LEFT JOIN versions v ON v.id = latest.id
+             LEFT JOIN current ON current.source_id = s.id
+             LEFT JOIN versions c ON c.id = current.id
+             WHERE ?1 IS NULL OR g.name = ?1
+             ORDER BY g.name, s.name",
+            latest = VERSION_COLUMNS,
+            current = VERSION_COLUMNS.replace("v.", "c."),
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let rows = stmt.query_map([group], |r| {
+            Ok(summarize(
+                r.get(0)?,
+                r.get(1)?,
+                version_from_row(r, 2)?,
+                version_from_row(r, 16)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One source with every version and attempt, newest first.
+    pub fn show_source(
+        &self,
+        group: Option<&str>,
+        name: &str,
+    ) -> Result<SourceDetail, CatalogError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT g.name, s.id FROM sources s JOIN groups g ON g.id = s.group_id
+             WHERE s.name = ?1 AND (?2 IS NULL OR g.name = ?2) ORDER BY g.name",
+        )?;
+        let found: Vec<(String, i64)> = stmt
+            .query_map(rusqlite::params![name, group], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let (group_name, source_id) = match found.as_slice() {
+            [] => {
+                let place = match group {
+                    Some(g) => format!("in group {g:?}"),
+                    None => "in any group".to_string(),
+                };
+                return Err(CatalogError::NotFound(format!(
+                    "no source named {name:?} {place}; `ingestctl ls` lists the sources"
+                )));
+            }
+            [one] => one.clone(),
+            many => {
+                let groups: Vec<&str> = many.iter().map(|(g, _)| g.as_str()).collect();
+                return Err(CatalogError::Ambiguous(format!(
+                    "{name:?} exists in several groups ({}); say which with -g GROUP",
+                    groups.join(", ")
+                )));
+            }
+        };
+        let summary = self
+            .list_sources(Some(&group_name))?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| CatalogError::NotFound(format!("source {name:?} vanished")))?;
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM versions v WHERE v.source_id = ?1 ORDER BY v.id DESC"
+        );
+        let mut stmt = self.conn().prepare_cached(&sql)?;
+        let versions = stmt
+            .query_map([source_id], |r| version_from_row(r, 0))?
+            .filter_map(|v| v.transpose())
+            .map(|v| v.map(|(info, _)| info))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SourceDetail { summary, versions })
+    }
+
+    /// Every group with counts of its sources by status.
+    pub fn list_groups(&self) -> Result<Vec<GroupInfo>, CatalogError> {
+        let mut groups: BTreeMap<String, GroupInfo> = BTreeMap::new();
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT g.name, MAX(COALESCE(v.updated_at, g.created_at))
+             FROM groups g LEFT JOIN sources s ON s.group_id = g.id
+             LEFT JOIN versions v ON v.source_id = s.id GROUP BY g.id",
+        )?;
+        for row in stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+        })? {
+            let (name, last) = row?;
+            groups.insert(
+                name.clone(),
+                GroupInfo {
+                    name,
+                    sources: 0,
+                    by_status: BTreeMap::new(),
+                    last_activity: last.map(clock::rfc3339),
+                },
+            );
+        }
+        for source in self.list_sources(None)? {
+            if let Some(group) = groups.get_mut(&source.group) {
+                group.sources += 1;
+                *group.by_status.entry(source.status).or_default() += 1;
+            }
+        }
+        Ok(groups.into_values().collect())
+    }
+}

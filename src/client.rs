@@ -1,0 +1,509 @@
+//! A synchronous client of the control socket, used by `ingestctl` and by the end-to-end tests.
+//!
+//! It owns one connection and speaks the framing of [`crate::protocol`]: one request line out,
+//! one response line back, in order. It must never invent protocol shapes of its own, and it
+//! never waits without a bound: reads and writes time out (default [`DEFAULT_TIMEOUT`]) so a
+//! wedged daemon becomes an error, not a hung terminal. After a transport error (timeout, cut
+//! line, oversized line) the connection is out of step with the daemon, so the client refuses
+//! further requests on it; connect again.
+
+use crate::protocol::{
+    Command, ErrorBody, MAX_RESPONSE_BYTES, PROTOCOL_VERSION, Request, Response,
+};
+use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long one request may wait for its answer (and a write for buffer space).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Appended to errors that mean the two ends disagree about the protocol.
+const SAME_RELEASE: &str = "; are ingestd and this client from the same release?";
+
+/// Exit code for "the daemon refused or the operation failed" (DESIGN §4).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for "the daemon could not be reached or did not answer" (DESIGN §4).
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting failed: no socket file, nobody listening, no permission, bad path.
+    #[error(
+        "cannot reach ingestd at {}: {source}; {}",
+        socket.display(),
+        unreachable_hint(source)
+    )]
+    Unreachable { socket: PathBuf, source: io::Error },
+    /// Connected, but no answer came within the timeout.
+    #[error(
+        "ingestd at {} did not answer within {} s; it may be overloaded or stuck (check its \
+         log, e.g. `journalctl -u ingestd`)",
+        socket.display(),
+        after.as_secs_f64()
+    )]
+    Timeout { socket: PathBuf, after: Duration },
+    /// The daemon hung up before answering (it stopped, restarted or crashed).
+    #[error(
+        "ingestd at {} closed the connection without answering; was it stopping or restarting?",
+        socket.display()
+    )]
+    Closed { socket: PathBuf },
+    /// The daemon answered with an error; `code` says which kind.
+    #[error("{}", .0.message)]
+    Daemon(ErrorBody),
+    /// Reading or writing the socket failed for another reason.
+    #[error("talking to ingestd at {}: {about}: {source}", socket.display())]
+    Io {
+        socket: PathBuf,
+        about: &'static str,
+        source: io::Error,
+    },
+    /// The answer is not a response this client understands.
+    #[error(
+        "ingestd at {} sent an answer this client cannot use: {message}",
+        socket.display()
+    )]
+    Decode { socket: PathBuf, message: String },
+}
+
+impl ClientError {
+    /// The `ingestctl` exit code for this error: [`EXIT_UNREACHABLE`] when no answer could be had
+    /// from the daemon, [`EXIT_FAILED`] for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Unreachable { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Closed { .. } => EXIT_UNREACHABLE,
+            ClientError::Daemon(_) | ClientError::Io { .. } | ClientError::Decode { .. } => {
+                EXIT_FAILED
+            }
+        }
+    }
+
+    /// The daemon's error, if this is one.
+    pub fn daemon_error(&self) -> Option<&ErrorBody> {
+        match self {
+            ClientError::Daemon(body) => Some(body),
+            _ => None,
+        }
+    }
+}
+
+/// What a person can do about a failed connect, by its cause.
+fn unreachable_hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::NotFound => {
+            "is ingestd running? If it uses another socket, pass --socket PATH or set \
+             INGESTD_SOCKET"
+        }
+        io::ErrorKind::ConnectionRefused => {
+            "nothing listens there: ingestd is not running, or this path is not its socket \
+             (start it, or pass --socket PATH or set INGESTD_SOCKET)"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "you may not use this socket: ask to be added to its group (server.socket_group, \
+             server.socket_mode in ingestd's config)"
+        }
+        _ => "check that ingestd is running and that --socket / INGESTD_SOCKET names its socket",
+    }
+}
+
+/// One connection to the daemon. Requests on it are answered in order.
+#[derive(Debug)]
+pub struct Client {
+    socket: PathBuf,
+    stream: BufReader<Stream>,
+    timeout: Option<Duration>,
+    /// Set after an error that leaves a response half read or still to come: the next line on
+    /// this connection would not belong to the next request.
+    out_of_step: bool,
+}
+
+impl Client {
+    /// Connect to the daemon's socket, with [`DEFAULT_TIMEOUT`] for every later read and write.
+    ///
+    /// The connect itself does not time out: on a Unix socket it completes at once unless the
+    /// daemon's accept backlog is full.
+    pub fn connect(socket: &Path) -> Result<Client, ClientError> {
+        let unreachable = |source| ClientError::Unreachable {
+            socket: socket.to_path_buf(),
+            source,
+        };
+        let name = socket
+            .to_fs_name::<GenericFilePath>()
+            .map_err(unreachable)?;
+        let stream = Stream::connect(name).map_err(unreachable)?;
+        let mut client = Client {
+            socket: socket.to_path_buf(),
+            stream: BufReader::new(stream),
+            timeout: None,
+            out_of_step: false,
+        };
+        client.set_timeout(Some(DEFAULT_TIMEOUT))?;
+        Ok(client)
+    }
+
+    /// The socket this client is connected to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Change how long a read or write may wait; `None` waits forever (not for interactive use).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        let stream = self.stream.get_ref();
+        stream
+            .set_recv_timeout(timeout)
+            .and_then(|()| stream.set_send_timeout(timeout))
+            .map_err(|source| self.io("setting the socket timeout", source))?;
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    /// Send `command` and return the `data` of the answer (`null` if the daemon sent none), or
+    /// the daemon's error as [`ClientError::Daemon`].
+    pub fn request(&mut self, command: &Command) -> Result<Value, ClientError> {
+        let mut line = serde_json::to_vec(&Request::new(command.clone()))
+            .expect("a request always serializes");
+        line.push(b'\n');
+        self.write_raw(&line)?;
+        let response = self.read_response()?;
+        if response.v != PROTOCOL_VERSION {
+            return Err(self.decode(format!(
+                "it speaks protocol version {}, this client version {PROTOCOL_VERSION}{SAME_RELEASE}",
+                response.v
+            )));
+        }
+        match (response.ok, response.data, response.error) {
+            (true, data, _) => Ok(data.unwrap_or(Value::Null)),
+            (false, _, Some(error)) => Err(ClientError::Daemon(error)),
+            (false, _, None) => Err(self.decode("\"ok\":false without an \"error\" object".into())),
+        }
+    }
+
+    /// Send `command` and decode the `data` of the answer as `T` (e.g. `Vec<SourceSummary>`
+    /// for `ls`).
+    pub fn call<T: DeserializeOwned>(&mut self, command: &Command) -> Result<T, ClientError> {
+        let data = self.request(command)?;
+        serde_json::from_value(data).map_err(|e| {
+            let name = serde_json::to_value(command)
+                .ok()
+                .and_then(|v| v.get("cmd").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default();
+            self.decode(format!(
+                "the data of {name:?} has an unexpected shape ({e}){SAME_RELEASE}"
+            ))
+        })
+    }
+
+    /// Write `line` and a newline as they are, and read one response, whatever it says. For
+    /// protocol tests: garbage, wrong versions, oversized lines. A `line` holding newlines is
+    /// several requests; read the further answers with [`Client::read_response`].
+    pub fn send_raw_line(&mut self, line: &[u8]) -> Result<Response, ClientError> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line);
+        bytes.push(b'\n');
+        self.write_raw(&bytes)?;
+        self.read_response()
+    }
+
+    /// Write `bytes` to the socket exactly as given (no newline is added).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.check_in_step()?;
+        let result = self
+            .stream
+            .get_mut()
+            .write_all(bytes)
+            .and_then(|()| self.stream.get_mut().flush());
+        result.map_err(|source| {
+            // Part of a line may have gone out: what the daemon answers next is anyone's guess.
+            self.out_of_step = true;
+            match source.kind() {
+                io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted => self.closed(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => self.timed_out(),
+                _ => self.io("sending the request", source),
+            }
+        })
+    }
+
+    /// Read one response line (at most [`MAX_RESPONSE_BYTES`] plus its newline) and parse it.
+    pub fn read_response(&mut self) -> Result<Response, ClientError> {
+        self.check_in_step()?;
+        let mut line = Vec::new();
+        let limit = MAX_RESPONSE_BYTES as u64 + 1;
+        let read = (&mut self.stream).take(limit).read_until(b'\n', &mut line);
+        let result = match read {
+            Err(source) => Err(match source.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => self.timed_out(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => self.closed(),
+                _ => self.io("reading the answer", source),
+            }),
+            Ok(_) if line.last() == Some(&b'\n') => Ok(()),
+            Ok(0) => Err(self.closed()),
+            Ok(n) if n as u64 == limit => Err(self.decode(format!(
+                "an answer line is longer than the protocol's limit of {MAX_RESPONSE_BYTES} bytes; \
+                 ask for less (e.g. one group)"
+            ))),
+            Ok(_) => Err(self.closed()),
+        };
+        if let Err(error) = result {
+            self.out_of_step = true;
+            return Err(error);
+        }
+        line.pop();
+        serde_json::from_slice(&line).map_err(|e| {
+            let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
+            self.decode(format!("{e} in {shown:?}"))
+        })
+    }
+
+    fn check_in_step(&self) -> Result<(), ClientError> {
+        if self.out_of_step {
+            return Err(self.io(
+                "reusing the connection",
+                io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "an earlier error left it out of step with the daemon; connect again",
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn timed_out(&self) -> ClientError {
+        ClientError::Timeout {
+            socket: self.socket.clone(),
+            after: self.timeout.unwrap_or_default(),
+        }
+    }
+
+    fn closed(&self) -> ClientError {
+        ClientError::Closed {
+            socket: self.socket.clone(),
+        }
+    }
+
+    fn io(&self, about: &'static str, source: io::Error) -> ClientError {
+        ClientError::Io {
+            socket: self.socket.clone(),
+            about,
+            source,
+        }
+    }
+
+    fn decode(&self, message: String) -> ClientError {
+        ClientError::Decode {
+            socket: self.socket.clone(),
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::thread::JoinHandle;
+
+    /// A one-connection fake daemon: `script` gets the accepted stream (reader and writer).
+    struct Fake {
+        _dir: tempfile::TempDir,
+        socket: PathBuf,
+        thread: JoinHandle<()>,
+    }
+
+    fn fake(script: impl FnOnce(&mut BufReader<UnixStream>, UnixStream) + Send + 'static) -> Fake {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("d.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let thread = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let writer = stream.try_clone().unwrap();
+            script(&mut BufReader::new(stream), writer);
+        });
+        Fake {
+            _dir: dir,
+            socket,
+            thread,
+        }
+    }
+
+    fn read_line(reader: &mut BufReader<UnixStream>) -> String {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        line
+    }
+
+    /// Answers each request line with the next canned line, recording what it received.
+    fn canned(answers: &'static [&'static str]) -> (Fake, std::sync::mpsc::Receiver<String>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let fake = fake(move |reader, mut writer| {
+            for answer in answers {
+                tx.send(read_line(reader)).unwrap();
+                writer.write_all(answer.as_bytes()).unwrap();
+                writer.write_all(b"\n").unwrap();
+            }
+        });
+        (fake, rx)
+    }
+
+    #[test]
+    fn request_sends_one_versioned_line_and_returns_data() {
+        let (fake, sent) = canned(&[
+            r#"{"ok":true,"v":1,"data":{"answer":42}}"#,
+            r#"{"ok":true,"v":1,"data":[]}"#,
+        ]);
+        let mut client = Client::connect(&fake.socket).unwrap();
+        let data = client.request(&Command::Status {}).unwrap();
+        assert_eq!(data, serde_json::json!({"answer": 42}));
+        assert_eq!(sent.recv().unwrap(), "{\"v\":1,\"cmd\":\"status\"}\n");
+
+        let rows: Vec<u32> = client
+            .call(&Command::Ls {
+                group: Some("sales".into()),
+            })
+            .unwrap();
+        assert!(rows.is_empty());
+        assert_eq!(
+            sent.recv().unwrap(),
+            "{\"v\":1,\"cmd\":\"ls\",\"group\":\"sales\"}\n"
+        );
+        fake.thread.join().unwrap();
+    }
+
+    #[test]
+    fn daemon_errors_come_back_typed_with_exit_code_1() {
+        let (fake, _sent) = canned(&[
+            r#"{"ok":false,"v":1,"error":{"code":"not_found","message":"no source 'x.csv'"}}"#,
+        ]);
+        let mut client = Client::connect(&fake.socket).unwrap();
+        let err = client
+            .request(&Command::Show {
+                source: "x.csv".into(),
+                group: None,
+            })
+            .unwrap_err();
+        assert_eq!(err.daemon_error().unwrap().code, ErrorCode::NotFound);
+        assert_eq!(err.to_string(), "no source 'x.csv'");
+        assert_eq!(err.exit_code(), EXIT_FAILED);
+        fake.thread.join().unwrap();
+    }
+
+    #[test]
+    fn send_raw_line_returns_the_response_whatever_it_says() {
+        let (fake, sent) =
+            canned(&[r#"{"ok":false,"v":1,"error":{"code":"bad_json","message":"not JSON"}}"#]);
+        let mut client = Client::connect(&fake.socket).unwrap();
+        let response = client.send_raw_line(b"garbage").unwrap();
+        assert!(!response.ok);
+        assert_eq!(response.error.unwrap().code, ErrorCode::BadJson);
+        assert_eq!(sent.recv().unwrap(), "garbage\n");
+        fake.thread.join().unwrap();
+    }
+
+    #[test]
+    fn missing_socket_is_unreachable_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("nobody.sock");
+        let err = Client::connect(&socket).unwrap_err();
+        assert!(matches!(err, ClientError::Unreachable { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
+        let message = err.to_string();
+        assert!(message.contains(&*socket.to_string_lossy()), "{message}");
+        assert!(message.contains("--socket"), "{message}");
+    }
+
+    #[test]
+    fn stale_socket_file_is_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("stale.sock");
+        drop(UnixListener::bind(&socket).unwrap());
+        let err = Client::connect(&socket).unwrap_err();
+        assert_eq!(err.exit_code(), EXIT_UNREACHABLE, "{err}");
+        assert!(err.to_string().contains("nothing listens there"), "{err}");
+    }
+
+    #[test]
+    fn a_silent_daemon_times_out_and_the_connection_is_retired() {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let fake = fake(move |reader, _writer| {
+            read_line(reader);
+            let _ = wait.recv(); // never answer; hold the connection open
+        });
+        let mut client = Client::connect(&fake.socket).unwrap();
+        client
+            .set_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let err = client.request(&Command::Status {}).unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
+        let again = client.request(&Command::Status {}).unwrap_err();
+        assert!(again.to_string().contains("connect again"), "{again}");
+        release.send(()).unwrap();
+        fake.thread.join().unwrap();
+    }
+
+    #[test]
+    fn hang_up_before_answering_is_closed() {
+        let fake = fake(|reader, _writer| {
+            read_line(reader);
+        });
+        let mut client = Client::connect(&fake.socket).unwrap();
+        let err = client.request(&Command::Groups {}).unwrap_err();
+        assert!(matches!(err, ClientError::Closed { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
+        fake.thread.join().unwrap();
+    }
+
+    #[test]
+    fn malformed_answers_are_decode_errors() {
+        let cases: &[(&str, &str)] = &[
+            ("not json", "not json"),
+            (r#"{"ok":false,"v":1}"#, "without an \"error\""),
+            (r#"{"ok":true,"v":2,"data":null}"#, "protocol version 2"),
+        ];
+        for (answer, needle) in cases {
+            let answer = answer.to_string();
+            let fake = fake(move |reader, mut writer| {
+                read_line(reader);
+                writeln!(writer, "{answer}").unwrap();
+            });
+            let mut client = Client::connect(&fake.socket).unwrap();
+            let err = client.request(&Command::Status {}).unwrap_err();
+            assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
+            assert!(err.to_string().contains(needle), "{err}");
+            assert_eq!(err.exit_code(), EXIT_FAILED);
+            fake.thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn data_of_the_wrong_shape_is_a_decode_error_naming_the_command() {
+        let (fake, _sent) = canned(&[r#"{"ok":true,"v":1,"data":{"not":"a list"}}"#]);
+        let mut client = Client::connect(&fake.socket).unwrap();
+        let err = client
+            .call::<Vec<crate::protocol::SourceSummary>>(&Command::Ls { group: None })
+            .unwrap_err();
+        assert!(err.to_string().contains("\"ls\""), "{err}");
+        fake.thread.join().unwrap();
+    }
+
+    #[test]
+    fn an_oversized_answer_is_refused_without_reading_it_all() {
+        let fake = fake(|reader, mut writer| {
+            read_line(reader);
+            // The client stops reading at the limit and hangs up, so this write may fail.
+            let _ = writer.write_all(&vec![b'x'; MAX_RESPONSE_BYTES + 10]);
+        });
+        let mut client = Client::connect(&fake.socket).unwrap();
+        let err = client.request(&Command::Status {}).unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
+        drop(client);
+        fake.thread.join().unwrap();
+    }
+}

@@ -1,0 +1,536 @@
+//! Configuration: one TOML file, a default for every key, `INGESTD_<SECTION>_<KEY>` overrides,
+//! relative paths resolved against the file's folder, and errors that name the key.
+//!
+//! `config/ingestd.toml` is the commented example and `docs/configuration.md` the reference;
+//! a key added here is added there in the same change. Loading is pure apart from reading the
+//! file, so tests pass their own environment.
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where the daemon looks when neither `--config` nor `$INGESTD_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ingestd/ingestd.toml";
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "INGESTD_CONFIG";
+/// Environment variable naming the control socket (clients only).
+pub const SOCKET_ENV: &str = "INGESTD_SOCKET";
+/// Prefix of key overrides: `INGESTD_INGEST_SETTLE_MS=200`.
+pub const OVERRIDE_PREFIX: &str = "INGESTD_";
+
+/// Formats the daemon can read. `allowed_formats` must be a subset.
+pub const KNOWN_FORMATS: &[&str] = &["csv", "tsv", "xls", "xlsx", "xlsm", "parquet"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("config key {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub paths: Paths,
+    pub ingest: Ingest,
+    pub embedding: Embedding,
+    pub server: Server,
+    /// The file this was read from (not a key).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Paths {
+    pub drop_root: PathBuf,
+    pub storage_root: PathBuf,
+    pub database: PathBuf,
+    pub socket: PathBuf,
+    pub audit_log: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            drop_root: "/var/lib/ingestd/drop".into(),
+            storage_root: "/var/lib/ingestd/ingest_sources".into(),
+            database: "/var/lib/ingestd/ingestd.sqlite".into(),
+            socket: "/run/ingestd/ingestd.sock".into(),
+            audit_log: "/var/lib/ingestd/audit.jsonl".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ingest {
+    /// Largest file accepted ("50MB" = 50,000,000 bytes; "50MiB" also works).
+    pub max_file_size: ByteSize,
+    pub allowed_formats: Vec<String>,
+    /// How long size and mtime must stay unchanged before a file is taken.
+    pub settle_ms: u64,
+    /// Stored versions kept per source.
+    pub retain_versions: u32,
+    /// Files validated and stored at once.
+    pub workers: usize,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Self {
+            max_file_size: ByteSize::mb(50),
+            allowed_formats: KNOWN_FORMATS.iter().map(|s| s.to_string()).collect(),
+            settle_ms: 500,
+            retain_versions: 10,
+            workers: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    Minilm,
+    Openai,
+    Hashing,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Minilm => "minilm",
+            Provider::Openai => "openai",
+            Provider::Hashing => "hashing",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Embedding {
+    pub provider: Provider,
+    pub concurrency: u32,
+    pub batch_size: u32,
+    pub max_attempts: u32,
+    pub model_dir: PathBuf,
+    pub auto_fetch: bool,
+    pub openai: OpenAi,
+}
+
+impl Default for Embedding {
+    fn default() -> Self {
+        Self {
+            provider: Provider::Minilm,
+            concurrency: 3,
+            batch_size: 32,
+            max_attempts: 3,
+            model_dir: "/var/lib/ingestd/models/all-MiniLM-L6-v2".into(),
+            auto_fetch: false,
+            openai: OpenAi::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAi {
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable holding the API key (the key itself is never in here).
+    pub api_key_env: String,
+}
+
+impl Default for OpenAi {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:11434".into(),
+            model: "nomic-embed-text".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// Octal permission bits of the socket file.
+    pub socket_mode: String,
+    /// Group owning the socket; empty: the daemon's primary group.
+    pub socket_group: String,
+    /// Users or `@groups` allowed to change state; empty: anyone who can connect.
+    pub admins: Vec<String>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            socket_mode: "0660".into(),
+            socket_group: String::new(),
+            admins: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The config file to read: `explicit`, else `$INGESTD_CONFIG`, else the system default.
+    pub fn locate(explicit: Option<&Path>) -> PathBuf {
+        explicit
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(CONFIG_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+    }
+
+    /// Read `path` with this process's environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Read `path`, apply overrides from `env`, resolve paths, validate.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+        apply_env_overrides(&mut table, env)?;
+        let mut config: Config =
+            Config::deserialize(table).map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let base = match path.parent() {
+            // A bare file name (`--config ingestd.toml`) has the empty path as its parent.
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let base = std::path::absolute(&base).unwrap_or(base);
+        config.resolve_paths(&base);
+        config.file = Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for path in [
+            &mut self.paths.drop_root,
+            &mut self.paths.storage_root,
+            &mut self.paths.database,
+            &mut self.paths.socket,
+            &mut self.paths.audit_log,
+            &mut self.embedding.model_dir,
+        ] {
+            if path.is_relative() {
+                *path = normalize(&base.join(&*path));
+            }
+        }
+    }
+
+    /// Check every key whose type alone does not make it valid.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        if self.ingest.max_file_size.as_u64() == 0 {
+            return invalid("ingest.max_file_size", "must be larger than 0".into());
+        }
+        if self.ingest.allowed_formats.is_empty() {
+            return invalid(
+                "ingest.allowed_formats",
+                format!("must name at least one of {}", KNOWN_FORMATS.join(", ")),
+            );
+        }
+        for format in &self.ingest.allowed_formats {
+            if !KNOWN_FORMATS.contains(&format.as_str()) {
+                return invalid(
+                    "ingest.allowed_formats",
+                    format!(
+                        "{format:?} is not a format ingestd reads; known: {}",
+                        KNOWN_FORMATS.join(", ")
+                    ),
+                );
+            }
+        }
+        if !(10..=600_000).contains(&self.ingest.settle_ms) {
+            return invalid(
+                "ingest.settle_ms",
+                format!("{} is out of range 10..=600000", self.ingest.settle_ms),
+            );
+        }
+        if self.ingest.retain_versions == 0 {
+            return invalid("ingest.retain_versions", "must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.ingest.workers) {
+            return invalid("ingest.workers", "must be between 1 and 64".into());
+        }
+        if !(1..=64).contains(&self.embedding.concurrency) {
+            return invalid("embedding.concurrency", "must be between 1 and 64".into());
+        }
+        if !(1..=4096).contains(&self.embedding.batch_size) {
+            return invalid("embedding.batch_size", "must be between 1 and 4096".into());
+        }
+        if !(1..=100).contains(&self.embedding.max_attempts) {
+            return invalid("embedding.max_attempts", "must be between 1 and 100".into());
+        }
+        if let Err(reason) = self.socket_mode() {
+            return invalid("server.socket_mode", reason);
+        }
+        for admin in &self.server.admins {
+            if admin.trim().is_empty() || admin == "@" {
+                return invalid("server.admins", "names must not be empty".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// `server.socket_mode` as permission bits.
+    pub fn socket_mode(&self) -> Result<u32, String> {
+        let text = self.server.socket_mode.trim();
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if mode <= 0o777 => Ok(mode),
+            _ => Err(format!("{text:?} is not an octal permission like \"0660\"")),
+        }
+    }
+
+    /// The file types that may be dropped, for messages: ".csv, .tsv, …".
+    pub fn accepted_list(&self) -> String {
+        self.ingest
+            .allowed_formats
+            .iter()
+            .map(|f| format!(".{f}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Lexically remove `.` and `..` so messages show `/repo/data/drop`, not `/repo/config/../data`.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+/// Apply `INGESTD_<SECTION>_<KEY>` variables onto the parsed file. The section and key are found
+/// by matching against the defaults, so keys with underscores (`max_file_size`) and nested
+/// sections (`embedding.openai`) work; a value is taken as a string where the key is a string,
+/// else parsed as a TOML value (`200`, `true`, `["csv","xlsx"]`).
+fn apply_env_overrides(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
+    collect_sections(&defaults, &mut Vec::new(), &mut sections);
+    // Longest section names first so `embedding_openai_model` is not read as `embedding`.
+    sections.sort_by_key(|(env_name, _)| std::cmp::Reverse(env_name.len()));
+
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(OVERRIDE_PREFIX) && k != CONFIG_ENV && k != SOCKET_ENV)
+        .collect();
+    vars.sort();
+    for (var, value) in vars {
+        let rest = var[OVERRIDE_PREFIX.len()..].to_ascii_lowercase();
+        let found = sections.iter().find_map(|(env_name, path)| {
+            let key = rest.strip_prefix(env_name.as_str())?.strip_prefix('_')?;
+            let section = lookup(&defaults, path)?;
+            let default = section.get(key)?;
+            (!default.is_table()).then(|| (path.clone(), key.to_string(), default.clone()))
+        });
+        let Some((path, key, default)) = found else {
+            return Err(ConfigError::Env {
+                var,
+                reason: "names no config key (expected INGESTD_<SECTION>_<KEY>, e.g. \
+                         INGESTD_INGEST_SETTLE_MS)"
+                    .into(),
+            });
+        };
+        let parsed = if default.is_str() {
+            toml::Value::String(value)
+        } else {
+            let doc = format!("v = {value}");
+            match doc.parse::<toml::Table>() {
+                Ok(mut t) => t.remove("v").expect("v parsed"),
+                Err(_) => toml::Value::String(value),
+            }
+        };
+        let mut section = &mut *table;
+        for name in &path {
+            section = section
+                .entry(name.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .ok_or_else(|| ConfigError::Env {
+                    var: var.clone(),
+                    reason: format!("[{}] in the file is not a table", path.join(".")),
+                })?;
+        }
+        section.insert(key, parsed);
+    }
+    Ok(())
+}
+
+fn collect_sections<'a>(
+    table: &'a toml::Table,
+    prefix: &mut Vec<&'a str>,
+    out: &mut Vec<(String, Vec<&'a str>)>,
+) {
+    for (name, value) in table {
+        if let toml::Value::Table(inner) = value {
+            prefix.push(name);
+            out.push((prefix.join("_"), prefix.clone()));
+            collect_sections(inner, prefix, out);
+            prefix.pop();
+        }
+    }
+}
+
+fn lookup<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Table> {
+    let mut current = table;
+    for name in path {
+        current = current.get(*name)?.as_table()?;
+    }
+    Some(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf").join("ingestd.toml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        Config::load_with_env(
+            &path,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.ingest, Ingest::default());
+        assert_eq!(config.paths, Paths::default());
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ingestd.toml");
+        let config = Config::load_with_env(&path, []).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(config.paths.drop_root, root.join("data/drop"));
+        assert_eq!(config.ingest.max_file_size, ByteSize::mb(50));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let config = load("[paths]\ndrop_root = \"../data/drop\"\n", &[]).unwrap();
+        let file_dir = config.file.unwrap().parent().unwrap().to_path_buf();
+        assert_eq!(
+            config.paths.drop_root,
+            file_dir.parent().unwrap().join("data/drop")
+        );
+    }
+
+    #[test]
+    fn a_bare_file_name_resolves_against_the_working_directory() {
+        let config = Config::load_with_env(
+            Path::new("config/ingestd.toml")
+                .strip_prefix("config")
+                .unwrap(),
+            [],
+        );
+        // Run from the crate root there is no ./ingestd.toml; the error names it plainly.
+        assert!(matches!(config, Err(ConfigError::Read { .. })));
+        let base = std::env::current_dir().unwrap();
+        let mut c = Config::default();
+        c.paths.drop_root = "data/drop".into();
+        c.resolve_paths(&std::path::absolute(Path::new(".")).unwrap());
+        assert_eq!(c.paths.drop_root, base.join("data/drop"));
+    }
+
+    #[test]
+    fn env_overrides_win_and_keep_types() {
+        let config = load(
+            "[ingest]\nsettle_ms = 900\n",
+            &[
+                ("INGESTD_INGEST_SETTLE_MS", "200"),
+                ("INGESTD_INGEST_MAX_FILE_SIZE", "1MB"),
+                ("INGESTD_INGEST_ALLOWED_FORMATS", "[\"csv\"]"),
+                ("INGESTD_EMBEDDING_OPENAI_MODEL", "true"),
+                ("INGESTD_SERVER_SOCKET_MODE", "0600"),
+                ("INGESTD_PATHS_DROP_ROOT", "/srv/drop"),
+                ("INGESTD_CONFIG", "/ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.ingest.settle_ms, 200);
+        assert_eq!(config.ingest.max_file_size, ByteSize::mb(1));
+        assert_eq!(config.ingest.allowed_formats, vec!["csv"]);
+        assert_eq!(config.embedding.openai.model, "true");
+        assert_eq!(config.socket_mode(), Ok(0o600));
+        assert_eq!(config.paths.drop_root, PathBuf::from("/srv/drop"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
+            ("[ingest]\nsettle_ms = \"soon\"\n", &[], "settle_ms"),
+            ("[ingest]\nsetle_ms = 5\n", &[], "setle_ms"),
+            (
+                "[ingest]\nallowed_formats = [\"pdf\"]\n",
+                &[],
+                "ingest.allowed_formats",
+            ),
+            (
+                "[server]\nsocket_mode = \"rw\"\n",
+                &[],
+                "server.socket_mode",
+            ),
+            ("[embedding]\nprovider = \"gpt\"\n", &[], "provider"),
+            ("", &[("INGESTD_INGEST_NOPE", "1")], "INGESTD_INGEST_NOPE"),
+            ("", &[("INGESTD_INGEST_SETTLE_MS", "0")], "ingest.settle_ms"),
+            ("not toml at all [", &[], "ingestd.toml"),
+        ];
+        for (text, env, needle) in cases {
+            let err = load(text, env).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?} {env:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_a_read_error() {
+        let err = Config::load_with_env(Path::new("/nonexistent/ingestd.toml"), []).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(err.to_string().contains("/nonexistent/ingestd.toml"));
+    }
+}

@@ -1,0 +1,342 @@
+//! Header rules shared by every reader (CSV now, spreadsheets and Parquet later).
+//!
+//! This module owns what counts as a column name: which of the first rows is the header
+//! ([`find_header_row`]), how a header cell becomes a name ([`clean_name`]), which cells are
+//! skipped and why, and how duplicate names are made unique ([`header_columns`]). Cells of data
+//! rows that stick out past the header are reported once per position ([`ExtraCells`]).
+//!
+//! It is pure: readers hand it strings they already decoded. It never reads files, never
+//! rejects a file itself (it returns what it found and readers phrase the rejection), and never
+//! changes the text of a name beyond trimming, so a name is always recognisable in the source.
+
+use crate::protocol::SkippedColumn;
+use std::collections::{HashMap, HashSet};
+
+/// How many leading rows a reader hands to [`find_header_row`].
+pub const HEADER_SEARCH_ROWS: usize = 20;
+
+/// Reason recorded for a header cell that holds no name.
+pub const BLANK_HEADER: &str = "blank header";
+
+/// Reason recorded for data cells to the right of the last header cell.
+pub const NO_HEADER_CELL: &str = "no header cell";
+
+/// Characters that are invisible at the ends of a name: zero-width spaces and joiners, and a
+/// byte-order mark that survived into the text (files glued together, or a BOM written twice).
+const INVISIBLE: &[char] = &[
+    '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{180E}', '\u{FEFF}',
+];
+
+/// A header cell as a name: surrounding whitespace (Unicode, so NBSP too), control characters
+/// and invisible characters removed. Inner text is kept as written.
+pub fn clean_name(cell: &str) -> &str {
+    cell.trim_matches(|c: char| c.is_whitespace() || c.is_control() || INVISIBLE.contains(&c))
+}
+
+/// Whether a cell holds nothing a person would see.
+pub fn is_blank(cell: &str) -> bool {
+    clean_name(cell).is_empty()
+}
+
+/// Column names from a header row, and the header cells that were skipped.
+///
+/// Names are [`clean_name`]d; blank cells are skipped as [`BLANK_HEADER`]. A repeated name gets
+/// the smallest suffix `_k` (k ≥ 2) that is neither a name written in this row nor one already
+/// given, so `a, a, a_2` becomes `a, a_3, a_2` and no column is ever renamed into another.
+///
+/// Names compare exactly, after trimming: case-sensitive and without Unicode normalisation.
+/// `Amount` and `amount` are kept as two columns because the author wrote them differently and
+/// folding one into the other would rename a column the author chose; a consumer that needs
+/// case-insensitive keys must decide that for itself.
+pub fn header_columns(cells: &[String]) -> (Vec<String>, Vec<SkippedColumn>) {
+    let written: HashSet<&str> = cells.iter().map(|c| clean_name(c)).collect();
+    let mut given: HashSet<String> = HashSet::with_capacity(cells.len());
+    // The smallest free suffix only grows as names are given, so remember where to resume:
+    // a header of thousands of equal names stays linear instead of quadratic.
+    let mut next_suffix: HashMap<&str, usize> = HashMap::new();
+    let mut columns = Vec::with_capacity(cells.len());
+    let mut skipped = Vec::new();
+    for (index, cell) in cells.iter().enumerate() {
+        let name = clean_name(cell);
+        if name.is_empty() {
+            skipped.push(SkippedColumn {
+                position: index + 1,
+                reason: BLANK_HEADER.to_string(),
+            });
+            continue;
+        }
+        let unique = if given.contains(name) {
+            let k = next_suffix.entry(name).or_insert(2);
+            loop {
+                let candidate = format!("{name}_{k}");
+                *k += 1;
+                if !written.contains(candidate.as_str()) && !given.contains(&candidate) {
+                    break candidate;
+                }
+            }
+        } else {
+            name.to_string()
+        };
+        given.insert(unique.clone());
+        columns.push(unique);
+    }
+    (columns, skipped)
+}
+
+/// No row among the first ones looks like a header: they are all blank.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no header row (looked at the first {looked_at} rows)")]
+pub struct NoHeaderRow {
+    pub looked_at: usize,
+}
+
+/// Index of the header among the first rows of a table (at most [`HEADER_SEARCH_ROWS`] are
+/// looked at).
+///
+/// Blank rows are skipped, and so are title rows: a row with a single filled cell, or one
+/// reaching at most half as far right as the rows below it, when the rows below reach further.
+/// "The rows below" is the extent reached by at least two of them (or by the only one), so a
+/// single over-long data row cannot turn a real header into a title. Widths are extents (up to
+/// the last filled cell), because spreadsheet exports pad every row with empty cells.
+///
+/// Conservative by construction: a first row is never skipped unless rows below it reach
+/// further right than it does, so a file whose first row is its header gets row 0.
+pub fn find_header_row(rows: &[Vec<String>]) -> Result<usize, NoHeaderRow> {
+    let rows = &rows[..rows.len().min(HEADER_SEARCH_ROWS)];
+    let shapes: Vec<Shape> = rows.iter().map(|row| Shape::of(row)).collect();
+    for (index, shape) in shapes.iter().enumerate() {
+        if shape.filled > 0 && !shape.is_title_above(&shapes[index + 1..]) {
+            return Ok(index);
+        }
+    }
+    Err(NoHeaderRow {
+        looked_at: rows.len(),
+    })
+}
+
+/// How much of a row is filled, for header detection.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// Non-blank cells.
+    filled: usize,
+    /// 1-based position of the last non-blank cell; 0 for a blank row.
+    extent: usize,
+}
+
+impl Shape {
+    fn of(row: &[String]) -> Self {
+        let filled = row.iter().filter(|cell| !is_blank(cell)).count();
+        let extent = row
+            .iter()
+            .rposition(|cell| !is_blank(cell))
+            .map_or(0, |i| i + 1);
+        Shape { filled, extent }
+    }
+
+    fn is_title_above(self, below: &[Shape]) -> bool {
+        let width = typical_extent(below);
+        self.extent < width && (self.filled == 1 || self.extent * 2 <= width)
+    }
+}
+
+/// The extent reached by at least two of the non-blank rows (the second largest), or by the
+/// only one.
+fn typical_extent(rows: &[Shape]) -> usize {
+    let (mut largest, mut second, mut count) = (0, 0, 0);
+    for extent in rows.iter().map(|s| s.extent).filter(|&e| e > 0) {
+        count += 1;
+        if extent > largest {
+            second = largest;
+            largest = extent;
+        } else if extent > second {
+            second = extent;
+        }
+    }
+    if count == 1 { largest } else { second }
+}
+
+/// Positions of data cells to the right of the header, reported once each as
+/// [`NO_HEADER_CELL`]. Readers call [`ExtraCells::mark`] for every filled cell past the header.
+#[derive(Debug, Clone)]
+pub struct ExtraCells {
+    header_width: usize,
+    /// `seen[i]` is position `header_width + 1 + i`.
+    seen: Vec<bool>,
+}
+
+impl ExtraCells {
+    /// `header_width` counts every header cell, blank ones included.
+    pub fn new(header_width: usize) -> Self {
+        Self {
+            header_width,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn header_width(&self) -> usize {
+        self.header_width
+    }
+
+    /// A filled data cell at 0-based `index`; indexes under the header are ignored.
+    pub fn mark(&mut self, index: usize) {
+        let Some(offset) = index.checked_sub(self.header_width) else {
+            return;
+        };
+        if offset >= self.seen.len() {
+            self.seen.resize(offset + 1, false);
+        }
+        self.seen[offset] = true;
+    }
+
+    /// The marked positions, in order.
+    pub fn skipped(&self) -> Vec<SkippedColumn> {
+        self.seen
+            .iter()
+            .enumerate()
+            .filter(|(_, seen)| **seen)
+            .map(|(offset, _)| SkippedColumn {
+                position: self.header_width + offset + 1,
+                reason: NO_HEADER_CELL.to_string(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(cells: &[&str]) -> Vec<String> {
+        cells.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// Rows written as lines of comma-separated cells (no quoting needed in these tables).
+    fn table(text: &str) -> Vec<Vec<String>> {
+        text.lines()
+            .map(|line| line.split(',').map(str::to_string).collect())
+            .collect()
+    }
+
+    fn blank(position: usize) -> SkippedColumn {
+        SkippedColumn {
+            position,
+            reason: BLANK_HEADER.into(),
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_of_space_and_invisible_characters() {
+        let cases: &[(&str, &str)] = &[
+            ("amount", "amount"),
+            ("  amount\t", "amount"),
+            ("\u{FEFF}id", "id"),
+            ("\u{A0}price\u{A0}", "price"),
+            ("\u{200B}name\u{200D}", "name"),
+            ("\u{3000}全角\u{3000}", "全角"),
+            ("first name", "first name"),
+            (" Qty (m²) ", "Qty (m²)"),
+            ("\r\nwrapped\nheader\r\n", "wrapped\nheader"),
+            ("\u{0}x\u{0}", "x"),
+            ("\u{A0}\u{200B} ", ""),
+        ];
+        for (cell, want) in cases {
+            assert_eq!(clean_name(cell), *want, "{cell:?}");
+        }
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn header_rules() {
+        // (cells, columns, positions skipped as blank)
+        let cases: &[(&[&str], &[&str], &[usize])] = &[
+            (&["a", "b", "c"], &["a", "b", "c"], &[]),
+            (&[" a ", "b\u{A0}"], &["a", "b"], &[]),
+            (&["a", "a", "a_2"], &["a", "a_3", "a_2"], &[]),
+            (&["a", "b", "a", "a_1"], &["a", "b", "a_2", "a_1"], &[]),
+            (&["id", "name", "id", "age", "id"], &["id", "name", "id_2", "age", "id_3"], &[]),
+            (&["a", "a_2", "a"], &["a", "a_2", "a_3"], &[]),
+            (&["a", " a", "a "], &["a", "a_2", "a_3"], &[]),
+            (&["x", "x", "x_2", "x_2"], &["x", "x_3", "x_2", "x_2_2"], &[]),
+            (&["Amount", "amount"], &["Amount", "amount"], &[]),
+            (&["a", "", "c"], &["a", "c"], &[2]),
+            (&["a", "b", "c", "", ""], &["a", "b", "c"], &[4, 5]),
+            (&["", "", ""], &[], &[1, 2, 3]),
+            (&["a", "  ", "a"], &["a", "a_2"], &[2]),
+            (&[], &[], &[]),
+        ];
+        for (cells, want_columns, want_skipped) in cases {
+            let (columns, skipped) = header_columns(&strings(cells));
+            assert_eq!(columns, strings(want_columns), "{cells:?}");
+            let want: Vec<_> = want_skipped.iter().map(|&p| blank(p)).collect();
+            assert_eq!(skipped, want, "{cells:?}");
+        }
+    }
+
+    #[test]
+    fn thousands_of_equal_names_stay_unique() {
+        let cells = vec!["x".to_string(); 5000];
+        let (columns, _) = header_columns(&cells);
+        let distinct: HashSet<&String> = columns.iter().collect();
+        assert_eq!(distinct.len(), 5000);
+        assert_eq!(columns[4999], "x_5000");
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn header_row_detection() {
+        let none = |looked_at| Err(NoHeaderRow { looked_at });
+        let cases: &[(&str, &str, Result<usize, NoHeaderRow>)] = &[
+            // A first row that is the header is always taken.
+            ("plain", "a,b,c\n1,2,3\n4,5,6", Ok(0)),
+            ("header only", "a,b,c", Ok(0)),
+            ("one column", "year\n2001\n2002", Ok(0)),
+            ("one column, one stray wide row", "year\n2001\n2002,x\n2003", Ok(0)),
+            ("index header with blank corner", ",value\n0,1\n1,2", Ok(0)),
+            ("header narrower than one long row", "a,b,c\n1,2,3,4\n5,6,7", Ok(0)),
+            ("header one short of every row", "a,b,c\n1,2,3,4\n5,6,7,8", Ok(0)),
+            ("data rows with empty cells", "a,b,c,d\n1,,,\n,,,4\n,2,,", Ok(0)),
+            ("first row is data", "1,2,3\n4,5,6", Ok(0)),
+            // Title and blank rows above the header are skipped.
+            ("title row", "Sales report\na,b,c\n1,2,3", Ok(1)),
+            ("title padded by export", "Sales report,,,\na,b,c,d\n1,2,3,4\n5,6,7,8", Ok(1)),
+            ("centred title", ",,Sales report,,,\na,b,c,d,e,f\n1,2,3,4,5,6", Ok(1)),
+            ("title above header only", "Report\nid,name", Ok(1)),
+            ("blank lines above", "\n,,\n  ,\na,b\n1,2", Ok(3)),
+            ("title, blank, header", "Report\n,,\na,b,c\n1,2,3\n4,5,6", Ok(2)),
+            ("key-value preamble",
+                "Title:,Phosphates\nYear:,1995\nURL:\n,,,,\nLocation,1995,,,x\nA,1,2,3,4\nB,5,6,7,8", Ok(4)),
+            ("preamble lines", "a preamble\nanother\nh1,h2,h3,h4\na,1,b,2\nc,3,d,4\ne,5,f", Ok(2)),
+            // Two cells over three columns is not "far fewer": conservative, taken as the header.
+            ("two-cell note over three columns", "notes\nmore notes,...\nn,t,d\n1,x,2", Ok(1)),
+            ("all blank", ",,\n\n , ", none(3)),
+            ("nothing", "", none(0)),
+        ];
+        for (name, text, want) in cases {
+            assert_eq!(&find_header_row(&table(text)), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_the_first_rows_are_searched() {
+        let mut rows = vec![vec![String::new(), String::new()]; 25];
+        rows.push(strings(&["a", "b"]));
+        let err = find_header_row(&rows).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no header row (looked at the first 20 rows)"
+        );
+    }
+
+    #[test]
+    fn extra_cells_are_reported_once_per_position() {
+        let mut extra = ExtraCells::new(3);
+        for index in [0, 2, 4, 4, 3, 6, 4] {
+            extra.mark(index);
+        }
+        let skipped = extra.skipped();
+        let positions: Vec<usize> = skipped.iter().map(|s| s.position).collect();
+        assert_eq!(positions, [4, 5, 7]);
+        assert!(skipped.iter().all(|s| s.reason == NO_HEADER_CELL));
+        assert!(ExtraCells::new(2).skipped().is_empty());
+    }
+}

@@ -1,0 +1,451 @@
+//! The path of one settled file: validate, then store a new version or reject it.
+//!
+//! Order matters for "nothing lost": the file is copied (and fsynced) into the storage folder
+//! first and validated there, so we validate exactly the bytes we keep; its version is reserved
+//! in the catalog, renamed into place, marked ready, and only then is the drop original
+//! removed, and only if it is still the file we read. Rejected originals move to
+//! `<group>/.rejected/` beside a one-sentence `.error.txt`.
+//!
+//! Runs on ingest worker threads (blocking I/O); talks to the catalog through its handle.
+
+pub mod columns;
+pub mod formats;
+pub mod recover;
+pub mod store;
+
+use crate::catalog::{Accepted, Catalog, Decision, Rejected};
+use crate::config::Config;
+use crate::identity::{Actor, Via};
+use crate::inflight::InFlight;
+use crate::notices::Notices;
+use crate::watch::{Done, SettledFile};
+use crossbeam_channel::{Receiver, Sender};
+use formats::Format;
+use std::collections::HashSet;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use store::Identity;
+
+/// What happened to a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored as a new version.
+    Accepted { version: String },
+    /// Same content as the newest version; the drop was removed.
+    Unchanged { version: String },
+    /// Moved to `.rejected/`.
+    Rejected { reason: String },
+    /// Not ours to take now (vanished, unreadable, storage trouble): left as it is until the
+    /// next event or scan finds it.
+    Skipped { why: String },
+    /// It changed while being read: the writer was not done. Left in place and watched again.
+    Again { why: String },
+}
+
+/// Validates and stores settled files. Shared by the worker threads.
+pub struct Ingestor {
+    config: RwLock<Arc<Config>>,
+    catalog: Catalog,
+    in_flight: InFlight,
+    notices: Notices,
+    /// Rejected files that could not be moved out of the drop folder, by identity, so a rescan
+    /// does not reject them again and again. Short sections, no await: a std Mutex.
+    stuck: Mutex<HashSet<(PathBuf, Identity)>>,
+}
+
+impl Ingestor {
+    pub fn new(
+        config: Arc<Config>,
+        catalog: Catalog,
+        in_flight: InFlight,
+        notices: Notices,
+    ) -> Self {
+        Self {
+            config: RwLock::new(config),
+            catalog,
+            in_flight,
+            notices,
+            stuck: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Limits that can change on reload apply to the next file.
+    pub fn set_config(&self, config: Arc<Config>) {
+        if let Ok(mut current) = self.config.write() {
+            *current = config;
+        }
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .map(|c| Arc::clone(&c))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// Validate and store or reject one settled file. Never panics on bad input; every
+    /// problem becomes an outcome.
+    pub fn ingest(&self, file: &SettledFile) -> Outcome {
+        let span = tracing::info_span!("ingest", group = %file.group, file = %file.name);
+        let _entered = span.enter();
+        let started = std::time::Instant::now();
+        let outcome = self.ingest_inner(file);
+        self.in_flight.clear(&file.group, &file.name);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match &outcome {
+            Outcome::Accepted { version } => tracing::info!(%version, elapsed_ms, "accepted"),
+            Outcome::Unchanged { version } => tracing::info!(%version, "unchanged"),
+            Outcome::Rejected { reason } => tracing::info!(%reason, "rejected"),
+            Outcome::Skipped { why } => tracing::info!(%why, "skipped"),
+            Outcome::Again { why } => tracing::info!(%why, "not settled after all"),
+        }
+        outcome
+    }
+
+    fn ingest_inner(&self, file: &SettledFile) -> Outcome {
+        let config = self.config();
+        let path = &file.path;
+        let mut handle = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(handle) => handle,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return skipped("it disappeared before it could be read");
+            }
+            Err(e) => {
+                self.notices.report(format!(
+                    "{} cannot be opened and is left in place: {e}",
+                    path.display()
+                ));
+                return skipped(&format!("cannot open: {e}"));
+            }
+        };
+        let meta = match handle.metadata() {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => return skipped("not a regular file"),
+            Err(e) => return skipped(&format!("cannot stat: {e}")),
+        };
+        let identity = Identity::of(&meta);
+        if self
+            .stuck
+            .lock()
+            .map(|s| s.contains(&(path.clone(), identity)))
+            .unwrap_or(false)
+        {
+            return skipped("already rejected; it could not be moved to .rejected/");
+        }
+        let actor = Actor::from_uid(meta.uid(), Via::Drop);
+        let size = meta.size();
+        let base = Rejected {
+            group: file.group.clone(),
+            name: file.name.clone(),
+            format: None,
+            size: Some(size),
+            reason: String::new(),
+            actor: actor.clone(),
+            kept_at: None,
+        };
+
+        let extension = Path::new(&file.name)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let format = match extension.as_deref() {
+            None => {
+                return self.reject(
+                    &config,
+                    file,
+                    &identity,
+                    base,
+                    "it has no file extension".into(),
+                );
+            }
+            Some(ext) => match Format::from_extension(ext) {
+                Some(format) if config.ingest.allowed_formats.iter().any(|f| f == ext) => format,
+                _ => {
+                    let reason = format!("files of type .{ext} are not accepted");
+                    return self.reject(&config, file, &identity, base, reason);
+                }
+            },
+        };
+        let base = Rejected {
+            format: Some(format.as_str().to_string()),
+            ..base
+        };
+        let max = config.ingest.max_file_size.as_u64();
+        if size == 0 {
+            return self.reject(
+                &config,
+                file,
+                &identity,
+                base,
+                "it is empty (0 bytes)".into(),
+            );
+        }
+        if size > max {
+            let reason = format!(
+                "it is {}, larger than the {} limit",
+                human_size(size),
+                human_size(max)
+            );
+            return self.reject(&config, file, &identity, base, reason);
+        }
+
+        let group_dir = config.paths.storage_root.join(&file.group);
+        let tmp_dir = group_dir.join(store::TMP_DIR);
+        if let Err(e) = std::fs::create_dir_all(&tmp_dir) {
+            self.notices.report(format!(
+                "cannot create the storage folder {}: {e}; {} stays in the drop folder",
+                tmp_dir.display(),
+                path.display()
+            ));
+            return skipped("storage folder unavailable");
+        }
+        let tmp_path = tmp_dir.join(format!(
+            "{}.{}",
+            uuid::Uuid::new_v4().simple(),
+            format.as_str()
+        ));
+        let copied = match store::copy_hashed(&mut handle, &tmp_path, max) {
+            Ok(Some(copied)) => copied,
+            Ok(None) => {
+                let reason = format!(
+                    "it grew past the {} limit while being read",
+                    human_size(max)
+                );
+                return self.reject(&config, file, &identity, base, reason);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                self.notices.report(format!(
+                    "cannot copy {} into storage: {e}; it stays in the drop folder",
+                    path.display()
+                ));
+                return skipped("copy failed");
+            }
+        };
+        drop(handle);
+        if !identity.matches(path) {
+            // It changed while we read it: the writer was not done after all.
+            let _ = std::fs::remove_file(&tmp_path);
+            return Outcome::Again {
+                why: "it changed while being read; it will be taken when it settles".into(),
+            };
+        }
+
+        let extracted = match formats::extract(format, &tmp_path) {
+            Ok(extracted) => extracted,
+            Err(rejection) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                return self.reject(&config, file, &identity, base, rejection.reason);
+            }
+        };
+        let accepted = Accepted {
+            group: file.group.clone(),
+            name: file.name.clone(),
+            format: format.as_str().to_string(),
+            size: copied.bytes,
+            sha256: copied.sha256,
+            columns: extracted.columns,
+            skipped: extracted.skipped,
+            rows: extracted.rows,
+            notes: extracted.notes,
+            actor,
+            drop_path: path.clone(),
+            tmp_path: tmp_path.clone(),
+        };
+        let detail = format!(
+            "{} rows, {} columns, {} bytes",
+            accepted.rows,
+            accepted.columns.len(),
+            accepted.size
+        );
+        let storage_root = config.paths.storage_root.clone();
+        let to_decide = accepted.clone();
+        let decision = match self
+            .catalog
+            .call_blocking(move |db| db.decide(&to_decide, &storage_root))
+        {
+            Ok(decision) => decision,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp_path);
+                self.notices.report(format!(
+                    "catalog error while storing {}: {e}; it stays in the drop folder",
+                    path.display()
+                ));
+                return skipped("catalog error");
+            }
+        };
+        match decision {
+            Decision::Unchanged { version } => {
+                let _ = std::fs::remove_file(&tmp_path);
+                self.remove_original(path, &identity);
+                Outcome::Unchanged { version }
+            }
+            Decision::Reserved(reservation) => {
+                if let Err(e) = store::rename_durable(&tmp_path, &reservation.stored_path) {
+                    let _ = std::fs::remove_file(&tmp_path);
+                    let id = reservation.id;
+                    let _ = self.catalog.call_blocking(move |db| db.abandon(id));
+                    self.notices.report(format!(
+                        "cannot store {} as {}: {e}; it stays in the drop folder",
+                        path.display(),
+                        reservation.stored_path.display()
+                    ));
+                    return skipped("rename failed");
+                }
+                let version = reservation.label();
+                let ready = reservation.clone();
+                if let Err(e) = self
+                    .catalog
+                    .call_blocking(move |db| db.mark_ready(&ready, detail))
+                {
+                    // The stored file and its reservation stay; start-up recovery completes it.
+                    self.notices.report(format!(
+                        "catalog error after storing {}: {e}; it will be completed at the next start",
+                        reservation.stored_path.display()
+                    ));
+                    return skipped("catalog error after storing");
+                }
+                self.remove_original(path, &identity);
+                Outcome::Accepted { version }
+            }
+        }
+    }
+
+    fn remove_original(&self, path: &Path, identity: &Identity) {
+        match store::remove_if_same(path, identity) {
+            Ok(true) => {}
+            Ok(false) => tracing::info!(
+                path = %path.display(),
+                "the drop file changed after it was read; it will be taken again"
+            ),
+            Err(e) => self.notices.report(format!(
+                "stored {} but cannot remove it from the drop folder: {e}",
+                path.display()
+            )),
+        }
+    }
+
+    /// Move the original to `.rejected/`, write its `.error.txt`, record and audit it.
+    fn reject(
+        &self,
+        config: &Config,
+        file: &SettledFile,
+        identity: &Identity,
+        mut rejected: Rejected,
+        reason: String,
+    ) -> Outcome {
+        let dir = config.paths.drop_root.join(&file.group).join(".rejected");
+        let sentence = format!(
+            "{} was not accepted: {}. Accepted are {} files of at most {} that parse and have a \
+             header row.\n",
+            file.name,
+            reason,
+            config.accepted_list(),
+            human_size(config.ingest.max_file_size.as_u64())
+        );
+        let moved = std::fs::create_dir_all(&dir).and_then(|()| {
+            let target = store::free_name(&dir, &file.name);
+            let error_name = format!(
+                "{}.error.txt",
+                target
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("file")
+            );
+            store::write_atomic(&dir.join(error_name), &sentence)?;
+            if !identity.matches(&file.path) {
+                return Ok(None);
+            }
+            store::rename_durable(&file.path, &target)?;
+            Ok(Some(target))
+        });
+        match moved {
+            Ok(Some(target)) => rejected.kept_at = Some(target),
+            Ok(None) => {
+                return Outcome::Again {
+                    why: "it changed while being checked; it will be taken when it settles".into(),
+                };
+            }
+            Err(e) => {
+                self.notices.report(format!(
+                    "{} was rejected ({reason}) but cannot be moved to {}: {e}",
+                    file.path.display(),
+                    dir.display()
+                ));
+                if let Ok(mut stuck) = self.stuck.lock() {
+                    stuck.insert((file.path.clone(), *identity));
+                }
+            }
+        }
+        rejected.reason = reason.clone();
+        if let Err(e) = self
+            .catalog
+            .call_blocking(move |db| db.record_rejection(&rejected))
+        {
+            self.notices
+                .report(format!("cannot record the rejection of {}: {e}", file.name));
+        }
+        Outcome::Rejected { reason }
+    }
+}
+
+fn skipped(why: &str) -> Outcome {
+    Outcome::Skipped {
+        why: why.to_string(),
+    }
+}
+
+/// "51.0 MB": sizes in the units the limit is written in.
+pub fn human_size(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().si().to_string()
+}
+
+/// Ingest worker threads: take settled files, ingest, report back to the watcher.
+pub struct Workers {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn start(
+        count: usize,
+        ingestor: Arc<Ingestor>,
+        files: Receiver<SettledFile>,
+        done: Sender<Done>,
+    ) -> std::io::Result<Self> {
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count.max(1) {
+            let ingestor = Arc::clone(&ingestor);
+            let files = files.clone();
+            let done = done.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ingest-{index}"))
+                    .spawn(move || {
+                        // Ends when the watcher drops its sender: the current file is finished
+                        // first, which is what a graceful stop promises.
+                        for file in files.iter() {
+                            let outcome = ingestor.ingest(&file);
+                            let left_in_place = matches!(outcome, Outcome::Again { .. });
+                            let _ = done.send(Done {
+                                path: file.path,
+                                left_in_place,
+                            });
+                        }
+                    })?,
+            );
+        }
+        Ok(Self { threads })
+    }
+
+    /// Wait for every worker to finish its current file.
+    pub fn join(self) {
+        for thread in self.threads {
+            let _ = thread.join();
+        }
+    }
+}

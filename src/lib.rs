@@ -1,0 +1,23 @@
+//! ingestd: watches drop folders of tabular files and turns each drop into a validated,
+//! versioned, catalogued source.
+//!
+//! The modules follow the path of a file: [`watch`] finds and settles it, [`ingest`] validates
+//! and stores it (with [`ingest::formats`] reading each format), [`catalog`] records it,
+//! [`server`] answers the control socket, and [`daemon`] wires them together and owns
+//! shutdown. [`protocol`] and [`client`] are shared with `ingestctl` and the tests.
+
+pub mod audit;
+pub mod catalog;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod identity;
+pub mod inflight;
+pub mod ingest;
+pub mod notices;
+pub mod protocol;
+pub mod server;
+pub mod watch;
+
+pub use daemon::run;

@@ -1,0 +1,426 @@
+//! The control protocol between `ingestd` and its clients, defined once.
+//!
+//! Newline-delimited JSON over a Unix stream socket: one request object per line, one response
+//! object per line. Every request carries `"v": PROTOCOL_VERSION`; the daemon, `ingestctl` and
+//! the tests all import this module so the two ends can never disagree about a shape.
+//! `docs/protocol.md` is the human-readable copy of this file — change both together.
+//!
+//! This module holds types and pure parsing only: no I/O, no daemon state.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The one protocol version. Bump it when a request or response changes incompatibly.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest request or response line, newline excluded. Longer request lines are answered with
+/// [`ErrorCode::LineTooLong`] and skipped; the connection stays usable.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Longest response line. Responses may be larger than requests (`ls` of every group), but
+/// are still bounded so a client never reads without limit.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// A request, as sent on the wire: `{"v":1,"cmd":"ls","group":"sales"}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Request {
+    pub v: u32,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+impl Request {
+    pub fn new(command: Command) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            command,
+        }
+    }
+}
+
+/// Every command the daemon understands. One variant ↔ one handler ↔ one `ingestctl` subcommand.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Daemon version, uptime, roots, queue summary, recent errors.
+    // Written `{}` so that unknown fields are refused: serde ignores them on unit variants.
+    Status {},
+    /// Groups with counts of sources by status.
+    Groups {},
+    /// Sources of one group, or of every group when `group` is absent.
+    Ls {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// One source with all its versions and rejected attempts.
+    Show {
+        source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+}
+
+impl Command {
+    /// The names accepted in `cmd`, for the `unknown_command` message.
+    pub const NAMES: &'static [&'static str] = &["status", "groups", "ls", "show"];
+}
+
+/// Why a request failed. Serialized in snake_case; scripts may match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line is not JSON.
+    BadJson,
+    /// The line is longer than [`MAX_LINE_BYTES`].
+    LineTooLong,
+    /// JSON, but not a request object (not an object, no `v`, no `cmd`).
+    BadRequest,
+    /// `v` is not [`PROTOCOL_VERSION`].
+    VersionMismatch,
+    /// `cmd` names no command.
+    UnknownCommand,
+    /// The command's arguments are missing, unknown or of the wrong type.
+    BadArgs,
+    /// The group or source does not exist.
+    NotFound,
+    /// The name matches more than one thing; say which (e.g. with a group).
+    Ambiguous,
+    /// The daemon understood and declined.
+    Refused,
+    /// Something went wrong inside the daemon; the message says what.
+    Internal,
+    /// A code this client does not know (from a newer daemon); the message still explains.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The error half of a response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A response line: `{"ok":true,"v":1,"data":…}` or `{"ok":false,"v":1,"error":{…}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    pub v: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+impl Response {
+    pub fn ok(data: Value) -> Self {
+        Self {
+            ok: true,
+            v: PROTOCOL_VERSION,
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    pub fn err(error: ErrorBody) -> Self {
+        Self {
+            ok: false,
+            v: PROTOCOL_VERSION,
+            data: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// Parse one request line. Pure: the server calls it, tests call it with tables of lines.
+pub fn parse_request(line: &[u8]) -> Result<Command, ErrorBody> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| {
+        ErrorBody::new(
+            ErrorCode::BadJson,
+            format!("request is not valid JSON ({e}); send one JSON object per line"),
+        )
+    })?;
+    let Value::Object(mut object) = value else {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            "request must be a JSON object like {\"v\":1,\"cmd\":\"status\"}",
+        ));
+    };
+    match object.remove("v") {
+        None => {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                format!("request has no protocol version; add \"v\":{PROTOCOL_VERSION}"),
+            ));
+        }
+        Some(v) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+        Some(v) => {
+            return Err(ErrorBody::new(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "protocol version {v} is not spoken here: this ingestd speaks version \
+                     {PROTOCOL_VERSION}; use an ingestctl of the same release as the daemon"
+                ),
+            ));
+        }
+    }
+    let name = match object.get("cmd") {
+        Some(Value::String(name)) => name.clone(),
+        _ => {
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "request has no \"cmd\" string naming the command",
+            ));
+        }
+    };
+    if !Command::NAMES.contains(&name.as_str()) {
+        return Err(ErrorBody::new(
+            ErrorCode::UnknownCommand,
+            format!(
+                "unknown command {name:?}; known commands: {}",
+                Command::NAMES.join(", ")
+            ),
+        ));
+    }
+    serde_json::from_value(Value::Object(object)).map_err(|e| {
+        ErrorBody::new(
+            ErrorCode::BadArgs,
+            format!("bad arguments for {name:?}: {e}"),
+        )
+    })
+}
+
+/// Status of a version (DESIGN §2). Stored as text in the catalog; shown as-is to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Validating,
+    Ready,
+    Queued,
+    Embedding,
+    Embedded,
+    Invalid,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Validating => "validating",
+            Status::Ready => "ready",
+            Status::Queued => "queued",
+            Status::Embedding => "embedding",
+            Status::Embedded => "embedded",
+            Status::Invalid => "invalid",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Status::Pending,
+            "validating" => Status::Validating,
+            "ready" => Status::Ready,
+            "queued" => Status::Queued,
+            "embedding" => Status::Embedding,
+            "embedded" => Status::Embedded,
+            "invalid" => Status::Invalid,
+            "failed" => Status::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A column that was not taken, with the reason (blank header, no header cell).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedColumn {
+    /// 1-based position in the header row.
+    pub position: usize,
+    pub reason: String,
+}
+
+/// One row of `ls`: a source, described by its newest version, or by its newest attempt when
+/// that was rejected or is still in flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceSummary {
+    pub group: String,
+    pub name: String,
+    /// Newest accepted version label ("v2"), `None` if nothing was accepted yet.
+    pub version: Option<String>,
+    pub status: Status,
+    pub rows: Option<u64>,
+    pub columns: Vec<String>,
+    pub skipped_columns: Vec<SkippedColumn>,
+    /// Why the newest attempt was rejected; `None` unless `status` is `invalid`.
+    pub reason: Option<String>,
+    pub format: Option<String>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    /// RFC 3339 time of the newest attempt.
+    pub added_at: Option<String>,
+    /// User name of the file's owner (or the uid as text when it has no name).
+    pub added_by: Option<String>,
+    pub added_by_uid: Option<u32>,
+    pub updated_at: Option<String>,
+}
+
+/// One accepted version or rejected attempt, as `show` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// "v3"; `None` for a rejected attempt (it makes no version).
+    pub version: Option<String>,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub format: Option<String>,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+    pub rows: Option<u64>,
+    pub columns: Vec<String>,
+    pub skipped_columns: Vec<SkippedColumn>,
+    /// Where the stored copy lives; `None` for rejected attempts.
+    pub stored_path: Option<String>,
+    pub added_at: String,
+    pub added_by: Option<String>,
+    pub added_by_uid: Option<u32>,
+}
+
+/// Reply to `show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceDetail {
+    #[serde(flatten)]
+    pub summary: SourceSummary,
+    /// Newest first.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// One row of `groups`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub sources: u64,
+    /// Count of sources by the status `ls` shows for them.
+    pub by_status: BTreeMap<Status, u64>,
+    pub last_activity: Option<String>,
+}
+
+/// A runtime problem worth showing an operator (a file in the root, a bad group name, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    pub time: String,
+    pub message: String,
+}
+
+/// Reply to `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub daemon_version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    pub started_at: String,
+    pub uptime_secs: u64,
+    pub drop_root: String,
+    pub storage_root: String,
+    pub database: String,
+    pub socket: String,
+    pub provider: String,
+    pub groups: u64,
+    pub sources: u64,
+    /// Sources by the status `ls` shows for them.
+    pub by_status: BTreeMap<Status, u64>,
+    /// Files seen in the drop folders and not yet stored or rejected.
+    pub in_flight: u64,
+    pub queue: QueueSummary,
+    /// Newest last, at most 20.
+    pub last_errors: Vec<Notice>,
+}
+
+/// Jobs by state (the embedding queue).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueSummary {
+    pub queued: u64,
+    pub processing: u64,
+    pub failed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_command() {
+        let cases: &[(&str, Command)] = &[
+            (r#"{"v":1,"cmd":"status"}"#, Command::Status {}),
+            (r#"{"v":1,"cmd":"groups"}"#, Command::Groups {}),
+            (r#"{"v":1,"cmd":"ls"}"#, Command::Ls { group: None }),
+            (
+                r#"{"v":1,"cmd":"ls","group":"sales"}"#,
+                Command::Ls {
+                    group: Some("sales".into()),
+                },
+            ),
+            (
+                r#"{"cmd":"show","v":1,"source":"a.csv"}"#,
+                Command::Show {
+                    source: "a.csv".into(),
+                    group: None,
+                },
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(&parse_request(line.as_bytes()).unwrap(), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn every_malformed_request_gets_its_code() {
+        let cases: &[(&str, ErrorCode)] = &[
+            ("garbage", ErrorCode::BadJson),
+            ("", ErrorCode::BadJson),
+            ("{\"v\":1,", ErrorCode::BadJson),
+            ("[1,2]", ErrorCode::BadRequest),
+            (r#"{"cmd":"status"}"#, ErrorCode::BadRequest),
+            (r#"{"v":1}"#, ErrorCode::BadRequest),
+            (r#"{"v":1,"cmd":7}"#, ErrorCode::BadRequest),
+            (r#"{"v":2,"cmd":"status"}"#, ErrorCode::VersionMismatch),
+            (r#"{"v":"1","cmd":"status"}"#, ErrorCode::VersionMismatch),
+            (r#"{"v":1,"cmd":"explode"}"#, ErrorCode::UnknownCommand),
+            (r#"{"v":1,"cmd":"show"}"#, ErrorCode::BadArgs),
+            (r#"{"v":1,"cmd":"show","source":5}"#, ErrorCode::BadArgs),
+            (r#"{"v":1,"cmd":"ls","grup":"x"}"#, ErrorCode::BadArgs),
+            (r#"{"v":1,"cmd":"status","extra":true}"#, ErrorCode::BadArgs),
+        ];
+        for (line, want) in cases {
+            let got = parse_request(line.as_bytes()).unwrap_err();
+            assert_eq!(got.code, *want, "{line}: {}", got.message);
+            assert!(!got.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn request_round_trips() {
+        let request = Request::new(Command::Show {
+            source: "sales.csv".into(),
+            group: Some("g".into()),
+        });
+        let line = serde_json::to_vec(&request).unwrap();
+        assert_eq!(parse_request(&line).unwrap(), request.command);
+    }
+}

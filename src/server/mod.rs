@@ -1,0 +1,150 @@
+//! The control socket: accept connections, frame requests, answer each with one line.
+//!
+//! Every connection is its own task with a cap on how many run at once; a malformed or
+//! oversized line gets a structured error and the connection goes on; a client that stops
+//! reading or sending is timed out, never allowed to hold the daemon.
+
+mod codec;
+mod handlers;
+
+pub use handlers::Shared;
+
+use crate::protocol::{self, ErrorBody, ErrorCode, MAX_LINE_BYTES, Response};
+use codec::{Frame, LineCodec};
+use futures_util::StreamExt;
+use interprocess::local_socket::tokio::{Listener, Stream};
+use interprocess::local_socket::traits::StreamCommon as _;
+use interprocess::local_socket::traits::tokio::Listener as _;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 512;
+/// A connection with no request for this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// A client that does not take its response within this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("another ingestd is already serving {0}; stop it first or use another paths.socket")]
+    AlreadyRunning(PathBuf),
+    #[error("cannot create the control socket {path}: {source}")]
+    Bind {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Bind the control socket, replacing a stale socket file but never a live daemon's.
+pub fn bind(path: &Path, mode: u32) -> Result<Listener, ServerError> {
+    let bind_err = |source| ServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if std::fs::symlink_metadata(path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServerError::AlreadyRunning(path.to_path_buf()));
+        }
+        tracing::info!(socket = %path.display(), "removing a stale socket file");
+        std::fs::remove_file(path).map_err(bind_err)?;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(bind_err)?;
+    }
+    let name = path.to_fs_name::<GenericFilePath>().map_err(bind_err)?;
+    ListenerOptions::new()
+        .name(name)
+        .mode(mode as nix::libc::mode_t)
+        .create_tokio()
+        .map_err(bind_err)
+}
+
+/// Accept and serve connections until `shutdown` fires.
+pub async fn serve(listener: Listener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let shared = Arc::clone(&shared);
+        let stop = shutdown.child_token();
+        connections.spawn(async move {
+            let peer = stream.peer_creds().ok().and_then(|c| c.euid());
+            connection(stream, peer, shared, stop)
+                .instrument(tracing::debug_span!("connection", uid = peer))
+                .await;
+            drop(permit);
+        });
+    }
+    connections.shutdown().await;
+}
+
+async fn connection(
+    stream: Stream,
+    peer: Option<u32>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let (recv, mut send) = tokio::io::split(stream);
+    let mut frames = FramedRead::new(recv, LineCodec::new(MAX_LINE_BYTES));
+    loop {
+        let frame = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = tokio::time::timeout(IDLE_TIMEOUT, frames.next()) => match next {
+                Ok(Some(Ok(frame))) => frame,
+                // Closed, broken or idle: nothing to answer.
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+            },
+        };
+        let response = match frame {
+            Frame::TooLong => Response::err(ErrorBody::new(
+                ErrorCode::LineTooLong,
+                format!("request line is longer than {MAX_LINE_BYTES} bytes and was skipped"),
+            )),
+            Frame::Line(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Frame::Line(line) => match protocol::parse_request(&line) {
+                Ok(command) => match handlers::handle(&shared, peer, command).await {
+                    Ok(data) => Response::ok(data),
+                    Err(error) => Response::err(error),
+                },
+                Err(error) => Response::err(error),
+            },
+        };
+        let mut text = match serde_json::to_vec(&response) {
+            Ok(text) => text,
+            Err(e) => serde_json::to_vec(&Response::err(ErrorBody::new(
+                ErrorCode::Internal,
+                format!("cannot encode the response: {e}"),
+            )))
+            .unwrap_or_default(),
+        };
+        text.push(b'\n');
+        match tokio::time::timeout(WRITE_TIMEOUT, send.write_all(&text)).await {
+            Ok(Ok(())) => {}
+            _ => break,
+        }
+    }
+}

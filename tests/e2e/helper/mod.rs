@@ -1,0 +1,330 @@
+//! Test harness: a real `ingestd` process on a fresh temporary folder, the real `ingestctl`
+//! binary, the protocol client, and polling with one global timeout (never a blind sleep).
+
+#![allow(dead_code)]
+
+use ingestd::client::Client;
+use ingestd::protocol::{Command, SourceDetail, SourceSummary, StatusInfo};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Process, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Every wait in every test ends by this deadline; generous because CI machines are shared.
+pub const TIMEOUT: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(20);
+
+/// The real `ingestctl`, built once per test run.
+pub fn ingestctl_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        escargot::CargoBuild::new()
+            .package("ingestctl")
+            .bin("ingestctl")
+            .current_release()
+            .current_target()
+            .run()
+            .expect("build ingestctl")
+            .path()
+            .to_path_buf()
+    })
+}
+
+/// The shared fixture corpus (`../shared/fixtures/corpus` beside the repository).
+pub fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/corpus")
+}
+
+/// Poll `check` until it returns `Some`, or fail the test naming `what` after [`TIMEOUT`].
+pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A daemon under test, with its own folders and config.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub drop_root: PathBuf,
+    pub storage_root: PathBuf,
+    pub socket: PathBuf,
+    pub audit_log: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// A running daemon with a short settle window.
+    pub fn start() -> Self {
+        Self::start_with("[ingest]\nsettle_ms = 150\n")
+    }
+
+    /// A running daemon whose config file is the standard test paths plus `extra` TOML.
+    pub fn start_with(extra: &str) -> Self {
+        let mut daemon = Self::configure(extra);
+        daemon.spawn();
+        daemon
+    }
+
+    /// Folders and config, no process yet.
+    pub fn configure(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        let config = root.join("etc/ingestd.toml");
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "[paths]\ndrop_root = \"../drop\"\nstorage_root = \"../store\"\n\
+                 database = \"../state/ingestd.sqlite\"\nsocket = \"../run/ingestd.sock\"\n\
+                 audit_log = \"../state/audit.jsonl\"\n[embedding]\nprovider = \"hashing\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        Self {
+            config,
+            drop_root: root.join("drop"),
+            storage_root: root.join("store"),
+            socket: root.join("run/ingestd.sock"),
+            audit_log: root.join("state/audit.jsonl"),
+            log: root.join("ingestd.log"),
+            dir,
+            child: None,
+        }
+    }
+
+    /// Start the process and wait until it answers `status`.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Process::new(env!("CARGO_BIN_EXE_ingestd"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,ingestd=debug")
+            .env_remove("INGESTD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ingestd");
+        self.child = Some(child);
+        wait_for("the daemon to answer status", || {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "ingestd exited at start ({status}); log:\n{}",
+                    self.log_text()
+                );
+            }
+            self.try_status()
+        });
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        wait_for("ingestd to exit after SIGTERM", || {
+            child.try_wait().unwrap()
+        })
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).expect("connect to the daemon")
+    }
+
+    fn try_status(&self) -> Option<StatusInfo> {
+        Client::connect(&self.socket)
+            .ok()?
+            .call(&Command::Status {})
+            .ok()
+    }
+
+    pub fn status(&self) -> StatusInfo {
+        self.client().call(&Command::Status {}).expect("status")
+    }
+
+    /// Sources through the protocol.
+    pub fn ls(&self, group: Option<&str>) -> Vec<SourceSummary> {
+        self.client()
+            .call(&Command::Ls {
+                group: group.map(str::to_string),
+            })
+            .expect("ls")
+    }
+
+    pub fn show(&self, group: &str, source: &str) -> SourceDetail {
+        self.client()
+            .call(&Command::Show {
+                source: source.to_string(),
+                group: Some(group.to_string()),
+            })
+            .expect("show")
+    }
+
+    /// Run the real `ingestctl` against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        Process::new(ingestctl_path())
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("INGESTD_SOCKET")
+            .env_remove("INGESTD_CONFIG")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ingestctl")
+    }
+
+    /// `ingestctl --json ARGS`, parsed; panics unless it exits 0.
+    pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(&all);
+        assert!(
+            out.status.success(),
+            "ingestctl {all:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "ingestctl {all:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// The drop folder of `group`, created.
+    pub fn group(&self, group: &str) -> PathBuf {
+        let dir = self.drop_root.join(group);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Drop a file the way careful writers do: write under a hidden name, then rename.
+    pub fn drop_file(&self, group: &str, name: &str, content: &[u8]) -> PathBuf {
+        let dir = self.group(group);
+        let tmp = dir.join(format!(".{name}.incoming"));
+        std::fs::write(&tmp, content).unwrap();
+        let path = dir.join(name);
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+
+    /// Wait until `group/name` has left the in-flight states and return it.
+    pub fn wait_settled(&self, group: &str, name: &str) -> SourceSummary {
+        wait_for(&format!("{group}/{name} to be stored or rejected"), || {
+            self.ls(Some(group)).into_iter().find(|s| {
+                s.name == name
+                    && !matches!(
+                        s.status,
+                        ingestd::protocol::Status::Pending | ingestd::protocol::Status::Validating
+                    )
+            })
+        })
+    }
+
+    /// Wait until the daemon has nothing in flight and `group/name` shows `want`.
+    pub fn wait_status(
+        &self,
+        group: &str,
+        name: &str,
+        want: ingestd::protocol::Status,
+    ) -> SourceSummary {
+        wait_for(&format!("{group}/{name} to be {want}"), || {
+            self.ls(Some(group))
+                .into_iter()
+                .find(|s| s.name == name && s.status == want)
+        })
+    }
+
+    /// Audit lines from `audit.jsonl`.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit_log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+            .collect()
+    }
+
+    /// Files (not folders) under `dir`, relative, sorted; hidden folders included.
+    pub fn files_under(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+            if entry.file_type().is_file() {
+                out.push(
+                    entry
+                        .path()
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- ingestd log ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// A CSV with a header and `rows` rows, distinct per `seed`.
+pub fn csv(seed: usize, rows: usize) -> Vec<u8> {
+    let mut text = String::from("id,name,amount\n");
+    for i in 0..rows {
+        text.push_str(&format!(
+            "{i},item-{seed}-{i},{}.{:02}\n",
+            seed * 7 + i,
+            i % 100
+        ));
+    }
+    text.into_bytes()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

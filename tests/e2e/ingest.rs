@@ -1,0 +1,359 @@
+//! Dropping files: what becomes a version, what is rejected and why, and that a crash or a
+//! burst loses nothing.
+
+use crate::helper::{self, Daemon, csv, sha256_hex, wait_for};
+use ingestd::protocol::Status;
+
+#[test]
+fn a_dropped_csv_becomes_ready_with_its_columns() {
+    let daemon = Daemon::start();
+    let content = b"Region , amount,,amount\nnorth,1,x,2\nsouth,3,y,4\n\n";
+    daemon.drop_file("sales", "q1.csv", content);
+    let source = daemon.wait_status("sales", "q1.csv", Status::Ready);
+    assert_eq!(source.version.as_deref(), Some("v1"));
+    assert_eq!(source.columns, vec!["Region", "amount", "amount_2"]);
+    assert_eq!(source.skipped_columns.len(), 1);
+    assert_eq!(source.skipped_columns[0].position, 3);
+    assert_eq!(source.rows, Some(2));
+    assert_eq!(source.size, Some(content.len() as u64));
+    assert_eq!(source.sha256.as_deref(), Some(sha256_hex(content).as_str()));
+
+    // Stored as a versioned copy, removed from the drop folder.
+    let stored = daemon.storage_root.join("sales/q1_v1.csv");
+    assert_eq!(std::fs::read(&stored).unwrap(), content);
+    assert!(!daemon.drop_root.join("sales/q1.csv").exists());
+
+    // The real ingestctl agrees, in JSON and for people.
+    let json = daemon.ctl_json(&["ls", "-g", "sales"]);
+    let row = &json.as_array().unwrap()[0];
+    assert_eq!(row["name"], "q1.csv");
+    assert_eq!(row["version"], "v1");
+    assert_eq!(row["status"], "ready");
+    assert_eq!(row["rows"], 2);
+    assert_eq!(row["columns"][2], "amount_2");
+    assert!(row["reason"].is_null());
+    assert_eq!(row["added_by"], whoami());
+    let shown = daemon.ctl(&["show", "q1.csv", "-g", "sales"]);
+    assert!(shown.status.success());
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("amount_2") && text.contains("v1"), "{text}");
+
+    // Audited with the file owner as the actor.
+    let audit = daemon.audit();
+    let accepted = audit
+        .iter()
+        .find(|r| r["outcome"] == "accepted" && r["source"] == "q1.csv")
+        .expect("an accepted audit record");
+    assert_eq!(accepted["actor"]["via"], "drop");
+    assert_eq!(accepted["actor"]["uid"], nix::unistd::geteuid().as_raw());
+    assert_eq!(accepted["version"], "v1");
+}
+
+fn whoami() -> String {
+    ingestd::identity::user_name(nix::unistd::geteuid().as_raw()).expect("a user name")
+}
+
+#[test]
+fn new_content_makes_v2_and_same_content_is_unchanged() {
+    let daemon = Daemon::start();
+    daemon.drop_file("g", "data.csv", &csv(1, 3));
+    daemon.wait_status("g", "data.csv", Status::Ready);
+    daemon.drop_file("g", "data.csv", &csv(2, 5));
+    let v2 = wait_for("v2", || {
+        daemon
+            .ls(Some("g"))
+            .into_iter()
+            .find(|s| s.version.as_deref() == Some("v2") && s.status == Status::Ready)
+    });
+    assert_eq!(v2.rows, Some(5));
+    daemon.drop_file("g", "data.csv", &csv(2, 5));
+    wait_for("the unchanged audit record", || {
+        daemon
+            .audit()
+            .into_iter()
+            .find(|r| r["outcome"] == "unchanged" && r["version"] == "v2")
+    });
+    wait_for("the drop folder to be empty", || {
+        Daemon::files_under(&daemon.drop_root.join("g"))
+            .is_empty()
+            .then_some(())
+    });
+    assert_eq!(
+        Daemon::files_under(&daemon.storage_root.join("g")),
+        vec!["data_v1.csv", "data_v2.csv"]
+    );
+    let detail = daemon.show("g", "data.csv");
+    let labels: Vec<_> = detail.versions.iter().map(|v| v.version.clone()).collect();
+    assert_eq!(labels, vec![Some("v2".into()), Some("v1".into())]);
+    assert_eq!(detail.summary.version.as_deref(), Some("v2"));
+}
+
+#[test]
+fn oversize_empty_and_wrong_type_files_are_rejected_with_reasons() {
+    let daemon = Daemon::start();
+    let dir = daemon.group("g");
+    // 51 MB, sparse: the size check must refuse it before reading it.
+    let big = std::fs::File::create(dir.join("big.csv")).unwrap();
+    big.set_len(51_000_000).unwrap();
+    drop(big);
+    std::fs::write(dir.join("empty.csv"), b"").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"hello\n").unwrap();
+    std::fs::write(dir.join("binary.csv"), b"\x00\x01\x02\x03 not text").unwrap();
+
+    let cases = [
+        ("big.csv", "51.0 MB"),
+        ("empty.csv", "empty"),
+        ("notes.txt", ".txt"),
+        ("binary.csv", "binary"),
+    ];
+    for (name, needle) in cases {
+        let source = daemon.wait_status("g", name, Status::Invalid);
+        let reason = source.reason.expect("a reason");
+        assert!(reason.contains(needle), "{name}: {reason}");
+        assert!(source.version.is_none());
+        let kept = dir.join(".rejected").join(name);
+        assert!(kept.exists(), "{name} kept in .rejected/");
+        let error = std::fs::read_to_string(dir.join(format!(".rejected/{name}.error.txt")))
+            .expect("error.txt");
+        assert!(
+            error.starts_with(&format!("{name} was not accepted: ")),
+            "{error}"
+        );
+        assert!(error.contains(".csv"), "says what is accepted: {error}");
+        assert_eq!(error.trim_end().lines().count(), 1, "one sentence: {error}");
+    }
+    assert_eq!(
+        std::fs::metadata(dir.join(".rejected/big.csv"))
+            .unwrap()
+            .len(),
+        51_000_000
+    );
+    let rejected = daemon
+        .audit()
+        .into_iter()
+        .filter(|r| r["outcome"] == "rejected")
+        .count();
+    assert_eq!(rejected, 4);
+    // Nothing was stored and the daemon is healthy.
+    assert!(Daemon::files_under(&daemon.storage_root).is_empty());
+    assert_eq!(daemon.status().by_status.get(&Status::Invalid), Some(&4));
+}
+
+#[test]
+fn a_file_written_slowly_is_not_taken_early() {
+    use std::io::Write;
+    let daemon = Daemon::start_with("[ingest]\nsettle_ms = 600\n");
+    let path = daemon.group("g").join("slow.csv");
+    let mut file = std::fs::File::create(&path).unwrap();
+    file.write_all(b"id,value\n").unwrap();
+    let chunks = 20;
+    for i in 0..chunks {
+        file.write_all(format!("{i},{}\n", i * i).as_bytes())
+            .unwrap();
+        file.flush().unwrap();
+        // The writer's own pace, shorter than the settle window; not a wait for the daemon.
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        let seen = daemon.ls(Some("g"));
+        assert!(
+            seen.iter().all(|s| s.version.is_none()),
+            "taken while still being written: {seen:?}"
+        );
+    }
+    drop(file);
+    let source = daemon.wait_status("g", "slow.csv", Status::Ready);
+    assert_eq!(source.rows, Some(chunks));
+}
+
+#[test]
+fn a_thousand_files_dropped_at_once_all_arrive() {
+    let daemon = Daemon::start_with("[ingest]\nsettle_ms = 100\n");
+    let groups = ["a", "b", "c", "d"];
+    for g in groups {
+        daemon.group(g);
+    }
+    for i in 0..1000 {
+        let g = groups[i % groups.len()];
+        std::fs::write(
+            daemon.drop_root.join(g).join(format!("f{i:04}.csv")),
+            csv(i, 2),
+        )
+        .unwrap();
+    }
+    let ready = wait_for("1000 ready sources", || {
+        let all = daemon.ls(None);
+        (all.iter().filter(|s| s.status == Status::Ready).count() == 1000).then_some(all)
+    });
+    assert!(ready.iter().all(|s| s.version.as_deref() == Some("v1")));
+    for g in groups {
+        assert!(Daemon::files_under(&daemon.drop_root.join(g)).is_empty());
+        assert_eq!(Daemon::files_under(&daemon.storage_root.join(g)).len(), 250);
+    }
+    let accepted = daemon
+        .audit()
+        .into_iter()
+        .filter(|r| r["outcome"] == "accepted")
+        .count();
+    assert_eq!(accepted, 1000);
+}
+
+#[test]
+fn files_dropped_while_stopped_are_ingested_at_start() {
+    let mut daemon = Daemon::start();
+    daemon.group("g");
+    assert!(daemon.stop().success(), "clean exit on SIGTERM");
+    assert!(!daemon.socket.exists(), "socket removed at stop");
+    for i in 0..5 {
+        std::fs::write(daemon.drop_root.join(format!("g/late{i}.csv")), csv(i, 1)).unwrap();
+    }
+    std::fs::create_dir_all(daemon.drop_root.join("newgroup")).unwrap();
+    std::fs::write(daemon.drop_root.join("newgroup/x.csv"), csv(9, 1)).unwrap();
+    daemon.spawn();
+    for i in 0..5 {
+        daemon.wait_status("g", &format!("late{i}.csv"), Status::Ready);
+    }
+    daemon.wait_status("newgroup", "x.csv", Status::Ready);
+}
+
+/// kill -9 while a burst is being stored, several times: afterwards every file is stored
+/// exactly once with its exact content, and nothing is left half done.
+#[test]
+fn kill_9_while_storing_loses_and_duplicates_nothing() {
+    let mut daemon = Daemon::start_with("[ingest]\nsettle_ms = 50\n");
+    let files = 60;
+    let mut expected = std::collections::BTreeMap::new();
+    for round in 0..3 {
+        let group = format!("r{round}");
+        let dir = daemon.group(&group);
+        for i in 0..files {
+            // ~300 KB each, so the kill lands in the middle of copying and renaming.
+            let content = csv(round * 1000 + i, 6000);
+            std::fs::write(dir.join(format!("f{i}.csv")), &content).unwrap();
+            expected.insert(format!("{group}/f{i}_v1.csv"), sha256_hex(&content));
+        }
+        // Kill once some, but not all, of this round are stored.
+        let kill_after = 1 + round * 7;
+        wait_for("some files stored", || {
+            let stored = Daemon::files_under(&daemon.storage_root.join(&group))
+                .iter()
+                .filter(|f| !f.starts_with(".tmp"))
+                .count();
+            (stored >= kill_after).then_some(())
+        });
+        daemon.kill9();
+        daemon.spawn();
+        wait_for("every file of the round stored", || {
+            let ready = daemon
+                .ls(Some(&group))
+                .iter()
+                .filter(|s| s.status == Status::Ready)
+                .count();
+            (ready == files).then_some(())
+        });
+    }
+    // Every stored file is complete and there is exactly one version per drop.
+    let stored: Vec<String> = Daemon::files_under(&daemon.storage_root)
+        .into_iter()
+        .filter(|f| !f.contains(".tmp/"))
+        .collect();
+    assert_eq!(stored.len(), expected.len(), "{stored:?}");
+    for (name, sha) in &expected {
+        let bytes = std::fs::read(daemon.storage_root.join(name)).expect(name);
+        assert_eq!(&sha256_hex(&bytes), sha, "{name} is complete");
+    }
+    for source in daemon.ls(None) {
+        assert_eq!(source.version.as_deref(), Some("v1"), "{source:?}");
+        let detail = daemon.show(&source.group, &source.name);
+        assert_eq!(detail.versions.len(), 1, "{detail:?}");
+    }
+    // Nothing left in the drop folders or in temporary storage.
+    assert!(Daemon::files_under(&daemon.drop_root).is_empty());
+    let tmp = Daemon::files_under(&daemon.storage_root)
+        .into_iter()
+        .filter(|f| f.contains(".tmp/"))
+        .count();
+    assert_eq!(tmp, 0);
+}
+
+#[test]
+fn hidden_temporary_root_and_symlinked_files_are_left_alone() {
+    let daemon = Daemon::start();
+    let dir = daemon.group("g");
+    for name in [".hidden.csv", "~$book.xlsx", "upload.csv.part", "x.csv.tmp"] {
+        std::fs::write(dir.join(name), csv(1, 1)).unwrap();
+    }
+    std::fs::write(daemon.drop_root.join("loose.csv"), csv(2, 1)).unwrap();
+    let outside = daemon.dir.path().join("outside.csv");
+    std::fs::write(&outside, csv(3, 1)).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("link.csv")).unwrap();
+    std::fs::create_dir_all(daemon.drop_root.join("bad name")).unwrap();
+    std::fs::write(daemon.drop_root.join("bad name/a.csv"), csv(4, 1)).unwrap();
+    // A real file after them: once it is stored, the others have been looked at too.
+    daemon.drop_file("g", "real.csv", &csv(5, 1));
+    daemon.wait_status("g", "real.csv", Status::Ready);
+
+    let status = wait_for("the root file and bad group to be reported", || {
+        let status = daemon.status();
+        let text: Vec<_> = status
+            .last_errors
+            .iter()
+            .map(|n| n.message.clone())
+            .collect();
+        (text.iter().any(|m| m.contains("loose.csv"))
+            && text.iter().any(|m| m.contains("bad name")))
+        .then_some(status)
+    });
+    assert_eq!(status.sources, 1, "{:?}", daemon.ls(None));
+    for name in [
+        ".hidden.csv",
+        "~$book.xlsx",
+        "upload.csv.part",
+        "x.csv.tmp",
+        "link.csv",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(dir.join(name)).is_ok(),
+            "{name} untouched"
+        );
+    }
+    assert!(daemon.drop_root.join("loose.csv").exists());
+    assert!(outside.exists());
+    assert!(daemon.drop_root.join("bad name/a.csv").exists());
+}
+
+#[test]
+fn a_title_row_and_semicolons_and_a_bom_are_understood() {
+    let daemon = Daemon::start();
+    let content = "\u{feff}Quarterly report;;\nregion;amount;note\nnorth;1;a\nsouth;2;b\n";
+    daemon.drop_file("g", "report.csv", content.as_bytes());
+    let source = daemon.wait_status("g", "report.csv", Status::Ready);
+    assert_eq!(source.columns, vec!["region", "amount", "note"]);
+    assert_eq!(source.rows, Some(2));
+}
+
+#[test]
+fn real_csv_fixtures_are_ingested() {
+    let corpus = helper::corpus();
+    let picks = [
+        "rust-csv/examples/data/bench/worldcitiespop.csv",
+        "csv-spectrum/csvs/quotes_and_newlines.csv",
+        "csv-spectrum/csvs/utf8.csv",
+    ];
+    let available: Vec<_> = picks.iter().filter(|p| corpus.join(p).exists()).collect();
+    if available.is_empty() {
+        eprintln!("fixture corpus not found at {}; skipping", corpus.display());
+        return;
+    }
+    let daemon = Daemon::start();
+    for (i, rel) in available.iter().enumerate() {
+        let bytes = std::fs::read(corpus.join(rel)).unwrap();
+        daemon.drop_file("fx", &format!("f{i}.csv"), &bytes);
+    }
+    for (i, rel) in available.iter().enumerate() {
+        let source = daemon.wait_settled("fx", &format!("f{i}.csv"));
+        assert_eq!(source.status, Status::Ready, "{rel}: {source:?}");
+        assert!(!source.columns.is_empty());
+    }
+    let cities = daemon.wait_status("fx", "f0.csv", Status::Ready);
+    assert_eq!(cities.columns.len(), 7);
+    assert_eq!(cities.rows, Some(20_000));
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `ingestd` on temporary folders, real files dropped into them,
+//! asserted through the protocol client and the real `ingestctl` binary. One test binary;
+//! `helper` starts daemons and polls with one global timeout.
+
+mod cli;
+mod helper;
+mod ingest;
+mod protocol;
