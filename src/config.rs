@@ -307,11 +307,14 @@ impl Config {
         }
     }
 
-    /// The file types that may be dropped, for messages: ".csv, .tsv, …".
+    /// The file types that may be dropped and can be read, for messages: ".csv, .tsv, …".
     pub fn accepted_list(&self) -> String {
         self.ingest
             .allowed_formats
             .iter()
+            .filter(|f| {
+                crate::ingest::formats::Format::from_extension(f).is_some_and(|f| f.readable())
+            })
             .map(|f| format!(".{f}"))
             .collect::<Vec<_>>()
             .join(", ")

@@ -64,8 +64,16 @@ async fn shutdown_signal() {
         tracing::error!("cannot install signal handlers; stop ingestd with SIGKILL");
         return std::future::pending().await;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    // SIGHUP's default action would end the daemon; until reload is supported it is logged.
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = term.recv() => break tracing::info!("SIGTERM received"),
+            _ = int.recv() => break tracing::info!("SIGINT received"),
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
+                tracing::warn!("SIGHUP received: reloading the config is not supported yet; \
+                                restart ingestd to apply changes");
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 /// The one protocol version. Bump it when a request or response changes incompatibly.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Longest request or response line, newline excluded. Longer request lines are answered with
+/// Longest request line, newline excluded. Longer request lines are answered with
 /// [`ErrorCode::LineTooLong`] and skipped; the connection stays usable.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
@@ -297,6 +297,9 @@ pub struct VersionInfo {
     pub skipped_columns: Vec<SkippedColumn>,
     /// Where the stored copy lives; `None` for rejected attempts.
     pub stored_path: Option<String>,
+    /// What the reader noticed: delimiter, encoding, skipped title rows.
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub added_at: String,
     pub added_by: Option<String>,
     pub added_by_uid: Option<u32>,

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 const VERSION_COLUMNS: &str = "v.version_no, v.status, v.reason, v.format, v.size, v.sha256, \
      v.rows, v.columns, v.skipped_columns, v.stored_path, v.created_at, v.added_by, \
-     v.added_by_uid, v.updated_at";
+     v.added_by_uid, v.updated_at, v.notes";
 
 fn version_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<(VersionInfo, i64)>> {
     let Some(status) = r.get::<_, Option<String>>(at + 1)? else {
@@ -43,6 +43,7 @@ fn version_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<(VersionI
         added_at: clock::rfc3339(r.get(at + 10)?),
         added_by: user.or_else(|| uid.map(|u| u.to_string())),
         added_by_uid: uid,
+        notes: serde_json::from_str(&r.get::<_, String>(at + 14)?).unwrap_or_default(),
     };
     Ok(Some((info, r.get(at + 13)?)))
 }
@@ -113,7 +114,7 @@ impl Db {
                 r.get(0)?,
                 r.get(1)?,
                 version_from_row(r, 2)?,
-                version_from_row(r, 16)?,
+                version_from_row(r, 17)?,
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

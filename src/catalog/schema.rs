@@ -71,11 +71,12 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
     let mut conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_err)?;
-    // WAL lets readers (backups, the searching application) work while we write; NORMAL
-    // durability in WAL mode survives a process crash, which is what kill -9 tests.
+    // WAL lets readers (backups, the searching application) work while we write. FULL makes
+    // each commit durable before it returns: the ingest path deletes the drop original right
+    // after the commit that records its stored copy, so that commit must survive power loss.
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(open_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(open_err)?;

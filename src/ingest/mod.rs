@@ -186,11 +186,12 @@ impl Ingestor {
             );
         }
         if size > max {
-            let reason = format!(
-                "it is {}, larger than the {} limit",
-                human_size(size),
-                human_size(max)
-            );
+            let (mut shown, limit) = (human_size(size), human_size(max));
+            if shown == limit {
+                // Just over the limit: rounding would make the two look equal.
+                shown = format!("{size} bytes");
+            }
+            let reason = format!("it is {shown}, larger than the {limit} limit");
             return self.reject(&config, file, &identity, base, reason);
         }
 
@@ -258,9 +259,11 @@ impl Ingestor {
             tmp_path: tmp_path.clone(),
         };
         let detail = format!(
-            "{} rows, {} columns, {} bytes",
+            "{} {}, {} {}, {} bytes",
             accepted.rows,
+            plural(accepted.rows, "row", "rows"),
             accepted.columns.len(),
+            plural(accepted.columns.len() as u64, "column", "columns"),
             accepted.size
         );
         let storage_root = config.paths.storage_root.clone();
@@ -339,6 +342,11 @@ impl Ingestor {
         mut rejected: Rejected,
         reason: String,
     ) -> Outcome {
+        if !identity.matches(&file.path) {
+            return Outcome::Again {
+                why: "it changed while being checked; it will be taken when it settles".into(),
+            };
+        }
         let dir = config.paths.drop_root.join(&file.group).join(".rejected");
         let sentence = format!(
             "{} was not accepted: {}. Accepted are {} files of at most {} that parse and have a \
@@ -348,7 +356,10 @@ impl Ingestor {
             config.accepted_list(),
             human_size(config.ingest.max_file_size.as_u64())
         );
-        let moved = std::fs::create_dir_all(&dir).and_then(|()| {
+        // The reason file first, then the catalog and audit record, then the move: a crash
+        // can leave a rejection recorded twice (the file is still there and is checked
+        // again), never a moved file whose rejection was not recorded.
+        let prepared = std::fs::create_dir_all(&dir).and_then(|()| {
             let target = store::free_name(&dir, &file.name);
             let error_name = format!(
                 "{}.error.txt",
@@ -358,40 +369,35 @@ impl Ingestor {
                     .unwrap_or("file")
             );
             store::write_atomic(&dir.join(error_name), &sentence)?;
-            if !identity.matches(&file.path) {
-                return Ok(None);
-            }
-            store::rename_durable(&file.path, &target)?;
-            Ok(Some(target))
+            Ok(target)
         });
-        match moved {
-            Ok(Some(target)) => rejected.kept_at = Some(target),
-            Ok(None) => {
-                return Outcome::Again {
-                    why: "it changed while being checked; it will be taken when it settles".into(),
-                };
-            }
-            Err(e) => {
-                self.notices.report(format!(
-                    "{} was rejected ({reason}) but cannot be moved to {}: {e}",
-                    file.path.display(),
-                    dir.display()
-                ));
-                if let Ok(mut stuck) = self.stuck.lock() {
-                    stuck.insert((file.path.clone(), *identity));
-                }
-            }
-        }
         rejected.reason = reason.clone();
+        rejected.kept_at = prepared.as_ref().ok().cloned();
+        let record = rejected.clone();
         if let Err(e) = self
             .catalog
-            .call_blocking(move |db| db.record_rejection(&rejected))
+            .call_blocking(move |db| db.record_rejection(&record))
         {
             self.notices
                 .report(format!("cannot record the rejection of {}: {e}", file.name));
         }
+        let moved = prepared.and_then(|target| store::rename_durable(&file.path, &target));
+        if let Err(e) = moved {
+            self.notices.report(format!(
+                "{} was rejected ({reason}) but cannot be moved to {}: {e}",
+                file.path.display(),
+                dir.display()
+            ));
+            if let Ok(mut stuck) = self.stuck.lock() {
+                stuck.insert((file.path.clone(), *identity));
+            }
+        }
         Outcome::Rejected { reason }
     }
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
 }
 
 fn skipped(why: &str) -> Outcome {

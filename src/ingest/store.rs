@@ -147,6 +147,9 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::with_prefix_in(".ingestd-", dir)?;
     tmp.write_all(text.as_bytes())?;
+    // Readable by whoever dropped the file, not only by the daemon's user.
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

@@ -61,11 +61,15 @@ pub fn bind(path: &Path, mode: u32) -> Result<Listener, ServerError> {
         std::fs::create_dir_all(parent).map_err(bind_err)?;
     }
     let name = path.to_fs_name::<GenericFilePath>().map_err(bind_err)?;
-    ListenerOptions::new()
+    let listener = ListenerOptions::new()
         .name(name)
         .mode(mode as nix::libc::mode_t)
         .create_tokio()
-        .map_err(bind_err)
+        .map_err(bind_err)?;
+    // The mode given at bind time passes through the umask; set it exactly.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    Ok(listener)
 }
 
 /// Accept and serve connections until `shutdown` fires.

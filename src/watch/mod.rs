@@ -92,23 +92,7 @@ pub fn start(
     let handler_notices = ctx.notices.clone();
     let mut watcher = notify::RecommendedWatcher::new(
         move |result: notify::Result<notify::Event>| match result {
-            Ok(event) => {
-                if event.need_rescan() {
-                    let _ = handler_rescan.try_send(());
-                    return;
-                }
-                if matches!(event.kind, EventKind::Access(_)) || event.paths.is_empty() {
-                    return;
-                }
-                match events_tx.try_send(event.paths) {
-                    Ok(()) => {}
-                    // Policy: a full queue must not lose the file: rescan the whole root.
-                    Err(TrySendError::Full(_)) => {
-                        let _ = handler_rescan.try_send(());
-                    }
-                    Err(TrySendError::Disconnected(_)) => {}
-                }
-            }
+            Ok(event) => forward(event, &events_tx, &handler_rescan),
             Err(error) => {
                 handler_notices.report(format!("file watcher error: {error}; rescanning"));
                 let _ = handler_rescan.try_send(());
@@ -141,6 +125,28 @@ pub fn start(
         thread: Some(thread),
         _watcher: watcher,
     })
+}
+
+/// Pass one event's paths to the watcher thread without ever blocking notify's thread.
+///
+/// Policy: a full queue must not lose a file, so it becomes a rescan of the whole root; so does
+/// the kernel's overflow flag. A rescan already pending covers every later request for one.
+fn forward(event: notify::Event, events: &Sender<Vec<PathBuf>>, rescan: &Sender<()>) {
+    if event.need_rescan() {
+        let _ = rescan.try_send(());
+        return;
+    }
+    if matches!(event.kind, EventKind::Access(_)) || event.paths.is_empty() {
+        return;
+    }
+    match events.try_send(event.paths) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            let _ = rescan.try_send(());
+        }
+        // The watcher thread is stopping; nothing is waiting for events any more.
+        Err(TrySendError::Disconnected(_)) => {}
+    }
 }
 
 fn watch_error(root: &Path, error: notify::Error) -> WatchError {
@@ -424,4 +430,51 @@ pub fn channels(workers: usize) -> (Channel<SettledFile>, Channel<Done>) {
     // One waiting file per worker: the rest wait in the watcher's own queue, where a stop
     // leaves them in the drop folder untouched.
     (bounded(workers.max(1)), unbounded())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, Flag};
+
+    fn created(path: &str) -> notify::Event {
+        notify::Event::new(EventKind::Create(CreateKind::File)).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn a_full_event_queue_asks_for_a_rescan_instead_of_dropping() {
+        let (events_tx, events) = bounded(2);
+        let (rescan_tx, rescan) = bounded(1);
+        forward(created("/d/g/1.csv"), &events_tx, &rescan_tx);
+        forward(created("/d/g/2.csv"), &events_tx, &rescan_tx);
+        assert!(rescan.is_empty());
+        forward(created("/d/g/3.csv"), &events_tx, &rescan_tx);
+        forward(created("/d/g/4.csv"), &events_tx, &rescan_tx);
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            rescan.len(),
+            1,
+            "one pending rescan covers both lost events"
+        );
+    }
+
+    #[test]
+    fn the_kernel_overflow_flag_asks_for_a_rescan() {
+        let (events_tx, events) = bounded(8);
+        let (rescan_tx, rescan) = bounded(1);
+        let overflow = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
+        forward(overflow, &events_tx, &rescan_tx);
+        assert_eq!(rescan.len(), 1);
+        assert!(events.is_empty());
+    }
+
+    #[test]
+    fn access_events_are_not_changes() {
+        let (events_tx, events) = bounded(8);
+        let (rescan_tx, _rescan) = bounded(1);
+        let read = notify::Event::new(EventKind::Access(notify::event::AccessKind::Read))
+            .add_path(PathBuf::from("/d/g/a.csv"));
+        forward(read, &events_tx, &rescan_tx);
+        assert!(events.is_empty());
+    }
 }

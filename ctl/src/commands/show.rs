@@ -44,9 +44,15 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
     if let Some(sha256) = &s.sha256 {
         field("sha256", sha256.clone());
     }
-    let stored = detail.versions.iter().find_map(|v| v.stored_path.clone());
-    if let Some(stored) = stored {
+    let current = detail
+        .versions
+        .iter()
+        .find(|v| v.version.is_some() && v.version == s.version);
+    if let Some(stored) = current.and_then(|v| v.stored_path.clone()) {
         field("stored", stored);
+    }
+    if let Some(notes) = current.filter(|v| !v.notes.is_empty()) {
+        field("read as", notes.notes.join("; "));
     }
     field(
         "added",
@@ -133,6 +139,7 @@ mod tests {
             added_at: "2026-11-27T01:56:24Z".into(),
             added_by: None,
             added_by_uid: Some(1001),
+            notes: Vec::new(),
         }
     }
 

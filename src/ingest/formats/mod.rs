@@ -1,9 +1,9 @@
 //! The format seam: which reader a file goes to, and what every reader returns.
 //!
-//! `sniff` decides what a file really is from its first bytes; `extract` runs the reader for
-//! the format its extension claims and returns the columns and row count, or a rejection whose
-//! text completes the sentence "<file> was not accepted: …". Readers never touch the catalog or
-//! the drop folder, and never hold a whole file in memory.
+//! `extract` runs the reader for the format a file's extension claims (each reader checks that
+//! the content really is that format) and returns the columns and row count, or a rejection
+//! whose text completes the sentence "`name` was not accepted: …". Readers never touch the
+//! catalog or the drop folder, and never hold a whole file in memory.
 
 pub mod csv;
 
@@ -33,6 +33,12 @@ impl Format {
             "parquet" => Format::Parquet,
             _ => return None,
         })
+    }
+
+    /// Whether this build has a reader for the format. Extensions without one are refused
+    /// with a reason that says so, and are not advertised as accepted.
+    pub fn readable(self) -> bool {
+        matches!(self, Format::Csv | Format::Tsv)
     }
 
     pub fn as_str(self) -> &'static str {
