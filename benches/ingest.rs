@@ -101,7 +101,7 @@ fn throughput() {
         ingestd::ingest::store::sha256_file(&path).unwrap();
         hash_only.push(mb / t.elapsed().as_secs_f64());
         let t = Instant::now();
-        formats::extract(formats::Format::Csv, &path).unwrap();
+        formats::extract(formats::Format::Csv, &path, &Default::default()).unwrap();
         parse_only.push(mb / t.elapsed().as_secs_f64());
         // The whole path: copy + hash + fsync + extract + catalog + rename + remove.
         let file = SettledFile {

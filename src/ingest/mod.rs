@@ -237,7 +237,8 @@ impl Ingestor {
             };
         }
 
-        let extracted = match formats::extract(format, &tmp_path) {
+        let extracted = match formats::extract(format, &tmp_path, &formats::ReadOptions::default())
+        {
             Ok(extracted) => extracted,
             Err(rejection) => {
                 let _ = std::fs::remove_file(&tmp_path);

@@ -53,8 +53,30 @@ impl Format {
     }
 }
 
+/// What a reader may use and how far it may go.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReadOptions {
+    /// The sheet a spreadsheet is read from (the group's preference); `None`: the first
+    /// non-empty visible sheet.
+    pub sheet: Option<String>,
+    /// Most cells a spreadsheet may hold (rows × columns of its used range).
+    pub max_cells: u64,
+    /// Most bytes the parts of a zipped spreadsheet may expand to.
+    pub max_unzipped_bytes: u64,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            sheet: None,
+            max_cells: 50_000_000,
+            max_unzipped_bytes: 1_000_000_000,
+        }
+    }
+}
+
 /// What a reader found in an acceptable file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Extracted {
     /// Column names after the header rules (trimmed, blanks skipped, duplicates made unique).
     pub columns: Vec<String>,
@@ -67,7 +89,7 @@ pub struct Extracted {
 }
 
 /// Why a file cannot be accepted: a plain clause, e.g. "it has no header row".
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{reason}")]
 pub struct Rejection {
     pub reason: String,
@@ -82,7 +104,11 @@ impl Rejection {
 }
 
 /// Read the columns and row count of `path` as `format`.
-pub fn extract(format: Format, path: &Path) -> Result<Extracted, Rejection> {
+pub fn extract(
+    format: Format,
+    path: &Path,
+    _options: &ReadOptions,
+) -> Result<Extracted, Rejection> {
     match format {
         Format::Csv => csv::extract(path, None),
         Format::Tsv => csv::extract(path, Some(b'\t')),
