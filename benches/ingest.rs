@@ -1,15 +1,20 @@
 //! Ingest benchmarks (DESIGN §10), run with `cargo bench --bench ingest`; prints medians.
 //!
 //! 1. validate + store + extract of a 50 MB CSV through the real ingest path, in MB/s, beside
-//!    the cost of its parts (sha256 alone, the CSV reader alone) on the same file;
-//! 2. drop-to-ready latency of a small CSV through the real daemon, minus the settle window;
-//! 3. the daemon's peak RSS while it ingests the 50 MB CSV.
+//!    the cost of its parts (sha256 alone, the CSV reader alone) on the same file; the read
+//!    runs in a parse worker, as in the daemon;
+//! 2. the parse worker: what isolation costs per file (a small CSV read in a worker against
+//!    the same read in-process), the worker's peak RSS on the 50 MB CSV, and the smallest
+//!    address-space limit that still reads it (the headroom under `parse_memory_limit`);
+//! 3. drop-to-ready latency of a small CSV through the real daemon, minus the settle window;
+//! 4. the daemon's peak RSS while it ingests the 50 MB CSV.
 //!
 //! Not a test: nothing here asserts a time. The figures go into the issue notes.
 
 use ingestd::catalog::Catalog;
 use ingestd::config::Config;
 use ingestd::inflight::InFlight;
+use ingestd::ingest::isolate::{Limits, ParseWorker};
 use ingestd::ingest::{Ingestor, Outcome, formats};
 use ingestd::notices::Notices;
 use ingestd::watch::SettledFile;
@@ -80,17 +85,26 @@ fn throughput() {
     let config = Arc::new(config_in(dir.path(), ""));
     std::fs::create_dir_all(config.paths.drop_root.join("g")).unwrap();
     std::fs::create_dir_all(&config.paths.storage_root).unwrap();
-    let (catalog, _thread) =
-        Catalog::open(&config.paths.database, &config.paths.audit_log).unwrap();
+    let (catalog, _thread) = Catalog::open(
+        &config.paths.database,
+        &config.paths.audit_log,
+        ingestd::events::Events::default(),
+    )
+    .unwrap();
     let ingestor = Ingestor::new(
         Arc::clone(&config),
         catalog,
         InFlight::default(),
         Notices::default(),
-    );
+    )
+    // This bench is not `ingestd`: workers run the real binary.
+    .with_parse_worker(worker());
     let mut pipeline = Vec::new();
     let mut hash_only = Vec::new();
     let mut parse_only = Vec::new();
+    // What reading in a worker adds to the same read in-process, per run.
+    let mut isolated = Vec::new();
+    let limits = Limits::of(&config.ingest);
     for run in 0..RUNS {
         let content = big_csv(BIG, run as u64);
         let mb = content.len() as f64 / 1e6;
@@ -102,8 +116,15 @@ fn throughput() {
         hash_only.push(mb / t.elapsed().as_secs_f64());
         let t = Instant::now();
         formats::extract(formats::Format::Csv, &path, &Default::default()).unwrap();
-        parse_only.push(mb / t.elapsed().as_secs_f64());
-        // The whole path: copy + hash + fsync + extract + catalog + rename + remove.
+        let in_process = t.elapsed().as_secs_f64();
+        parse_only.push(mb / in_process);
+        let t = Instant::now();
+        worker()
+            .extract(formats::Format::Csv, &path, &Default::default(), &limits)
+            .unwrap();
+        isolated.push((t.elapsed().as_secs_f64() - in_process) * 1000.0);
+        // The whole path: copy + hash + fsync + extract (in a worker) + catalog + rename +
+        // remove.
         let file = SettledFile {
             group: "g".into(),
             name: format!("big{run}.csv"),
@@ -116,10 +137,131 @@ fn throughput() {
     }
     println!(
         "validate+store+extract, 50 MB CSV: median {:.0} MB/s over {RUNS} runs \
-         (sha256 alone {:.0} MB/s, CSV reader alone {:.0} MB/s)",
+         (sha256 alone {:.0} MB/s, CSV reader alone {:.0} MB/s in-process; reading it in a \
+         parse worker adds {:.0} ms)",
         median(pipeline),
         median(hash_only),
-        median(parse_only)
+        median(parse_only),
+        median(isolated)
+    );
+}
+
+fn worker() -> ParseWorker {
+    ParseWorker::at(env!("CARGO_BIN_EXE_ingestd"))
+}
+
+/// One worker's peak RSS in MB, reading `path` under the default limits. Measured by
+/// `/usr/bin/time` around the worker: the rusage of a child of this process would count this
+/// process's own pages, because a child started with posix_spawn begins in our address space
+/// and the kernel records that space's high-water mark at exec.
+fn worker_peak_rss_mb(path: &Path) -> Option<f64> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .arg("-c")
+        // `exec`: time takes the shell's pid, which the worker checks as its parent's.
+        .arg("exec /usr/bin/time -f 'peak %M' \"$0\" parse-worker $$ 512000000 35 csv \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_ingestd"))
+        .arg(path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let options = serde_json::to_vec(&formats::ReadOptions::default()).ok()?;
+    child.stdin.take()?.write_all(&options).ok()?;
+    let output = child.wait_with_output().ok()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let kb: f64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn isolation() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = formats::ReadOptions::default();
+    let limits = Limits::of(&Config::default().ingest);
+    let small = dir.path().join("small.csv");
+    std::fs::write(&small, "id,region,amount\n1,north,2.50\n2,south,3.75\n").unwrap();
+    let worker = worker();
+    // Warm the page cache and the binary.
+    for _ in 0..20 {
+        worker
+            .extract(formats::Format::Csv, &small, &options, &limits)
+            .unwrap();
+    }
+    let (mut isolated, mut in_process) = (Vec::new(), Vec::new());
+    for _ in 0..300 {
+        let t = Instant::now();
+        worker
+            .extract(formats::Format::Csv, &small, &options, &limits)
+            .unwrap();
+        isolated.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        formats::extract(formats::Format::Csv, &small, &options).unwrap();
+        in_process.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    // What any process start costs here, for scale: the smallest program, output captured.
+    let mut baseline = Vec::new();
+    for _ in 0..300 {
+        let t = Instant::now();
+        std::process::Command::new("/bin/true")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        baseline.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "process start baseline: median {:.2} ms for /bin/true with captured output (300 runs)",
+        median(baseline)
+    );
+    let (isolated, in_process) = (median(isolated), median(in_process));
+    println!(
+        "parse worker, small CSV: median {isolated:.2} ms per file in a worker, {in_process:.3} ms \
+         in-process: isolation costs {:.2} ms per file (300 runs)",
+        isolated - in_process
+    );
+
+    let big = dir.path().join("big.csv");
+    std::fs::write(&big, big_csv(BIG, 7)).unwrap();
+    let mut times = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        worker
+            .extract(formats::Format::Csv, &big, &options, &limits)
+            .unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let rss = match worker_peak_rss_mb(&big) {
+        Some(mb) => format!("{mb:.1} MB"),
+        None => "not measured (no /usr/bin/time)".into(),
+    };
+    println!(
+        "parse worker, 50 MB CSV: median {:.0} ms per read over {RUNS} runs, worker peak RSS {rss}",
+        median(times),
+    );
+    // Bisect the smallest address-space limit that still reads the big file.
+    let (mut fits, mut fails) = (limits.memory, 1_000_000u64);
+    while fits - fails > 1_000_000 {
+        let middle = (fits + fails) / 2;
+        let tight = Limits {
+            memory: middle,
+            ..limits
+        };
+        match worker.extract(formats::Format::Csv, &big, &options, &tight) {
+            Ok(_) => fits = middle,
+            Err(_) => fails = middle,
+        }
+    }
+    println!(
+        "parse worker, 50 MB CSV: reads within an address-space limit of {:.0} MB \
+         (parse_memory_limit default {:.0} MB)",
+        fits as f64 / 1e6,
+        limits.memory as f64 / 1e6
     );
 }
 
@@ -243,6 +385,9 @@ fn main() {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     if wanted("throughput") {
         throughput();
+    }
+    if wanted("isolation") {
+        isolation();
     }
     if wanted("latency") {
         latency();

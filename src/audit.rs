@@ -6,7 +6,7 @@
 
 use crate::clock;
 use crate::identity::Actor;
-use serde::Serialize;
+use crate::protocol::AuditEntry;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,20 +25,6 @@ pub struct AuditRecord {
     /// `accepted`, `unchanged`, `rejected`, `refused`, `ok`, …
     pub outcome: &'static str,
     pub detail: Option<String>,
-}
-
-/// The JSON shape of an audit record, on the wire and in `audit.jsonl`.
-#[derive(Debug, Serialize)]
-pub struct AuditJson<'a> {
-    pub time: String,
-    pub actor: &'a Actor,
-    pub action: &'a str,
-    pub group: Option<&'a str>,
-    pub source: Option<&'a str>,
-    pub version: Option<&'a str>,
-    pub job: Option<i64>,
-    pub outcome: &'a str,
-    pub detail: Option<&'a str>,
 }
 
 impl AuditRecord {
@@ -62,6 +48,11 @@ impl AuditRecord {
         self
     }
 
+    pub fn in_group(mut self, group: &str) -> Self {
+        self.group = Some(group.to_string());
+        self
+    }
+
     pub fn version(mut self, version: Option<String>) -> Self {
         self.version = version;
         self
@@ -72,17 +63,18 @@ impl AuditRecord {
         self
     }
 
-    pub fn to_json(&self) -> AuditJson<'_> {
-        AuditJson {
+    /// The shape on the wire and in `audit.jsonl`.
+    pub fn to_entry(&self) -> AuditEntry {
+        AuditEntry {
             time: clock::rfc3339(self.time_ms),
-            actor: &self.actor,
-            action: self.action,
-            group: self.group.as_deref(),
-            source: self.source.as_deref(),
-            version: self.version.as_deref(),
+            actor: self.actor.clone(),
+            action: self.action.to_string(),
+            group: self.group.clone(),
+            source: self.source.clone(),
+            version: self.version.clone(),
             job: self.job,
-            outcome: self.outcome,
-            detail: self.detail.as_deref(),
+            outcome: self.outcome.to_string(),
+            detail: self.detail.clone(),
         }
     }
 }
@@ -109,7 +101,7 @@ impl AuditLog {
         }
         let mut text = Vec::new();
         for record in records {
-            if serde_json::to_writer(&mut text, &record.to_json()).is_ok() {
+            if serde_json::to_writer(&mut text, &record.to_entry()).is_ok() {
                 text.push(b'\n');
             }
         }

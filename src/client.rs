@@ -1,7 +1,8 @@
 //! A synchronous client of the control socket, used by `ingestctl` and by the end-to-end tests.
 //!
 //! It owns one connection and speaks the framing of [`crate::protocol`]: one request line out,
-//! one response line back, in order. It must never invent protocol shapes of its own, and it
+//! one response line back, in order (for `events`, further lines follow the first answer: read
+//! them with [`Client::next_data`]). It must never invent protocol shapes of its own, and it
 //! never waits without a bound: reads and writes time out (default [`DEFAULT_TIMEOUT`]) so a
 //! wedged daemon becomes an error, not a hung terminal. After a transport error (timeout, cut
 //! line, oversized line) the connection is out of step with the daemon, so the client refuses
@@ -170,17 +171,7 @@ impl Client {
         line.push(b'\n');
         self.write_raw(&line)?;
         let response = self.read_response()?;
-        if response.v != PROTOCOL_VERSION {
-            return Err(self.decode(format!(
-                "it speaks protocol version {}, this client version {PROTOCOL_VERSION}{SAME_RELEASE}",
-                response.v
-            )));
-        }
-        match (response.ok, response.data, response.error) {
-            (true, data, _) => Ok(data.unwrap_or(Value::Null)),
-            (false, _, Some(error)) => Err(ClientError::Daemon(error)),
-            (false, _, None) => Err(self.decode("\"ok\":false without an \"error\" object".into())),
-        }
+        self.data_of(response)
     }
 
     /// Send `command` and decode the `data` of the answer as `T` (e.g. `Vec<SourceSummary>`
@@ -259,6 +250,54 @@ impl Client {
             let shown = String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned();
             self.decode(format!("{e} in {shown:?}"))
         })
+    }
+
+    /// Read the next line of a streamed answer (the event lines of `events`, after the first
+    /// answer that [`Client::request`] returned) and return its `data`, or the daemon's error
+    /// as [`ClientError::Daemon`] (e.g. `lagged`). `Ok(None)`: the daemon closed the connection
+    /// between two lines, which ends a stream.
+    ///
+    /// Waits at most the timeout of [`Client::set_timeout`]; a follower that may wait for
+    /// events a long time sets `None`.
+    pub fn next_data(&mut self) -> Result<Option<Value>, ClientError> {
+        self.check_in_step()?;
+        let waited = loop {
+            match self.stream.fill_buf() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other.map(|buffered| buffered.is_empty()),
+            }
+        };
+        match waited {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(source) => {
+                self.out_of_step = true;
+                return Err(match source.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => self.timed_out(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+                        self.closed()
+                    }
+                    _ => self.io("reading the answer", source),
+                });
+            }
+        }
+        let response = self.read_response()?;
+        self.data_of(response).map(Some)
+    }
+
+    /// The `data` of a response (`null` if none), or the daemon's error.
+    fn data_of(&self, response: Response) -> Result<Value, ClientError> {
+        if response.v != PROTOCOL_VERSION {
+            return Err(self.decode(format!(
+                "it speaks protocol version {}, this client version {PROTOCOL_VERSION}{SAME_RELEASE}",
+                response.v
+            )));
+        }
+        match (response.ok, response.data, response.error) {
+            (true, data, _) => Ok(data.unwrap_or(Value::Null)),
+            (false, _, Some(error)) => Err(ClientError::Daemon(error)),
+            (false, _, None) => Err(self.decode("\"ok\":false without an \"error\" object".into())),
+        }
     }
 
     fn check_in_step(&self) -> Result<(), ClientError> {
@@ -366,6 +405,7 @@ mod tests {
         let rows: Vec<u32> = client
             .call(&Command::Ls {
                 group: Some("sales".into()),
+                all: false,
             })
             .unwrap();
         assert!(rows.is_empty());
@@ -487,10 +527,64 @@ mod tests {
         let (fake, _sent) = canned(&[r#"{"ok":true,"v":1,"data":{"not":"a list"}}"#]);
         let mut client = Client::connect(&fake.socket).unwrap();
         let err = client
-            .call::<Vec<crate::protocol::SourceSummary>>(&Command::Ls { group: None })
+            .call::<Vec<crate::protocol::SourceSummary>>(&Command::Ls {
+                group: None,
+                all: false,
+            })
             .unwrap_err();
         assert!(err.to_string().contains("\"ls\""), "{err}");
         fake.thread.join().unwrap();
+    }
+
+    #[test]
+    fn a_stream_yields_each_line_then_none_when_the_daemon_closes() {
+        let fake = fake(|reader, mut writer| {
+            read_line(reader);
+            writeln!(writer, r#"{{"ok":true,"v":1,"data":{{"group":"g"}}}}"#).unwrap();
+            writeln!(writer, r#"{{"ok":true,"v":1,"data":{{"n":1}}}}"#).unwrap();
+            writeln!(writer, r#"{{"ok":true,"v":1,"data":{{"n":2}}}}"#).unwrap();
+        });
+        let mut client = Client::connect(&fake.socket).unwrap();
+        let first = client
+            .request(&Command::Events {
+                group: Some("g".into()),
+                all: false,
+            })
+            .unwrap();
+        assert_eq!(first, serde_json::json!({"group": "g"}));
+        for n in [1, 2] {
+            let data = client.next_data().unwrap();
+            assert_eq!(data, Some(serde_json::json!({ "n": n })));
+        }
+        fake.thread.join().unwrap();
+        assert_eq!(client.next_data().unwrap(), None);
+    }
+
+    #[test]
+    fn a_stream_ends_with_the_daemons_error() {
+        let fake = fake(|reader, mut writer| {
+            read_line(reader);
+            writeln!(writer, r#"{{"ok":true,"v":1,"data":{{"group":null}}}}"#).unwrap();
+            writeln!(
+                writer,
+                r#"{{"ok":false,"v":1,"error":{{"code":"lagged","message":"too slow"}}}}"#
+            )
+            .unwrap();
+            writer.write_all(b"{\"ok\":true,").unwrap();
+        });
+        let mut client = Client::connect(&fake.socket).unwrap();
+        client
+            .request(&Command::Events {
+                group: None,
+                all: true,
+            })
+            .unwrap();
+        let err = client.next_data().unwrap_err();
+        assert_eq!(err.daemon_error().map(|e| e.code), Some(ErrorCode::Lagged));
+        fake.thread.join().unwrap();
+        // A line cut by the hang-up is not a clean end.
+        let cut = client.next_data().unwrap_err();
+        assert!(matches!(cut, ClientError::Closed { .. }), "{cut:?}");
     }
 
     #[test]

@@ -18,6 +18,15 @@ pub const SOCKET_ENV: &str = "INGESTD_SOCKET";
 /// Prefix of key overrides: `INGESTD_INGEST_SETTLE_MS=200`.
 pub const OVERRIDE_PREFIX: &str = "INGESTD_";
 
+/// Default `ingest.parse_memory_limit`, in MB (see docs/configuration.md for why this size).
+pub const DEFAULT_PARSE_MEMORY_MB: u64 = 512;
+/// Smallest `ingest.parse_memory_limit`. A worker maps its own program and a reader's buffers
+/// before the first byte of a file (about 15 MB); far below this, ordinary files would be
+/// rejected as needing too much memory, which is a config mistake, not a verdict on the files.
+pub const MIN_PARSE_MEMORY_MB: u64 = 64;
+/// Largest `ingest.parse_timeout_secs`: an hour is already far past any file we accept.
+pub const MAX_PARSE_TIMEOUT_SECS: u64 = 3600;
+
 /// Formats the daemon can read. `allowed_formats` must be a subset.
 pub const KNOWN_FORMATS: &[&str] = &["csv", "tsv", "xls", "xlsx", "xlsm", "parquet"];
 
@@ -82,6 +91,15 @@ pub struct Ingest {
     pub retain_versions: u32,
     /// Files validated and stored at once.
     pub workers: usize,
+    /// Most address space a parse worker may map while it reads one file. Reading a file that
+    /// needs more fails inside the worker, and the file is rejected as too big to read.
+    pub parse_memory_limit: ByteSize,
+    /// Longest a parse worker may take over one file before it is killed and the file rejected.
+    pub parse_timeout_secs: u64,
+    /// Most cells a spreadsheet may hold (rows × columns of its used range).
+    pub max_cells: u64,
+    /// Most bytes the parts of a zipped spreadsheet may expand to.
+    pub max_unzipped_size: ByteSize,
 }
 
 impl Default for Ingest {
@@ -92,6 +110,10 @@ impl Default for Ingest {
             settle_ms: 500,
             retain_versions: 10,
             workers: 2,
+            parse_memory_limit: ByteSize::mb(DEFAULT_PARSE_MEMORY_MB),
+            parse_timeout_secs: 30,
+            max_cells: 50_000_000,
+            max_unzipped_size: ByteSize::gb(1),
         }
     }
 }
@@ -276,6 +298,31 @@ impl Config {
         }
         if !(1..=64).contains(&self.ingest.workers) {
             return invalid("ingest.workers", "must be between 1 and 64".into());
+        }
+        if self.ingest.parse_memory_limit.as_u64() < ByteSize::mb(MIN_PARSE_MEMORY_MB).as_u64() {
+            return invalid(
+                "ingest.parse_memory_limit",
+                format!(
+                    "{} is too small: a parse worker needs at least {MIN_PARSE_MEMORY_MB}MB to \
+                     read ordinary files",
+                    self.ingest.parse_memory_limit.display().si()
+                ),
+            );
+        }
+        if !(1..=MAX_PARSE_TIMEOUT_SECS).contains(&self.ingest.parse_timeout_secs) {
+            return invalid(
+                "ingest.parse_timeout_secs",
+                format!(
+                    "{} is out of range 1..={MAX_PARSE_TIMEOUT_SECS}",
+                    self.ingest.parse_timeout_secs
+                ),
+            );
+        }
+        if self.ingest.max_cells == 0 {
+            return invalid("ingest.max_cells", "must be at least 1".into());
+        }
+        if self.ingest.max_unzipped_size.as_u64() == 0 {
+            return invalid("ingest.max_unzipped_size", "must be larger than 0".into());
         }
         if !(1..=64).contains(&self.embedding.concurrency) {
             return invalid("embedding.concurrency", "must be between 1 and 64".into());
@@ -522,12 +569,61 @@ mod tests {
             ("[embedding]\nprovider = \"gpt\"\n", &[], "provider"),
             ("", &[("INGESTD_INGEST_NOPE", "1")], "INGESTD_INGEST_NOPE"),
             ("", &[("INGESTD_INGEST_SETTLE_MS", "0")], "ingest.settle_ms"),
+            (
+                "[ingest]\nparse_memory_limit = \"16MB\"\n",
+                &[],
+                "ingest.parse_memory_limit",
+            ),
+            (
+                "[ingest]\nparse_memory_limit = \"lots\"\n",
+                &[],
+                "parse_memory_limit",
+            ),
+            (
+                "[ingest]\nparse_timeout_secs = 0\n",
+                &[],
+                "ingest.parse_timeout_secs",
+            ),
+            (
+                "",
+                &[("INGESTD_INGEST_PARSE_TIMEOUT_SECS", "86400")],
+                "ingest.parse_timeout_secs",
+            ),
+            ("[ingest]\nmax_cells = 0\n", &[], "ingest.max_cells"),
+            ("[ingest]\nmax_cells = -1\n", &[], "max_cells"),
+            (
+                "[ingest]\nmax_unzipped_size = 0\n",
+                &[],
+                "ingest.max_unzipped_size",
+            ),
             ("not toml at all [", &[], "ingestd.toml"),
         ];
         for (text, env, needle) in cases {
             let err = load(text, env).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?} {env:?}: {err}");
         }
+    }
+
+    #[test]
+    fn parse_limits_have_defaults_and_take_sizes_and_overrides() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.ingest.parse_memory_limit, ByteSize::mb(512));
+        assert_eq!(config.ingest.parse_timeout_secs, 30);
+        assert_eq!(config.ingest.max_cells, 50_000_000);
+        assert_eq!(config.ingest.max_unzipped_size, ByteSize::gb(1));
+        let config = load(
+            "[ingest]\nparse_memory_limit = \"1GiB\"\nmax_unzipped_size = 2000000\n",
+            &[
+                ("INGESTD_INGEST_PARSE_TIMEOUT_SECS", "5"),
+                ("INGESTD_INGEST_MAX_CELLS", "1000"),
+                ("INGESTD_INGEST_MAX_UNZIPPED_SIZE", "300MB"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.ingest.parse_memory_limit, ByteSize::gib(1));
+        assert_eq!(config.ingest.parse_timeout_secs, 5);
+        assert_eq!(config.ingest.max_cells, 1000);
+        assert_eq!(config.ingest.max_unzipped_size, ByteSize::mb(300));
     }
 
     #[test]

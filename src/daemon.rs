@@ -9,6 +9,7 @@
 
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Config;
+use crate::events::Events;
 use crate::inflight::InFlight;
 use crate::ingest::{Ingestor, Workers, recover};
 use crate::notices::Notices;
@@ -69,7 +70,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
 
-    let (catalog, catalog_thread) = Catalog::open(&paths.database, &paths.audit_log)?;
+    let events = Events::default();
+    let (catalog, catalog_thread) =
+        Catalog::open(&paths.database, &paths.audit_log, events.clone())?;
     let recovered = {
         let config = Arc::clone(&config);
         let catalog = catalog.clone();
@@ -78,7 +81,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::debug!(?recovered, "start-up recovery done");
 
     let mode = config.socket_mode().unwrap_or(0o660);
-    let listener = server::bind(&paths.socket, mode)?;
+    let listener = server::bind(&paths.socket, mode, &config.server.socket_group)?;
     let socket_file = SocketFile(paths.socket.clone());
 
     let notices = Notices::default();
@@ -103,6 +106,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             catalog: catalog.clone(),
             in_flight: in_flight.clone(),
             notices: notices.clone(),
+            events: events.clone(),
         },
         files_tx,
         done_rx,
@@ -114,6 +118,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         catalog: catalog.clone(),
         in_flight,
         notices,
+        events,
         started_ms,
         started,
     });
@@ -133,6 +138,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = server.await;
     tokio::task::spawn_blocking(move || {
         watcher.stop();
+        // A file being read stays in the drop folder; waiting out its parse timeout would
+        // only delay the stop.
+        let killed = crate::ingest::isolate::kill_running_workers();
+        if killed > 0 {
+            tracing::info!(
+                killed,
+                "stopped parse workers; their files stay in the drop folder"
+            );
+        }
         workers.join();
         catalog_thread.join();
     })

@@ -12,12 +12,14 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod identity;
 pub mod inflight;
 pub mod ingest;
 pub mod notices;
 pub mod protocol;
 pub mod server;
+pub mod template;
 pub mod watch;
 
 pub use daemon::run;

@@ -1,8 +1,13 @@
 //! The `ingestd` binary: parse arguments, set up logging, load the config, build the runtime,
 //! and run the daemon until SIGTERM or SIGINT. Everything else lives in the library.
+//!
+//! The same binary is also the parse worker the daemon starts for every file
+//! (`ingestd parse-worker …`, see `ingestd::ingest::isolate`); that is decided first, so a
+//! worker runs none of the daemon's start-up.
 
 use clap::Parser;
 use ingestd::config::Config;
+use ingestd::ingest::isolate;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +23,15 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // A parse worker must confine itself before anything else runs: no logging, no config, no
+    // runtime threads. It is never started by hand, so it is not a clap subcommand either.
+    let mut raw = std::env::args_os();
+    if raw
+        .nth(1)
+        .is_some_and(|first| first == isolate::WORKER_COMMAND)
+    {
+        return isolate::worker::main(raw);
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -48,10 +48,13 @@ pub enum Command {
     Status {},
     /// Groups with counts of sources by status.
     Groups {},
-    /// Sources of one group, or of every group when `group` is absent.
+    /// Sources of one group: `group`, else the caller's current group, else every group.
+    /// `all` lists every group whatever the current group is.
     Ls {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
     },
     /// One source with all its versions and rejected attempts.
     Show {
@@ -59,11 +62,84 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
     },
+    /// Set (`group`) or show (no `group`) the caller's current group; `clear` forgets it.
+    Use {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        clear: bool,
+    },
+    /// A group's preferences (the ColumnPreferenceSet).
+    Prefs {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// Change a group's preferences. Absent fields keep their value; `clear` resets all
+    /// first; an empty `template` or `sheet` removes it.
+    PrefsSet {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        columns: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        template: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sheet: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        clear: bool,
+    },
+    /// Delete sources (`sales.csv`) or single versions (`sales.csv@v2`) of one group.
+    Rm {
+        targets: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// The audit trail, newest first.
+    Audit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+        /// RFC 3339 time; only records at or after it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        action: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Follow live events. The response is a stream: one line saying what is followed, then
+    /// one line per event, until the client closes the connection.
+    Events {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+    },
 }
 
 impl Command {
     /// The names accepted in `cmd`, for the `unknown_command` message.
-    pub const NAMES: &'static [&'static str] = &["status", "groups", "ls", "show"];
+    pub const NAMES: &'static [&'static str] = &[
+        "status",
+        "groups",
+        "ls",
+        "show",
+        "use",
+        "prefs",
+        "prefs_set",
+        "rm",
+        "audit",
+        "events",
+    ];
+
+    /// Whether the command changes shared state (and so may be limited to `server.admins`).
+    /// `use` changes only the caller's own current group.
+    pub fn changes_state(&self) -> bool {
+        matches!(self, Command::PrefsSet { .. } | Command::Rm { .. })
+    }
 }
 
 /// Why a request failed. Serialized in snake_case; scripts may match on it.
@@ -88,6 +164,10 @@ pub enum ErrorCode {
     Ambiguous,
     /// The daemon understood and declined.
     Refused,
+    /// The caller may not do this (`server.admins`).
+    PermissionDenied,
+    /// An `events` follower fell too far behind and was dropped; reconnect.
+    Lagged,
     /// Something went wrong inside the daemon; the message says what.
     Internal,
     /// A code this client does not know (from a newer daemon); the message still explains.
@@ -318,6 +398,9 @@ pub struct SourceDetail {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupInfo {
     pub name: String,
+    /// This is the caller's current group (`use`).
+    #[serde(default)]
+    pub current: bool,
     pub sources: u64,
     /// Count of sources by the status `ls` shows for them.
     pub by_status: BTreeMap<Status, u64>,
@@ -363,6 +446,111 @@ pub struct QueueSummary {
     pub failed: u64,
 }
 
+/// Reply to `use`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UseInfo {
+    /// The caller's current group; `None` if none is set.
+    pub group: Option<String>,
+    pub uid: u32,
+}
+
+/// A group's preferences: what of each row is embedded, and how.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrefsInfo {
+    pub group: String,
+    /// Columns whose values are embedded, in order; empty: every column.
+    pub columns: Vec<String>,
+    /// Columns added to every row's text as context.
+    pub context: Vec<String>,
+    /// Text template with `{column}` placeholders; `None`: `column: value` pairs.
+    pub template: Option<String>,
+    /// Sheet read from spreadsheets; `None`: the first non-empty visible sheet.
+    pub sheet: Option<String>,
+    pub updated_at: Option<String>,
+    pub updated_by: Option<String>,
+    /// Every column name of the group's current versions, for choosing.
+    pub known_columns: Vec<String>,
+}
+
+/// Reply to `prefs_set`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefsSaved {
+    pub prefs: PrefsInfo,
+    /// One sentence per name no source of the group has (saved anyway: sources differ).
+    pub warnings: Vec<String>,
+}
+
+/// What `rm` did with one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RmOutcome {
+    /// As given: `sales.csv` or `sales.csv@v2`.
+    pub target: String,
+    pub ok: bool,
+    /// What was removed, or why nothing was.
+    pub message: String,
+    /// Version labels removed ("v1", …); rejected attempts are removed with a whole source.
+    pub removed: Vec<String>,
+}
+
+/// One audit record (also the shape of each line of `audit.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub time: String,
+    pub actor: crate::identity::Actor,
+    pub action: String,
+    pub group: Option<String>,
+    pub source: Option<String>,
+    pub version: Option<String>,
+    pub job: Option<i64>,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
+/// What happened, as `events` streams it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A file appeared or changed in a group folder.
+    Seen,
+    /// Its writer is done; it is being validated.
+    Settled,
+    /// Stored as a new version.
+    Accepted,
+    /// Same content as the newest version; no new version.
+    Unchanged,
+    /// Moved to `.rejected/`.
+    Rejected,
+    /// A source or version was deleted.
+    Deleted,
+    /// A group's preferences changed.
+    PrefsChanged,
+    /// A state-changing command was refused (`server.admins`).
+    Refused,
+    /// Any other audited action.
+    #[serde(other)]
+    Other,
+}
+
+/// One event line of `events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub time: String,
+    pub kind: EventKind,
+    pub group: Option<String>,
+    pub source: Option<String>,
+    pub version: Option<String>,
+    /// The reason of a rejection, the columns of an accepted version, …
+    pub detail: Option<String>,
+    pub actor: Option<crate::identity::Actor>,
+}
+
+/// First line of an `events` stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Following {
+    /// The group followed; `None`: every group.
+    pub group: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,11 +560,36 @@ mod tests {
         let cases: &[(&str, Command)] = &[
             (r#"{"v":1,"cmd":"status"}"#, Command::Status {}),
             (r#"{"v":1,"cmd":"groups"}"#, Command::Groups {}),
-            (r#"{"v":1,"cmd":"ls"}"#, Command::Ls { group: None }),
+            (
+                r#"{"v":1,"cmd":"ls"}"#,
+                Command::Ls {
+                    group: None,
+                    all: false,
+                },
+            ),
             (
                 r#"{"v":1,"cmd":"ls","group":"sales"}"#,
                 Command::Ls {
                     group: Some("sales".into()),
+                    all: false,
+                },
+            ),
+            (
+                r#"{"v":1,"cmd":"rm","targets":["a.csv@v2"],"group":"g"}"#,
+                Command::Rm {
+                    targets: vec!["a.csv@v2".into()],
+                    group: Some("g".into()),
+                },
+            ),
+            (
+                r#"{"v":1,"cmd":"prefs_set","columns":["a"],"template":""}"#,
+                Command::PrefsSet {
+                    group: None,
+                    columns: Some(vec!["a".into()]),
+                    context: None,
+                    template: Some(String::new()),
+                    sheet: None,
+                    clear: false,
                 },
             ),
             (

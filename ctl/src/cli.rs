@@ -3,20 +3,23 @@
 //! One subcommand ↔ one protocol command ↔ one file in `commands/`. Parsing must not touch the
 //! socket or the config; usage errors exit with 2 through clap.
 
-use clap::{Parser, Subcommand};
+use crate::since::Since;
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use ingestd::config::{CONFIG_ENV, SOCKET_ENV};
 use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
 Exit codes:
   0  success
-  1  the daemon refused the request or the operation failed
+  1  the daemon refused the request or the operation failed (for rm and add: any item failed)
   2  usage error
   3  the daemon could not be reached (no socket, not running, no permission, no answer)
 
-With --json the daemon's answer is printed as pretty-printed JSON, as the daemon sent it.";
+Without -g, commands use the current group set with `ingestctl use GROUP`.
+With --json the daemon's answer is printed as pretty-printed JSON, as the daemon sent it
+(`events --json`: one compact object per line).";
 
-/// Talk to ingestd: list, inspect and follow the files dropped into its folders.
+/// Talk to ingestd: add, list, inspect, delete and follow the files dropped into its folders.
 #[derive(Debug, Parser)]
 #[command(name = "ingestctl", version, after_help = AFTER_HELP)]
 pub struct Cli {
@@ -33,7 +36,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH", env = CONFIG_ENV)]
     pub config: Option<PathBuf>,
 
-    /// The document group (a folder under the drop root)
+    /// The document group (a folder under the drop root) [default: the current group, see `use`]
     #[arg(short, long, global = true, value_name = "GROUP")]
     pub group: Option<String>,
 
@@ -45,15 +48,120 @@ pub struct Cli {
 pub enum Commands {
     /// Daemon version, uptime, folders, queue and recent errors
     Status,
-    /// Groups with their counts of sources by status
+    /// Groups with their counts of sources by status; `*` marks the current group
     Groups,
-    /// Sources of a group (-g), or of every group: version, status, rows, columns
-    Ls,
+    /// Set, show or clear your current group, the default of -g
+    Use {
+        /// The group to make current; without it, show the current group
+        #[arg(value_name = "GROUP", conflicts_with = "clear")]
+        name: Option<String>,
+        /// Forget the current group
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Sources of a group (-g, else the current group, else every group)
+    Ls {
+        /// List every group, even when a current group is set
+        #[arg(long, conflicts_with = "group")]
+        all: bool,
+    },
     /// One source: columns, skipped columns, versions and rejected attempts with reasons
     Show {
         /// The source's file name, e.g. sales.csv
         source: String,
     },
+    /// Copy local CSV, TSV, XLS, XLSX or Parquet files into a group's drop folder
+    Add {
+        /// Files to add; each becomes the source of the same name in the group
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Wait for ingestd's verdict on every file and report it
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Delete sources (all their versions) or single versions (SOURCE@vN) from a group
+    Rm {
+        /// `sales.csv` for the whole source, `sales.csv@v2` for one version
+        #[arg(required = true, value_name = "SOURCE[@vN]")]
+        targets: Vec<String>,
+        /// Do not ask for confirmation (required when stdin is not a terminal)
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Show a group's preferences (which columns are embedded, and how); `prefs set` changes them
+    Prefs {
+        #[command(subcommand)]
+        action: Option<PrefsAction>,
+    },
+    /// The audit trail, newest first
+    Audit(AuditArgs),
+    /// Follow live events (files seen, accepted, rejected, deleted, …) until interrupted
+    Events {
+        /// Follow every group, even when a current group is set
+        #[arg(long, conflicts_with = "group")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrefsAction {
+    /// Save preferences; options not given keep their value
+    Set(PrefsSetArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["columns", "context", "template", "sheet", "clear"])
+))]
+pub struct PrefsSetArgs {
+    /// Columns whose values are embedded, comma-separated; '' selects every column
+    #[arg(long, value_delimiter = ',', num_args = 1, value_name = "A,B,…")]
+    pub columns: Option<Vec<String>>,
+    /// Columns added to every row's text as context, comma-separated; '' for none
+    #[arg(long, value_delimiter = ',', num_args = 1, value_name = "X,Y,…")]
+    pub context: Option<Vec<String>>,
+    /// Text template with {column} placeholders; '' removes it
+    #[arg(long, value_name = "TEMPLATE")]
+    pub template: Option<String>,
+    /// Sheet to read from spreadsheets; '' goes back to the first non-empty sheet
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+    /// Reset every preference first (then apply the other options, if any)
+    #[arg(long)]
+    pub clear: bool,
+}
+
+impl PrefsSetArgs {
+    /// A comma-separated list as the protocol wants it: names trimmed, empty ones dropped,
+    /// so `--columns ''` is the empty list.
+    pub fn names(list: &Option<Vec<String>>) -> Option<Vec<String>> {
+        list.as_ref().map(|names| {
+            names
+                .iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Every group, even when a current group is set
+    #[arg(long, conflicts_with = "group")]
+    pub all: bool,
+    /// Only records since then: a duration ago (30m, 1h, 2d, 1w) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN", value_parser = Since::parse)]
+    pub since: Option<Since>,
+    /// Only records of this action (e.g. add, delete, prefs)
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// At most this many records
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
 }
 
 #[cfg(test)]
@@ -79,7 +187,7 @@ mod tests {
             assert!(cli.json);
             assert_eq!(cli.group.as_deref(), Some("sales"));
             assert_eq!(cli.socket, Some(PathBuf::from("/s.sock")));
-            assert!(matches!(cli.command, Commands::Ls));
+            assert!(matches!(cli.command, Commands::Ls { all: false }));
         }
     }
 
@@ -92,6 +200,131 @@ mod tests {
     }
 
     #[test]
+    fn use_sets_shows_or_clears() {
+        let set = parse(&["use", "sales"]).unwrap();
+        assert!(
+            matches!(&set.command, Commands::Use { name: Some(n), clear: false } if n == "sales")
+        );
+        let show = parse(&["use"]).unwrap();
+        assert!(matches!(
+            show.command,
+            Commands::Use {
+                name: None,
+                clear: false
+            }
+        ));
+        let clear = parse(&["use", "--clear"]).unwrap();
+        assert!(matches!(
+            clear.command,
+            Commands::Use {
+                name: None,
+                clear: true
+            }
+        ));
+    }
+
+    #[test]
+    fn listing_commands_take_all() {
+        assert!(matches!(
+            parse(&["ls", "--all"]).unwrap().command,
+            Commands::Ls { all: true }
+        ));
+        assert!(matches!(
+            parse(&["events", "--all", "--json"]).unwrap().command,
+            Commands::Events { all: true }
+        ));
+    }
+
+    #[test]
+    fn add_takes_files_and_wait() {
+        let cli = parse(&["add", "a.csv", "dir/b.xlsx", "-g", "sales", "--wait"]).unwrap();
+        let Commands::Add { files, wait } = cli.command else {
+            panic!("not add");
+        };
+        assert_eq!(files, [PathBuf::from("a.csv"), PathBuf::from("dir/b.xlsx")]);
+        assert!(wait);
+        assert_eq!(cli.group.as_deref(), Some("sales"));
+    }
+
+    #[test]
+    fn rm_takes_targets_and_yes() {
+        let cli = parse(&["rm", "sales.csv", "q2.csv@v1", "--yes"]).unwrap();
+        let Commands::Rm { targets, yes } = cli.command else {
+            panic!("not rm");
+        };
+        assert_eq!(targets, ["sales.csv", "q2.csv@v1"]);
+        assert!(yes);
+        assert!(matches!(
+            parse(&["rm", "a.csv", "-y"]).unwrap().command,
+            Commands::Rm { yes: true, .. }
+        ));
+    }
+
+    #[test]
+    fn prefs_shows_and_sets() {
+        assert!(matches!(
+            parse(&["prefs", "-g", "s"]).unwrap().command,
+            Commands::Prefs { action: None }
+        ));
+        let cli = parse(&[
+            "prefs",
+            "set",
+            "--columns",
+            "region, amount",
+            "--context",
+            "date",
+            "--template",
+            "",
+            "--sheet",
+            "Q1",
+        ])
+        .unwrap();
+        let Commands::Prefs {
+            action: Some(PrefsAction::Set(args)),
+        } = cli.command
+        else {
+            panic!("not prefs set");
+        };
+        assert_eq!(
+            PrefsSetArgs::names(&args.columns),
+            Some(vec!["region".into(), "amount".into()])
+        );
+        assert_eq!(
+            PrefsSetArgs::names(&args.context),
+            Some(vec!["date".into()])
+        );
+        assert_eq!(args.template.as_deref(), Some(""));
+        assert_eq!(args.sheet.as_deref(), Some("Q1"));
+        assert!(!args.clear);
+
+        let empty = parse(&["prefs", "set", "--columns", ""]).unwrap();
+        let Commands::Prefs {
+            action: Some(PrefsAction::Set(args)),
+        } = empty.command
+        else {
+            panic!("not prefs set");
+        };
+        assert_eq!(PrefsSetArgs::names(&args.columns), Some(vec![]));
+        assert_eq!(PrefsSetArgs::names(&args.context), None);
+        assert!(parse(&["prefs", "set", "--clear"]).is_ok());
+    }
+
+    #[test]
+    fn audit_takes_filters() {
+        let cli = parse(&[
+            "audit", "--since", "1h", "--action", "delete", "--limit", "5",
+        ])
+        .unwrap();
+        let Commands::Audit(args) = cli.command else {
+            panic!("not audit");
+        };
+        assert!(matches!(args.since, Some(Since::Ago(_))));
+        assert_eq!(args.action.as_deref(), Some("delete"));
+        assert_eq!(args.limit, Some(5));
+        assert!(!args.all);
+    }
+
+    #[test]
     fn usage_errors_are_clap_errors() {
         let cases: &[(&[&str], ErrorKind)] = &[
             (&[], ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand),
@@ -100,10 +333,32 @@ mod tests {
             (&["ls", "--nope"], ErrorKind::UnknownArgument),
             (&["ls", "-g"], ErrorKind::InvalidValue),
             (&["status", "extra"], ErrorKind::UnknownArgument),
+            (&["ls", "--all", "-g", "sales"], ErrorKind::ArgumentConflict),
+            (&["use", "sales", "--clear"], ErrorKind::ArgumentConflict),
+            (&["use", "a", "b"], ErrorKind::UnknownArgument),
+            (&["add"], ErrorKind::MissingRequiredArgument),
+            (&["rm"], ErrorKind::MissingRequiredArgument),
+            (&["prefs", "set"], ErrorKind::MissingRequiredArgument),
+            (&["prefs", "set", "--reembed"], ErrorKind::UnknownArgument),
+            (&["rm", "a.csv", "--force"], ErrorKind::UnknownArgument),
+            (
+                &["audit", "--since", "yesterday-ish"],
+                ErrorKind::ValueValidation,
+            ),
+            (&["audit", "--limit", "0"], ErrorKind::ValueValidation),
+            (
+                &["audit", "--all", "-g", "sales"],
+                ErrorKind::ArgumentConflict,
+            ),
+            (
+                &["events", "--all", "-g", "sales"],
+                ErrorKind::ArgumentConflict,
+            ),
         ];
         for (args, kind) in cases {
             let err = parse(args).unwrap_err();
             assert_eq!(err.kind(), *kind, "{args:?}: {err}");
+            assert_eq!(err.exit_code(), 2, "{args:?}");
         }
     }
 }

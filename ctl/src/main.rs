@@ -6,19 +6,34 @@
 mod cli;
 mod commands;
 mod output;
+mod prompt;
+mod since;
 mod socket;
+mod upload;
 
 use clap::Parser;
-use std::io::Write;
+use std::io::{self, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    match commands::run(&cli) {
-        Ok(text) => output::emit(&text),
+    let mut stdout = io::stdout();
+    // Nothing useful is left to do if stderr is gone, so its write errors are ignored.
+    match commands::run(&cli, &mut stdout) {
+        Ok(done) => {
+            for note in &done.notes {
+                let _ = writeln!(io::stderr(), "{note}");
+            }
+            match output::emit(&mut stdout, &done.text) {
+                Ok(_) => ExitCode::from(done.code),
+                Err(e) => {
+                    let _ = writeln!(io::stderr(), "error: cannot write the output: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Err(failure) => {
-            // Nothing useful is left to do if stderr is gone too.
-            let _ = writeln!(std::io::stderr(), "error: {failure}");
+            let _ = writeln!(io::stderr(), "error: {failure}");
             ExitCode::from(failure.exit_code())
         }
     }

@@ -2,14 +2,14 @@
 //! the daemon's `data` as pretty-printed JSON for scripts, and the write to stdout itself.
 //!
 //! Everything here is pure except [`emit`]; commands build their whole output as a `String`
-//! so it can be tested without a terminal. No colour: none is needed yet, and any added later
-//! must be off unless stdout is a TTY and `NO_COLOR` is unset.
+//! so it can be tested without a terminal (only `events` streams, line by line, through
+//! [`emit`]). No colour: none is needed yet, and any added later must be off unless stdout is a
+//! TTY and `NO_COLOR` is unset.
 
 use comfy_table::{CellAlignment, Table, presets};
 use jiff::{Timestamp, tz::TimeZone};
 use serde_json::Value;
 use std::io::{self, Write};
-use std::process::ExitCode;
 
 /// Widest the joined column list of `ls` may get before it is cut.
 pub const COLUMNS_WIDTH: usize = 40;
@@ -48,6 +48,18 @@ pub fn time(rfc3339: &str, tz: &TimeZone) -> String {
         Ok(ts) => ts
             .to_zoned_datetime(tz.clone())
             .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
+/// An RFC 3339 time as the wall-clock time "02:07:45" in `tz`, for lines of a live stream;
+/// anything unparsable is shown as sent.
+pub fn clock(rfc3339: &str, tz: &TimeZone) -> String {
+    match rfc3339.parse::<Timestamp>() {
+        Ok(ts) => ts
+            .to_zoned_datetime(tz.clone())
+            .strftime("%H:%M:%S")
             .to_string(),
         Err(_) => rfc3339.to_string(),
     }
@@ -121,20 +133,23 @@ pub fn joined_truncated(items: &[String], max_chars: usize) -> String {
     out
 }
 
-/// Write `text` to stdout. A closed pipe (`ingestctl ls | head -1`) is success: the reader
-/// has all it wanted.
-pub fn emit(text: &str) -> ExitCode {
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = writeln!(io::stderr(), "error: cannot write the output: {e}");
-            ExitCode::FAILURE
-        }
+/// Shown in place of the end of a cut cell.
+pub fn truncated(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max_chars.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Write `text` to `out` (stdout) and flush. `Ok(false)`: the reader closed the pipe
+/// (`ingestctl ls | head -1`), which is success — it has all it wanted; write no more.
+pub fn emit(out: &mut dyn Write, text: &str) -> io::Result<bool> {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -225,6 +240,38 @@ mod tests {
         for (items, max, want) in cases {
             assert_eq!(joined_truncated(&names(items), *max), *want, "{items:?}");
         }
+    }
+
+    #[test]
+    fn long_cells_are_cut_with_an_ellipsis() {
+        assert_eq!(truncated("short", 10), "short");
+        assert_eq!(truncated("exactly10!", 10), "exactly10!");
+        assert_eq!(truncated("a bit too long", 10), "a bit too…");
+        assert_eq!(truncated("ééééé", 3), "éé…");
+    }
+
+    #[test]
+    fn clock_times_are_wall_clock_in_the_zone() {
+        let plus_one = TimeZone::fixed(jiff::tz::offset(1));
+        assert_eq!(clock("2026-11-27T01:07:45.5Z", &plus_one), "02:07:45");
+        assert_eq!(clock("soon", &plus_one), "soon");
+    }
+
+    #[test]
+    fn a_closed_pipe_is_not_an_error() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        assert!(!emit(&mut Closed, "x\n").unwrap());
+        let mut buffer = Vec::new();
+        assert!(emit(&mut buffer, "x\n").unwrap());
+        assert_eq!(buffer, b"x\n");
     }
 
     #[test]

@@ -160,7 +160,18 @@ impl Db {
                     .detail(format!("same content as {version}; no new version"));
                 return Ok((Decision::Unchanged { version }, vec![record]));
             }
-            let version_no = newest.map(|(no, _)| no).unwrap_or(0) + 1;
+            // Numbers are never reused, even after the newest version was deleted, so a label
+            // in the audit trail always means one content.
+            let last: i64 = tx.query_row(
+                "SELECT last_version FROM sources WHERE id = ?1",
+                [source_id],
+                |r| r.get(0),
+            )?;
+            let version_no = newest.map(|(no, _)| no).unwrap_or(0).max(last) + 1;
+            tx.execute(
+                "UPDATE sources SET last_version = ?1 WHERE id = ?2",
+                params![version_no, source_id],
+            )?;
             let stored_path = storage_root
                 .join(&file.group)
                 .join(versioned_name(&file.name, version_no));

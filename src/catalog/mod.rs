@@ -6,12 +6,15 @@
 //! the records to `audit.jsonl` only after the transaction commits.
 
 mod ingest;
+mod manage;
 mod read;
 mod schema;
 
 pub use ingest::{Accepted, Decision, Rejected, Reservation};
+pub use manage::{AuditFilter, PrefsChange, parse_target};
 
 use crate::audit::{AuditLog, AuditRecord};
+use crate::events::Events;
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
@@ -51,6 +54,7 @@ pub enum CatalogError {
 pub struct Db {
     conn: Connection,
     audit: AuditLog,
+    events: Events,
 }
 
 impl Db {
@@ -67,6 +71,9 @@ impl Db {
         }
         tx.commit()?;
         self.audit.append(&records);
+        for record in &records {
+            self.events.audited(record);
+        }
         Ok(value)
     }
 
@@ -124,11 +131,16 @@ impl CatalogThread {
 
 impl Catalog {
     /// Open (creating if needed) and migrate the database, then start its thread.
-    pub fn open(path: &Path, audit_log: &Path) -> Result<(Catalog, CatalogThread), CatalogError> {
+    pub fn open(
+        path: &Path,
+        audit_log: &Path,
+        events: Events,
+    ) -> Result<(Catalog, CatalogThread), CatalogError> {
         let conn = schema::open(path)?;
         let mut db = Db {
             conn,
             audit: AuditLog::new(audit_log),
+            events,
         };
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
         let thread = std::thread::Builder::new()

@@ -92,9 +92,11 @@ impl Db {
     /// Every source of `group` (or of all groups), sorted by group and name.
     pub fn list_sources(&self, group: Option<&str>) -> Result<Vec<SourceSummary>, CatalogError> {
         let sql = format!(
-            "WITH latest AS (SELECT source_id, MAX(id) AS id FROM versions GROUP BY source_id),
+            "WITH latest AS (SELECT source_id, MAX(id) AS id FROM versions
+                             WHERE status != 'deleting' GROUP BY source_id),
                   current AS (SELECT source_id, MAX(id) AS id FROM versions
-                              WHERE version_no IS NOT NULL AND status != 'invalid'
+                              WHERE version_no IS NOT NULL
+                                AND status NOT IN ('invalid', 'deleting')
                               GROUP BY source_id)
              SELECT g.name, s.name, {latest}, {current}
              FROM sources s
@@ -103,7 +105,7 @@ impl Db {
              LEFT JOIN versions v ON v.id = latest.id
              LEFT JOIN current ON current.source_id = s.id
              LEFT JOIN versions c ON c.id = current.id
-             WHERE ?1 IS NULL OR g.name = ?1
+             WHERE (?1 IS NULL OR g.name = ?1) AND latest.id IS NOT NULL
              ORDER BY g.name, s.name",
             latest = VERSION_COLUMNS,
             current = VERSION_COLUMNS.replace("v.", "c."),
@@ -160,7 +162,8 @@ impl Db {
             .find(|s| s.name == name)
             .ok_or_else(|| CatalogError::NotFound(format!("source {name:?} vanished")))?;
         let sql = format!(
-            "SELECT {VERSION_COLUMNS} FROM versions v WHERE v.source_id = ?1 ORDER BY v.id DESC"
+            "SELECT {VERSION_COLUMNS} FROM versions v
+             WHERE v.source_id = ?1 AND v.status != 'deleting' ORDER BY v.id DESC"
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
         let versions = stmt
@@ -187,6 +190,7 @@ impl Db {
                 name.clone(),
                 GroupInfo {
                     name,
+                    current: false,
                     sources: 0,
                     by_status: BTreeMap::new(),
                     last_activity: last.map(clock::rfc3339),

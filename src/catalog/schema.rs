@@ -60,6 +60,23 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT
     );
     CREATE INDEX audit_by_time ON audit (time);",
+    // 2: each user's current group, and each group's preferences.
+    "CREATE TABLE current_groups (
+        uid INTEGER PRIMARY KEY,
+        group_name TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE preferences (
+        group_id INTEGER PRIMARY KEY REFERENCES groups(id),
+        columns TEXT NOT NULL DEFAULT '[]',
+        context TEXT NOT NULL DEFAULT '[]',
+        template TEXT,
+        sheet TEXT,
+        updated_at INTEGER NOT NULL,
+        updated_by TEXT
+    );
+    CREATE INDEX audit_by_group ON audit (group_name, time);
+    ALTER TABLE sources ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Open `path` in WAL mode and bring its schema up to date.

@@ -1,4 +1,4 @@
-//! Header rules shared by every reader (CSV now, spreadsheets and Parquet later).
+//! Header rules shared by every reader: CSV and TSV, spreadsheets, Parquet.
 //!
 //! This module owns what counts as a column name: which of the first rows is the header
 //! ([`find_header_row`]), how a header cell becomes a name ([`clean_name`]), which cells are
@@ -20,6 +20,10 @@ pub const BLANK_HEADER: &str = "blank header";
 
 /// Reason recorded for data cells to the right of the last header cell.
 pub const NO_HEADER_CELL: &str = "no header cell";
+
+/// Reason recorded for a blank spreadsheet header cell covered by a merged range: its text,
+/// if any, belongs to the range's first cell.
+pub const MERGED_HEADER: &str = "merged header cell";
 
 /// Characters that are invisible at the ends of a name: zero-width spaces and joiners, and a
 /// byte-order mark that survived into the text (files glued together, or a BOM written twice).
@@ -93,14 +97,20 @@ pub struct NoHeaderRow {
 /// Index of the header among the first rows of a table (at most [`HEADER_SEARCH_ROWS`] are
 /// looked at).
 ///
-/// Blank rows are skipped, and so are title rows: a row with a single filled cell, or one
-/// reaching at most half as far right as the rows below it, when the rows below reach further.
-/// "The rows below" is the extent reached by at least two of them (or by the only one), so a
-/// single over-long data row cannot turn a real header into a title. Widths are extents (up to
-/// the last filled cell), because spreadsheet exports pad every row with empty cells.
+/// Blank rows are skipped, and so are title rows:
+/// - a row with a single filled cell, or one reaching at most half as far right as the rows
+///   below it, when the rows below reach further;
+/// - a row of one or two filled cells, when the rows below hold at least three times as many
+///   (a report title with a date or page note far to the right reaches as far as the table,
+///   but is no header).
 ///
-/// Conservative by construction: a first row is never skipped unless rows below it reach
-/// further right than it does, so a file whose first row is its header gets row 0.
+/// "The rows below" is what at least two of them reach (the second largest), or the only one,
+/// so a single over-long data row cannot turn a real header into a title. Widths are extents
+/// (up to the last filled cell), because spreadsheet exports pad every row with empty cells.
+///
+/// Conservative by construction: a first row is never skipped unless at least two rows below
+/// it reach further right, or hold three times as many cells as its one or two, so a file whose
+/// first row is its header gets row 0.
 pub fn find_header_row(rows: &[Vec<String>]) -> Result<usize, NoHeaderRow> {
     let rows = &rows[..rows.len().min(HEADER_SEARCH_ROWS)];
     let shapes: Vec<Shape> = rows.iter().map(|row| Shape::of(row)).collect();
@@ -134,22 +144,23 @@ impl Shape {
     }
 
     fn is_title_above(self, below: &[Shape]) -> bool {
-        let width = typical_extent(below);
-        self.extent < width && (self.filled == 1 || self.extent * 2 <= width)
+        let width = typical(below, |s| s.extent);
+        let short = self.extent < width && (self.filled == 1 || self.extent * 2 <= width);
+        let sparse = self.filled <= 2 && self.filled * 3 <= typical(below, |s| s.filled);
+        short || sparse
     }
 }
 
-/// The extent reached by at least two of the non-blank rows (the second largest), or by the
-/// only one.
-fn typical_extent(rows: &[Shape]) -> usize {
+/// What at least two of the non-blank rows reach (the second largest), or the only one.
+fn typical(rows: &[Shape], measure: impl Fn(&Shape) -> usize) -> usize {
     let (mut largest, mut second, mut count) = (0, 0, 0);
-    for extent in rows.iter().map(|s| s.extent).filter(|&e| e > 0) {
+    for value in rows.iter().filter(|s| s.filled > 0).map(measure) {
         count += 1;
-        if extent > largest {
+        if value > largest {
             second = largest;
-            largest = extent;
-        } else if extent > second {
-            second = extent;
+            largest = value;
+        } else if value > second {
+            second = value;
         }
     }
     if count == 1 { largest } else { second }
@@ -308,6 +319,10 @@ mod tests {
             ("preamble lines", "a preamble\nanother\nh1,h2,h3,h4\na,1,b,2\nc,3,d,4\ne,5,f", Ok(2)),
             // Two cells over three columns is not "far fewer": conservative, taken as the header.
             ("two-cell note over three columns", "notes\nmore notes,...\nn,t,d\n1,x,2", Ok(1)),
+            ("report title with a far-right date",
+                "ENRON,,,,,,2001-03-01\nid,a,b,c,d,e,f\n1,2,3,4,5,6,7\n8,9,10,11,12,13,14", Ok(1)),
+            ("header with blanks over full rows", "a,,b,,c,\n1,2,3,4,5,6\n7,8,9,10,11,12", Ok(0)),
+            ("two named cells over rows of six", "a,,,,,b\n1,2,3,4,5,6\n7,8,9,10,11,12", Ok(1)),
             ("all blank", ",,\n\n , ", none(3)),
             ("nothing", "", none(0)),
         ];
@@ -325,6 +340,36 @@ mod tests {
             err.to_string(),
             "no header row (looked at the first 20 rows)"
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn names_are_unique_and_never_empty(
+            cells in proptest::collection::vec("[ab_2 \u{A0}\u{200B}]{0,4}|\\PC{0,6}", 0..40)
+        ) {
+            let (columns, skipped) = header_columns(&cells);
+            let distinct: HashSet<&String> = columns.iter().collect();
+            proptest::prop_assert_eq!(distinct.len(), columns.len());
+            proptest::prop_assert!(columns.iter().all(|c| !c.is_empty()));
+            proptest::prop_assert_eq!(columns.len() + skipped.len(), cells.len());
+            let blanks = cells.iter().filter(|c| is_blank(c)).count();
+            proptest::prop_assert_eq!(skipped.len(), blanks);
+        }
+
+        #[test]
+        fn a_header_row_is_one_of_the_rows(
+            rows in proptest::collection::vec(proptest::collection::vec("[x ]{0,1}", 0..8), 0..30)
+        ) {
+            match find_header_row(&rows) {
+                Ok(index) => {
+                    proptest::prop_assert!(index < rows.len().min(HEADER_SEARCH_ROWS));
+                    proptest::prop_assert!(rows[index].iter().any(|c| !is_blank(c)));
+                }
+                Err(none) => proptest::prop_assert_eq!(none.looked_at, rows.len().min(HEADER_SEARCH_ROWS)),
+            }
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 
 pub mod columns;
 pub mod formats;
+pub mod isolate;
 pub mod recover;
 pub mod store;
 
@@ -49,6 +50,8 @@ pub struct Ingestor {
     catalog: Catalog,
     in_flight: InFlight,
     notices: Notices,
+    /// Reads every file in a child process: the daemon never parses untrusted content itself.
+    parse_worker: isolate::ParseWorker,
     /// Rejected files that could not be moved out of the drop folder, by identity, so a rescan
     /// does not reject them again and again. Short sections, no await: a std Mutex.
     stuck: Mutex<HashSet<(PathBuf, Identity)>>,
@@ -66,8 +69,16 @@ impl Ingestor {
             catalog,
             in_flight,
             notices,
+            parse_worker: isolate::ParseWorker::current(),
             stuck: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Read files with `worker` instead of this program: for benchmarks and tests that run
+    /// the ingest path inside a program that is not `ingestd`.
+    pub fn with_parse_worker(mut self, worker: isolate::ParseWorker) -> Self {
+        self.parse_worker = worker;
+        self
     }
 
     /// Limits that can change on reload apply to the next file.
@@ -237,12 +248,33 @@ impl Ingestor {
             };
         }
 
-        let extracted = match formats::extract(format, &tmp_path, &formats::ReadOptions::default())
-        {
+        let mut options = isolate::read_options(&config.ingest);
+        if matches!(format, Format::Xls | Format::Xlsx | Format::Xlsm) {
+            let group = file.group.clone();
+            options.sheet = self
+                .catalog
+                .call_blocking(move |db| db.preferred_sheet(&group))
+                .unwrap_or(None);
+        }
+        let extracted = match self.parse_worker.extract(
+            format,
+            &tmp_path,
+            &options,
+            &isolate::Limits::of(&config.ingest),
+        ) {
             Ok(extracted) => extracted,
-            Err(rejection) => {
+            Err(isolate::Failure::Rejected(rejection)) => {
                 let _ = std::fs::remove_file(&tmp_path);
                 return self.reject(&config, file, &identity, base, rejection.reason);
+            }
+            Err(isolate::Failure::Worker(error)) => {
+                // Our failure, not the file's: it stays in the drop folder for the next scan.
+                let _ = std::fs::remove_file(&tmp_path);
+                self.notices.report(format!(
+                    "cannot read {}: {error}; it stays in the drop folder",
+                    path.display()
+                ));
+                return skipped("the parse worker failed");
             }
         };
         let accepted = Accepted {
@@ -269,10 +301,14 @@ impl Ingestor {
         );
         let storage_root = config.paths.storage_root.clone();
         let to_decide = accepted.clone();
-        let decision = match self
-            .catalog
-            .call_blocking(move |db| db.decide(&to_decide, &storage_root))
-        {
+        let in_flight = self.in_flight.clone();
+        let decision = match self.catalog.call_blocking(move |db| {
+            let decision = db.decide(&to_decide, &storage_root)?;
+            if matches!(decision, Decision::Unchanged { .. }) {
+                in_flight.clear(&to_decide.group, &to_decide.name);
+            }
+            Ok(decision)
+        }) {
             Ok(decision) => decision,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp_path);
@@ -303,10 +339,14 @@ impl Ingestor {
                 }
                 let version = reservation.label();
                 let ready = reservation.clone();
-                if let Err(e) = self
-                    .catalog
-                    .call_blocking(move |db| db.mark_ready(&ready, detail))
-                {
+                let in_flight = self.in_flight.clone();
+                if let Err(e) = self.catalog.call_blocking(move |db| {
+                    db.mark_ready(&ready, detail)?;
+                    // Cleared with the commit, so no reader sees "validating" after the
+                    // accepted event went out.
+                    in_flight.clear(&ready.group, &ready.name);
+                    Ok(())
+                }) {
                     // The stored file and its reservation stay; start-up recovery completes it.
                     self.notices.report(format!(
                         "catalog error after storing {}: {e}; it will be completed at the next start",
@@ -375,10 +415,12 @@ impl Ingestor {
         rejected.reason = reason.clone();
         rejected.kept_at = prepared.as_ref().ok().cloned();
         let record = rejected.clone();
-        if let Err(e) = self
-            .catalog
-            .call_blocking(move |db| db.record_rejection(&record))
-        {
+        let in_flight = self.in_flight.clone();
+        if let Err(e) = self.catalog.call_blocking(move |db| {
+            db.record_rejection(&record)?;
+            in_flight.clear(&record.group, &record.name);
+            Ok(())
+        }) {
             self.notices
                 .report(format!("cannot record the rejection of {}: {e}", file.name));
         }

@@ -3,8 +3,8 @@
 //! A reservation (a version in status `validating`) means the crash hit between reserving the
 //! number and marking it ready. If its complete file is in place (or its temporary copy is
 //! complete), it is finished; otherwise it is undone, and the drop original — never removed
-//! before `ready` — is ingested again by the start-up scan. Leftover temporary copies are
-//! deleted last: by then nothing refers to them.
+//! before `ready` — is ingested again by the start-up scan. Deletions marked but not finished
+//! are finished. Leftover temporary copies are deleted last: by then nothing refers to them.
 
 use super::store;
 use crate::catalog::{Catalog, CatalogError, Reservation};
@@ -17,6 +17,7 @@ pub struct Recovered {
     pub completed: usize,
     pub undone: usize,
     pub drops_removed: usize,
+    pub deletions_finished: usize,
     pub temporaries_removed: usize,
 }
 
@@ -44,6 +45,7 @@ pub fn recover(config: &Config, catalog: &Catalog) -> Result<Recovered, CatalogE
             report.undone += 1;
         }
     }
+    report.deletions_finished = catalog.call_blocking(|db| db.finish_deletions())?;
     report.temporaries_removed = clean_temporaries(&config.paths.storage_root);
     if report != Recovered::default() {
         tracing::info!(?report, "recovered from an interrupted run");

@@ -1,18 +1,20 @@
-//! One handler per protocol command, dispatched by a single `match`.
+//! One handler per protocol command, dispatched by a single `match`, and what they share:
+//! the daemon state, the caller, and how a request's group is decided.
 //!
-//! Handlers read the catalog through its thread and overlay what is in flight (files still
-//! settling or being validated), so `ls` shows a drop the moment it is seen.
+//! A request's group is the one it names, else the caller's current group (`use`), else —
+//! for listing commands — every group. State-changing commands are checked against
+//! `server.admins` here, before any handler runs, and a refusal is audited.
 
+use super::auth::{self, Peer};
+use super::{manage, read};
+use crate::audit::AuditRecord;
 use crate::catalog::{Catalog, CatalogError};
-use crate::clock;
 use crate::config::Config;
-use crate::inflight::{InFlight, Phase};
+use crate::events::Events;
+use crate::inflight::InFlight;
 use crate::notices::Notices;
-use crate::protocol::{
-    Command, ErrorBody, ErrorCode, GroupInfo, QueueSummary, SourceSummary, Status, StatusInfo,
-};
+use crate::protocol::{Command, ErrorBody, ErrorCode};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -23,6 +25,7 @@ pub struct Shared {
     pub catalog: Catalog,
     pub in_flight: InFlight,
     pub notices: Notices,
+    pub events: Events,
     pub started_ms: i64,
     pub started: Instant,
 }
@@ -36,21 +39,108 @@ impl Shared {
     }
 }
 
-/// Answer one command. `peer` is the caller's uid from the socket, when the OS tells it.
+/// Answer one command (every command but `events`, which streams; see `stream`).
 pub async fn handle(
     shared: &Shared,
-    _peer: Option<u32>,
+    peer: Option<Peer>,
     command: Command,
 ) -> Result<Value, ErrorBody> {
+    if command.changes_state() {
+        allow(shared, peer, &command).await?;
+    }
     match command {
-        Command::Status {} => status(shared).await,
-        Command::Groups {} => groups(shared).await,
-        Command::Ls { group } => ls(shared, group).await,
-        Command::Show { source, group } => show(shared, source, group).await,
+        Command::Status {} => read::status(shared).await,
+        Command::Groups {} => read::groups(shared, current_group(shared, peer).await?).await,
+        Command::Ls { group, all } => {
+            read::ls(shared, listing_group(shared, peer, group, all).await?).await
+        }
+        Command::Show { source, group } => {
+            read::show(
+                shared,
+                source,
+                listing_group(shared, peer, group, false).await?,
+            )
+            .await
+        }
+        Command::Use { group, clear } => manage::use_group(shared, peer, group, clear).await,
+        Command::Prefs { group } => {
+            manage::prefs(shared, need_group(shared, peer, group).await?).await
+        }
+        Command::PrefsSet {
+            group,
+            columns,
+            context,
+            template,
+            sheet,
+            clear,
+        } => {
+            let group = need_group(shared, peer, group).await?;
+            let change = manage::PrefsRequest {
+                columns,
+                context,
+                template,
+                sheet,
+                clear,
+            };
+            manage::prefs_set(shared, peer, group, change).await
+        }
+        Command::Rm { targets, group } => {
+            manage::rm(
+                shared,
+                peer,
+                need_group(shared, peer, group).await?,
+                targets,
+            )
+            .await
+        }
+        Command::Audit {
+            group,
+            all,
+            since,
+            action,
+            limit,
+        } => {
+            let group = listing_group(shared, peer, group, all).await?;
+            manage::audit(shared, group, since, action, limit).await
+        }
+        Command::Events { .. } => Err(ErrorBody::new(
+            ErrorCode::Internal,
+            "events is a stream and is answered by the connection itself",
+        )),
     }
 }
 
-fn catalog_error(error: CatalogError) -> ErrorBody {
+/// Refuse (and audit the refusal of) a state-changing command from a non-admin.
+async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result<(), ErrorBody> {
+    let admins = shared.config().server.admins.clone();
+    let Err(message) = auth::check_admin(&admins, peer) else {
+        return Ok(());
+    };
+    let action = match command {
+        Command::Rm { .. } => "delete",
+        Command::PrefsSet { .. } => "prefs",
+        _ => "command",
+    };
+    let actor = peer
+        .map(|p| p.actor())
+        .unwrap_or_else(|| crate::identity::Actor {
+            uid: None,
+            user: None,
+            via: crate::identity::Via::Socket,
+        });
+    let mut detail = message.clone();
+    if let Command::Rm { targets, .. } = command {
+        detail = format!("{detail}; wanted to delete {}", targets.join(", "));
+    }
+    let mut record = AuditRecord::new(actor, action, "refused").detail(detail);
+    if let Command::Rm { group: Some(g), .. } | Command::PrefsSet { group: Some(g), .. } = command {
+        record.group = Some(g.clone());
+    }
+    let _ = shared.catalog.call(move |db| db.audit(vec![record])).await;
+    Err(ErrorBody::new(ErrorCode::PermissionDenied, message))
+}
+
+pub fn catalog_error(error: CatalogError) -> ErrorBody {
     match error {
         CatalogError::NotFound(message) => ErrorBody::new(ErrorCode::NotFound, message),
         CatalogError::Ambiguous(message) => ErrorBody::new(ErrorCode::Ambiguous, message),
@@ -58,125 +148,66 @@ fn catalog_error(error: CatalogError) -> ErrorBody {
     }
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorBody> {
+pub fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorBody> {
     serde_json::to_value(value).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
 }
 
-/// Sources of `group` (all groups if `None`) with in-flight files laid over them.
-async fn sources(shared: &Shared, group: Option<String>) -> Result<Vec<SourceSummary>, ErrorBody> {
-    let wanted = group.clone();
-    let mut list = shared
-        .catalog
-        .call(move |db| db.list_sources(wanted.as_deref()))
-        .await
-        .map_err(catalog_error)?;
-    overlay(&mut list, &shared.in_flight, group.as_deref());
-    Ok(list)
-}
-
-/// Mark sources whose file is in flight, and add those the catalog has not seen yet.
-fn overlay(list: &mut Vec<SourceSummary>, in_flight: &InFlight, group: Option<&str>) {
-    let flying = in_flight.snapshot();
-    if flying.is_empty() {
-        return;
-    }
-    let mut added = false;
-    for ((g, name), phase) in flying {
-        if group.is_some_and(|wanted| wanted != g) {
-            continue;
-        }
-        let status = match phase {
-            Phase::Pending => Status::Pending,
-            Phase::Validating => Status::Validating,
-        };
-        match list.iter_mut().find(|s| s.group == g && s.name == name) {
-            Some(source) => {
-                source.status = status;
-                source.reason = None;
-            }
-            None => {
-                added = true;
-                list.push(SourceSummary {
-                    group: g,
-                    name,
-                    version: None,
-                    status,
-                    rows: None,
-                    columns: Vec::new(),
-                    skipped_columns: Vec::new(),
-                    reason: None,
-                    format: None,
-                    size: None,
-                    sha256: None,
-                    added_at: None,
-                    added_by: None,
-                    added_by_uid: None,
-                    updated_at: None,
-                });
-            }
-        }
-    }
-    if added {
-        list.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
-    }
-}
-
-async fn group_list(shared: &Shared) -> Result<Vec<GroupInfo>, ErrorBody> {
-    let mut groups = shared
-        .catalog
-        .call(|db| db.list_groups())
-        .await
-        .map_err(catalog_error)?;
-    // Recount with the in-flight overlay so counts agree with `ls`.
-    let list = sources(shared, None).await?;
-    for group in &mut groups {
-        group.sources = 0;
-        group.by_status.clear();
-    }
-    for source in &list {
-        if let Some(group) = groups.iter_mut().find(|g| g.name == source.group) {
-            group.sources += 1;
-            *group.by_status.entry(source.status).or_default() += 1;
-        }
-    }
-    Ok(groups)
-}
-
-async fn status(shared: &Shared) -> Result<Value, ErrorBody> {
-    let config = shared.config();
-    let groups = group_list(shared).await?;
-    let mut by_status: BTreeMap<Status, u64> = BTreeMap::new();
-    for group in &groups {
-        for (status, count) in &group.by_status {
-            *by_status.entry(*status).or_default() += count;
-        }
-    }
-    let info = StatusInfo {
-        daemon_version: env!("CARGO_PKG_VERSION").to_string(),
-        protocol: crate::protocol::PROTOCOL_VERSION,
-        pid: std::process::id(),
-        started_at: clock::rfc3339(shared.started_ms),
-        uptime_secs: shared.started.elapsed().as_secs(),
-        drop_root: config.paths.drop_root.display().to_string(),
-        storage_root: config.paths.storage_root.display().to_string(),
-        database: config.paths.database.display().to_string(),
-        socket: config.paths.socket.display().to_string(),
-        provider: config.embedding.provider.as_str().to_string(),
-        groups: groups.len() as u64,
-        sources: groups.iter().map(|g| g.sources).sum(),
-        by_status,
-        in_flight: shared.in_flight.len() as u64,
-        queue: QueueSummary::default(),
-        last_errors: shared.notices.recent(),
+/// The caller's current group, if set and the caller is known.
+pub async fn current_group(
+    shared: &Shared,
+    peer: Option<Peer>,
+) -> Result<Option<String>, ErrorBody> {
+    let Some(peer) = peer else {
+        return Ok(None);
     };
-    to_value(&info)
+    shared
+        .catalog
+        .call(move |db| db.current_group(peer.uid))
+        .await
+        .map_err(catalog_error)
 }
 
-async fn groups(shared: &Shared) -> Result<Value, ErrorBody> {
-    to_value(&group_list(shared).await?)
+/// The group a listing command works on: the named one (which must exist), else the
+/// caller's current group, else `None` (every group). `all` means every group.
+pub async fn listing_group(
+    shared: &Shared,
+    peer: Option<Peer>,
+    group: Option<String>,
+    all: bool,
+) -> Result<Option<String>, ErrorBody> {
+    if all {
+        if group.is_some() {
+            return Err(ErrorBody::new(
+                ErrorCode::BadArgs,
+                "give a group or all, not both",
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some(group) = group {
+        require_group(shared, &group).await?;
+        return Ok(Some(group));
+    }
+    current_group(shared, peer).await
 }
 
-async fn require_group(shared: &Shared, group: &str) -> Result<(), ErrorBody> {
+/// The group a command needs one of: the named one, else the current group.
+pub async fn need_group(
+    shared: &Shared,
+    peer: Option<Peer>,
+    group: Option<String>,
+) -> Result<String, ErrorBody> {
+    match listing_group(shared, peer, group, false).await? {
+        Some(group) => Ok(group),
+        None => Err(ErrorBody::new(
+            ErrorCode::BadArgs,
+            "no group given and no current group; name one with \"group\" (ingestctl -g GROUP) \
+             or set one with the use command (ingestctl use GROUP)",
+        )),
+    }
+}
+
+pub async fn require_group(shared: &Shared, group: &str) -> Result<(), ErrorBody> {
     let groups = shared
         .catalog
         .call(|db| db.list_groups())
@@ -205,49 +236,4 @@ async fn require_group(shared: &Shared, group: &str) -> Result<(), ErrorBody> {
             shared.config().paths.drop_root.join(group).display()
         ),
     ))
-}
-
-async fn ls(shared: &Shared, group: Option<String>) -> Result<Value, ErrorBody> {
-    if let Some(group) = &group {
-        require_group(shared, group).await?;
-    }
-    to_value(&sources(shared, group).await?)
-}
-
-async fn show(shared: &Shared, source: String, group: Option<String>) -> Result<Value, ErrorBody> {
-    if let Some(group) = &group {
-        require_group(shared, group).await?;
-    }
-    let wanted_group = group.clone();
-    let name = source.clone();
-    let mut detail = match shared
-        .catalog
-        .call(move |db| db.show_source(wanted_group.as_deref(), &name))
-        .await
-    {
-        Ok(detail) => detail,
-        Err(CatalogError::NotFound(message)) => {
-            // Seen but not yet stored: show that rather than "not found".
-            let mut flying = Vec::new();
-            overlay(&mut flying, &shared.in_flight, group.as_deref());
-            match flying.into_iter().find(|s| s.name == source) {
-                Some(summary) => crate::protocol::SourceDetail {
-                    summary,
-                    versions: Vec::new(),
-                },
-                None => return Err(ErrorBody::new(ErrorCode::NotFound, message)),
-            }
-        }
-        Err(other) => return Err(catalog_error(other)),
-    };
-    let mut one = vec![detail.summary.clone()];
-    overlay(
-        &mut one,
-        &shared.in_flight,
-        Some(&detail.summary.group.clone()),
-    );
-    if let Some(summary) = one.into_iter().find(|s| s.name == detail.summary.name) {
-        detail.summary = summary;
-    }
-    to_value(&detail)
 }

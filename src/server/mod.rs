@@ -4,12 +4,17 @@
 //! oversized line gets a structured error and the connection goes on; a client that stops
 //! reading or sending is timed out, never allowed to hold the daemon.
 
+mod auth;
 mod codec;
 mod handlers;
+mod manage;
+mod read;
+mod stream;
 
+pub use auth::Peer;
 pub use handlers::Shared;
 
-use crate::protocol::{self, ErrorBody, ErrorCode, MAX_LINE_BYTES, Response};
+use crate::protocol::{self, Command, ErrorBody, ErrorCode, MAX_LINE_BYTES, Response};
 use codec::{Frame, LineCodec};
 use futures_util::StreamExt;
 use interprocess::local_socket::tokio::{Listener, Stream};
@@ -37,6 +42,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ServerError {
     #[error("another ingestd is already serving {0}; stop it first or use another paths.socket")]
     AlreadyRunning(PathBuf),
+    #[error("server.socket_group: there is no group named {0:?} on this system")]
+    NoSuchGroup(String),
     #[error("cannot create the control socket {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -44,8 +51,9 @@ pub enum ServerError {
     },
 }
 
-/// Bind the control socket, replacing a stale socket file but never a live daemon's.
-pub fn bind(path: &Path, mode: u32) -> Result<Listener, ServerError> {
+/// Bind the control socket, replacing a stale socket file but never a live daemon's, with
+/// exactly `mode` and, if `group` is not empty, owned by that group.
+pub fn bind(path: &Path, mode: u32, group: &str) -> Result<Listener, ServerError> {
     let bind_err = |source| ServerError::Bind {
         path: path.to_path_buf(),
         source,
@@ -69,6 +77,13 @@ pub fn bind(path: &Path, mode: u32) -> Result<Listener, ServerError> {
     // The mode given at bind time passes through the umask; set it exactly.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    if !group.is_empty() {
+        let gid = match nix::unistd::Group::from_name(group) {
+            Ok(Some(g)) => g.gid,
+            _ => return Err(ServerError::NoSuchGroup(group.to_string())),
+        };
+        nix::unistd::chown(path, None, Some(gid)).map_err(|e| bind_err(std::io::Error::from(e)))?;
+    }
     Ok(listener)
 }
 
@@ -96,9 +111,17 @@ pub async fn serve(listener: Listener, shared: Arc<Shared>, shutdown: Cancellati
         let shared = Arc::clone(&shared);
         let stop = shutdown.child_token();
         connections.spawn(async move {
-            let peer = stream.peer_creds().ok().and_then(|c| c.euid());
+            let peer = stream.peer_creds().ok().and_then(|c| {
+                Some(Peer {
+                    uid: c.euid()?,
+                    gid: c.egid()?,
+                })
+            });
             connection(stream, peer, shared, stop)
-                .instrument(tracing::debug_span!("connection", uid = peer))
+                .instrument(tracing::debug_span!(
+                    "connection",
+                    uid = peer.map(|p| p.uid)
+                ))
                 .await;
             drop(permit);
         });
@@ -108,7 +131,7 @@ pub async fn serve(listener: Listener, shared: Arc<Shared>, shutdown: Cancellati
 
 async fn connection(
     stream: Stream,
-    peer: Option<u32>,
+    peer: Option<Peer>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
@@ -130,6 +153,12 @@ async fn connection(
             )),
             Frame::Line(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Frame::Line(line) => match protocol::parse_request(&line) {
+                Ok(Command::Events { group, all }) => {
+                    // The connection becomes the event stream until either side ends it.
+                    stream::follow(&shared, peer, group, all, &mut frames, &mut send, &shutdown)
+                        .await;
+                    break;
+                }
                 Ok(command) => match handlers::handle(&shared, peer, command).await {
                     Ok(data) => Response::ok(data),
                     Err(error) => Response::err(error),
@@ -137,18 +166,28 @@ async fn connection(
                 Err(error) => Response::err(error),
             },
         };
-        let mut text = match serde_json::to_vec(&response) {
-            Ok(text) => text,
-            Err(e) => serde_json::to_vec(&Response::err(ErrorBody::new(
-                ErrorCode::Internal,
-                format!("cannot encode the response: {e}"),
-            )))
-            .unwrap_or_default(),
-        };
-        text.push(b'\n');
-        match tokio::time::timeout(WRITE_TIMEOUT, send.write_all(&text)).await {
-            Ok(Ok(())) => {}
-            _ => break,
+        if write_response(&mut send, &response).await.is_err() {
+            break;
         }
+    }
+}
+
+/// Write one response line, giving up on a client that does not read it in time.
+async fn write_response<W: tokio::io::AsyncWrite + Unpin>(
+    send: &mut W,
+    response: &Response,
+) -> Result<(), ()> {
+    let mut text = match serde_json::to_vec(response) {
+        Ok(text) => text,
+        Err(e) => serde_json::to_vec(&Response::err(ErrorBody::new(
+            ErrorCode::Internal,
+            format!("cannot encode the response: {e}"),
+        )))
+        .unwrap_or_default(),
+    };
+    text.push(b'\n');
+    match tokio::time::timeout(WRITE_TIMEOUT, send.write_all(&text)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
     }
 }

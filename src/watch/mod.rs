@@ -10,8 +10,10 @@ pub mod names;
 pub mod settle;
 
 use crate::catalog::Catalog;
+use crate::events::Events;
 use crate::inflight::{InFlight, Phase};
 use crate::notices::Notices;
+use crate::protocol::EventKind as FileEvent;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, unbounded};
 use names::PathKind;
 use notify::{EventKind, RecursiveMode, Watcher as _};
@@ -55,6 +57,7 @@ pub struct WatchContext {
     pub catalog: Catalog,
     pub in_flight: InFlight,
     pub notices: Notices,
+    pub events: Events,
 }
 
 /// The running watcher. Dropping it (or calling `stop`) ends the thread.
@@ -290,7 +293,9 @@ impl WatchState {
         }
         match meta {
             Some(m) if m.is_file() => {
-                self.settler.touch(path, Some(to_meta(&m)), Instant::now());
+                if self.settler.touch(path, Some(to_meta(&m)), Instant::now()) {
+                    self.ctx.events.file(FileEvent::Seen, group, name);
+                }
                 self.ctx.in_flight.set(group, name, Phase::Pending);
             }
             Some(_) => {}
@@ -324,6 +329,7 @@ impl WatchState {
                         continue;
                     }
                     self.ctx.in_flight.set(&group, &name, Phase::Validating);
+                    self.ctx.events.file(FileEvent::Settled, &group, &name);
                     self.busy.insert(path.clone());
                     self.ready.push_back(SettledFile { group, name, path });
                 }

@@ -92,3 +92,121 @@ fn human_ls_and_show_list_sources_and_reasons() {
         .unwrap();
     assert!(piped.success());
 }
+
+#[test]
+fn add_with_wait_reports_each_outcome_and_fails_on_a_rejection() {
+    let daemon = Daemon::start();
+    let local = daemon.dir.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    std::fs::write(local.join("good.csv"), csv(1, 3)).unwrap();
+    std::fs::write(local.join("bad.txt"), b"not a table").unwrap();
+    let good = local.join("good.csv").display().to_string();
+    let bad = local.join("bad.txt").display().to_string();
+
+    let out = daemon.ctl(&["add", "-g", "sales", "--wait", &good]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("good.csv") && stdout.contains("v1"),
+        "{stdout}"
+    );
+    assert_eq!(
+        daemon.ls(Some("sales"))[0].status,
+        Status::Ready,
+        "the daemon ingested it like any drop"
+    );
+    // The local file is untouched; nothing partial was left in the drop folder.
+    assert!(local.join("good.csv").exists());
+    assert!(crate::helper::Daemon::files_under(&daemon.drop_root.join("sales")).is_empty());
+
+    let out = daemon.ctl(&["add", "-g", "sales", "--wait", &good, &bad]);
+    assert_eq!(out.status.code(), Some(1), "a rejection fails the command");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("unchanged"), "{stdout}");
+    assert!(stdout.contains(".txt are not accepted"), "{stdout}");
+
+    let json = daemon.ctl_json(&["add", "-g", "sales", "--wait", &good]);
+    assert_eq!(json[0]["outcome"], "unchanged");
+
+    // Missing files are reported before anything is copied.
+    let missing = daemon.dir.path().join("missing.csv").display().to_string();
+    std::fs::write(local.join("fresh.csv"), csv(9, 1)).unwrap();
+    let fresh = local.join("fresh.csv").display().to_string();
+    let out = daemon.ctl(&["add", "-g", "sales", &fresh, &missing]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("missing.csv"));
+    assert!(!daemon.drop_root.join("sales/fresh.csv").exists());
+    assert!(
+        daemon
+            .ls(Some("sales"))
+            .iter()
+            .all(|s| s.name != "fresh.csv")
+    );
+}
+
+#[test]
+fn rm_asks_on_a_tty_and_needs_yes_elsewhere() {
+    let daemon = Daemon::start();
+    daemon.drop_file("g", "a.csv", &csv(1, 1));
+    daemon.drop_file("g", "b.csv", &csv(2, 1));
+    daemon.drop_file("g", "c.csv", &csv(3, 1));
+    for name in ["a.csv", "b.csv", "c.csv"] {
+        daemon.wait_status("g", name, Status::Ready);
+    }
+    // Not a TTY and no --yes: refused, nothing deleted.
+    let out = daemon.ctl(&["rm", "-g", "g", "a.csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--yes"));
+    assert_eq!(daemon.ls(Some("g")).len(), 3);
+    // --yes deletes.
+    let out = daemon.ctl(&["rm", "-g", "g", "--yes", "a.csv"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(daemon.ls(Some("g")).len(), 2);
+
+    // On a TTY: a "n" keeps the source, a "y" deletes it.
+    let on_tty = |answer: &str, target: &str| {
+        let command = format!(
+            "printf '{answer}\\n' | script -qec '{} --socket {} rm -g g {target}' /dev/null",
+            ingestctl_path().display(),
+            daemon.socket.display()
+        );
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .output()
+            .unwrap()
+    };
+    let out = on_tty("n", "b.csv");
+    assert!(text(&out.stdout).contains("[y/N]"), "{}", text(&out.stdout));
+    assert_eq!(daemon.ls(Some("g")).len(), 2);
+    let out = on_tty("y", "b.csv");
+    assert!(text(&out.stdout).contains("[y/N]"), "{}", text(&out.stdout));
+    assert_eq!(daemon.ls(Some("g")).len(), 1);
+    assert_eq!(daemon.ls(Some("g"))[0].name, "c.csv");
+}
+
+#[test]
+fn use_persists_across_invocations_and_restarts() {
+    let mut daemon = Daemon::start();
+    daemon.drop_file("alpha", "a.csv", &csv(1, 1));
+    daemon.drop_file("beta", "b.csv", &csv(2, 1));
+    daemon.wait_status("alpha", "a.csv", Status::Ready);
+    daemon.wait_status("beta", "b.csv", Status::Ready);
+    let out = daemon.ctl(&["use", "beta"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = daemon.ctl_json(&["ls"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["name"], "b.csv");
+    let out = daemon.ctl(&["use", "gamma"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("alpha"),
+        "lists the groups there are"
+    );
+    assert!(daemon.stop().success());
+    daemon.spawn();
+    let current = daemon.ctl_json(&["use"]);
+    assert_eq!(current["group"], "beta");
+    let listed = daemon.ctl_json(&["ls", "--all"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+}

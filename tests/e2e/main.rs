@@ -3,6 +3,9 @@
 //! `helper` starts daemons and polls with one global timeout.
 
 mod cli;
+mod corpus;
 mod helper;
+mod hostile;
 mod ingest;
+mod manage;
 mod protocol;

@@ -124,3 +124,30 @@ fn invalid_config_is_refused_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("settle_ms"), "{stderr}");
 }
+
+#[test]
+fn the_socket_gets_the_configured_mode_and_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(Some(group)) = nix::unistd::Group::from_name("nogroup") else {
+        eprintln!("no group named nogroup here; skipping");
+        return;
+    };
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: cannot give the socket another group; skipping");
+        return;
+    }
+    let daemon =
+        Daemon::start_with("[server]\nsocket_mode = \"0620\"\nsocket_group = \"nogroup\"\n");
+    let meta = std::fs::metadata(&daemon.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o620);
+    assert_eq!(meta.gid(), group.gid.as_raw());
+
+    let bad = Daemon::configure("[server]\nsocket_group = \"no-such-group-here\"\n");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingestd"))
+        .arg("--config")
+        .arg(&bad.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-group-here"));
+}

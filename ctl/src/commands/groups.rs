@@ -1,4 +1,5 @@
-//! `ingestctl groups`: every group with its count of sources by status and last activity.
+//! `ingestctl groups`: every group with its count of sources by status and last activity; `*`
+//! marks the caller's current group (`ingestctl use`).
 
 use super::{Options, drop_root, no_files_guidance, status::by_status};
 use crate::output;
@@ -23,6 +24,7 @@ fn render(groups: &[GroupInfo], tz: &TimeZone) -> String {
         .iter()
         .map(|g| {
             vec![
+                if g.current { "*" } else { "" }.to_string(),
                 g.name.clone(),
                 g.sources.to_string(),
                 by_status(&g.by_status),
@@ -31,9 +33,9 @@ fn render(groups: &[GroupInfo], tz: &TimeZone) -> String {
         })
         .collect();
     output::table(
-        &["GROUP", "SOURCES", "BY STATUS", "LAST ACTIVITY"],
+        &["", "GROUP", "SOURCES", "BY STATUS", "LAST ACTIVITY"],
         rows,
-        &[1],
+        &[2],
     )
 }
 
@@ -48,12 +50,14 @@ mod tests {
         let groups = [
             GroupInfo {
                 name: "sales".into(),
+                current: true,
                 sources: 3,
                 by_status: BTreeMap::from([(Status::Embedded, 2), (Status::Invalid, 1)]),
                 last_activity: Some("2026-11-27T01:56:24Z".into()),
             },
             GroupInfo {
                 name: "empty".into(),
+                current: false,
                 sources: 0,
                 by_status: BTreeMap::new(),
                 last_activity: None,
@@ -61,11 +65,14 @@ mod tests {
         ];
         let text = render(&groups, &TimeZone::UTC);
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].starts_with("GROUP"), "{text}");
-        assert!(lines[1].starts_with("sales"), "{text}");
+        assert!(lines[0].starts_with("   GROUP"), "{text}");
+        assert!(
+            lines[1].starts_with("*  sales"),
+            "the current group is marked: {text}"
+        );
         assert!(lines[1].contains("embedded 2, invalid 1"), "{text}");
         assert!(lines[1].ends_with("2026-11-27 01:56:24"), "{text}");
-        assert!(lines[2].starts_with("empty"), "{text}");
+        assert!(lines[2].starts_with("   empty"), "{text}");
         assert!(lines[2].ends_with('-'), "{text}");
     }
 }

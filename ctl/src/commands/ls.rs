@@ -1,23 +1,32 @@
-//! `ingestctl ls [-g GROUP]`: the sources of a group, or of every group, one row each. With
-//! nothing to list it explains how files get in, rather than printing an empty table.
+//! `ingestctl ls [-g GROUP] [--all]`: the sources of a group (`-g`, else the current group), or
+//! of every group, one row each. With nothing to list it explains how files get in, rather
+//! than printing an empty table.
 
-use super::{Options, drop_root, no_files_guidance};
+use super::{Options, drop_root, group_or_current, no_files_guidance};
 use crate::output;
 use ingestd::client::{Client, ClientError};
 use ingestd::protocol::{Command, SourceSummary, Status};
 use jiff::tz::TimeZone;
 
-pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
+pub fn run(client: &mut Client, options: &Options, all: bool) -> Result<String, ClientError> {
     let command = Command::Ls {
         group: options.group.clone(),
+        all,
     };
     if options.json {
         return Ok(output::json(&client.request(&command)?));
     }
     let sources: Vec<SourceSummary> = client.call(&command)?;
     if sources.is_empty() {
+        // Which group was listed, to say where its files go: asked only now, so a listing
+        // with something in it costs one round trip.
+        let group = if all {
+            None
+        } else {
+            group_or_current(client, options)?
+        };
         let root = drop_root(client);
-        return Ok(no_files_guidance(options.group.as_deref(), root.as_deref()));
+        return Ok(no_files_guidance(group.as_deref(), root.as_deref()));
     }
     Ok(render(&sources, &options.tz))
 }

@@ -1,19 +1,36 @@
 //! One file per subcommand, dispatched by the single `match` in [`run`]. Each command sends its
-//! protocol request and returns the whole text to print; errors carry their exit code.
+//! protocol request and returns a [`Done`]: the whole text to print, notes for stderr and the
+//! exit code; errors carry their exit code.
 //!
 //! Commands must not print or exit themselves: `main` does both, so that broken pipes and exit
-//! codes are handled in one place.
+//! codes are handled in one place. The exceptions are the two that talk to a person while they
+//! run: `events` streams its lines (through the writer `main` hands it) and `rm` asks for
+//! confirmation on the terminal.
 
+mod add;
+mod audit;
+mod events;
 mod groups;
 mod ls;
+mod prefs;
+mod rm;
 mod show;
 mod status;
+mod use_group;
 
-use crate::cli::{Cli, Commands};
+use crate::cli::{Cli, Commands, PrefsAction};
 use crate::socket::{self, NoSocket};
-use ingestd::client::{Client, ClientError, EXIT_UNREACHABLE};
-use ingestd::protocol::{Command, StatusInfo};
+use ingestd::client::{Client, ClientError, EXIT_FAILED, EXIT_UNREACHABLE};
+use ingestd::protocol::{Command, StatusInfo, UseInfo};
 use jiff::tz::TimeZone;
+use std::io::{IsTerminal, Write};
+
+/// Exit code for a usage error (DESIGN §4); clap uses it too.
+pub const EXIT_USAGE: u8 = 2;
+
+/// What the daemon says when a command needs a group and has none; said the same way here.
+pub const NO_GROUP: &str =
+    "no group given and no current group; use -g GROUP or `ingestctl use GROUP`";
 
 /// Why a command failed, and so which exit code it ends with.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +39,13 @@ pub enum Failure {
     NoSocket(#[from] NoSocket),
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The command line cannot be acted on (exit 2), found after parsing: no group, a bad
+    /// `--since`, `rm` off a terminal without `--yes`.
+    #[error("{0}")]
+    Usage(String),
+    /// Something done here, not by the daemon, failed (exit 1): a file to add is missing.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Failure {
@@ -29,6 +53,28 @@ impl Failure {
         match self {
             Failure::NoSocket(_) => EXIT_UNREACHABLE,
             Failure::Client(error) => error.exit_code(),
+            Failure::Usage(_) => EXIT_USAGE,
+            Failure::Failed(_) => EXIT_FAILED,
+        }
+    }
+}
+
+/// What a command leaves for `main` to print and exit with.
+#[derive(Debug, Default, PartialEq)]
+pub struct Done {
+    /// For stdout.
+    pub text: String,
+    /// Whole lines for stderr (warnings), printed before `text`.
+    pub notes: Vec<String>,
+    /// 0, or 1 when some item of a partly successful command failed (`rm`, `add --wait`).
+    pub code: u8,
+}
+
+impl Done {
+    pub fn text(text: String) -> Self {
+        Done {
+            text,
+            ..Done::default()
         }
     }
 }
@@ -41,8 +87,13 @@ pub struct Options {
     pub tz: TimeZone,
 }
 
-/// Connect, run the subcommand, return what to print.
-pub fn run(cli: &Cli) -> Result<String, Failure> {
+/// Connect, run the subcommand, return what to print. `out` is stdout, for `events`, which
+/// prints as events come.
+pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Done, Failure> {
+    // Refused before anything else: whatever the daemon says, nobody can confirm.
+    if let Commands::Rm { yes, .. } = &cli.command {
+        rm::check_can_confirm(*yes, std::io::stdin().is_terminal())?;
+    }
     let socket = socket::resolve(cli.socket.as_deref(), cli.config.as_deref())?;
     let mut client = Client::connect(&socket)?;
     let options = Options {
@@ -50,13 +101,36 @@ pub fn run(cli: &Cli) -> Result<String, Failure> {
         group: cli.group.clone(),
         tz: TimeZone::system(),
     };
-    let text = match &cli.command {
-        Commands::Status => status::run(&mut client, &options)?,
-        Commands::Groups => groups::run(&mut client, &options)?,
-        Commands::Ls => ls::run(&mut client, &options)?,
-        Commands::Show { source } => show::run(&mut client, &options, source)?,
+    let c = &mut client;
+    let done = match &cli.command {
+        Commands::Status => Done::text(status::run(c, &options)?),
+        Commands::Groups => Done::text(groups::run(c, &options)?),
+        Commands::Use { name, clear } => use_group::run(c, &options, name.as_deref(), *clear)?,
+        Commands::Ls { all } => Done::text(ls::run(c, &options, *all)?),
+        Commands::Show { source } => Done::text(show::run(c, &options, source)?),
+        Commands::Add { files, wait } => add::run(c, &options, files, *wait)?,
+        Commands::Rm { targets, yes } => rm::run(c, &options, targets, *yes)?,
+        Commands::Prefs { action: None } => Done::text(prefs::show(c, &options)?),
+        Commands::Prefs {
+            action: Some(PrefsAction::Set(args)),
+        } => prefs::set(c, &options, args)?,
+        Commands::Audit(args) => Done::text(audit::run(c, &options, args)?),
+        Commands::Events { all } => events::run(c, &options, *all, out)?,
     };
-    Ok(text)
+    Ok(done)
+}
+
+/// The group a command works on: `-g`, else the caller's current group (asked of the daemon),
+/// else `None`.
+fn group_or_current(client: &mut Client, options: &Options) -> Result<Option<String>, ClientError> {
+    if let Some(group) = &options.group {
+        return Ok(Some(group.clone()));
+    }
+    let current: UseInfo = client.call(&Command::Use {
+        group: None,
+        clear: false,
+    })?;
+    Ok(current.group)
 }
 
 /// The daemon's drop root, for guidance text; `None` if it cannot be had (the guidance then
@@ -68,10 +142,12 @@ fn drop_root(client: &mut Client) -> Option<String> {
         .map(|status| status.drop_root)
 }
 
+/// The formats ingestd reads, for every text that lists them.
+pub const FORMATS: &str = "CSV, TSV, XLS, XLSX or Parquet";
+
 /// What to say when there is nothing to list: where files go and what happens next.
 /// `group` is the group asked about, `None` for all groups.
 fn no_files_guidance(group: Option<&str>, drop_root: Option<&str>) -> String {
-    const FORMATS: &str = "CSV, XLS, XLSX or Parquet";
     let root = |sub: &str| match drop_root {
         Some(root) => format!("{}/", std::path::Path::new(root).join(sub).display()),
         None => format!("{sub}/ under ingestd's drop root (`ingestctl status` shows it)"),
@@ -79,7 +155,8 @@ fn no_files_guidance(group: Option<&str>, drop_root: Option<&str>) -> String {
     match group {
         Some(group) => format!(
             "No files in group '{group}' yet.\n\
-             Drop {FORMATS} files into {folder}\n\
+             Add {FORMATS} files with `ingestctl add FILE… -g {group}`,\n\
+             or drop them into {folder}\n\
              ingestd takes each file once it stops changing; then `ingestctl ls -g {group}` \
              lists it\nand `ingestctl show FILE -g {group}` explains any that were rejected.\n",
             folder = root(group),
@@ -87,9 +164,10 @@ fn no_files_guidance(group: Option<&str>, drop_root: Option<&str>) -> String {
         None => format!(
             "No files yet.\n\
              Make a folder per group, e.g. {folder}\n\
-             and drop {FORMATS} files into it. ingestd takes each file once it stops \
-             changing;\nthen `ingestctl ls` lists it and `ingestctl show FILE` explains any \
-             that were rejected.\n",
+             and drop {FORMATS} files into it,\n\
+             or add them with `ingestctl add FILE… -g sales`.\n\
+             ingestd takes each file once it stops changing; then `ingestctl ls` lists it\n\
+             and `ingestctl show FILE` explains any that were rejected.\n",
             folder = root("sales"),
         ),
     }
@@ -100,14 +178,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn guidance_names_the_group_folder_and_the_formats() {
+    fn guidance_names_the_group_folder_the_formats_and_add() {
         let text = no_files_guidance(Some("sales"), Some("/srv/drop"));
         assert!(
             text.starts_with("No files in group 'sales' yet.\n"),
             "{text}"
         );
         assert!(text.contains("/srv/drop/sales/"), "{text}");
-        assert!(text.contains("CSV, XLS, XLSX or Parquet"), "{text}");
+        assert!(text.contains("CSV, TSV, XLS, XLSX or Parquet"), "{text}");
+        assert!(text.contains("`ingestctl add FILE… -g sales`"), "{text}");
         assert!(text.contains("ingestctl show FILE -g sales"), "{text}");
     }
 
@@ -116,6 +195,7 @@ mod tests {
         let text = no_files_guidance(None, Some("/srv/drop"));
         assert!(text.starts_with("No files yet.\n"), "{text}");
         assert!(text.contains("/srv/drop/sales/"), "{text}");
+        assert!(text.contains("CSV, TSV, XLS, XLSX or Parquet"), "{text}");
     }
 
     #[test]
@@ -137,5 +217,12 @@ mod tests {
         )));
         assert_eq!(refused.exit_code(), 1);
         assert_eq!(refused.to_string(), "no such source");
+        let lagged = Failure::from(ClientError::Daemon(ingestd::protocol::ErrorBody::new(
+            ingestd::protocol::ErrorCode::Lagged,
+            "you fell behind",
+        )));
+        assert_eq!(lagged.exit_code(), 1);
+        assert_eq!(Failure::Usage(NO_GROUP.into()).exit_code(), 2);
+        assert_eq!(Failure::Failed("x".into()).exit_code(), 1);
     }
 }

@@ -1,11 +1,26 @@
 //! The format seam: which reader a file goes to, and what every reader returns.
 //!
-//! `extract` runs the reader for the format a file's extension claims (each reader checks that
-//! the content really is that format) and returns the columns and row count, or a rejection
-//! whose text completes the sentence "`name` was not accepted: …". Readers never touch the
-//! catalog or the drop folder, and never hold a whole file in memory.
+//! `extract` runs the reader for the format a file's extension claims and returns the columns
+//! and row count, or a rejection whose text completes the sentence "`name` was not accepted:
+//! …". Every reader first asks [`sniff`] what the file really is and `disguise` whether that
+//! fits the extension, then applies the header rules of [`crate::ingest::columns`]. Readers
+//! never touch the catalog or the drop folder, and never hold a whole file in memory (XLS,
+//! whose reader loads a workbook whole, is bounded by the format itself).
+//!
+//! [`Extracted`] and [`Rejection`] are plain data with serde: the isolation layer runs
+//! `extract` in a child process and sends the result back as JSON.
 
+mod cells;
+#[cfg(test)]
+mod corpus;
 pub mod csv;
+mod disguise;
+mod package;
+pub mod parquet;
+pub mod sniff;
+pub mod spreadsheet;
+mod table;
+mod text;
 
 use crate::protocol::SkippedColumn;
 use std::path::Path;
@@ -35,10 +50,10 @@ impl Format {
         })
     }
 
-    /// Whether this build has a reader for the format. Extensions without one are refused
-    /// with a reason that says so, and are not advertised as accepted.
+    /// Whether this build has a reader for the format; formats without one are not advertised
+    /// as accepted. Every format named here has a reader now.
     pub fn readable(self) -> bool {
-        matches!(self, Format::Csv | Format::Tsv)
+        true
     }
 
     pub fn as_str(self) -> &'static str {
@@ -104,19 +119,25 @@ impl Rejection {
 }
 
 /// Read the columns and row count of `path` as `format`.
-pub fn extract(
-    format: Format,
-    path: &Path,
-    _options: &ReadOptions,
-) -> Result<Extracted, Rejection> {
-    match format {
+///
+/// A reader that panics on a hostile file (third-party parsers have had such bugs) becomes a
+/// rejection here instead of taking the caller down with it.
+pub fn extract(format: Format, path: &Path, options: &ReadOptions) -> Result<Extracted, Rejection> {
+    let read = || match format {
         Format::Csv => csv::extract(path, None),
         Format::Tsv => csv::extract(path, Some(b'\t')),
-        Format::Xls | Format::Xlsx | Format::Xlsm | Format::Parquet => {
-            Err(Rejection::new(format!(
-                "reading .{} files is not available in this build yet; convert it to CSV",
-                format.as_str()
-            )))
-        }
-    }
+        Format::Xls | Format::Xlsx | Format::Xlsm => spreadsheet::extract(format, path, options),
+        Format::Parquet => parquet::extract(path, options),
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(Rejection::new(format!(
+            "it could not be read: the .{} reader failed on it ({message})",
+            format.as_str()
+        )))
+    })
 }

@@ -177,6 +177,7 @@ impl Daemon {
         self.client()
             .call(&Command::Ls {
                 group: group.map(str::to_string),
+                all: false,
             })
             .expect("ls")
     }

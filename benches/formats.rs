@@ -1,0 +1,289 @@
+//! Format reader benchmarks (DESIGN §10), run with `cargo bench --bench formats`; prints
+//! medians of 5 runs and ratios against the crates' own read times.
+//!
+//! 1. a deterministic ~10 MB XLSX: our `extract` against calamine's own read (`worksheet_range`
+//!    of the first sheet); budget 1.2×;
+//! 2. a "50 MB-equivalent" Parquet file (the rows of a 50 MB CSV, written by arrow-rs with
+//!    snappy): our `extract` against arrow-rs reading every batch; budget 1.5×;
+//! 3. peak RSS (VmHWM) of one `extract` of each, each in a fresh process.
+//!
+//! Not a test: nothing here asserts a time. The figures go into the issue notes.
+
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use calamine::{Reader, Xlsx};
+use ingestd::ingest::formats::{self, Format, ReadOptions};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+const RUNS: usize = 5;
+/// Rows of the XLSX; with the columns below the file is about 10 MB.
+const XLSX_ROWS: u32 = 203_000;
+/// The CSV the Parquet file stands in for.
+const CSV_BYTES: usize = 50_000_000;
+/// Set in a child process: which read to run once and report VmHWM for.
+const CHILD: &str = "FORMATS_BENCH_CHILD";
+
+const CITIES: &[&str] = &[
+    "Lisbon",
+    "Osaka",
+    "Nairobi",
+    "Quito",
+    "Tromsø",
+    "Reykjavík",
+    "Dakar",
+    "Perth",
+    "Zürich",
+];
+const WORDS: &[&str] = &[
+    "north", "south", "widget", "gadget", "invoice", "paid", "pending", "shipped", "returned",
+    "alpha", "beta", "gamma", "order", "customer", "review", "delta",
+];
+
+/// One deterministic row: id, name, city, amount, day, note.
+struct Row {
+    id: i64,
+    name: String,
+    city: &'static str,
+    amount: f64,
+    day: String,
+    note: String,
+}
+
+/// A small xorshift generator: the same rows on every machine and every run.
+struct Rows(u64);
+
+impl Rows {
+    fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn row(&mut self, id: i64) -> Row {
+        let mut pick = |n: usize| (self.next_u64() % n as u64) as usize;
+        let name = format!("{} {}", WORDS[pick(WORDS.len())], pick(100_000));
+        let city = CITIES[pick(CITIES.len())];
+        let amount = pick(1_000_000) as f64 / 100.0;
+        let day = format!("2024-{:02}-{:02}", 1 + pick(12), 1 + pick(28));
+        let note = (0..8)
+            .map(|_| WORDS[pick(WORDS.len())])
+            .collect::<Vec<_>>()
+            .join(" ");
+        Row {
+            id,
+            name,
+            city,
+            amount,
+            day,
+            note,
+        }
+    }
+}
+
+fn csv_len(row: &Row) -> usize {
+    format!(
+        "{},{},{},{},{},{}\n",
+        row.id, row.name, row.city, row.amount, row.day, row.note
+    )
+    .len()
+}
+
+fn xlsx_file(dir: &Path) -> PathBuf {
+    let path = dir.join("bench-10mb.xlsx");
+    if path.exists() {
+        return path;
+    }
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (column, name) in ["id", "name", "city", "amount", "day", "note"]
+        .iter()
+        .enumerate()
+    {
+        sheet.write_string(0, column as u16, *name).expect("header");
+    }
+    let mut rows = Rows(0x9E37_79B9_7F4A_7C15);
+    for r in 1..=XLSX_ROWS {
+        let row = rows.row(i64::from(r));
+        sheet.write_number(r, 0, row.id as f64).expect("cell");
+        sheet.write_string(r, 1, &row.name).expect("cell");
+        sheet.write_string(r, 2, row.city).expect("cell");
+        sheet.write_number(r, 3, row.amount).expect("cell");
+        sheet.write_string(r, 4, &row.day).expect("cell");
+        sheet.write_string(r, 5, &row.note).expect("cell");
+    }
+    book.save(&path).expect("save xlsx");
+    path
+}
+
+fn parquet_file(dir: &Path) -> (PathBuf, usize) {
+    let path = dir.join("bench-50mb-csv.parquet");
+    let mut generator = Rows(0x2545_F491_4F6C_DD1D);
+    let mut rows = Vec::new();
+    let mut bytes = 0;
+    while bytes < CSV_BYTES {
+        let row = generator.row(rows.len() as i64 + 1);
+        bytes += csv_len(&row);
+        rows.push(row);
+    }
+    let count = rows.len();
+    if path.exists() {
+        return (path, count);
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.id))),
+        ),
+        (
+            "name",
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.name.as_str()),
+            )),
+        ),
+        (
+            "city",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.city))),
+        ),
+        (
+            "amount",
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.amount),
+            )),
+        ),
+        (
+            "day",
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.day.as_str()),
+            )),
+        ),
+        (
+            "note",
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.note.as_str()),
+            )),
+        ),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).expect("batch");
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let file = File::create(&path).expect("create parquet");
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(properties)).expect("writer");
+    writer.write(&batch).expect("write");
+    writer.close().expect("close");
+    (path, count)
+}
+
+/// The reads being compared; each returns a row count so nothing is optimised away.
+fn run(read: &str, path: &Path) -> u64 {
+    match read {
+        "extract-xlsx" => {
+            formats::extract(Format::Xlsx, path, &ReadOptions::default())
+                .expect("extract xlsx")
+                .rows
+        }
+        "calamine" => {
+            let file = BufReader::new(File::open(path).expect("open"));
+            let mut book: Xlsx<_> = Xlsx::new(file).expect("calamine open");
+            let first = book.sheet_names()[0].clone();
+            book.worksheet_range(&first).expect("range").height() as u64
+        }
+        "extract-parquet" => {
+            formats::extract(Format::Parquet, path, &ReadOptions::default())
+                .expect("extract parquet")
+                .rows
+        }
+        "arrow" => {
+            let file = File::open(path).expect("open");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .expect("builder")
+                .build()
+                .expect("reader");
+            reader.map(|b| b.expect("batch").num_rows() as u64).sum()
+        }
+        other => panic!("unknown read {other}"),
+    }
+}
+
+fn median_seconds(read: &str, path: &Path) -> f64 {
+    let mut times: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let started = Instant::now();
+            std::hint::black_box(run(read, path));
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[RUNS / 2]
+}
+
+/// VmHWM of a fresh process that runs `read` once, in MB.
+fn peak_rss_mb(read: &str, path: &Path) -> f64 {
+    let exe = std::env::current_exe().expect("current exe");
+    let output = std::process::Command::new(exe)
+        .env(CHILD, format!("{read}:{}", path.display()))
+        .output()
+        .expect("run child");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim().parse::<f64>().unwrap_or(f64::NAN) / 1024.0
+}
+
+fn vm_hwm_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    if let Ok(job) = std::env::var(CHILD) {
+        let (read, path) = job.split_once(':').expect("read:path");
+        std::hint::black_box(run(read, Path::new(path)));
+        println!("{}", vm_hwm_kb());
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("formats-bench");
+    std::fs::create_dir_all(&dir).expect("bench folder");
+    let xlsx = xlsx_file(&dir);
+    let (parquet, rows) = parquet_file(&dir);
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len() as f64 / 1e6)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "files: {:.1} MB XLSX ({XLSX_ROWS} rows), {:.1} MB Parquet ({rows} rows of a {:.0} MB CSV)",
+        size(&xlsx),
+        size(&parquet),
+        CSV_BYTES as f64 / 1e6
+    );
+    let pairs = [
+        ("XLSX", "extract-xlsx", "calamine", &xlsx, 1.2),
+        ("Parquet", "extract-parquet", "arrow", &parquet, 1.5),
+    ];
+    for (name, ours, theirs, path, budget) in pairs {
+        let (mine, base) = (median_seconds(ours, path), median_seconds(theirs, path));
+        let ratio = mine / base;
+        println!(
+            "{name}: extract {:.3} s, {theirs} {:.3} s, ratio {ratio:.2} (budget {budget}: {})",
+            mine,
+            base,
+            if ratio <= budget { "within" } else { "OVER" }
+        );
+        println!(
+            "{name}: peak RSS extract {:.1} MB, {theirs} {:.1} MB",
+            peak_rss_mb(ours, path),
+            peak_rss_mb(theirs, path)
+        );
+    }
+}

@@ -1,0 +1,408 @@
+//! Text below the table: which encoding a delimited file is in, and the streams that turn it
+//! into checked UTF-8 for the csv reader.
+//!
+//! Owns the byte-order marks, the Windows-1252 fallback, the NUL-byte diagnosis of files that
+//! are not text, and two streaming decoders (checked UTF-8 and UTF-32). It decides nothing about
+//! delimiters or rows, and never holds more than one buffer of a file.
+
+use super::Rejection;
+use encoding_rs::{UTF_16BE, UTF_16LE, WINDOWS_1252};
+use encoding_rs_io::DecodeReaderBytesBuilder;
+use std::fs::File;
+use std::io::{self, BufRead, Cursor, Read};
+use std::path::Path;
+
+/// How much of the start of a file decides binary or text, the encoding and the delimiter.
+pub(super) const SNIFF_BYTES: usize = 64 * 1024;
+
+/// The text encoding of a file, as decided from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Encoding {
+    Utf8,
+    Utf8Bom,
+    Utf16Le,
+    Utf16Be,
+    Utf32Le,
+    Utf32Be,
+    /// Not UTF-8: in the first bytes (`from_line` 0) or further down.
+    Windows1252 {
+        from_line: u64,
+    },
+}
+
+/// Byte-order marks. UTF-32 LE's starts like UTF-16 LE's, so it comes first.
+const BOMS: &[(&[u8], Encoding)] = &[
+    (b"\xEF\xBB\xBF", Encoding::Utf8Bom),
+    (b"\xFF\xFE\x00\x00", Encoding::Utf32Le),
+    (b"\x00\x00\xFE\xFF", Encoding::Utf32Be),
+    (b"\xFF\xFE", Encoding::Utf16Le),
+    (b"\xFE\xFF", Encoding::Utf16Be),
+];
+
+impl Encoding {
+    pub(super) fn note(self) -> String {
+        let name = match self {
+            Encoding::Utf8 => "UTF-8",
+            Encoding::Utf8Bom => "UTF-8 with BOM",
+            Encoding::Utf16Le => "UTF-16LE with BOM",
+            Encoding::Utf16Be => "UTF-16BE with BOM",
+            Encoding::Utf32Le => "UTF-32LE with BOM",
+            Encoding::Utf32Be => "UTF-32BE with BOM",
+            Encoding::Windows1252 { from_line: 0 } => "Windows-1252 (the file is not valid UTF-8)",
+            Encoding::Windows1252 { from_line } => {
+                return format!("encoding Windows-1252 (line {from_line} is not valid UTF-8)");
+            }
+        };
+        format!("encoding {name}")
+    }
+}
+
+/// Decide from the first bytes whether the file is text, and in which encoding. `kind` is
+/// "CSV" or "TSV", as the file was taken for.
+pub(super) fn detect(head: &[u8], kind: &str) -> Result<Encoding, Rejection> {
+    let bom = BOMS.iter().find(|(bom, _)| head.starts_with(bom));
+    // In UTF-16 and UTF-32 text NUL bytes are normal; in any 8-bit text they are not.
+    match bom {
+        Some((_, Encoding::Utf8Bom)) | None if head.contains(&0) => {
+            return Err(Rejection::new(not_text(head, kind)));
+        }
+        Some((_, encoding)) => return Ok(*encoding),
+        None => {}
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => Ok(Encoding::Utf8),
+        // A character cut in two by the end of the sample is not an error.
+        Err(e) if e.error_len().is_none() && head.len() == SNIFF_BYTES => Ok(Encoding::Utf8),
+        Err(_) => Ok(Encoding::Windows1252 { from_line: 0 }),
+    }
+}
+
+/// Why a start with NUL bytes and no BOM is not text, as precisely as is cheap to say.
+fn not_text(head: &[u8], kind: &str) -> String {
+    let nuls = head.iter().filter(|&&b| b == 0).count();
+    let even = head.iter().step_by(2).filter(|&&b| b == 0).count();
+    let lopsided = even.max(nuls - even) * 10 >= nuls * 9;
+    if nuls * 4 >= head.len() && lopsided {
+        return "it looks like UTF-16 text without a byte-order mark (BOM); save it as UTF-8"
+            .into();
+    }
+    let controls = head
+        .iter()
+        .filter(|&&b| b != 0 && b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r' | 0x0C))
+        .count();
+    if nuls <= 16 && controls == 0 {
+        // Text with a few stray NULs (a bad export): say where, so it can be cleaned.
+        let first = head.iter().position(|&b| b == 0).unwrap_or(0);
+        let line = 1 + head[..first].iter().filter(|&&b| b == b'\n').count();
+        return format!(
+            "line {line} contains a NUL byte (0x00), which {kind} text never holds; \
+             remove it and drop the file again"
+        );
+    }
+    format!("its content is binary, not text (a {kind} file must be text)")
+}
+
+/// The file as UTF-8 bytes, starting with the (already read) head.
+pub(super) fn decoded(encoding: Encoding, head: Vec<u8>, file: File) -> Box<dyn Read> {
+    let bom = if encoding == Encoding::Utf8Bom { 3 } else { 0 };
+    let mut start = Cursor::new(head);
+    start.set_position(bom);
+    let source = start.chain(file);
+    let transcode_from = match encoding {
+        Encoding::Utf8 | Encoding::Utf8Bom => return Box::new(CheckedUtf8::new(source, bom)),
+        Encoding::Utf32Le => return Box::new(Utf32ToUtf8::new(source, true)),
+        Encoding::Utf32Be => return Box::new(Utf32ToUtf8::new(source, false)),
+        Encoding::Utf16Le => UTF_16LE,
+        Encoding::Utf16Be => UTF_16BE,
+        Encoding::Windows1252 { .. } => WINDOWS_1252,
+    };
+    let decoder = DecodeReaderBytesBuilder::new()
+        .encoding(Some(transcode_from))
+        .build(source);
+    Box::new(decoder)
+}
+
+/// Line breaks in `text` (`\n`, `\r\n` or a lone `\r`), given the byte before it.
+pub(super) fn line_breaks(text: &[u8], mut previous: u8) -> u64 {
+    let mut breaks = 0;
+    for &byte in text {
+        if byte == b'\r' || (byte == b'\n' && previous != b'\r') {
+            breaks += 1;
+        }
+        previous = byte;
+    }
+    breaks
+}
+
+/// Invalid UTF-8 at this byte of the file.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid UTF-8 at byte {0}")]
+pub(super) struct InvalidUtf8(pub(super) u64);
+
+/// UTF-8 passed through unchanged and checked on the way, in the large chunks the csv reader
+/// asks for: checking record by record with std took ~15% of the reading time, this takes
+/// ~1%. Invalid bytes end the stream with an [`InvalidUtf8`] error.
+pub(super) struct CheckedUtf8<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    /// Next byte to hand out.
+    start: usize,
+    /// End of the checked bytes; after it, the start of a character cut by the last read.
+    checked: usize,
+    filled: usize,
+    /// File offset of `buf[0]`.
+    offset: u64,
+}
+
+impl<R: Read> CheckedUtf8<R> {
+    pub(super) fn new(inner: R, offset: u64) -> Self {
+        Self {
+            inner,
+            buf: vec![0; SNIFF_BYTES].into_boxed_slice(),
+            start: 0,
+            checked: 0,
+            filled: 0,
+            offset,
+        }
+    }
+
+    /// Read and check the next chunk; `false` at the end of the input.
+    fn refill(&mut self) -> io::Result<bool> {
+        self.buf.copy_within(self.checked..self.filled, 0);
+        self.offset += self.checked as u64;
+        self.filled -= self.checked;
+        (self.start, self.checked) = (0, 0);
+        while self.checked == 0 {
+            let read = read_retrying(&mut self.inner, &mut self.buf[self.filled..])?;
+            self.filled += read;
+            // encoding_rs checks several times faster than std on non-ASCII text; std then
+            // tells an invalid byte from a character cut short by the end of this read.
+            let valid = encoding_rs::Encoding::utf8_valid_up_to(&self.buf[..self.filled]);
+            match std::str::from_utf8(&self.buf[valid..self.filled]) {
+                Ok(_) => self.checked = self.filled,
+                Err(e) if e.error_len().is_none() && read > 0 => self.checked = valid,
+                Err(_) => {
+                    let at = self.offset + valid as u64;
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, InvalidUtf8(at)));
+                }
+            }
+            if read == 0 {
+                break;
+            }
+        }
+        Ok(self.checked > 0)
+    }
+}
+
+impl<R: Read> Read for CheckedUtf8<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start == self.checked && !self.refill()? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.checked - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.start += n;
+        Ok(n)
+    }
+}
+
+fn read_retrying(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The line of `path` that byte `offset` is on, read again from the start: only needed when
+/// a file turns out not to be UTF-8.
+pub(super) fn line_at(path: &Path, offset: u64) -> Result<u64, Rejection> {
+    let unreadable = |e: io::Error| Rejection::new(format!("it could not be read: {e}"));
+    let file = File::open(path).map_err(unreadable)?;
+    let mut reader = io::BufReader::with_capacity(SNIFF_BYTES, file.take(offset));
+    let (mut breaks, mut previous) = (0, 0);
+    loop {
+        let chunk = reader.fill_buf().map_err(unreadable)?;
+        let Some(&last) = chunk.last() else {
+            return Ok(1 + breaks);
+        };
+        breaks += line_breaks(chunk, previous);
+        previous = last;
+        let read = chunk.len();
+        reader.consume(read);
+    }
+}
+
+/// UTF-32 to UTF-8, streaming. encoding_rs has no UTF-32 (the Encoding Standard dropped it),
+/// and a few tools still write it with a BOM.
+pub(super) struct Utf32ToUtf8<R> {
+    inner: R,
+    little_endian: bool,
+    /// Input not yet decoded: fewer than 4 bytes carried over between reads.
+    raw: Vec<u8>,
+    out: Vec<u8>,
+    out_pos: usize,
+    at_start: bool,
+}
+
+impl<R: Read> Utf32ToUtf8<R> {
+    pub(super) fn new(inner: R, little_endian: bool) -> Self {
+        Self {
+            inner,
+            little_endian,
+            raw: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            at_start: true,
+        }
+    }
+
+    /// Decode the next chunk into `out`; `false` at the end of the input.
+    fn refill(&mut self) -> io::Result<bool> {
+        let carried = self.raw.len();
+        self.raw.resize(carried + 16 * 1024, 0);
+        let read = read_retrying(&mut self.inner, &mut self.raw[carried..]);
+        self.raw.truncate(carried + read.as_ref().map_or(0, |n| *n));
+        let read = read?;
+        self.out.clear();
+        self.out_pos = 0;
+        if read == 0 {
+            if self.raw.is_empty() {
+                return Ok(false);
+            }
+            // A truncated last character.
+            self.raw.clear();
+            self.out.extend_from_slice("\u{FFFD}".as_bytes());
+            return Ok(true);
+        }
+        let whole = self.raw.len() / 4 * 4;
+        for unit in self.raw[..whole].chunks_exact(4) {
+            let bytes = [unit[0], unit[1], unit[2], unit[3]];
+            let value = if self.little_endian {
+                u32::from_le_bytes(bytes)
+            } else {
+                u32::from_be_bytes(bytes)
+            };
+            if std::mem::take(&mut self.at_start) && value == 0xFEFF {
+                continue;
+            }
+            let c = char::from_u32(value).unwrap_or(char::REPLACEMENT_CHARACTER);
+            self.out
+                .extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+        self.raw.drain(..whole);
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for Utf32ToUtf8<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.out_pos == self.out.len() {
+            if !self.refill()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.out_pos);
+        buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+        self.out_pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// `text` with a BOM, in UTF-16 (`width` 2) or UTF-32 (`width` 4).
+    pub(in crate::ingest::formats) fn wide(
+        text: &str,
+        width: usize,
+        little_endian: bool,
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in std::iter::once('\u{FEFF}').chain(text.chars()) {
+            let units: Vec<u32> = match width {
+                2 => c
+                    .encode_utf16(&mut [0; 2])
+                    .iter()
+                    .map(|&u| u32::from(u))
+                    .collect(),
+                _ => vec![u32::from(c)],
+            };
+            for unit in units {
+                let bytes = if little_endian {
+                    unit.to_le_bytes()
+                } else {
+                    unit.to_be_bytes()
+                };
+                match (width, little_endian) {
+                    (2, true) => out.extend_from_slice(&bytes[..2]),
+                    (2, false) => out.extend_from_slice(&bytes[2..]),
+                    _ => out.extend_from_slice(&bytes),
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn checked_utf8_passes_text_through_and_stops_at_invalid_bytes() {
+        let text = "añ€😀,".repeat(20_000);
+        let mut out = String::new();
+        CheckedUtf8::new(Trickle(text.as_bytes()), 0)
+            .read_to_string(&mut out)
+            .expect("valid UTF-8");
+        assert_eq!(out, text);
+        let cases: &[(&[u8], u64)] = &[(b"ab\xFFcd", 5), (b"ab\xE2\x82", 5), (b"\xE2\x82(", 3)];
+        for (input, want) in cases {
+            let error = CheckedUtf8::new(*input, 3)
+                .read_to_end(&mut Vec::new())
+                .expect_err("invalid");
+            let inner = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<InvalidUtf8>());
+            assert_eq!(inner.map(|e| e.0), Some(*want), "{input:?}");
+        }
+    }
+
+    /// Hands out one byte per read, to exercise carry-over between reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match (self.0.split_first(), buf.first_mut()) {
+                (Some((&byte, rest)), Some(slot)) => {
+                    *slot = byte;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    fn utf32_to_string(reader: impl io::Read, little_endian: bool) -> String {
+        let mut out = String::new();
+        Utf32ToUtf8::new(reader, little_endian)
+            .read_to_string(&mut out)
+            .expect("decode");
+        out
+    }
+
+    #[test]
+    fn utf32_decodes_across_reads() {
+        let text = "a,ü,😀\n".repeat(5000);
+        for little_endian in [true, false] {
+            let bytes = wide(&text, 4, little_endian);
+            assert_eq!(utf32_to_string(&bytes[..], little_endian), text);
+            let first_15: String = text.chars().take(15).collect();
+            assert_eq!(
+                utf32_to_string(Trickle(&bytes[..64]), little_endian),
+                first_15
+            );
+        }
+        let bad = b"a\x00\x00\x00\x00\x00\x11\x00b\x00";
+        assert_eq!(utf32_to_string(&bad[..], true), "a\u{FFFD}\u{FFFD}");
+    }
+}

@@ -1,0 +1,383 @@
+//! Parse isolation: every untrusted file is read by a child process, never by the daemon.
+//!
+//! Real files exist that make mature readers allocate gigabytes from a kilobyte, loop forever or
+//! abort the process (DESIGN §3 step 3). So the daemon re-executes its own program as
+//! `ingestd parse-worker`, one short-lived process per file, and hands it the file's format and
+//! path (arguments) and the [`ReadOptions`] (JSON on stdin). The worker ([`worker`]) limits
+//! itself before it reads anything — address space, CPU time, no core dumps, no file writes, no
+//! inherited descriptors, death with the daemon — runs [`formats::extract`] and writes the
+//! [`Extracted`] or [`Rejection`] as JSON on stdout.
+//!
+//! This module owns the parent side: starting the worker, its wall-clock timeout, collecting
+//! its output within bounds (`pipes`) and turning every way it can end into either a plain
+//! reason the file is rejected with, or an error of ours that leaves the file in place
+//! (`judge`). It must never parse file content itself, never wait on a worker without a
+//! deadline, and never keep more of a worker's output than its caps.
+//!
+//! One process per file, not a pool: a worker adds about 1.6 ms to a file here, half of it
+//! the cost of starting any process (`benches/ingest.rs` measures both), which is small beside
+//! the settle window and the read; and a fresh process per file means no state — leaked
+//! memory, a half-corrupted heap, spent CPU time — carries from a hostile file to the next.
+
+mod judge;
+mod pipes;
+pub mod worker;
+
+#[cfg(debug_assertions)]
+pub mod hooks;
+
+use super::formats::{self, Extracted, Format, ReadOptions, Rejection};
+use crate::config;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use judge::Failure;
+
+/// The hidden subcommand that makes `ingestd` a parse worker. `main` checks for it before
+/// anything else runs.
+pub const WORKER_COMMAND: &str = "parse-worker";
+
+/// CPU seconds a worker may use beyond the wall-clock timeout. The wall clock normally ends a
+/// slow read; the CPU limit is the backstop for a worker whose parent cannot act (stopped,
+/// or gone before the death signal was armed).
+const CPU_SLACK_SECS: u64 = 5;
+
+/// What the parent keeps of a worker's stdout: the answer, a list of column names, is far
+/// smaller; a file whose answer is not gets rejected rather than held in the daemon's memory.
+const MAX_ANSWER_BYTES: usize = 8_000_000;
+
+/// The largest request we send: PIPE_BUF. The request is written before the worker's output
+/// is read; a write this small into a fresh pipe never blocks, however small the system makes
+/// its pipes, so it needs no deadline of its own. Options are under 200 bytes (a sheet name is
+/// at most 31 characters).
+const MAX_REQUEST_BYTES: usize = 4096;
+
+/// What the parent keeps of a worker's stderr (the end of it: the allocation-failure message
+/// is the last thing a worker writes).
+const MAX_STDERR_BYTES: usize = 16 * 1024;
+
+/// How far one worker may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Address space, bytes (RLIMIT_AS).
+    pub memory: u64,
+    /// Wall clock from start to exit; the worker is killed after it.
+    pub timeout: Duration,
+}
+
+impl Limits {
+    /// The limits `[ingest]` sets.
+    pub fn of(ingest: &config::Ingest) -> Self {
+        Self {
+            memory: ingest.parse_memory_limit.as_u64(),
+            timeout: Duration::from_secs(ingest.parse_timeout_secs),
+        }
+    }
+
+    /// The CPU-time limit (RLIMIT_CPU), a little above the wall-clock timeout.
+    fn cpu_secs(&self) -> u64 {
+        self.timeout.as_secs_f64().ceil() as u64 + CPU_SLACK_SECS
+    }
+}
+
+/// The read options `[ingest]` sets. The caller fills in the sheet from the group's
+/// preferences.
+pub fn read_options(ingest: &config::Ingest) -> ReadOptions {
+    ReadOptions {
+        sheet: None,
+        max_cells: ingest.max_cells,
+        max_unzipped_bytes: ingest.max_unzipped_size.as_u64(),
+    }
+}
+
+/// Something went wrong on our side of reading a file: the file is not to blame, so it is left
+/// in place and the problem reported.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot start the parse worker {exe}: {source}")]
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot {about} the parse worker: {source}")]
+    Io {
+        about: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the parse worker answered with something that is not a result ({detail})")]
+    Garbage { detail: String },
+    #[error("the parse worker failed with exit code {code}: {stderr}")]
+    Failed { code: i32, stderr: String },
+    #[error("the parse worker was stopped from outside (signal {signal})")]
+    Stopped { signal: i32 },
+}
+
+/// Starts parse workers: the program to run and nothing else, so it is cheap to share.
+#[derive(Debug, Clone)]
+pub struct ParseWorker {
+    exe: PathBuf,
+}
+
+impl Default for ParseWorker {
+    fn default() -> Self {
+        Self::current()
+    }
+}
+
+impl ParseWorker {
+    /// Workers that run this very program. On Linux that is `/proc/self/exe`, which names the
+    /// running binary even after a package upgrade replaced the file on disk, so a worker can
+    /// never be a different version than the daemon that speaks to it.
+    pub fn current() -> Self {
+        let exe = if cfg!(target_os = "linux") {
+            PathBuf::from("/proc/self/exe")
+        } else {
+            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ingestd"))
+        };
+        Self { exe }
+    }
+
+    /// Workers that run `exe`, an `ingestd` binary: for benchmarks and tests, where the
+    /// running program is not `ingestd`.
+    pub fn at(exe: impl Into<PathBuf>) -> Self {
+        Self { exe: exe.into() }
+    }
+
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
+    /// Read `path` as `format` in a fresh worker held to `limits`.
+    pub fn extract(
+        &self,
+        format: Format,
+        path: &Path,
+        options: &ReadOptions,
+        limits: &Limits,
+    ) -> Result<Extracted, Failure> {
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        // The worker runs in `/` so it holds no folder busy: give it a path that does not
+        // depend on our working directory.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let request = serde_json::to_vec(options)
+            .map_err(std::io::Error::from)
+            .and_then(|request| match request.len() {
+                0..=MAX_REQUEST_BYTES => Ok(request),
+                n => Err(std::io::Error::other(format!(
+                    "the read options take {n} bytes, more than a pipe holds"
+                ))),
+            })
+            .map_err(|source| {
+                Failure::Worker(WorkerError::Io {
+                    about: "encode the request for",
+                    source,
+                })
+            })?;
+        let mut command = Command::new(&self.exe);
+        command
+            .args(worker_args(format, &path, limits))
+            // Nothing of the daemon's environment (API keys, RUST_LOG) reaches the worker.
+            .env_clear()
+            .current_dir("/")
+            // Its own process group, so a terminal's Ctrl-C, meant for the daemon, does not
+            // kill a worker mid-file and make its file look guilty.
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().map_err(|source| {
+            Failure::Worker(WorkerError::Spawn {
+                exe: self.exe.clone(),
+                source,
+            })
+        })?;
+        let pid = child.id();
+        running(|pids| {
+            pids.insert(pid);
+        });
+        if let Some(mut stdin) = child.stdin.take() {
+            // A worker that died before reading its request shows it in how it ended, which is
+            // judged below; a failed write says nothing more.
+            let _ = stdin.write_all(&request);
+        }
+        let ended = pipes::collect(&mut child, deadline, MAX_ANSWER_BYTES, MAX_STDERR_BYTES);
+        running(|pids| {
+            pids.remove(&pid);
+        });
+        let ended = ended.map_err(|source| {
+            Failure::Worker(WorkerError::Io {
+                about: "collect the output of",
+                source,
+            })
+        })?;
+        let judged = judge::judge(&ended, limits);
+        tracing::debug!(
+            pid = child.id(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            status = %ended.status,
+            timed_out = ended.timed_out,
+            "parse worker ended"
+        );
+        if let Err(Failure::Rejected(rejection)) = &judged
+            && !ended.status.success()
+        {
+            tracing::warn!(
+                reason = %rejection.reason,
+                stderr = %String::from_utf8_lossy(&ended.stderr).trim_end(),
+                "a file made the parse worker fail"
+            );
+        }
+        judged
+    }
+}
+
+/// `parse-worker <parent pid> <memory bytes> <cpu secs> <format> <path>`: everything the worker
+/// needs before it reads any input, so it can set its limits first.
+fn worker_args(format: Format, path: &Path, limits: &Limits) -> Vec<OsString> {
+    vec![
+        WORKER_COMMAND.into(),
+        std::process::id().to_string().into(),
+        limits.memory.to_string().into(),
+        limits.cpu_secs().to_string().into(),
+        format.as_str().into(),
+        path.as_os_str().to_owned(),
+    ]
+}
+
+/// The worker's one line of output.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Answer {
+    Extracted(Extracted),
+    Rejected(Rejection),
+}
+
+impl From<Result<Extracted, Rejection>> for Answer {
+    fn from(result: Result<Extracted, Rejection>) -> Self {
+        match result {
+            Ok(extracted) => Answer::Extracted(extracted),
+            Err(rejection) => Answer::Rejected(rejection),
+        }
+    }
+}
+
+/// Run the reader in this process. Only the worker may call this: it is the one place that
+/// parses untrusted content, and it must run under the worker's limits.
+fn extract_here(format: Format, path: &Path, options: &ReadOptions) -> Answer {
+    formats::extract(format, path, options).into()
+}
+
+/// "512 MB", "1.5 GB": a limit as it is written in the config, without a needless ".0".
+fn limit_text(bytes: u64) -> String {
+    super::human_size(bytes).replace(".0 ", " ")
+}
+
+/// Workers running now, so a stopping daemon can end them instead of waiting out their
+/// timeout. Short sections, no await: a std Mutex.
+static RUNNING: std::sync::Mutex<Option<std::collections::HashSet<u32>>> =
+    std::sync::Mutex::new(None);
+
+fn running(f: impl FnOnce(&mut std::collections::HashSet<u32>)) {
+    if let Ok(mut guard) = RUNNING.lock() {
+        f(guard.get_or_insert_with(Default::default));
+    }
+}
+
+/// Kill every running worker (at shutdown). Their files stay in the drop folder, unblamed:
+/// a kill the judge did not order leaves the file in place.
+pub fn kill_running_workers() -> usize {
+    let mut killed = 0;
+    running(|pids| {
+        for pid in pids.iter() {
+            let pid = nix::unistd::Pid::from_raw(*pid as i32);
+            if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+                killed += 1;
+            }
+        }
+    });
+    killed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_options_come_from_the_config() {
+        let ingest = config::Ingest {
+            parse_timeout_secs: 7,
+            max_cells: 12,
+            max_unzipped_size: bytesize::ByteSize::mb(3),
+            ..Default::default()
+        };
+        let limits = Limits::of(&ingest);
+        assert_eq!(limits.memory, 512_000_000);
+        assert_eq!(limits.timeout, Duration::from_secs(7));
+        assert_eq!(limits.cpu_secs(), 7 + CPU_SLACK_SECS);
+        assert_eq!(
+            read_options(&ingest),
+            ReadOptions {
+                sheet: None,
+                max_cells: 12,
+                max_unzipped_bytes: 3_000_000
+            }
+        );
+    }
+
+    #[test]
+    fn worker_arguments_carry_limits_before_the_file() {
+        let limits = Limits {
+            memory: 1000,
+            timeout: Duration::from_millis(1500),
+        };
+        let args = worker_args(Format::Tsv, Path::new("/s/g/.tmp/x.tsv"), &limits);
+        let args: Vec<_> = args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let pid = std::process::id().to_string();
+        let cpu = (2 + CPU_SLACK_SECS).to_string();
+        assert_eq!(
+            args,
+            [WORKER_COMMAND, &pid, "1000", &cpu, "tsv", "/s/g/.tmp/x.tsv"]
+        );
+    }
+
+    #[test]
+    fn a_request_too_large_for_a_pipe_is_refused_before_any_worker_starts() {
+        let options = ReadOptions {
+            sheet: Some("x".repeat(MAX_REQUEST_BYTES)),
+            ..ReadOptions::default()
+        };
+        let limits = Limits::of(&config::Ingest::default());
+        let worker = ParseWorker::at("/nonexistent/ingestd");
+        match worker.extract(Format::Xlsx, Path::new("/x.xlsx"), &options, &limits) {
+            Err(Failure::Worker(error @ WorkerError::Io { .. })) => {
+                assert!(
+                    error.to_string().contains("more than a pipe holds"),
+                    "{error}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn limits_read_as_written() {
+        assert_eq!(limit_text(512_000_000), "512 MB");
+        assert_eq!(limit_text(1_500_000_000), "1.5 GB");
+    }
+
+    #[test]
+    fn answers_round_trip() {
+        let answer = Answer::Rejected(Rejection::new("it has no header row"));
+        let text = serde_json::to_string(&answer).unwrap();
+        assert_eq!(text, r#"{"rejected":{"reason":"it has no header row"}}"#);
+        assert_eq!(serde_json::from_str::<Answer>(&text).unwrap(), answer);
+    }
+}

@@ -1,0 +1,153 @@
+//! Test hooks: files that make a parse worker misbehave on purpose, so every way a worker can
+//! end is tested without waiting for a real reader bug.
+//!
+//! Compiled only into debug builds (`cfg(debug_assertions)`): a release daemon has no such
+//! code, so no file can steer it, and the same bytes are just a binary file its CSV reader
+//! rejects. In a debug build a file whose content starts with [`MAGIC`] followed by a hook name
+//! and a newline selects the hook. It is chosen by content, read inside the worker under the
+//! worker's limits, so the daemon side needs no test-only path at all; and the magic starts
+//! with a NUL byte, so no text file can hold it by accident.
+
+use super::Answer;
+use super::worker::write_answer;
+use crate::ingest::formats::Rejection;
+use std::io::Read;
+use std::path::Path;
+
+/// How a hook file starts: `MAGIC`, the hook's name, `\n`.
+pub const MAGIC: &[u8] = b"\0ingestd-test-hook:";
+
+/// A way to make the worker misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Allocate until the address-space limit stops it (std then aborts with a message).
+    Alloc,
+    /// Spin on the CPU forever.
+    Loop,
+    /// `abort()`: SIGABRT without an allocation failure.
+    Abort,
+    /// Die of SIGSEGV.
+    Segv,
+    /// Panic, as a reader bug would.
+    Panic,
+    /// Print something that is not an answer and exit 0.
+    Garbage,
+    /// Answer with a rejection whose reason describes the worker's own confinement as JSON:
+    /// limits, open descriptors, environment, death signal, process group.
+    Inspect,
+}
+
+const ALL: [Hook; 7] = [
+    Hook::Alloc,
+    Hook::Loop,
+    Hook::Abort,
+    Hook::Segv,
+    Hook::Panic,
+    Hook::Garbage,
+    Hook::Inspect,
+];
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Alloc => "alloc",
+            Hook::Loop => "loop",
+            Hook::Abort => "abort",
+            Hook::Segv => "segv",
+            Hook::Panic => "panic",
+            Hook::Garbage => "garbage",
+            Hook::Inspect => "inspect",
+        }
+    }
+
+    /// The content of a file that selects this hook.
+    pub fn file_content(self) -> Vec<u8> {
+        [MAGIC, self.name().as_bytes(), b"\n"].concat()
+    }
+
+    /// The hook the file at `path` selects, if any.
+    pub(super) fn requested(path: &Path) -> Option<Self> {
+        let mut head = [0u8; 64];
+        let mut file = std::fs::File::open(path).ok()?;
+        let n = file.read(&mut head).ok()?;
+        let rest = head[..n].strip_prefix(MAGIC)?;
+        let name = rest.split(|b| *b == b'\n').next()?;
+        ALL.into_iter().find(|hook| hook.name().as_bytes() == name)
+    }
+
+    /// Misbehave. Returns only for the hooks that answer.
+    pub(super) fn run(self) -> std::io::Result<()> {
+        match self {
+            Hook::Alloc => {
+                // Never touched, so only address space is used: the limit, not the machine's
+                // memory, is what stops it.
+                let mut held: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    held.push(std::hint::black_box(Vec::with_capacity(64 << 20)));
+                }
+            }
+            Hook::Loop => {
+                let mut n = 0u64;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Hook::Abort => std::process::abort(),
+            Hook::Segv => {
+                use nix::sys::signal::{SigHandler, Signal, raise, signal};
+                // std's handler for stack overflows would return from a raised SIGSEGV; the
+                // default action is what a real wild pointer ends in.
+                // SAFETY: installing the default disposition runs no code of ours.
+                let _ = unsafe { signal(Signal::SIGSEGV, SigHandler::SigDfl) };
+                let _ = raise(Signal::SIGSEGV);
+                unreachable!("SIGSEGV with its default action ends the process")
+            }
+            Hook::Panic => panic!("test hook: the reader panicked"),
+            Hook::Garbage => {
+                println!("this is not an answer");
+                Ok(())
+            }
+            Hook::Inspect => {
+                let reason = inspect().to_string();
+                write_answer(&Answer::Rejected(Rejection::new(reason)))
+            }
+        }
+    }
+}
+
+/// The worker's confinement as it sees it from inside.
+fn inspect() -> serde_json::Value {
+    use nix::sys::resource::{Resource, getrlimit};
+    let limit = |resource| getrlimit(resource).map(|(soft, hard)| [soft, hard]).ok();
+    let listed: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    // The listing's own descriptor was in the list and is closed now: keep those still open.
+    let fds: Vec<i32> = listed
+        .iter()
+        .filter_map(|fd| fd.parse().ok())
+        .filter(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok())
+        .collect();
+    #[cfg(target_os = "linux")]
+    let death_signal = nix::sys::prctl::get_pdeathsig()
+        .ok()
+        .flatten()
+        .map(|s| s as i32);
+    #[cfg(not(target_os = "linux"))]
+    let death_signal: Option<i32> = None;
+    serde_json::json!({
+        "as": limit(Resource::RLIMIT_AS),
+        "cpu": limit(Resource::RLIMIT_CPU),
+        "core": limit(Resource::RLIMIT_CORE),
+        "fsize": limit(Resource::RLIMIT_FSIZE),
+        "fds": fds,
+        "env": std::env::vars_os().count(),
+        "death_signal": death_signal,
+        "own_group": nix::unistd::getpgrp() == nix::unistd::getpid(),
+        "cwd": std::env::current_dir().ok(),
+    })
+}

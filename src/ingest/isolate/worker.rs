@@ -1,0 +1,263 @@
+//! The parse worker: the child side of isolation, `ingestd parse-worker …`.
+//!
+//! It confines itself before it reads any input — dies with the daemon, drops every inherited
+//! descriptor but stdin/stdout/stderr, and sets its limits (address space, CPU time, no core
+//! dumps, no file writes) as hard limits, so nothing in the process can raise them again —
+//! then reads the [`ReadOptions`] from stdin, runs the reader, and writes one JSON answer on
+//! stdout. It never writes a file, never logs (stderr is for dying words only: the
+//! allocation-failure message, a panic), and never decides what its ending means: the parent
+//! judges that (`isolate::judge`).
+
+use super::{Answer, WORKER_COMMAND};
+use crate::ingest::formats::{Format, ReadOptions};
+use nix::sys::resource::{Resource, setrlimit};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes of a worker that could not do its job (our fault, never the file's).
+const EXIT_USAGE: u8 = 64;
+const EXIT_SETUP: u8 = 71;
+const EXIT_IO: u8 = 74;
+
+/// The request on stdin is a few hundred bytes; anything near this is not from our daemon.
+const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+
+/// What the daemon asked for, from the arguments after `parse-worker`.
+#[derive(Debug, PartialEq, Eq)]
+struct Invocation {
+    parent: u32,
+    memory: u64,
+    cpu_secs: u64,
+    format: Format,
+    path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WorkerFailure {
+    #[error(
+        "{WORKER_COMMAND} is started by the ingestd daemon, not by hand: expected \
+         <parent pid> <memory bytes> <cpu secs> <format> <path>, {0}"
+    )]
+    Usage(String),
+    #[error("cannot {about}: {source}")]
+    Setup {
+        about: &'static str,
+        source: std::io::Error,
+    },
+    #[error("cannot {about}: {source}")]
+    Io {
+        about: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl WorkerFailure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            WorkerFailure::Usage(_) => EXIT_USAGE,
+            WorkerFailure::Setup { .. } => EXIT_SETUP,
+            WorkerFailure::Io { .. } => EXIT_IO,
+        }
+    }
+}
+
+/// Run as a parse worker; `args` are those after `parse-worker`.
+pub fn main(args: impl Iterator<Item = OsString>) -> ExitCode {
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            // Not eprintln!: it panics when stderr is gone, and a panic would read as the
+            // file having crashed the reader.
+            let _ = writeln!(std::io::stderr(), "{WORKER_COMMAND}: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run(args: impl Iterator<Item = OsString>) -> Result<(), WorkerFailure> {
+    let invocation = Invocation::parse(args)?;
+    confine(&invocation)?;
+    let options = read_request()?;
+    let written_failed = |source| WorkerFailure::Io {
+        about: "write the answer",
+        source,
+    };
+    // Release builds have no test hooks: nothing a file holds can steer the worker.
+    #[cfg(debug_assertions)]
+    if let Some(hook) = super::hooks::Hook::requested(&invocation.path) {
+        return hook.run().map_err(written_failed);
+    }
+    let answer = super::extract_here(invocation.format, &invocation.path, &options);
+    write_answer(&answer).map_err(written_failed)
+}
+
+impl Invocation {
+    fn parse(args: impl Iterator<Item = OsString>) -> Result<Self, WorkerFailure> {
+        let args: Vec<OsString> = args.collect();
+        let [parent, memory, cpu_secs, format, path] = <[OsString; 5]>::try_from(args)
+            .map_err(|args| WorkerFailure::Usage(format!("got {} arguments", args.len())))?;
+        let number = |arg: &OsString, what: &str| {
+            arg.to_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| WorkerFailure::Usage(format!("{what} {arg:?} is not a number")))
+        };
+        let format = format
+            .to_str()
+            .and_then(Format::from_extension)
+            .ok_or_else(|| WorkerFailure::Usage(format!("{format:?} is not a format")))?;
+        Ok(Self {
+            parent: u32::try_from(number(&parent, "parent pid")?)
+                .map_err(|_| WorkerFailure::Usage("the parent pid is out of range".into()))?,
+            memory: number(&memory, "memory")?,
+            cpu_secs: number(&cpu_secs, "cpu secs")?,
+            format,
+            path: PathBuf::from(path),
+        })
+    }
+}
+
+/// Everything that makes a misbehaving reader harmless, done before any input is read.
+fn confine(invocation: &Invocation) -> Result<(), WorkerFailure> {
+    die_with_parent(invocation.parent)?;
+    close_inherited_descriptors();
+    let limit = |resource, soft, hard, about| {
+        setrlimit(resource, soft, hard).map_err(|errno| WorkerFailure::Setup {
+            about,
+            source: errno.into(),
+        })
+    };
+    limit(Resource::RLIMIT_CORE, 0, 0, "turn off core dumps")?;
+    // Stdout and stderr are pipes, which this does not limit; any file write fails.
+    limit(Resource::RLIMIT_FSIZE, 0, 0, "forbid file writes")?;
+    // The hard limit one second above the soft one: at the soft limit the kernel sends
+    // SIGXCPU, which the parent reads as "too slow"; were they equal it would send SIGKILL,
+    // which looks like a kill from outside.
+    let cpu = invocation.cpu_secs;
+    limit(Resource::RLIMIT_CPU, cpu, cpu + 1, "limit CPU time")?;
+    // Last: from here on every allocation counts, and failing ones abort with a message the
+    // parent recognises.
+    let memory = invocation.memory;
+    limit(Resource::RLIMIT_AS, memory, memory, "limit memory")?;
+    Ok(())
+}
+
+/// SIGKILL when the daemon dies, so a worker stuck in a hostile file does not outlive it.
+/// The kernel ties this to the thread that spawned us, which is a long-lived ingest worker
+/// thread. If the daemon died before the signal was armed, we have been re-parented already:
+/// stop now.
+#[cfg(target_os = "linux")]
+fn die_with_parent(parent: u32) -> Result<(), WorkerFailure> {
+    use nix::sys::signal::Signal;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|errno| WorkerFailure::Setup {
+        about: "arrange to die with the daemon",
+        source: errno.into(),
+    })?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        return Err(WorkerFailure::Setup {
+            about: "start",
+            source: std::io::Error::other("the daemon that asked for this worker is gone"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_parent: u32) -> Result<(), WorkerFailure> {
+    // No death signal here; the closed pipes end the worker when it next reads or writes, and
+    // the CPU limit ends one that never does.
+    Ok(())
+}
+
+/// Close every descriptor above stderr. The daemon opens everything close-on-exec, but a
+/// library that forgot would hand us its database or socket; this does not rely on that.
+fn close_inherited_descriptors() {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::libc;
+        // SAFETY: no Rust object in this process owns a descriptor above 2 yet (this runs
+        // before anything is opened), so closing them cannot invalidate one.
+        let closed = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+        if closed == 0 {
+            return;
+        }
+    }
+    // Kernels before 5.9 and other systems: close what /proc or /dev lists.
+    let listed = std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd"));
+    let Ok(entries) = listed else { return };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: as above; the listing's own descriptor is already closed, so closing its
+        // number again fails harmlessly with EBADF.
+        unsafe { nix::libc::close(fd) };
+    }
+}
+
+fn read_request() -> Result<ReadOptions, WorkerFailure> {
+    let mut request = Vec::new();
+    std::io::stdin()
+        .take(MAX_REQUEST_BYTES)
+        .read_to_end(&mut request)
+        .map_err(|source| WorkerFailure::Io {
+            about: "read the request",
+            source,
+        })?;
+    serde_json::from_slice(&request).map_err(|e| WorkerFailure::Io {
+        about: "decode the request",
+        source: e.into(),
+    })
+}
+
+/// One line of JSON on stdout.
+pub(super) fn write_answer(answer: &Answer) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, answer)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Invocation, String> {
+        Invocation::parse(args.iter().map(OsString::from)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn arguments_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            parse(&["42", "1000", "35", "csv", "/s/x.csv"]),
+            Ok(Invocation {
+                parent: 42,
+                memory: 1000,
+                cpu_secs: 35,
+                format: Format::Csv,
+                path: "/s/x.csv".into(),
+            })
+        );
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "got 0 arguments"),
+            (&["1", "2", "3", "csv"], "got 4 arguments"),
+            (
+                &["x", "2", "3", "csv", "/p"],
+                "parent pid \"x\" is not a number",
+            ),
+            (
+                &["1", "-2", "3", "csv", "/p"],
+                "memory \"-2\" is not a number",
+            ),
+            (&["1", "2", "3", "pdf", "/p"], "\"pdf\" is not a format"),
+        ];
+        for (args, needle) in cases {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+            assert!(err.contains("not by hand"), "{err}");
+        }
+    }
+}

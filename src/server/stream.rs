@@ -1,0 +1,85 @@
+//! The `events` stream: after one line saying what is followed, one line per event until the
+//! client closes the connection or the daemon stops.
+//!
+//! A follower that falls behind the broadcast buffer, or does not take a line within the write
+//! timeout, is told (when it can still be told) and dropped: a stalled reader must not make
+//! the daemon hold events for it.
+
+use super::auth::Peer;
+use super::codec::{Frame, LineCodec};
+use super::handlers::{Shared, listing_group, to_value};
+use super::write_response;
+use crate::protocol::{ErrorBody, ErrorCode, Following, Response};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+pub async fn follow<R, W>(
+    shared: &Shared,
+    peer: Option<Peer>,
+    group: Option<String>,
+    all: bool,
+    frames: &mut FramedRead<R, LineCodec>,
+    send: &mut W,
+    shutdown: &CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // Subscribe before answering, so nothing that happens after the answer is missed.
+    let mut events = shared.events.subscribe();
+    let group = match listing_group(shared, peer, group, all).await {
+        Ok(group) => group,
+        Err(error) => {
+            let _ = write_response(send, &Response::err(error)).await;
+            return;
+        }
+    };
+    let first = match to_value(&Following {
+        group: group.clone(),
+    }) {
+        Ok(value) => Response::ok(value),
+        Err(error) => Response::err(error),
+    };
+    if write_response(send, &first).await.is_err() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            // Anything the client sends now is ignored; its closing the connection ends this.
+            read = frames.next() => match read {
+                Some(Ok(Frame::Line(_) | Frame::TooLong)) => {}
+                Some(Err(_)) | None => return,
+            },
+            received = events.recv() => match received {
+                Ok(event) => {
+                    if group.as_ref().is_some_and(|g| event.group.as_ref() != Some(g)) {
+                        continue;
+                    }
+                    let line = match to_value(&event) {
+                        Ok(value) => Response::ok(value),
+                        Err(error) => Response::err(error),
+                    };
+                    if write_response(send, &line).await.is_err() {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    let error = ErrorBody::new(
+                        ErrorCode::Lagged,
+                        format!(
+                            "this follower fell {missed} events behind and was dropped; \
+                             reconnect to follow again"
+                        ),
+                    );
+                    let _ = write_response(send, &Response::err(error)).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
