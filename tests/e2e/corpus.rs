@@ -4,9 +4,8 @@
 //! disguised file (`_renamed/`) must be rejected, and the daemon's own memory must stay small
 //! because it never parses a file itself.
 //!
-//! Spreadsheet and Parquet readers may or may not be in this build; a file they cannot read yet
-//! is rejected ("not available in this build"), which satisfies the same assertions. Column
-//! names are asserted for CSV and TSV files only; the readers' own tests cover the rest.
+//! Column names are asserted for CSV and TSV files here; the spreadsheet and Parquet readers'
+//! own tests assert theirs.
 
 use crate::helper::{self, Daemon};
 use crate::hostile::{parse_workers_of, peak_rss_mb};
