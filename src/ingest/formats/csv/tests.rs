@@ -245,15 +245,7 @@ fn sep_line_parsing() {
 }
 
 fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/corpus"
-    ));
-    if !dir.is_dir() {
-        println!("skipped: no fixture corpus at {}", dir.display());
-        return None;
-    }
-    Some(dir.to_path_buf())
+    crate::ingest::formats::corpus::dir()
 }
 
 fn delimited_files(dir: &Path, found: &mut Vec<PathBuf>) {
