@@ -15,7 +15,6 @@ fn ingestctl() -> PathBuf {
         .package("ingestctl")
         .bin("ingestctl")
         .release()
-        .current_target()
         .run()
         .expect("build ingestctl")
         .path()

@@ -12,6 +12,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod embed;
 pub mod events;
 pub mod identity;
 pub mod inflight;

@@ -120,15 +120,7 @@ impl Db {
                 )
                 .optional()?;
         }
-        let mut known: Vec<String> = Vec::new();
-        for source in self.list_sources(Some(group))? {
-            for column in source.columns {
-                if !known.contains(&column) {
-                    known.push(column);
-                }
-            }
-        }
-        info.known_columns = known;
+        info.known_columns = self.known_columns(group)?;
         Ok(info)
     }
 

@@ -174,6 +174,53 @@ impl Db {
         Ok(SourceDetail { summary, versions })
     }
 
+    /// The status `ls` shows for every source (group, name, status), without the rest of
+    /// the summary: cheap enough to count thousands of sources on every `status`.
+    pub fn source_statuses(&self) -> Result<Vec<(String, String, Status)>, CatalogError> {
+        let mut stmt = self.conn().prepare_cached(
+            "WITH latest AS (SELECT source_id, MAX(id) AS id FROM versions
+                             WHERE status != 'deleting' GROUP BY source_id)
+             SELECT g.name, s.name, v.status FROM latest
+             JOIN versions v ON v.id = latest.id
+             JOIN sources s ON s.id = latest.source_id
+             JOIN groups g ON g.id = s.group_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let status: String = r.get(2)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                Status::parse(&status).unwrap_or(Status::Failed),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every column name of a group's current versions, in order of first appearance.
+    pub fn known_columns(&self, group: &str) -> Result<Vec<String>, CatalogError> {
+        let mut stmt = self.conn().prepare_cached(
+            "WITH current AS (SELECT source_id, MAX(id) AS id FROM versions
+                              WHERE version_no IS NOT NULL
+                                AND status NOT IN ('invalid', 'deleting')
+                              GROUP BY source_id)
+             SELECT v.columns, MIN(v.id) AS first FROM current
+             JOIN versions v ON v.id = current.id
+             JOIN sources s ON s.id = current.source_id
+             JOIN groups g ON g.id = s.group_id
+             WHERE g.name = ?1 GROUP BY v.columns ORDER BY first",
+        )?;
+        let mut known: Vec<String> = Vec::new();
+        for columns in stmt.query_map([group], |r| r.get::<_, String>(0))? {
+            let columns: Vec<String> = serde_json::from_str(&columns?).unwrap_or_default();
+            for column in columns {
+                if !known.contains(&column) {
+                    known.push(column);
+                }
+            }
+        }
+        Ok(known)
+    }
+
     /// Every group with counts of its sources by status.
     pub fn list_groups(&self) -> Result<Vec<GroupInfo>, CatalogError> {
         let mut groups: BTreeMap<String, GroupInfo> = BTreeMap::new();
@@ -197,10 +244,10 @@ impl Db {
                 },
             );
         }
-        for source in self.list_sources(None)? {
-            if let Some(group) = groups.get_mut(&source.group) {
+        for (group, _, status) in self.source_statuses()? {
+            if let Some(group) = groups.get_mut(&group) {
                 group.sources += 1;
-                *group.by_status.entry(source.status).or_default() += 1;
+                *group.by_status.entry(status).or_default() += 1;
             }
         }
         Ok(groups.into_values().collect())

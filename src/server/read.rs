@@ -73,21 +73,33 @@ fn overlay(list: &mut Vec<SourceSummary>, in_flight: &InFlight, group: Option<&s
 }
 
 async fn group_list(shared: &Shared) -> Result<Vec<GroupInfo>, ErrorBody> {
-    let mut groups = shared
+    let (mut groups, statuses) = shared
         .catalog
-        .call(|db| db.list_groups())
+        .call(|db| Ok((db.list_groups()?, db.source_statuses()?)))
         .await
         .map_err(catalog_error)?;
     // Recount with the in-flight overlay so counts agree with `ls`.
-    let list = sources(shared, None).await?;
+    let mut shown: BTreeMap<(String, String), Status> = statuses
+        .into_iter()
+        .map(|(group, name, status)| ((group, name), status))
+        .collect();
+    for (key, phase) in shared.in_flight.snapshot() {
+        shown.insert(
+            key,
+            match phase {
+                Phase::Pending => Status::Pending,
+                Phase::Validating => Status::Validating,
+            },
+        );
+    }
     for group in &mut groups {
         group.sources = 0;
         group.by_status.clear();
     }
-    for source in &list {
-        if let Some(group) = groups.iter_mut().find(|g| g.name == source.group) {
+    for ((group, _), status) in shown {
+        if let Some(group) = groups.iter_mut().find(|g| g.name == group) {
             group.sources += 1;
-            *group.by_status.entry(source.status).or_default() += 1;
+            *group.by_status.entry(status).or_default() += 1;
         }
     }
     Ok(groups)

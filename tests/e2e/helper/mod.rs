@@ -22,7 +22,6 @@ pub fn ingestctl_path() -> &'static Path {
             .package("ingestctl")
             .bin("ingestctl")
             .current_release()
-            .current_target()
             .run()
             .expect("build ingestctl")
             .path()

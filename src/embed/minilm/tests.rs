@@ -1,0 +1,190 @@
+//! Tests against the real model. They need the fetched folder and skip (with a message) when
+//! it is absent, so a machine without it still passes; CI fetches it first.
+
+use super::*;
+use crate::embed::cosine;
+use crate::embed::fetch::{WEIGHTS_SHA256, model_present};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// `INGESTD_TEST_MODEL_DIR`, else the default folder that `ingestd model fetch` fills.
+fn model_dir() -> PathBuf {
+    std::env::var_os("INGESTD_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/all-MiniLM-L6-v2")
+        })
+}
+
+/// The model, loaded once for all tests; `None` (after a skip message) when not fetched.
+fn model() -> Option<&'static MiniLm> {
+    static MODEL: OnceLock<Option<MiniLm>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir = model_dir();
+            if !model_present(&dir) {
+                eprintln!(
+                    "skipping MiniLM test: no model in {} (run `{FETCH_COMMAND}` or set \
+                     INGESTD_TEST_MODEL_DIR)",
+                    dir.display()
+                );
+                return None;
+            }
+            Some(MiniLm::load(&dir, None).expect("loading the model"))
+        })
+        .as_ref()
+}
+
+fn strings(texts: &[&str]) -> Vec<String> {
+    texts.iter().map(|t| t.to_string()).collect()
+}
+
+#[test]
+fn identity_names_the_weights() {
+    let Some(m) = model() else { return };
+    let id = m.identity();
+    assert_eq!(
+        (id.provider.as_str(), id.model.as_str(), id.dimension),
+        ("minilm", "all-MiniLM-L6-v2", 384)
+    );
+    if model_dir().join(WEIGHTS_FILE).is_file()
+        && std::env::var_os("INGESTD_TEST_MODEL_DIR").is_none()
+    {
+        assert_eq!(id.weights_hash, WEIGHTS_SHA256);
+    }
+}
+
+#[test]
+fn known_pair_has_the_reference_similarity() {
+    let Some(m) = model() else { return };
+    let v = m
+        .embed(&strings(&[
+            "A man is eating food.",
+            "A man is eating a piece of bread.",
+        ]))
+        .unwrap();
+    let cos = cosine(&v[0], &v[1]);
+    println!("cos = {cos}");
+    assert!((cos - 0.755).abs() < 0.01, "cos = {cos}");
+}
+
+#[test]
+fn vectors_are_unit_length_and_in_order() {
+    let Some(m) = model() else { return };
+    let texts = strings(&[
+        "north widgets 1200",
+        "",
+        "payroll for march",
+        "north widgets 1200",
+    ]);
+    let v = m.embed(&texts).unwrap();
+    assert_eq!(v.len(), 4);
+    for x in &v {
+        assert_eq!(x.len(), DIMENSION);
+        let norm: f32 = x.iter().map(|a| a * a).sum();
+        assert!((norm - 1.0).abs() < 1e-4, "norm² = {norm}");
+    }
+    // Same text at two positions: same vector; different texts: different vectors.
+    assert!(v[0].iter().zip(&v[3]).all(|(a, b)| (a - b).abs() < 1e-5));
+    assert!(cosine(&v[0], &v[2]) < 0.9);
+    assert!(m.embed(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn batching_does_not_change_vectors() {
+    let Some(m) = model() else { return };
+    // Very different lengths, so most rows carry padding in the batch.
+    let texts = strings(&[
+        "short",
+        "A man is eating a piece of bread while the north region sold 1200 widgets in March.",
+        "region: south, product: gadget, units: 7",
+    ]);
+    let together = m.embed(&texts).unwrap();
+    for (text, batched) in texts.iter().zip(&together) {
+        let alone = &m.embed(std::slice::from_ref(text)).unwrap()[0];
+        let diff = alone
+            .iter()
+            .zip(batched)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{text:?}: max diff {diff}");
+    }
+}
+
+#[test]
+fn pads_to_the_longest_and_truncates_long_texts() {
+    let Some(m) = model() else { return };
+    let batch = m
+        .tokenize(&strings(&["one two", "one two three four"]))
+        .unwrap();
+    // [CLS] + 4 words + [SEP], not the shipped fixed 128.
+    assert_eq!(batch.ids.dims(), &[2, 6]);
+    let long = vec!["word ".repeat(1000)];
+    assert_eq!(m.tokenize(&long).unwrap().ids.dims(), &[1, MAX_TOKENS]);
+    assert_eq!(m.embed(&long).unwrap()[0].len(), DIMENSION);
+}
+
+#[test]
+fn missing_model_names_the_folder_and_the_fetch_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Err(err) = MiniLm::load(tmp.path(), None) else {
+        panic!("loaded from an empty folder")
+    };
+    let text = err.to_string();
+    assert!(matches!(err, EmbedError::Permanent(_)));
+    assert!(text.contains(&tmp.path().display().to_string()), "{text}");
+    assert!(text.contains("ingestd model fetch"), "{text}");
+}
+
+/// ~20-word rows like the ones rendered from a spreadsheet.
+fn bench_rows(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "source: sales_{y}.xlsx, group: finance, region: {r}, product: widget model {i}, \
+                 units sold: {u}, unit price: {p} euros, month: {m}, status: shipped",
+                y = 2020 + i % 5,
+                r = ["north", "south", "east", "west"][i % 4],
+                u = i * 37 % 1000,
+                p = i % 90 + 10,
+                m = ["January", "February", "March", "April"][i % 4],
+            )
+        })
+        .collect()
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Throughput figures; run with `cargo test --release --lib minilm -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: run in release with --ignored --nocapture"]
+fn throughput() {
+    if model().is_none() {
+        return;
+    }
+    let rows = bench_rows(512);
+    let words = rows[0].split_whitespace().count();
+    let tokens = model().map(|m| m.tokenize(&rows[..1]).unwrap().ids.dims()[1]);
+    println!("rows of {words} words, {tokens:?} tokens");
+    for threads in [1, 2] {
+        let m = MiniLm::load(&model_dir(), Some(threads)).unwrap();
+        for (batch, n) in [(1, 128), (32, 512)] {
+            m.embed(&rows[..batch]).unwrap(); // warm-up
+            let start = Instant::now();
+            for chunk in rows[..n].chunks(batch) {
+                m.embed(chunk).unwrap();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "threads {threads}, batch {batch:>2}: {:>7.1} rows/s ({n} rows in {secs:.2} s)",
+                n as f64 / secs
+            );
+        }
+    }
+    println!("peak RSS of the test process: {:?} KiB", peak_rss_kib());
+}
