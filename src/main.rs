@@ -112,7 +112,10 @@ fn fetch_model(config: &Config) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("ingestd: cannot fetch the model into {}: {error}", dir.display());
+            eprintln!(
+                "ingestd: cannot fetch the model into {}: {error}",
+                dir.display()
+            );
             ExitCode::FAILURE
         }
     }
