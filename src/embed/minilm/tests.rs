@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-/// `INGESTD_TEST_MODEL_DIR`, else the default folder that `ingestd model fetch` fills.
+/// `MINILM_TEST_MODEL_DIR`, else the default folder that `ingestd model fetch` fills.
 fn model_dir() -> PathBuf {
-    std::env::var_os("INGESTD_TEST_MODEL_DIR")
+    std::env::var_os("MINILM_TEST_MODEL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/all-MiniLM-L6-v2")
@@ -26,7 +26,7 @@ fn model() -> Option<&'static MiniLm> {
             if !model_present(&dir) {
                 eprintln!(
                     "skipping MiniLM test: no model in {} (run `{FETCH_COMMAND}` or set \
-                     INGESTD_TEST_MODEL_DIR)",
+                     MINILM_TEST_MODEL_DIR)",
                     dir.display()
                 );
                 return None;
@@ -49,7 +49,7 @@ fn identity_names_the_weights() {
         ("minilm", "all-MiniLM-L6-v2", 384)
     );
     if model_dir().join(WEIGHTS_FILE).is_file()
-        && std::env::var_os("INGESTD_TEST_MODEL_DIR").is_none()
+        && std::env::var_os("MINILM_TEST_MODEL_DIR").is_none()
     {
         assert_eq!(id.weights_hash, WEIGHTS_SHA256);
     }

