@@ -59,7 +59,7 @@ pub fn bind(path: &Path, mode: u32, group: &str) -> Result<Listener, ServerError
         source,
     };
     if std::fs::symlink_metadata(path).is_ok() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        if answers_status(path) {
             return Err(ServerError::AlreadyRunning(path.to_path_buf()));
         }
         tracing::info!(socket = %path.display(), "removing a stale socket file");
@@ -85,6 +85,32 @@ pub fn bind(path: &Path, mode: u32, group: &str) -> Result<Listener, ServerError
         nix::unistd::chown(path, None, Some(gid)).map_err(|e| bind_err(std::io::Error::from(e)))?;
     }
     Ok(listener)
+}
+
+/// Does a daemon answer `status` on `path`? A bare connect is not proof: a process that merely
+/// inherited a dead daemon's listening socket accepts connections but never answers.
+fn answers_status(path: &Path) -> bool {
+    use std::io::{BufRead, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    let limit = Some(Duration::from_secs(2));
+    if stream.set_read_timeout(limit).is_err() || stream.set_write_timeout(limit).is_err() {
+        return false;
+    }
+    let request = format!(
+        "{{\"v\":{},\"cmd\":\"status\"}}\n",
+        protocol::PROTOCOL_VERSION
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::new(stream);
+    if reader.read_line(&mut line).is_err() {
+        return false;
+    }
+    serde_json::from_str::<Response>(&line).is_ok()
 }
 
 /// Accept and serve connections until `shutdown` fires.

@@ -113,6 +113,18 @@ fn a_stale_socket_file_is_replaced() {
 }
 
 #[test]
+fn a_socket_held_by_something_that_never_answers_is_replaced() {
+    let mut daemon = Daemon::configure("");
+    std::fs::create_dir_all(daemon.socket.parent().unwrap()).unwrap();
+    // Accepts connections (the kernel's backlog) but never answers, like a process that
+    // inherited a dead daemon's listening socket.
+    let squatter = std::os::unix::net::UnixListener::bind(&daemon.socket).unwrap();
+    daemon.spawn();
+    assert_eq!(daemon.status().pid, daemon.pid());
+    drop(squatter);
+}
+
+#[test]
 fn invalid_config_is_refused_naming_the_key() {
     let daemon = Daemon::configure("[ingest]\nsettle_ms = \"soon\"\n");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingestd"))
