@@ -161,10 +161,10 @@ impl Daemon {
     }
 
     fn try_status(&self) -> Option<StatusInfo> {
-        Client::connect(&self.socket)
-            .ok()?
-            .call(&Command::Status {})
-            .ok()
+        let mut client = Client::connect(&self.socket).ok()?;
+        // Short: at start-up the socket file may still be an old one nobody answers on.
+        client.set_timeout(Some(Duration::from_secs(1))).ok()?;
+        client.call(&Command::Status {}).ok()
     }
 
     pub fn status(&self) -> StatusInfo {
