@@ -81,7 +81,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::debug!(?recovered, "start-up recovery done");
 
     let mode = config.socket_mode().unwrap_or(0o660);
-    let listener = server::bind(&paths.socket, mode, &config.server.socket_group)?;
+    // Binding may wait up to 2 s for an old socket's owner to answer: not on the reactor.
+    let listener = {
+        let (path, group) = (paths.socket.clone(), config.server.socket_group.clone());
+        tokio::task::spawn_blocking(move || server::bind(&path, mode, &group)).await??
+    };
     let socket_file = SocketFile(paths.socket.clone());
 
     let notices = Notices::default();

@@ -91,6 +91,15 @@ fn summarize(
 impl Db {
     /// Every source of `group` (or of all groups), sorted by group and name.
     pub fn list_sources(&self, group: Option<&str>) -> Result<Vec<SourceSummary>, CatalogError> {
+        self.summaries(group, None)
+    }
+
+    /// Summaries of the sources of `group` (all if `None`), only `name` if given.
+    fn summaries(
+        &self,
+        group: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Vec<SourceSummary>, CatalogError> {
         let sql = format!(
             "WITH latest AS (SELECT source_id, MAX(id) AS id FROM versions
                              WHERE status != 'deleting' GROUP BY source_id),
@@ -105,13 +114,14 @@ impl Db {
              LEFT JOIN versions v ON v.id = latest.id
              LEFT JOIN current ON current.source_id = s.id
              LEFT JOIN versions c ON c.id = current.id
-             WHERE (?1 IS NULL OR g.name = ?1) AND latest.id IS NOT NULL
+             WHERE (?1 IS NULL OR g.name = ?1) AND (?2 IS NULL OR s.name = ?2)
+               AND latest.id IS NOT NULL
              ORDER BY g.name, s.name",
             latest = VERSION_COLUMNS,
             current = VERSION_COLUMNS.replace("v.", "c."),
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let rows = stmt.query_map([group], |r| {
+        let rows = stmt.query_map([group, name], |r| {
             Ok(summarize(
                 r.get(0)?,
                 r.get(1)?,
@@ -157,9 +167,9 @@ impl Db {
             }
         };
         let summary = self
-            .list_sources(Some(&group_name))?
+            .summaries(Some(&group_name), Some(name))?
             .into_iter()
-            .find(|s| s.name == name)
+            .next()
             .ok_or_else(|| CatalogError::NotFound(format!("source {name:?} vanished")))?;
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM versions v
