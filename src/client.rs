@@ -426,6 +426,7 @@ mod tests {
             .request(&Command::Show {
                 source: "x.csv".into(),
                 group: None,
+                preview: None,
             })
             .unwrap_err();
         assert_eq!(err.daemon_error().unwrap().code, ErrorCode::NotFound);

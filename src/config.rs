@@ -168,7 +168,16 @@ pub struct OpenAi {
     pub base_url: String,
     pub model: String,
     /// Name of the environment variable holding the API key (the key itself is never in here).
+    /// An unset or empty variable means no key (local servers need none).
     pub api_key_env: String,
+    /// A file holding the API key (a secrets mount, a systemd credential); wins over
+    /// `api_key_env` when set.
+    pub api_key_file: Option<PathBuf>,
+    /// Passed to the server as `dimensions`; 0: the model's own size, learned from one
+    /// request.
+    pub dimensions: u32,
+    /// Longest one request may take, seconds.
+    pub timeout_secs: u64,
 }
 
 impl Default for OpenAi {
@@ -177,6 +186,9 @@ impl Default for OpenAi {
             base_url: "http://127.0.0.1:11434".into(),
             model: "nomic-embed-text".into(),
             api_key_env: "OPENAI_API_KEY".into(),
+            api_key_file: None,
+            dimensions: 0,
+            timeout_secs: 60,
         }
     }
 }
@@ -262,6 +274,11 @@ impl Config {
                 *path = normalize(&base.join(&*path));
             }
         }
+        if let Some(path) = self.embedding.openai.api_key_file.as_mut()
+            && path.is_relative()
+        {
+            *path = normalize(&base.join(&*path));
+        }
     }
 
     /// Check every key whose type alone does not make it valid.
@@ -332,6 +349,18 @@ impl Config {
         }
         if !(1..=100).contains(&self.embedding.max_attempts) {
             return invalid("embedding.max_attempts", "must be between 1 and 100".into());
+        }
+        if !(1..=3600).contains(&self.embedding.openai.timeout_secs) {
+            return invalid(
+                "embedding.openai.timeout_secs",
+                "must be between 1 and 3600".into(),
+            );
+        }
+        if self.embedding.openai.dimensions > 65_536 {
+            return invalid(
+                "embedding.openai.dimensions",
+                "must be at most 65536 (0: the model's own size)".into(),
+            );
         }
         if let Err(reason) = self.socket_mode() {
             return invalid("server.socket_mode", reason);

@@ -13,6 +13,7 @@ use crate::events::Events;
 use crate::inflight::InFlight;
 use crate::ingest::{Ingestor, Workers, recover};
 use crate::notices::Notices;
+use crate::queue::Queue;
 use crate::server::{self, ServerError, Shared};
 use crate::watch::{self, WatchContext, WatchError};
 use std::future::Future;
@@ -35,9 +36,14 @@ pub enum DaemonError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error("{0}")]
+    Model(String),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
+
+/// How long a stop waits for processing embedding jobs before returning them to the queue.
+const JOB_GRACE: Duration = Duration::from_secs(20);
 
 /// Removes the socket file when the daemon stops, however it stops.
 struct SocketFile(PathBuf);
@@ -79,6 +85,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::task::spawn_blocking(move || recover::recover(&config, &catalog)).await??
     };
     tracing::debug!(?recovered, "start-up recovery done");
+
+    // The embedding queue: jobs a stop left processing go back to the queue, and the model
+    // is checked (fetched, with auto_fetch) before the daemon says it is ready.
+    let max_attempts = config.embedding.max_attempts;
+    let (requeued, dropped) = catalog
+        .call(move |db| {
+            db.queue.max_attempts = max_attempts;
+            db.recover_jobs()
+        })
+        .await?;
+    if requeued + dropped > 0 {
+        tracing::info!(
+            requeued,
+            unfinished_generations_removed = dropped,
+            "embedding jobs interrupted by the last stop were queued again"
+        );
+    }
+    {
+        let (embedding, file) = (config.embedding.clone(), config.file.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::embed::configured::preflight(&embedding, file.as_deref())
+        })
+        .await?
+        .map_err(DaemonError::Model)?;
+    }
+    let queue = Queue::new(&config);
 
     let mode = config.socket_mode().unwrap_or(0o660);
     // Binding may wait up to 2 s for an old socket's owner to answer: not on the reactor.
@@ -123,9 +155,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         in_flight,
         notices,
         events,
+        queue: Arc::clone(&queue),
         started_ms,
         started,
     });
+    let stop_queue = CancellationToken::new();
+    let scheduler = tokio::spawn(crate::queue::run(
+        queue,
+        catalog.clone(),
+        Arc::clone(&config),
+        stop_queue.clone(),
+        JOB_GRACE,
+    ));
     drop(catalog);
     let stop = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, shared, stop.clone()));
@@ -140,6 +181,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("stopping: no new files are taken; finishing the files in hand");
     stop.cancel();
     let _ = server.await;
+    // Processing jobs may finish within the grace period; the rest go back to the queue.
+    stop_queue.cancel();
+    let _ = scheduler.await;
     tokio::task::spawn_blocking(move || {
         watcher.stop();
         // A file being read stays in the drop folder; waiting out its parse timeout would

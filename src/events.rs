@@ -48,6 +48,8 @@ impl Events {
             version: None,
             detail: None,
             actor: None,
+            job: None,
+            progress: None,
         });
     }
 
@@ -69,6 +71,10 @@ pub fn event_of(record: &AuditRecord) -> Event {
         ("add", "rejected") => EventKind::Rejected,
         ("delete", _) => EventKind::Deleted,
         ("prefs", _) => EventKind::PrefsChanged,
+        ("reembed", _) | ("retry", _) => EventKind::JobQueued,
+        ("swap", _) => EventKind::Swapped,
+        ("embed", "failed") => EventKind::JobFailed,
+        ("cancel", _) => EventKind::JobCancelled,
         _ => EventKind::Other,
     };
     Event {
@@ -79,6 +85,8 @@ pub fn event_of(record: &AuditRecord) -> Event {
         version: record.version.clone(),
         detail: record.detail.clone(),
         actor: Some(record.actor.clone()),
+        job: record.job,
+        progress: None,
     }
 }
 

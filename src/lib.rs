@@ -2,7 +2,7 @@
 //! versioned, catalogued source.
 //!
 //! The modules follow the path of a file: [`watch`] finds and settles it, [`ingest`] validates
-//! and stores it (with [`ingest::formats`] reading each format), [`catalog`] records it,
+//! and stores it (with [`ingest::formats`] reading each format), [`catalog`] records it, [`queue`] embeds it with an [`embed`] provider,
 //! [`server`] answers the control socket, and [`daemon`] wires them together and owns
 //! shutdown. [`protocol`] and [`client`] are shared with `ingestctl` and the tests.
 
@@ -19,6 +19,7 @@ pub mod inflight;
 pub mod ingest;
 pub mod notices;
 pub mod protocol;
+pub mod queue;
 pub mod server;
 pub mod template;
 pub mod watch;

@@ -56,11 +56,14 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         all: bool,
     },
-    /// One source with all its versions and rejected attempts.
+    /// One source with all its versions, rejected attempts and jobs. `preview` asks for the
+    /// texts the first N rows of the newest version render to (what would be embedded).
     Show {
         source: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preview: Option<u32>,
     },
     /// Set (`group`) or show (no `group`) the caller's current group; `clear` forgets it.
     Use {
@@ -89,12 +92,64 @@ pub enum Command {
         sheet: Option<String>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         clear: bool,
+        /// Also queue a re-embed of every source of the group.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reembed: bool,
     },
-    /// Delete sources (`sales.csv`) or single versions (`sales.csv@v2`) of one group.
+    /// Delete sources (`sales.csv`) or single versions (`sales.csv@v2`) of one group. A
+    /// target with a processing job is refused unless `force`, which cancels the job first.
     Rm {
         targets: Vec<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        force: bool,
+    },
+    /// Queue re-embeds of the newest version of `sources`, or of every source of the group
+    /// (`all`). A source that already has a queued job gets that job back.
+    Reembed {
+        #[serde(default)]
+        sources: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+    },
+    /// Embedding jobs, oldest first: of `group` (else the current group, else every group;
+    /// `all` ignores the current group), optionally only those in `state`, or exactly `ids`.
+    Jobs {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<JobState>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ids: Vec<i64>,
+        /// Most jobs returned (the newest ones); default 1000.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Queue failed or cancelled jobs again: `jobs` by id, or every failed job of the group
+    /// (`failed`).
+    Retry {
+        #[serde(default)]
+        jobs: Vec<i64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        failed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    /// Cancel queued or processing jobs. A processing job stops within one batch; the
+    /// source's previous embeddings stay active.
+    Cancel { jobs: Vec<i64> },
+    /// The `k` rows of the group whose active embeddings are nearest to `text`.
+    Search {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        k: Option<u32>,
     },
     /// The audit trail, newest first.
     Audit {
@@ -133,12 +188,24 @@ impl Command {
         "rm",
         "audit",
         "events",
+        "reembed",
+        "jobs",
+        "retry",
+        "cancel",
+        "search",
     ];
 
     /// Whether the command changes shared state (and so may be limited to `server.admins`).
     /// `use` changes only the caller's own current group.
     pub fn changes_state(&self) -> bool {
-        matches!(self, Command::PrefsSet { .. } | Command::Rm { .. })
+        matches!(
+            self,
+            Command::PrefsSet { .. }
+                | Command::Rm { .. }
+                | Command::Reembed { .. }
+                | Command::Retry { .. }
+                | Command::Cancel { .. }
+        )
     }
 }
 
@@ -308,6 +375,14 @@ impl Status {
         }
     }
 
+    /// The version is stored and catalogued (whatever its embedding is doing).
+    pub fn is_stored(self) -> bool {
+        matches!(
+            self,
+            Status::Ready | Status::Queued | Status::Embedding | Status::Embedded | Status::Failed
+        )
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "pending" => Status::Pending,
@@ -392,6 +467,27 @@ pub struct SourceDetail {
     pub summary: SourceSummary,
     /// Newest first.
     pub versions: Vec<VersionInfo>,
+    /// Embedding jobs of the source, newest first (at most 20).
+    #[serde(default)]
+    pub jobs: Vec<JobInfo>,
+    /// The active embeddings: which version and model, how many rows.
+    #[serde(default)]
+    pub embeddings: Option<ActiveEmbeddings>,
+    /// With `preview`: the texts the first rows of the newest version render to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Vec<String>>,
+}
+
+/// A source's active generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActiveEmbeddings {
+    pub version: String,
+    pub rows: u64,
+    pub provider: String,
+    pub model: String,
+    pub dimension: u32,
+    pub job: Option<i64>,
+    pub activated_at: String,
 }
 
 /// One row of `groups`.
@@ -444,6 +540,9 @@ pub struct QueueSummary {
     pub queued: u64,
     pub processing: u64,
     pub failed: u64,
+    /// Most jobs processing at once (`embedding.concurrency`).
+    #[serde(default)]
+    pub concurrency: u32,
 }
 
 /// Reply to `use`.
@@ -478,6 +577,9 @@ pub struct PrefsSaved {
     pub prefs: PrefsInfo,
     /// One sentence per name no source of the group has (saved anyway: sources differ).
     pub warnings: Vec<String>,
+    /// The re-embeds queued with `reembed`.
+    #[serde(default)]
+    pub jobs: Vec<Queued>,
 }
 
 /// What `rm` did with one target.
@@ -490,6 +592,10 @@ pub struct RmOutcome {
     pub message: String,
     /// Version labels removed ("v1", …); rejected attempts are removed with a whole source.
     pub removed: Vec<String>,
+    /// The processing job that blocked the delete (without `force`), or that `force`
+    /// cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobInfo>,
 }
 
 /// One audit record (also the shape of each line of `audit.jsonl`).
@@ -526,6 +632,20 @@ pub enum EventKind {
     PrefsChanged,
     /// A state-changing command was refused (`server.admins`).
     Refused,
+    /// An embedding job was queued (a new version, a re-embed or a retry).
+    JobQueued,
+    /// A worker took a job.
+    JobStarted,
+    /// A processing job embedded more rows.
+    JobProgress,
+    /// A job finished and its generation became the source's active embeddings.
+    Swapped,
+    /// A job failed for good (the previous embeddings stay active).
+    JobFailed,
+    /// A job was cancelled (the previous embeddings stay active).
+    JobCancelled,
+    /// A job hit a transient error and will be tried again.
+    JobRetrying,
     /// Any other audited action.
     #[serde(other)]
     Other,
@@ -542,6 +662,147 @@ pub struct Event {
     /// The reason of a rejection, the columns of an accepted version, …
     pub detail: Option<String>,
     pub actor: Option<crate::identity::Actor>,
+    /// The embedding job this event is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<i64>,
+    /// Rows embedded so far, for job events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+/// State of an embedding job (DESIGN §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Processing,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Processing => "processing",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether the job is over (it will not run again unless retried).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Rows embedded of a job's version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Where a queued job waits: 1 is next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePosition {
+    /// Among the queued jobs of its group.
+    pub group: u64,
+    /// Among every queued job, in the order the daemon will start them.
+    pub overall: u64,
+}
+
+/// One embedding job, as `jobs`, `show` and the job commands report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub id: i64,
+    pub group: String,
+    pub source: String,
+    /// The version embedded ("v2").
+    pub version: String,
+    pub state: JobState,
+    /// Why it exists: `new_version`, `reembed` or `retry`.
+    pub reason: String,
+    /// Tries started so far (0 while it has never run).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub progress: Progress,
+    /// `None` unless queued.
+    pub position: Option<QueuePosition>,
+    /// Why it failed, was cancelled, or why the last try failed.
+    pub error: Option<String>,
+    pub requested_by: Option<String>,
+    pub queued_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// A queued job waiting out a backoff is not started before this time.
+    pub not_before: Option<String>,
+}
+
+/// What a request that queues jobs did for one source or job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Queued {
+    /// The source (`reembed`) or job id (`retry`, `cancel`) as given.
+    pub target: String,
+    pub ok: bool,
+    /// What happened, or why nothing did.
+    pub message: String,
+    /// The job, as it is now.
+    pub job: Option<JobInfo>,
+    /// The job already existed (a queued job returned instead of a duplicate).
+    #[serde(default)]
+    pub existing: bool,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub source: String,
+    pub version: String,
+    /// 1-based data row of the version (the header is not counted).
+    pub row: u64,
+    /// Cosine similarity to the query, -1 to 1.
+    pub score: f32,
+    /// The text that was embedded for this row.
+    pub text: String,
+}
+
+/// Reply to `search`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub group: String,
+    /// The model that embedded the query and every row compared with it.
+    pub model: String,
+    pub hits: Vec<SearchHit>,
+    /// Rows searched.
+    pub searched: u64,
+    /// Sources whose active embeddings were made by another model, so were not compared:
+    /// one sentence each (re-embed them to include them).
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// First line of an `events` stream.
@@ -579,6 +840,7 @@ mod tests {
                 Command::Rm {
                     targets: vec!["a.csv@v2".into()],
                     group: Some("g".into()),
+                    force: false,
                 },
             ),
             (
@@ -590,6 +852,7 @@ mod tests {
                     template: Some(String::new()),
                     sheet: None,
                     clear: false,
+                    reembed: false,
                 },
             ),
             (
@@ -597,6 +860,7 @@ mod tests {
                 Command::Show {
                     source: "a.csv".into(),
                     group: None,
+                    preview: None,
                 },
             ),
         ];
@@ -635,6 +899,7 @@ mod tests {
         let request = Request::new(Command::Show {
             source: "sales.csv".into(),
             group: Some("g".into()),
+            preview: Some(5),
         });
         let line = serde_json::to_vec(&request).unwrap();
         assert_eq!(parse_request(&line).unwrap(), request.command);

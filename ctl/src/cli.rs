@@ -6,6 +6,7 @@
 use crate::since::Since;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use ingestd::config::{CONFIG_ENV, SOCKET_ENV};
+use ingestd::protocol::JobState;
 use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\
@@ -65,10 +66,13 @@ pub enum Commands {
         #[arg(long, conflicts_with = "group")]
         all: bool,
     },
-    /// One source: columns, skipped columns, versions and rejected attempts with reasons
+    /// One source: columns, skipped columns, versions, rejected attempts, jobs and embeddings
     Show {
         /// The source's file name, e.g. sales.csv
         source: String,
+        /// Also print the texts the first N rows render to (what is embedded for them)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        preview: Option<u32>,
     },
     /// Copy local CSV, TSV, XLS, XLSX or Parquet files into a group's drop folder
     Add {
@@ -87,6 +91,71 @@ pub enum Commands {
         /// Do not ask for confirmation (required when stdin is not a terminal)
         #[arg(short, long)]
         yes: bool,
+        /// Cancel a processing embedding job of the source first (otherwise the delete is
+        /// refused while it runs)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Queue re-embeds of sources (their newest version), or of every source of the group
+    Reembed {
+        /// Sources to re-embed, e.g. sales.csv
+        #[arg(
+            value_name = "SOURCE",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        sources: Vec<String>,
+        /// Every source of the group (also the way to switch a group to a new model)
+        #[arg(long)]
+        all: bool,
+        /// Wait for the jobs to end, with a progress bar per job on a terminal; exit 1 if any
+        /// failed or was cancelled
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Embedding jobs: state, queue position, attempt, progress, error
+    Jobs {
+        /// Every group, even when a current group is set
+        #[arg(long, conflicts_with = "group")]
+        all: bool,
+        /// Only jobs in this state
+        #[arg(long, value_name = "STATE", value_parser = parse_state)]
+        state: Option<JobState>,
+        /// Only these jobs
+        #[arg(value_name = "JOB")]
+        ids: Vec<i64>,
+    },
+    /// Queue failed or cancelled jobs again
+    Retry {
+        /// Job ids
+        #[arg(
+            value_name = "JOB",
+            required_unless_present = "failed",
+            conflicts_with = "failed"
+        )]
+        jobs: Vec<i64>,
+        /// Every failed job of the group
+        #[arg(long)]
+        failed: bool,
+        /// Wait for the jobs to end (as `reembed --wait`)
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel queued or processing jobs; the previous embeddings stay active
+    Cancel {
+        /// Job ids
+        #[arg(value_name = "JOB", required = true)]
+        jobs: Vec<i64>,
+    },
+    /// The rows of a group whose active embeddings are nearest to TEXT
+    Search {
+        /// What to look for (several words are joined with spaces)
+        #[arg(value_name = "TEXT", required = true)]
+        text: Vec<String>,
+        /// How many rows
+        #[arg(short, value_name = "N", default_value_t = 10,
+              value_parser = clap::value_parser!(u32).range(1..=1000))]
+        k: u32,
     },
     /// Show a group's preferences (which columns are embedded, and how); `prefs set` changes them
     Prefs {
@@ -114,7 +183,7 @@ pub enum PrefsAction {
     ArgGroup::new("change")
         .required(true)
         .multiple(true)
-        .args(["columns", "context", "template", "sheet", "clear"])
+        .args(["columns", "context", "template", "sheet", "clear", "reembed"])
 ))]
 pub struct PrefsSetArgs {
     /// Columns whose values are embedded, comma-separated; '' selects every column
@@ -132,6 +201,16 @@ pub struct PrefsSetArgs {
     /// Reset every preference first (then apply the other options, if any)
     #[arg(long)]
     pub clear: bool,
+    /// Queue a re-embed of every source of the group with the saved preferences
+    #[arg(long)]
+    pub reembed: bool,
+}
+
+fn parse_state(text: &str) -> Result<JobState, String> {
+    JobState::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+        format!("unknown job state {text:?}; states: {}", names.join(", "))
+    })
 }
 
 impl PrefsSetArgs {
@@ -194,7 +273,9 @@ mod tests {
     #[test]
     fn show_takes_a_source_and_a_group() {
         let cli = parse(&["show", "sales.csv", "-g", "q1", "--config", "/c.toml"]).unwrap();
-        assert!(matches!(&cli.command, Commands::Show { source } if source == "sales.csv"));
+        assert!(
+            matches!(&cli.command, Commands::Show { source, preview: None } if source == "sales.csv")
+        );
         assert_eq!(cli.group.as_deref(), Some("q1"));
         assert_eq!(cli.config, Some(PathBuf::from("/c.toml")));
     }
@@ -249,7 +330,7 @@ mod tests {
     #[test]
     fn rm_takes_targets_and_yes() {
         let cli = parse(&["rm", "sales.csv", "q2.csv@v1", "--yes"]).unwrap();
-        let Commands::Rm { targets, yes } = cli.command else {
+        let Commands::Rm { targets, yes, .. } = cli.command else {
             panic!("not rm");
         };
         assert_eq!(targets, ["sales.csv", "q2.csv@v1"]);
@@ -258,6 +339,45 @@ mod tests {
             parse(&["rm", "a.csv", "-y"]).unwrap().command,
             Commands::Rm { yes: true, .. }
         ));
+    }
+
+    #[test]
+    fn job_commands_parse() {
+        let cli = parse(&["reembed", "a.csv", "b.csv", "--wait", "-g", "s"]).unwrap();
+        assert!(matches!(&cli.command,
+            Commands::Reembed { sources, all: false, wait: true } if sources == &["a.csv", "b.csv"]));
+        assert!(matches!(
+            parse(&["reembed", "--all"]).unwrap().command,
+            Commands::Reembed { all: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["jobs", "--state", "failed", "4", "5"]).unwrap().command,
+            Commands::Jobs { state: Some(JobState::Failed), ids, .. } if ids == [4, 5]
+        ));
+        assert!(matches!(
+            parse(&["retry", "--failed"]).unwrap().command,
+            Commands::Retry { failed: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["cancel", "7"]).unwrap().command,
+            Commands::Cancel { jobs } if jobs == [7]
+        ));
+        assert!(matches!(
+            parse(&["search", "north", "region", "-k", "3"]).unwrap().command,
+            Commands::Search { text, k: 3 } if text == ["north", "region"]
+        ));
+        assert!(matches!(
+            parse(&["rm", "a.csv", "--force", "--yes"]).unwrap().command,
+            Commands::Rm { force: true, .. }
+        ));
+        assert!(matches!(
+            parse(&["show", "a.csv", "--preview", "5"]).unwrap().command,
+            Commands::Show {
+                preview: Some(5),
+                ..
+            }
+        ));
+        assert!(parse(&["prefs", "set", "--reembed"]).is_ok());
     }
 
     #[test]
@@ -339,8 +459,19 @@ mod tests {
             (&["add"], ErrorKind::MissingRequiredArgument),
             (&["rm"], ErrorKind::MissingRequiredArgument),
             (&["prefs", "set"], ErrorKind::MissingRequiredArgument),
-            (&["prefs", "set", "--reembed"], ErrorKind::UnknownArgument),
-            (&["rm", "a.csv", "--force"], ErrorKind::UnknownArgument),
+            (&["reembed"], ErrorKind::MissingRequiredArgument),
+            (&["reembed", "a.csv", "--all"], ErrorKind::ArgumentConflict),
+            (&["retry"], ErrorKind::MissingRequiredArgument),
+            (&["retry", "3", "--failed"], ErrorKind::ArgumentConflict),
+            (&["retry", "x"], ErrorKind::ValueValidation),
+            (&["cancel"], ErrorKind::MissingRequiredArgument),
+            (&["jobs", "--state", "done"], ErrorKind::ValueValidation),
+            (&["search"], ErrorKind::MissingRequiredArgument),
+            (&["search", "x", "-k", "0"], ErrorKind::ValueValidation),
+            (
+                &["show", "a.csv", "--preview", "0"],
+                ErrorKind::ValueValidation,
+            ),
             (
                 &["audit", "--since", "yesterday-ish"],
                 ErrorKind::ValueValidation,

@@ -215,19 +215,33 @@ impl Db {
         })
     }
 
-    /// The reserved version's file is in place: it is `ready`. Audited as an accepted add.
+    /// The reserved version's file is in place: it is `ready`, and its embedding job is
+    /// queued in the same transaction, so no accepted version is ever left without one.
+    /// Audited as an accepted add.
     pub fn mark_ready(&mut self, r: &Reservation, detail: String) -> Result<(), CatalogError> {
+        let max_attempts = self.queue.max_attempts;
         self.write(|tx| {
             tx.execute(
                 "UPDATE versions SET status = ?1, tmp_path = NULL, updated_at = ?2 WHERE id = ?3",
                 params![Status::Ready.as_str(), clock::now_ms(), r.id],
             )?;
-            let record = AuditRecord::new(r.actor.clone(), "add", "accepted")
+            let (job, _) = super::jobs::enqueue(
+                tx,
+                r.id,
+                super::jobs::NEW_VERSION,
+                &r.actor,
+                max_attempts,
+                false,
+            )?;
+            let mut record = AuditRecord::new(r.actor.clone(), "add", "accepted")
                 .on(&r.group, &r.name)
                 .version(Some(r.label()))
                 .detail(detail);
+            record.job = Some(job);
             Ok(((), vec![record]))
-        })
+        })?;
+        self.queue.wake.notify_one();
+        Ok(())
     }
 
     /// Give a reservation up (its file could not be put in place; the drop original remains).

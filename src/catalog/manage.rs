@@ -234,6 +234,7 @@ impl Db {
                 ok: false,
                 message: error.to_string(),
                 removed: Vec::new(),
+                job: None,
             },
         }
     }
@@ -293,6 +294,21 @@ impl Db {
                 "{target} is being stored right now; try again in a moment"
             )));
         }
+        // The embed-in-progress guard: deleting what a worker is reading and writing would
+        // throw its work away behind the user's back. Name the job and how to stop it.
+        if let Some(job) = self.processing_jobs(source_id, version)?.into_iter().next() {
+            return Ok(RmOutcome {
+                target: target.to_string(),
+                ok: false,
+                message: format!(
+                    "{name} {} is being embedded by job {} ({} of {} rows done); cancel it \
+                     with `ingestctl cancel {}`, or delete with --force, which cancels it first",
+                    job.version, job.id, job.progress.done, job.progress.total, job.id
+                ),
+                removed: Vec::new(),
+                job: Some(job),
+            });
+        }
         let ids: Vec<i64> = chosen.iter().map(|r| r.0).collect();
         let removed: Vec<String> = chosen
             .iter()
@@ -336,6 +352,7 @@ impl Db {
             ok: true,
             message: detail,
             removed,
+            job: None,
         })
     }
 
@@ -358,6 +375,29 @@ impl Db {
             }
         }
         self.write(|tx| {
+            // The versions' vectors, generations and jobs go in the same transaction as
+            // their rows: a search never finds a row of a deleted version.
+            tx.execute(
+                "DELETE FROM vectors WHERE generation_id IN
+                    (SELECT n.id FROM generations n JOIN versions v ON v.id = n.version_id
+                     WHERE v.status = ?1)",
+                [DELETING],
+            )?;
+            tx.execute(
+                "DELETE FROM generations WHERE version_id IN
+                    (SELECT id FROM versions WHERE status = ?1)",
+                [DELETING],
+            )?;
+            tx.execute(
+                "UPDATE generations SET job_id = NULL WHERE job_id IN
+                    (SELECT j.id FROM jobs j JOIN versions v ON v.id = j.version_id
+                     WHERE v.status = ?1)",
+                [DELETING],
+            )?;
+            tx.execute(
+                "DELETE FROM jobs WHERE version_id IN (SELECT id FROM versions WHERE status = ?1)",
+                [DELETING],
+            )?;
             tx.execute("DELETE FROM versions WHERE status = ?1", [DELETING])?;
             tx.execute(
                 "DELETE FROM sources WHERE NOT EXISTS

@@ -6,11 +6,14 @@
 //! the records to `audit.jsonl` only after the transaction commits.
 
 mod ingest;
+pub mod jobs;
 mod manage;
 mod read;
 mod schema;
+pub mod search;
 
 pub use ingest::{Accepted, Decision, Rejected, Reservation};
+pub use jobs::{Claimed, Ending, Settled};
 pub use manage::{AuditFilter, PrefsChange, parse_target};
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -55,6 +58,8 @@ pub struct Db {
     conn: Connection,
     audit: AuditLog,
     events: Events,
+    /// The embedding queue's settings and round-robin cursor.
+    pub queue: jobs::QueueState,
 }
 
 impl Db {
@@ -117,6 +122,9 @@ type Job = Box<dyn FnOnce(&mut Db) + Send>;
 #[derive(Clone)]
 pub struct Catalog {
     tx: mpsc::Sender<Job>,
+    /// Notified whenever a job may have become startable.
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    path: PathBuf,
 }
 
 /// Joins the catalog thread at shutdown.
@@ -137,10 +145,13 @@ impl Catalog {
         events: Events,
     ) -> Result<(Catalog, CatalogThread), CatalogError> {
         let conn = schema::open(path)?;
+        let queue = jobs::QueueState::default();
+        let wake = std::sync::Arc::clone(&queue.wake);
         let mut db = Db {
             conn,
             audit: AuditLog::new(audit_log),
             events,
+            queue,
         };
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
         let thread = std::thread::Builder::new()
@@ -154,7 +165,24 @@ impl Catalog {
                 path: path.to_path_buf(),
                 source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
             })?;
-        Ok((Catalog { tx }, CatalogThread(thread)))
+        Ok((
+            Catalog {
+                tx,
+                wake,
+                path: path.to_path_buf(),
+            },
+            CatalogThread(thread),
+        ))
+    }
+
+    /// Notified whenever a job may have become startable (queued, retried, a worker freed).
+    pub fn wake(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.wake)
+    }
+
+    /// The database file, for readers with their own connection (search).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn wrap<R, F>(f: F, reply: oneshot::Sender<Result<R, CatalogError>>) -> Job

@@ -181,7 +181,13 @@ impl Db {
             .filter_map(|v| v.transpose())
             .map(|v| v.map(|(info, _)| info))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(SourceDetail { summary, versions })
+        Ok(SourceDetail {
+            summary,
+            versions,
+            jobs: self.source_jobs(source_id, 20)?,
+            embeddings: self.active_embeddings(source_id)?,
+            preview: None,
+        })
     }
 
     /// The status `ls` shows for every source (group, name, status), without the rest of

@@ -77,6 +77,63 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX audit_by_group ON audit (group_name, time);
     ALTER TABLE sources ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;",
+    // 3: the embedding queue, generations of vectors, and the read interface over the
+    // active ones (documented in docs/architecture.md: applications that search read it).
+    "CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        group_id INTEGER NOT NULL REFERENCES groups(id),
+        source_id INTEGER NOT NULL REFERENCES sources(id),
+        version_id INTEGER NOT NULL REFERENCES versions(id),
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        switch_model INTEGER NOT NULL DEFAULT 0,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        error TEXT,
+        requested_by TEXT,
+        requested_uid INTEGER,
+        rows_done INTEGER NOT NULL DEFAULT 0,
+        rows_total INTEGER NOT NULL DEFAULT 0,
+        queued_at INTEGER NOT NULL,
+        not_before INTEGER,
+        started_at INTEGER,
+        finished_at INTEGER
+    );
+    CREATE INDEX jobs_by_state ON jobs (state, id);
+    CREATE INDEX jobs_by_source ON jobs (source_id, id);
+    CREATE TABLE generations (
+        id INTEGER PRIMARY KEY,
+        source_id INTEGER NOT NULL REFERENCES sources(id),
+        version_id INTEGER NOT NULL REFERENCES versions(id),
+        job_id INTEGER REFERENCES jobs(id),
+        state TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        dimension INTEGER NOT NULL,
+        weights_hash TEXT NOT NULL,
+        rows INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        activated_at INTEGER
+    );
+    CREATE INDEX generations_by_source ON generations (source_id, state);
+    CREATE TABLE vectors (
+        generation_id INTEGER NOT NULL,
+        row_no INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        embedding BLOB NOT NULL,
+        PRIMARY KEY (generation_id, row_no)
+    ) WITHOUT ROWID;
+    CREATE VIEW active_vectors AS
+        SELECT g.name AS group_name, s.name AS source, v.version_no AS version_no,
+               x.row_no AS row_no, x.text AS text, x.embedding AS embedding,
+               n.provider AS provider, n.model AS model, n.dimension AS dimension,
+               n.weights_hash AS weights_hash, n.id AS generation_id
+        FROM generations n
+        JOIN vectors x ON x.generation_id = n.id
+        JOIN sources s ON s.id = n.source_id
+        JOIN groups g ON g.id = s.group_id
+        JOIN versions v ON v.id = n.version_id
+        WHERE n.state = 'active';",
 ];
 
 /// Open `path` in WAL mode and bring its schema up to date.

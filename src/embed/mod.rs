@@ -6,6 +6,7 @@
 //! one fails the job at once with its reason.
 
 pub mod backoff;
+pub mod configured;
 pub mod fetch;
 pub mod hashing;
 pub mod minilm;

@@ -6,7 +6,7 @@
 //! `server.admins` here, before any handler runs, and a refusal is audited.
 
 use super::auth::{self, Peer};
-use super::{manage, read};
+use super::{jobs, manage, read};
 use crate::audit::AuditRecord;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Config;
@@ -26,6 +26,7 @@ pub struct Shared {
     pub in_flight: InFlight,
     pub notices: Notices,
     pub events: Events,
+    pub queue: Arc<crate::queue::Queue>,
     pub started_ms: i64,
     pub started: Instant,
 }
@@ -54,13 +55,17 @@ pub async fn handle(
         Command::Ls { group, all } => {
             read::ls(shared, listing_group(shared, peer, group, all).await?).await
         }
-        Command::Show { source, group } => {
-            read::show(
-                shared,
-                source,
-                listing_group(shared, peer, group, false).await?,
-            )
-            .await
+        Command::Show {
+            source,
+            group,
+            preview,
+        } => {
+            let group = listing_group(shared, peer, group, false).await?;
+            let mut detail = read::show(shared, source, group).await?;
+            if let Some(rows) = preview {
+                jobs::add_preview(shared, &mut detail, rows).await?;
+            }
+            to_value(&detail)
         }
         Command::Use { group, clear } => manage::use_group(shared, peer, group, clear).await,
         Command::Prefs { group } => {
@@ -73,6 +78,7 @@ pub async fn handle(
             template,
             sheet,
             clear,
+            reembed,
         } => {
             let group = need_group(shared, peer, group).await?;
             let change = manage::PrefsRequest {
@@ -82,16 +88,70 @@ pub async fn handle(
                 sheet,
                 clear,
             };
-            manage::prefs_set(shared, peer, group, change).await
+            let mut saved = manage::prefs_set(shared, peer, group.clone(), change).await?;
+            if reembed {
+                saved.jobs = jobs::reembed(shared, peer, group, Vec::new(), true).await?;
+            }
+            to_value(&saved)
         }
-        Command::Rm { targets, group } => {
+        Command::Rm {
+            targets,
+            group,
+            force,
+        } => {
             manage::rm(
                 shared,
                 peer,
                 need_group(shared, peer, group).await?,
                 targets,
+                force,
             )
             .await
+        }
+        Command::Reembed {
+            sources,
+            group,
+            all,
+        } => {
+            let group = need_group(shared, peer, group).await?;
+            if all == !sources.is_empty() {
+                return Err(ErrorBody::new(
+                    ErrorCode::BadArgs,
+                    "name the sources to re-embed, or all for every source of the group (not both)",
+                ));
+            }
+            to_value(&jobs::reembed(shared, peer, group, sources, all).await?)
+        }
+        Command::Jobs {
+            group,
+            all,
+            state,
+            ids,
+            limit,
+        } => {
+            let group = if ids.is_empty() {
+                listing_group(shared, peer, group, all).await?
+            } else {
+                None
+            };
+            jobs::list(shared, group, state, ids, limit).await
+        }
+        Command::Retry {
+            jobs: ids,
+            failed,
+            group,
+        } => {
+            let group = if failed {
+                Some(need_group(shared, peer, group).await?)
+            } else {
+                None
+            };
+            jobs::retry(shared, peer, ids, group).await
+        }
+        Command::Cancel { jobs: ids } => jobs::cancel(shared, peer, ids).await,
+        Command::Search { text, group, k } => {
+            let group = need_group(shared, peer, group).await?;
+            jobs::search(shared, group, text, k).await
         }
         Command::Audit {
             group,
@@ -119,6 +179,9 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
     let action = match command {
         Command::Rm { .. } => "delete",
         Command::PrefsSet { .. } => "prefs",
+        Command::Reembed { .. } => "reembed",
+        Command::Retry { .. } => "retry",
+        Command::Cancel { .. } => "cancel",
         _ => "command",
     };
     let actor = peer
@@ -133,7 +196,10 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
         detail = format!("{detail}; wanted to delete {}", targets.join(", "));
     }
     let mut record = AuditRecord::new(actor, action, "refused").detail(detail);
-    if let Command::Rm { group: Some(g), .. } | Command::PrefsSet { group: Some(g), .. } = command {
+    if let Command::Rm { group: Some(g), .. }
+    | Command::PrefsSet { group: Some(g), .. }
+    | Command::Reembed { group: Some(g), .. } = command
+    {
         record.group = Some(g.clone());
     }
     let _ = shared.catalog.call(move |db| db.audit(vec![record])).await;

@@ -18,7 +18,7 @@ fn bad_args(message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::BadArgs, message)
 }
 
-fn known_peer(peer: Option<Peer>) -> Result<Peer, ErrorBody> {
+pub(super) fn known_peer(peer: Option<Peer>) -> Result<Peer, ErrorBody> {
     peer.ok_or_else(|| {
         ErrorBody::new(
             ErrorCode::Refused,
@@ -106,7 +106,7 @@ pub async fn prefs_set(
     peer: Option<Peer>,
     group: String,
     request: PrefsRequest,
-) -> Result<Value, ErrorBody> {
+) -> Result<PrefsSaved, ErrorBody> {
     let peer = known_peer(peer)?;
     let columns = clean_names("columns", request.columns)?;
     let context = clean_names("context", request.context)?;
@@ -196,7 +196,11 @@ pub async fn prefs_set(
             ));
         }
     }
-    to_value(&PrefsSaved { prefs, warnings })
+    Ok(PrefsSaved {
+        prefs,
+        warnings,
+        jobs: Vec::new(),
+    })
 }
 
 pub async fn rm(
@@ -204,6 +208,7 @@ pub async fn rm(
     peer: Option<Peer>,
     group: String,
     targets: Vec<String>,
+    force: bool,
 ) -> Result<Value, ErrorBody> {
     let peer = known_peer(peer)?;
     if targets.is_empty() {
@@ -212,6 +217,25 @@ pub async fn rm(
         ));
     }
     let actor = peer.actor();
+    if force {
+        // Cancel what is embedding the targets first, and wait for the workers to let go.
+        let (wanted_group, wanted, who) = (group.clone(), targets.clone(), actor.clone());
+        let stopping = shared
+            .catalog
+            .call(move |db| db.cancel_for_delete(&wanted_group, &wanted, &who))
+            .await
+            .map_err(catalog_error)?;
+        let left = shared
+            .queue
+            .stop_jobs(&stopping, std::time::Duration::from_secs(60))
+            .await;
+        if !left.is_empty() {
+            return Err(ErrorBody::new(
+                ErrorCode::Refused,
+                format!("jobs {left:?} were cancelled but have not stopped yet; try again"),
+            ));
+        }
+    }
     let outcomes = shared
         .catalog
         .call(move |db| {

@@ -7,6 +7,7 @@
 mod auth;
 mod codec;
 mod handlers;
+mod jobs;
 mod manage;
 mod read;
 mod stream;

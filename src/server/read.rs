@@ -8,7 +8,7 @@ use crate::catalog::CatalogError;
 use crate::clock;
 use crate::inflight::{InFlight, Phase};
 use crate::protocol::{
-    ErrorBody, ErrorCode, GroupInfo, QueueSummary, SourceSummary, Status, StatusInfo,
+    ErrorBody, ErrorCode, GroupInfo, JobState, QueueSummary, SourceSummary, Status, StatusInfo,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -114,6 +114,18 @@ pub async fn status(shared: &Shared) -> Result<Value, ErrorBody> {
             *by_status.entry(*status).or_default() += count;
         }
     }
+    let counts = shared
+        .catalog
+        .call(|db| db.queue_counts())
+        .await
+        .map_err(catalog_error)?;
+    let count = |state| counts.get(&state).copied().unwrap_or(0);
+    let queue = QueueSummary {
+        queued: count(JobState::Queued),
+        processing: count(JobState::Processing),
+        failed: count(JobState::Failed),
+        concurrency: shared.queue.concurrency() as u32,
+    };
     let info = StatusInfo {
         daemon_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: crate::protocol::PROTOCOL_VERSION,
@@ -124,12 +136,12 @@ pub async fn status(shared: &Shared) -> Result<Value, ErrorBody> {
         storage_root: config.paths.storage_root.display().to_string(),
         database: config.paths.database.display().to_string(),
         socket: config.paths.socket.display().to_string(),
-        provider: config.embedding.provider.as_str().to_string(),
+        provider: shared.queue.providers.describe(),
         groups: groups.len() as u64,
         sources: groups.iter().map(|g| g.sources).sum(),
         by_status,
         in_flight: shared.in_flight.len() as u64,
-        queue: QueueSummary::default(),
+        queue,
         last_errors: shared.notices.recent(),
     };
     to_value(&info)
@@ -151,7 +163,7 @@ pub async fn show(
     shared: &Shared,
     source: String,
     group: Option<String>,
-) -> Result<Value, ErrorBody> {
+) -> Result<crate::protocol::SourceDetail, ErrorBody> {
     if let Some(group) = &group {
         require_group(shared, group).await?;
     }
@@ -171,6 +183,9 @@ pub async fn show(
                 Some(summary) => crate::protocol::SourceDetail {
                     summary,
                     versions: Vec::new(),
+                    jobs: Vec::new(),
+                    embeddings: None,
+                    preview: None,
                 },
                 None => return Err(ErrorBody::new(ErrorCode::NotFound, message)),
             }
@@ -186,5 +201,5 @@ pub async fn show(
     if let Some(summary) = one.into_iter().find(|s| s.name == detail.summary.name) {
         detail.summary = summary;
     }
-    to_value(&detail)
+    Ok(detail)
 }

@@ -63,7 +63,7 @@ fn human_ls_and_show_list_sources_and_reasons() {
     let daemon = Daemon::start();
     daemon.drop_file("g", "good.csv", &csv(1, 4));
     daemon.drop_file("g", "bad.txt", b"nope\n");
-    daemon.wait_status("g", "good.csv", Status::Ready);
+    daemon.wait_status("g", "good.csv", Status::Embedded);
     daemon.wait_status("g", "bad.txt", Status::Invalid);
     let out = daemon.ctl(&["ls", "-g", "g"]);
     assert!(out.status.success());
@@ -71,7 +71,7 @@ fn human_ls_and_show_list_sources_and_reasons() {
     for needle in [
         "good.csv",
         "bad.txt",
-        "ready",
+        "embedded",
         "invalid",
         ".txt are not accepted",
     ] {
@@ -110,9 +110,8 @@ fn add_with_wait_reports_each_outcome_and_fails_on_a_rejection() {
         stdout.contains("good.csv") && stdout.contains("v1"),
         "{stdout}"
     );
-    assert_eq!(
-        daemon.ls(Some("sales"))[0].status,
-        Status::Ready,
+    assert!(
+        daemon.ls(Some("sales"))[0].status.is_stored(),
         "the daemon ingested it like any drop"
     );
     // The local file is untouched; nothing partial was left in the drop folder.
@@ -151,7 +150,7 @@ fn rm_asks_on_a_tty_and_needs_yes_elsewhere() {
     daemon.drop_file("g", "b.csv", &csv(2, 1));
     daemon.drop_file("g", "c.csv", &csv(3, 1));
     for name in ["a.csv", "b.csv", "c.csv"] {
-        daemon.wait_status("g", name, Status::Ready);
+        daemon.wait_stored("g", name);
     }
     // Not a TTY and no --yes: refused, nothing deleted.
     let out = daemon.ctl(&["rm", "-g", "g", "a.csv"]);
@@ -190,8 +189,8 @@ fn use_persists_across_invocations_and_restarts() {
     let mut daemon = Daemon::start();
     daemon.drop_file("alpha", "a.csv", &csv(1, 1));
     daemon.drop_file("beta", "b.csv", &csv(2, 1));
-    daemon.wait_status("alpha", "a.csv", Status::Ready);
-    daemon.wait_status("beta", "b.csv", Status::Ready);
+    daemon.wait_stored("alpha", "a.csv");
+    daemon.wait_stored("beta", "b.csv");
     let out = daemon.ctl(&["use", "beta"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed = daemon.ctl_json(&["ls"]);

@@ -9,7 +9,7 @@ fn a_dropped_csv_becomes_ready_with_its_columns() {
     let daemon = Daemon::start();
     let content = b"Region , amount,,amount\nnorth,1,x,2\nsouth,3,y,4\n\n";
     daemon.drop_file("sales", "q1.csv", content);
-    let source = daemon.wait_status("sales", "q1.csv", Status::Ready);
+    let source = daemon.wait_status("sales", "q1.csv", Status::Embedded);
     assert_eq!(source.version.as_deref(), Some("v1"));
     assert_eq!(source.columns, vec!["Region", "amount", "amount_2"]);
     assert_eq!(source.skipped_columns.len(), 1);
@@ -28,7 +28,7 @@ fn a_dropped_csv_becomes_ready_with_its_columns() {
     let row = &json.as_array().unwrap()[0];
     assert_eq!(row["name"], "q1.csv");
     assert_eq!(row["version"], "v1");
-    assert_eq!(row["status"], "ready");
+    assert_eq!(row["status"], "embedded");
     assert_eq!(row["rows"], 2);
     assert_eq!(row["columns"][2], "amount_2");
     assert!(row["reason"].is_null());
@@ -57,13 +57,13 @@ fn whoami() -> String {
 fn new_content_makes_v2_and_same_content_is_unchanged() {
     let daemon = Daemon::start();
     daemon.drop_file("g", "data.csv", &csv(1, 3));
-    daemon.wait_status("g", "data.csv", Status::Ready);
+    daemon.wait_stored("g", "data.csv");
     daemon.drop_file("g", "data.csv", &csv(2, 5));
     let v2 = wait_for("v2", || {
         daemon
             .ls(Some("g"))
             .into_iter()
-            .find(|s| s.version.as_deref() == Some("v2") && s.status == Status::Ready)
+            .find(|s| s.version.as_deref() == Some("v2") && s.status.is_stored())
     });
     assert_eq!(v2.rows, Some(5));
     daemon.drop_file("g", "data.csv", &csv(2, 5));
@@ -160,7 +160,7 @@ fn a_file_written_slowly_is_not_taken_early() {
         );
     }
     drop(file);
-    let source = daemon.wait_status("g", "slow.csv", Status::Ready);
+    let source = daemon.wait_stored("g", "slow.csv");
     assert_eq!(source.rows, Some(chunks));
 }
 
@@ -181,7 +181,7 @@ fn a_thousand_files_dropped_at_once_all_arrive() {
     }
     let ready = wait_for("1000 ready sources", || {
         let all = daemon.ls(None);
-        (all.iter().filter(|s| s.status == Status::Ready).count() == 1000).then_some(all)
+        (all.iter().filter(|s| s.status.is_stored()).count() == 1000).then_some(all)
     });
     assert!(ready.iter().all(|s| s.version.as_deref() == Some("v1")));
     for g in groups {
@@ -209,9 +209,9 @@ fn files_dropped_while_stopped_are_ingested_at_start() {
     std::fs::write(daemon.drop_root.join("newgroup/x.csv"), csv(9, 1)).unwrap();
     daemon.spawn();
     for i in 0..5 {
-        daemon.wait_status("g", &format!("late{i}.csv"), Status::Ready);
+        daemon.wait_stored("g", &format!("late{i}.csv"));
     }
-    daemon.wait_status("newgroup", "x.csv", Status::Ready);
+    daemon.wait_stored("newgroup", "x.csv");
 }
 
 /// kill -9 while a burst is being stored, several times: afterwards every file is stored
@@ -245,7 +245,7 @@ fn kill_9_while_storing_loses_and_duplicates_nothing() {
             let ready = daemon
                 .ls(Some(&group))
                 .iter()
-                .filter(|s| s.status == Status::Ready)
+                .filter(|s| s.status.is_stored())
                 .count();
             (ready == files).then_some(())
         });
@@ -289,7 +289,7 @@ fn hidden_temporary_root_and_symlinked_files_are_left_alone() {
     std::fs::write(daemon.drop_root.join("bad name/a.csv"), csv(4, 1)).unwrap();
     // A real file after them: once it is stored, the others have been looked at too.
     daemon.drop_file("g", "real.csv", &csv(5, 1));
-    daemon.wait_status("g", "real.csv", Status::Ready);
+    daemon.wait_stored("g", "real.csv");
 
     let status = wait_for("the root file and bad group to be reported", || {
         let status = daemon.status();
@@ -325,7 +325,7 @@ fn a_title_row_and_semicolons_and_a_bom_are_understood() {
     let daemon = Daemon::start();
     let content = "\u{feff}Quarterly report;;\nregion;amount;note\nnorth;1;a\nsouth;2;b\n";
     daemon.drop_file("g", "report.csv", content.as_bytes());
-    let source = daemon.wait_status("g", "report.csv", Status::Ready);
+    let source = daemon.wait_stored("g", "report.csv");
     assert_eq!(source.columns, vec!["region", "amount", "note"]);
     assert_eq!(source.rows, Some(2));
 }
@@ -350,10 +350,10 @@ fn real_csv_fixtures_are_ingested() {
     }
     for (i, rel) in available.iter().enumerate() {
         let source = daemon.wait_settled("fx", &format!("f{i}.csv"));
-        assert_eq!(source.status, Status::Ready, "{rel}: {source:?}");
+        assert!(source.status.is_stored(), "{rel}: {source:?}");
         assert!(!source.columns.is_empty());
     }
-    let cities = daemon.wait_status("fx", "f0.csv", Status::Ready);
+    let cities = daemon.wait_stored("fx", "f0.csv");
     assert_eq!(cities.columns.len(), 7);
     assert_eq!(cities.rows, Some(20_000));
 }

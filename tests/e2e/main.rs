@@ -7,5 +7,6 @@ mod corpus;
 mod helper;
 mod hostile;
 mod ingest;
+mod jobs;
 mod manage;
 mod protocol;

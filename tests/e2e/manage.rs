@@ -34,8 +34,8 @@ fn the_current_group_is_per_user_and_survives_a_restart() {
     let mut daemon = Daemon::start();
     daemon.drop_file("a", "one.csv", &csv(1, 1));
     daemon.drop_file("b", "two.csv", &csv(2, 1));
-    daemon.wait_status("a", "one.csv", Status::Ready);
-    daemon.wait_status("b", "two.csv", Status::Ready);
+    daemon.wait_stored("a", "one.csv");
+    daemon.wait_stored("b", "two.csv");
     let mut client = daemon.client();
     assert_eq!(use_group(&mut client, None, false).group, None);
     let set = use_group(&mut client, Some("b"), false);
@@ -98,8 +98,8 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
         b"region,amount,date\nnorth,1,2026-01-01\n",
     );
     daemon.drop_file("hr", "staff.csv", b"name,team\nada,core\n");
-    daemon.wait_status("sales", "q1.csv", Status::Ready);
-    daemon.wait_status("hr", "staff.csv", Status::Ready);
+    daemon.wait_stored("sales", "q1.csv");
+    daemon.wait_stored("hr", "staff.csv");
     let mut client = daemon.client();
 
     let saved: PrefsSaved = client
@@ -110,6 +110,7 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
             template: Some("{region} sold {amount}".into()),
             sheet: None,
             clear: false,
+            reembed: false,
         })
         .unwrap();
     assert_eq!(saved.prefs.columns, ["amount", "regoin"]);
@@ -137,6 +138,7 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
             template: Some(String::new()),
             sheet: Some("Q1".into()),
             clear: false,
+            reembed: false,
         })
         .unwrap();
     assert_eq!(changed.prefs.columns, saved.prefs.columns);
@@ -152,6 +154,7 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
             template,
             sheet: None,
             clear,
+            reembed: false,
         }));
         assert_eq!(code, ErrorCode::BadArgs);
     }
@@ -173,17 +176,17 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
 fn rm_deletes_a_source_or_one_version_and_reports_each_target() {
     let daemon = Daemon::start();
     daemon.drop_file("g", "a.csv", &csv(1, 2));
-    daemon.wait_status("g", "a.csv", Status::Ready);
+    daemon.wait_stored("g", "a.csv");
     daemon.drop_file("g", "a.csv", &csv(2, 2));
     wait_for("a.csv v2", || {
         daemon
             .ls(Some("g"))
             .into_iter()
-            .find(|s| s.version.as_deref() == Some("v2") && s.status == Status::Ready)
+            .find(|s| s.version.as_deref() == Some("v2") && s.status.is_stored())
     });
     daemon.drop_file("g", "b.csv", &csv(3, 2));
     daemon.drop_file("g", "b.txt", b"not a table");
-    daemon.wait_status("g", "b.csv", Status::Ready);
+    daemon.wait_stored("g", "b.csv");
     daemon.wait_status("g", "b.txt", Status::Invalid);
     let store = daemon.storage_root.join("g");
     assert!(store.join("a_v1.csv").exists() && store.join("a_v2.csv").exists());
@@ -199,6 +202,7 @@ fn rm_deletes_a_source_or_one_version_and_reports_each_target() {
                 "a.csv@v9".into(),
             ],
             group: Some("g".into()),
+            force: false,
         })
         .unwrap();
     let ok: Vec<bool> = outcomes.iter().map(|o| o.ok).collect();
@@ -233,7 +237,7 @@ fn rm_deletes_a_source_or_one_version_and_reports_each_target() {
 
     // A deleted source dropped again starts over at v1.
     daemon.drop_file("g", "b.csv", &csv(4, 1));
-    let again = daemon.wait_status("g", "b.csv", Status::Ready);
+    let again = daemon.wait_stored("g", "b.csv");
     assert_eq!(again.version.as_deref(), Some("v1"));
     // A deleted version's number is not given to other content.
     daemon.drop_file("g", "a.csv", &csv(5, 2));
@@ -241,7 +245,7 @@ fn rm_deletes_a_source_or_one_version_and_reports_each_target() {
         daemon
             .ls(Some("g"))
             .into_iter()
-            .find(|s| s.version.as_deref() == Some("v3") && s.status == Status::Ready)
+            .find(|s| s.version.as_deref() == Some("v3") && s.status.is_stored())
     });
 }
 
@@ -251,9 +255,9 @@ fn the_audit_trail_names_real_users_and_filters() {
     daemon.drop_file("g", "a.csv", &csv(1, 1));
     daemon.drop_file("g", "bad.txt", b"x");
     daemon.drop_file("h", "c.csv", &csv(2, 1));
-    daemon.wait_status("g", "a.csv", Status::Ready);
+    daemon.wait_stored("g", "a.csv");
     daemon.wait_status("g", "bad.txt", Status::Invalid);
-    daemon.wait_status("h", "c.csv", Status::Ready);
+    daemon.wait_stored("h", "c.csv");
     let mut client = daemon.client();
     let audit = |client: &mut Client, group: Option<&str>, action: Option<&str>, limit| {
         client
@@ -334,7 +338,7 @@ fn a_hundred_concurrent_clients_and_a_stalled_one_are_all_served() {
     use std::io::Write;
     let daemon = Daemon::start();
     daemon.drop_file("g", "a.csv", &csv(1, 1));
-    daemon.wait_status("g", "a.csv", Status::Ready);
+    daemon.wait_stored("g", "a.csv");
     // A client that sends half a request and stalls, and a follower that never reads.
     let mut stalled = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
     stalled.write_all(br#"{"v":1,"cmd":"sta"#).unwrap();
@@ -367,7 +371,7 @@ fn a_hundred_concurrent_clients_and_a_stalled_one_are_all_served() {
     for i in 0..20 {
         daemon.drop_file("g", &format!("more{i}.csv"), &csv(i + 10, 1));
     }
-    daemon.wait_status("g", "more19.csv", Status::Ready);
+    daemon.wait_stored("g", "more19.csv");
     assert_eq!(daemon.status().pid, daemon.pid());
     drop((stalled, deaf));
 }
@@ -397,7 +401,7 @@ fn state_changes_are_refused_for_non_admins_and_audited() {
         "[ingest]\nsettle_ms = 150\n[server]\nsocket_mode = \"0666\"\nadmins = [\"root\"]\n",
     );
     daemon.drop_file("g", "a.csv", &csv(1, 1));
-    daemon.wait_status("g", "a.csv", Status::Ready);
+    daemon.wait_stored("g", "a.csv");
     // Let the other user reach the socket.
     for dir in [daemon.dir.path(), daemon.socket.parent().unwrap()] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -447,7 +451,7 @@ fn the_group_sheet_preference_picks_the_sheet_that_is_read() {
 
     let daemon = Daemon::start();
     daemon.drop_file("g", "book.xlsx", &bytes);
-    let first = daemon.wait_status("g", "book.xlsx", Status::Ready);
+    let first = daemon.wait_stored("g", "book.xlsx");
     assert_eq!(first.columns, ["total"]);
 
     let saved: PrefsSaved = daemon
@@ -459,6 +463,7 @@ fn the_group_sheet_preference_picks_the_sheet_that_is_read() {
             template: None,
             sheet: Some("Detail".into()),
             clear: false,
+            reembed: false,
         })
         .unwrap();
     assert_eq!(saved.prefs.sheet.as_deref(), Some("Detail"));
@@ -480,7 +485,7 @@ fn the_group_sheet_preference_picks_the_sheet_that_is_read() {
         daemon
             .ls(Some("g"))
             .into_iter()
-            .find(|s| s.version.as_deref() == Some("v2") && s.status == Status::Ready)
+            .find(|s| s.version.as_deref() == Some("v2") && s.status.is_stored())
     });
     assert_eq!(second.columns, ["region", "amount", "date"]);
     assert_eq!(second.rows, Some(1));

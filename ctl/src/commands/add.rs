@@ -308,6 +308,8 @@ mod tests {
             version: version.map(String::from),
             detail: detail.map(String::from),
             actor: None,
+            job: None,
+            progress: None,
         }
     }
 

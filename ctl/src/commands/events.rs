@@ -76,6 +76,12 @@ fn line(event: &Event, tz: &TimeZone) -> String {
         text.push(' ');
         text.push_str(&part);
     }
+    if let Some(job) = event.job {
+        text.push_str(&format!(" job {job}"));
+    }
+    if let Some(progress) = event.progress {
+        text.push_str(&format!(" {}/{} rows", progress.done, progress.total));
+    }
     if let Some(detail) = event.detail.as_deref().filter(|d| !d.is_empty()) {
         text.push_str(" — ");
         text.push_str(detail);
@@ -100,6 +106,13 @@ fn kind(kind: EventKind) -> &'static str {
         EventKind::Deleted => "deleted",
         EventKind::PrefsChanged => "prefs_changed",
         EventKind::Refused => "refused",
+        EventKind::JobQueued => "job_queued",
+        EventKind::JobStarted => "job_started",
+        EventKind::JobProgress => "job_progress",
+        EventKind::Swapped => "swapped",
+        EventKind::JobFailed => "job_failed",
+        EventKind::JobCancelled => "job_cancelled",
+        EventKind::JobRetrying => "job_retrying",
         EventKind::Other => "other",
     }
 }
@@ -118,6 +131,8 @@ mod tests {
             version: version.map(String::from),
             detail: None,
             actor: None,
+            job: None,
+            progress: None,
         }
     }
 

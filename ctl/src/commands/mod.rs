@@ -11,9 +11,11 @@ mod add;
 mod audit;
 mod events;
 mod groups;
+mod jobs;
 mod ls;
 mod prefs;
 mod rm;
+mod search;
 mod show;
 mod status;
 mod use_group;
@@ -107,9 +109,22 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Done, Failure> {
         Commands::Groups => Done::text(groups::run(c, &options)?),
         Commands::Use { name, clear } => use_group::run(c, &options, name.as_deref(), *clear)?,
         Commands::Ls { all } => Done::text(ls::run(c, &options, *all)?),
-        Commands::Show { source } => Done::text(show::run(c, &options, source)?),
+        Commands::Show { source, preview } => Done::text(show::run(c, &options, source, *preview)?),
         Commands::Add { files, wait } => add::run(c, &options, files, *wait)?,
-        Commands::Rm { targets, yes } => rm::run(c, &options, targets, *yes)?,
+        Commands::Rm {
+            targets,
+            yes,
+            force,
+        } => rm::run(c, &options, targets, *yes, *force)?,
+        Commands::Reembed { sources, all, wait } => {
+            jobs::reembed(c, &options, sources, *all, *wait)?
+        }
+        Commands::Jobs { all, state, ids } => {
+            Done::text(jobs::list(c, &options, *all, *state, ids)?)
+        }
+        Commands::Retry { jobs, failed, wait } => jobs::retry(c, &options, jobs, *failed, *wait)?,
+        Commands::Cancel { jobs } => jobs::cancel(c, &options, jobs)?,
+        Commands::Search { text, k } => search::run(c, &options, text, *k)?,
         Commands::Prefs { action: None } => Done::text(prefs::show(c, &options)?),
         Commands::Prefs {
             action: Some(PrefsAction::Set(args)),

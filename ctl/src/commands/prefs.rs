@@ -32,6 +32,7 @@ pub fn set(client: &mut Client, options: &Options, args: &PrefsSetArgs) -> Resul
         template: args.template.clone(),
         sheet: args.sheet.clone(),
         clear: args.clear,
+        reembed: args.reembed,
     };
     let data = client.request(&command)?;
     let saved: PrefsSaved = serde_json::from_value(data.clone()).map_err(|e| {
@@ -43,7 +44,11 @@ pub fn set(client: &mut Client, options: &Options, args: &PrefsSetArgs) -> Resul
     let text = if options.json {
         output::json(&data)
     } else {
-        format!("Saved.\n{}", render(&saved.prefs, &options.tz))
+        let mut text = format!("Saved.\n{}", render(&saved.prefs, &options.tz));
+        for queued in &saved.jobs {
+            text.push_str(&format!("{}\n", queued.message));
+        }
+        text
     };
     Ok(Done {
         text,
@@ -186,6 +191,7 @@ mod tests {
                 "dat".into(),
                 "no source of group \"sales\" has a column named \"x\"; saved anyway".into(),
             ],
+            jobs: Vec::new(),
         };
         assert_eq!(
             warnings(&saved, &asked),

@@ -26,6 +26,7 @@ pub fn run(
     options: &Options,
     targets: &[String],
     yes: bool,
+    force: bool,
 ) -> Result<Done, Failure> {
     let mut group = options.group.clone();
     if prompt::decide(yes, io::stdin().is_terminal()) == Confirm::Ask {
@@ -47,6 +48,7 @@ pub fn run(
     let command = Command::Rm {
         targets: targets.to_vec(),
         group,
+        force,
     };
     let data = client.request(&command)?;
     let outcomes: Vec<RmOutcome> = serde_json::from_value(data.clone()).map_err(|e| {
@@ -150,12 +152,14 @@ mod tests {
                 ok: true,
                 message: "removed sales.csv (v1, v2)".into(),
                 removed: strings(&["v1", "v2"]),
+                job: None,
             },
             RmOutcome {
                 target: "q2.csv@v9".into(),
                 ok: false,
                 message: "q2.csv has no version v9; it has v1".into(),
                 removed: Vec::new(),
+                job: None,
             },
         ];
         assert_eq!(

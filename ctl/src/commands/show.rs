@@ -4,13 +4,19 @@
 use super::Options;
 use crate::output;
 use ingestd::client::{Client, ClientError};
-use ingestd::protocol::{Command, SkippedColumn, SourceDetail, VersionInfo};
+use ingestd::protocol::{Command, JobInfo, SkippedColumn, SourceDetail, VersionInfo};
 use jiff::tz::TimeZone;
 
-pub fn run(client: &mut Client, options: &Options, source: &str) -> Result<String, ClientError> {
+pub fn run(
+    client: &mut Client,
+    options: &Options,
+    source: &str,
+    preview: Option<u32>,
+) -> Result<String, ClientError> {
     let command = Command::Show {
         source: source.to_string(),
         group: options.group.clone(),
+        preview,
     };
     if options.json {
         return Ok(output::json(&client.request(&command)?));
@@ -76,7 +82,56 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
         text.push_str("\nVersions and attempts (newest first):\n");
         text.push_str(&versions(&detail.versions, tz));
     }
+    match &detail.embeddings {
+        Some(e) => text.push_str(&format!(
+            "\nEmbeddings: {} rows of {} by {} {} ({} dimensions), active since {}\n",
+            e.rows,
+            e.version,
+            e.provider,
+            e.model,
+            e.dimension,
+            output::time(&e.activated_at, tz)
+        )),
+        None => text.push_str("\nEmbeddings: none active\n"),
+    }
+    if !detail.jobs.is_empty() {
+        text.push_str("\nJobs (newest first):\n");
+        text.push_str(&jobs(&detail.jobs, tz));
+    }
+    if let Some(preview) = &detail.preview {
+        text.push_str(&format!(
+            "\nPreview: the text embedded for the first {} rows\n",
+            preview.len()
+        ));
+        for (n, row) in preview.iter().enumerate() {
+            text.push_str(&format!("  {:>4}  {row}\n", n + 1));
+        }
+    }
     text
+}
+
+fn jobs(jobs: &[JobInfo], tz: &TimeZone) -> String {
+    let rows = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.version.clone(),
+                j.state.to_string(),
+                format!("{}/{}", j.progress.done, j.progress.total),
+                format!("{}/{}", j.attempt, j.max_attempts),
+                output::time(&j.queued_at, tz),
+                j.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "JOB", "VERSION", "STATE", "ROWS", "ATTEMPT", "QUEUED", "ERROR",
+        ],
+        rows,
+        &[0],
+    )
 }
 
 fn skipped(columns: &[SkippedColumn]) -> String {
@@ -157,6 +212,9 @@ mod tests {
                 version(None, Status::Invalid, Some("the file is empty (0 bytes)")),
                 version(Some("v1"), Status::Embedded, None),
             ],
+            jobs: Vec::new(),
+            embeddings: None,
+            preview: Some(vec!["q1.csv | sales | id: 1".into()]),
         };
         let text = render(&detail, &TimeZone::UTC);
         for needle in [
@@ -168,12 +226,15 @@ mod tests {
             "\nColumns (3): id, date, amount\n",
             "Skipped columns (1):\n  column 4: blank header\n",
             "Versions and attempts (newest first):\nVERSION",
+            "Embeddings: none active\n",
+            "Preview: the text embedded for the first 1 rows\n     1  q1.csv | sales | id: 1\n",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
         let table: Vec<&str> = text
             .lines()
             .skip_while(|l| !l.starts_with("VERSION"))
+            .take_while(|l| !l.is_empty())
             .collect();
         assert_eq!(table.len(), 4, "{text}");
         assert!(table[1].starts_with("v2"), "{text}");
@@ -192,6 +253,9 @@ mod tests {
         let detail = SourceDetail {
             summary,
             versions: vec![version(None, Status::Invalid, Some("not a CSV file"))],
+            jobs: Vec::new(),
+            embeddings: None,
+            preview: None,
         };
         let text = render(&detail, &TimeZone::UTC);
         assert!(text.contains("  status   invalid\n"), "{text}");

@@ -113,6 +113,7 @@ mod tests {
                 queued: 3,
                 processing: 1,
                 failed: 0,
+                concurrency: 3,
             },
             last_errors: vec![Notice {
                 time: "2026-11-27T02:00:00Z".into(),

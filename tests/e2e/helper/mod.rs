@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 use ingestd::client::Client;
-use ingestd::protocol::{Command, SourceDetail, SourceSummary, StatusInfo};
+pub mod openai;
+
+use ingestd::protocol::{Command, JobInfo, SourceDetail, SourceSummary, StatusInfo};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Output, Stdio};
 use std::sync::OnceLock;
@@ -73,6 +75,20 @@ impl Daemon {
 
     /// Folders and config, no process yet.
     pub fn configure(extra: &str) -> Self {
+        Self::configure_embedding("provider = \"hashing\"\n", extra)
+    }
+
+    /// A running daemon with `embedding` as the keys of `[embedding]` (and its sub-tables),
+    /// a short settle window, and `extra` TOML.
+    pub fn start_embedding(embedding: &str, extra: &str) -> Self {
+        let mut daemon =
+            Self::configure_embedding(embedding, &format!("{extra}\n[ingest]\nsettle_ms = 150\n"));
+        daemon.spawn();
+        daemon
+    }
+
+    /// Folders and config with `embedding` as the `[embedding]` keys, no process yet.
+    pub fn configure_embedding(embedding: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path();
         let config = root.join("etc/ingestd.toml");
@@ -82,7 +98,7 @@ impl Daemon {
             format!(
                 "[paths]\ndrop_root = \"../drop\"\nstorage_root = \"../store\"\n\
                  database = \"../state/ingestd.sqlite\"\nsocket = \"../run/ingestd.sock\"\n\
-                 audit_log = \"../state/audit.jsonl\"\n[embedding]\nprovider = \"hashing\"\n{extra}"
+                 audit_log = \"../state/audit.jsonl\"\n{extra}\n[embedding]\n{embedding}"
             ),
         )
         .unwrap();
@@ -181,11 +197,71 @@ impl Daemon {
             .expect("ls")
     }
 
+    /// Jobs of every group, oldest first.
+    pub fn jobs(&self) -> Vec<JobInfo> {
+        self.client()
+            .call(&Command::Jobs {
+                group: None,
+                all: true,
+                state: None,
+                ids: Vec::new(),
+                limit: None,
+            })
+            .expect("jobs")
+    }
+
+    /// One job.
+    pub fn job(&self, id: i64) -> JobInfo {
+        let jobs: Vec<JobInfo> = self
+            .client()
+            .call(&Command::Jobs {
+                group: None,
+                all: false,
+                state: None,
+                ids: vec![id],
+                limit: None,
+            })
+            .expect("jobs");
+        jobs.into_iter().next().expect("the job exists")
+    }
+
+    /// Wait until `source` of `group` has active embeddings of `version` ("v2").
+    pub fn wait_embedded(&self, group: &str, source: &str, version: &str) -> SourceDetail {
+        wait_for(
+            &format!("{group}/{source} {version} to be embedded"),
+            || {
+                let detail = self.show(group, source);
+                detail
+                    .embeddings
+                    .as_ref()
+                    .is_some_and(|e| e.version == version)
+                    .then_some(detail)
+            },
+        )
+    }
+
+    /// A read-only connection to the catalog, to check what the daemon wrote.
+    pub fn db(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.dir.path().join("state/ingestd.sqlite"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the catalog");
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        conn
+    }
+
+    /// A count from the catalog.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.db().query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
     pub fn show(&self, group: &str, source: &str) -> SourceDetail {
         self.client()
             .call(&Command::Show {
                 source: source.to_string(),
                 group: Some(group.to_string()),
+                preview: None,
             })
             .expect("show")
     }
@@ -254,6 +330,15 @@ impl Daemon {
     }
 
     /// Wait until the daemon has nothing in flight and `group/name` shows `want`.
+    /// Wait until `name` is stored (ready, or already on its way through embedding).
+    pub fn wait_stored(&self, group: &str, name: &str) -> SourceSummary {
+        wait_for(&format!("{group}/{name} to be stored"), || {
+            self.ls(Some(group))
+                .into_iter()
+                .find(|s| s.name == name && s.status.is_stored())
+        })
+    }
+
     pub fn wait_status(
         &self,
         group: &str,

@@ -1,0 +1,293 @@
+//! The embedding queue from the command line: `reembed`, `jobs`, `retry`, `cancel`, and the
+//! `--wait` that follows jobs to their end with a progress bar each.
+//!
+//! `--wait` asks the daemon for the jobs' state a few times a second (one small request; the
+//! daemon answers from the catalog) and ends when every job is completed, failed or
+//! cancelled. On a terminal each job gets a bar; elsewhere one line per job is printed as it
+//! ends, so logs of scripted runs stay readable.
+
+use super::{Done, Failure, Options};
+use crate::output;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ingestd::client::{Client, EXIT_FAILED};
+use ingestd::protocol::{Command, JobInfo, JobState, Queued};
+use jiff::tz::TimeZone;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// How often `--wait` asks for the jobs' state.
+const POLL: Duration = Duration::from_millis(200);
+
+pub fn reembed(
+    client: &mut Client,
+    options: &Options,
+    sources: &[String],
+    all: bool,
+    wait: bool,
+) -> Result<Done, Failure> {
+    let command = Command::Reembed {
+        sources: sources.to_vec(),
+        group: options.group.clone(),
+        all,
+    };
+    queued(client, options, &command, wait, "no source to re-embed")
+}
+
+pub fn retry(
+    client: &mut Client,
+    options: &Options,
+    jobs: &[i64],
+    failed: bool,
+    wait: bool,
+) -> Result<Done, Failure> {
+    let command = Command::Retry {
+        jobs: jobs.to_vec(),
+        failed,
+        group: options.group.clone(),
+    };
+    queued(client, options, &command, wait, "no failed job to retry")
+}
+
+pub fn cancel(client: &mut Client, options: &Options, jobs: &[i64]) -> Result<Done, Failure> {
+    let command = Command::Cancel {
+        jobs: jobs.to_vec(),
+    };
+    queued(client, options, &command, false, "nothing to cancel")
+}
+
+/// Send a command answered with one [`Queued`] per target; print them; wait if asked.
+fn queued(
+    client: &mut Client,
+    options: &Options,
+    command: &Command,
+    wait: bool,
+    nothing: &str,
+) -> Result<Done, Failure> {
+    let data = client.request(command)?;
+    let outcomes: Vec<Queued> = serde_json::from_value(data.clone()).map_err(|e| {
+        Failure::Failed(format!(
+            "ingestd answered in a shape this client cannot read ({e}); `ingestctl jobs` shows \
+             the queue"
+        ))
+    })?;
+    let mut code = if outcomes.iter().all(|o| o.ok) {
+        0
+    } else {
+        EXIT_FAILED
+    };
+    let mut text = if options.json && !wait {
+        output::json(&data)
+    } else if outcomes.is_empty() {
+        format!("{nothing}\n")
+    } else {
+        outcomes
+            .iter()
+            .map(|o| format!("{}{}\n", if o.ok { "" } else { "error: " }, o.message))
+            .collect()
+    };
+    if wait {
+        let ids: Vec<i64> = outcomes
+            .iter()
+            .filter(|o| o.ok)
+            .filter_map(|o| o.job.as_ref().map(|j| j.id))
+            .collect();
+        let ended = follow(client, &ids, options)?;
+        if ended.iter().any(|j| j.state != JobState::Completed) {
+            code = EXIT_FAILED;
+        }
+        if options.json {
+            text = output::json(&serde_json::to_value(&ended).unwrap_or_default());
+        } else {
+            for job in &ended {
+                text.push_str(&ending_line(job));
+            }
+        }
+    }
+    Ok(Done {
+        text,
+        notes: Vec::new(),
+        code,
+    })
+}
+
+/// One line saying how a job ended.
+fn ending_line(job: &JobInfo) -> String {
+    let what = format!("job {} {} {}", job.id, job.source, job.version);
+    match job.state {
+        JobState::Completed => format!("{what}: completed, {} rows embedded\n", job.progress.done),
+        state => format!(
+            "{what}: {state}{}\n",
+            job.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
+/// Poll `ids` until every job has ended; bars on a terminal. Returns the jobs as they ended.
+fn follow(client: &mut Client, ids: &[i64], options: &Options) -> Result<Vec<JobInfo>, Failure> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tty = std::io::stderr().is_terminal() && !options.json;
+    let bars = MultiProgress::with_draw_target(if tty {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} rows {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut shown: BTreeMap<i64, ProgressBar> = BTreeMap::new();
+    loop {
+        let jobs: Vec<JobInfo> = client.call(&Command::Jobs {
+            group: None,
+            all: false,
+            state: None,
+            ids: ids.to_vec(),
+            limit: None,
+        })?;
+        for job in &jobs {
+            let bar = shown.entry(job.id).or_insert_with(|| {
+                let bar = bars.add(ProgressBar::new(job.progress.total));
+                bar.set_style(style.clone());
+                bar.set_prefix(format!("job {} {} {}", job.id, job.source, job.version));
+                bar
+            });
+            bar.set_length(job.progress.total.max(job.progress.done));
+            bar.set_position(job.progress.done);
+            bar.set_message(match (job.state, job.position) {
+                (JobState::Queued, Some(p)) => format!("queued, #{} in line", p.overall),
+                (state, _) => state.to_string(),
+            });
+            if job.state.is_final() && !bar.is_finished() {
+                bar.finish();
+            }
+        }
+        // A job that vanished (deleted with its source) has ended too.
+        if jobs.iter().all(|j| j.state.is_final()) {
+            return Ok(jobs);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+pub fn list(
+    client: &mut Client,
+    options: &Options,
+    all: bool,
+    state: Option<JobState>,
+    ids: &[i64],
+) -> Result<String, Failure> {
+    let command = Command::Jobs {
+        group: options.group.clone(),
+        all,
+        state,
+        ids: ids.to_vec(),
+        limit: None,
+    };
+    if options.json {
+        return Ok(output::json(&client.request(&command)?));
+    }
+    let jobs: Vec<JobInfo> = client.call(&command)?;
+    if jobs.is_empty() {
+        return Ok(match state {
+            Some(state) => format!("No {state} jobs.\n"),
+            None => "No embedding jobs yet: every accepted version gets one.\n".into(),
+        });
+    }
+    Ok(render(&jobs, &options.tz))
+}
+
+fn render(jobs: &[JobInfo], tz: &TimeZone) -> String {
+    let rows = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.group.clone(),
+                format!("{} {}", j.source, j.version),
+                j.state.to_string(),
+                j.position
+                    .map(|p| format!("{} ({} in group)", p.overall, p.group))
+                    .unwrap_or_else(|| "-".into()),
+                format!("{}/{}", j.attempt, j.max_attempts),
+                format!("{}/{}", j.progress.done, j.progress.total),
+                output::time(&j.queued_at, tz),
+                output::truncated(j.error.as_deref().unwrap_or(""), 60),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "JOB", "GROUP", "SOURCE", "STATE", "POSITION", "ATTEMPT", "ROWS", "QUEUED", "ERROR",
+        ],
+        rows,
+        &[0],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingestd::protocol::{Progress, QueuePosition};
+
+    pub fn job(id: i64, state: JobState) -> JobInfo {
+        JobInfo {
+            id,
+            group: "sales".into(),
+            source: "q1.csv".into(),
+            version: "v2".into(),
+            state,
+            reason: "new_version".into(),
+            attempt: 1,
+            max_attempts: 3,
+            progress: Progress {
+                done: 40,
+                total: 100,
+            },
+            position: None,
+            error: None,
+            requested_by: Some("alice".into()),
+            queued_at: "2026-11-27T01:56:24Z".into(),
+            started_at: None,
+            finished_at: None,
+            not_before: None,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_position_attempt_and_progress() {
+        let mut queued = job(7, JobState::Queued);
+        queued.position = Some(QueuePosition {
+            group: 1,
+            overall: 3,
+        });
+        let mut failed = job(8, JobState::Failed);
+        failed.error = Some("gave up after 3 attempts: HTTP 503".into());
+        let text = render(&[queued, failed], &TimeZone::UTC);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("JOB"), "{text}");
+        assert!(lines[1].contains("3 (1 in group)"), "{text}");
+        assert!(lines[1].contains("40/100"), "{text}");
+        assert!(lines[1].contains("1/3"), "{text}");
+        assert!(lines[2].contains("failed"), "{text}");
+        assert!(lines[2].contains("HTTP 503"), "{text}");
+    }
+
+    #[test]
+    fn endings_say_rows_or_the_error() {
+        assert_eq!(
+            ending_line(&job(7, JobState::Completed)),
+            "job 7 q1.csv v2: completed, 40 rows embedded\n"
+        );
+        let mut failed = job(8, JobState::Failed);
+        failed.error = Some("model missing".into());
+        assert_eq!(
+            ending_line(&failed),
+            "job 8 q1.csv v2: failed: model missing\n"
+        );
+    }
+}

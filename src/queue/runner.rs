@@ -1,0 +1,188 @@
+//! One processing job, start to end, on its own thread: stream the version's rows, render each
+//! to text with the group's preferences, embed them in batches, and write the vectors as a new
+//! generation in chunks. Returns how the job ended; the caller records it (the swap).
+//!
+//! Memory stays bounded by one batch of texts and one chunk of vectors, whatever the file's
+//! size. Between batches the runner checks its stop flag, so a cancel takes effect within one
+//! batch. Errors are classified once, here: transient ones with tries left become a retry
+//! after a backoff, everything else fails the job with its reason.
+
+use super::{Stop, StopFlag, rows};
+use crate::catalog::{Catalog, Claimed, Ending};
+use crate::config::Config;
+use crate::embed::backoff::Backoff;
+use crate::embed::configured::Providers;
+use crate::embed::render::Renderer;
+use crate::embed::{EmbedError, Provider};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rows written to the catalog per transaction (or fewer, if `FLUSH_EVERY` passes first).
+const CHUNK_ROWS: usize = 2048;
+/// Longest rows wait in memory before they are written, so progress stays current.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+struct Writer<'a> {
+    catalog: &'a Catalog,
+    job: i64,
+    generation: i64,
+    chunk: Vec<(u64, String, Vec<f32>)>,
+    last_flush: Instant,
+    /// Rows of the file gone through (embedded or skipped as empty).
+    done: u64,
+}
+
+impl Writer<'_> {
+    fn flush(&mut self, force: bool) -> Result<(), String> {
+        if self.chunk.is_empty() && !force {
+            return Ok(());
+        }
+        if !force && self.chunk.len() < CHUNK_ROWS && self.last_flush.elapsed() < FLUSH_EVERY {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.chunk);
+        let (job, generation, done) = (self.job, self.generation, self.done);
+        self.last_flush = Instant::now();
+        self.catalog
+            .call_blocking(move |db| db.write_vectors(job, generation, &rows, done, true))
+            .map_err(|e| format!("cannot write vectors to the catalog: {e}"))
+    }
+}
+
+/// Why the stream stopped early.
+enum Halt {
+    Stop(Stop),
+    Embed(EmbedError),
+    Catalog(String),
+}
+
+/// Run `job`; returns the generation it wrote (if it began one) and how it ended.
+pub(super) fn run(
+    job: &Claimed,
+    catalog: &Catalog,
+    providers: &Providers,
+    stop: &StopFlag,
+    config: &Config,
+) -> (Option<i64>, Ending) {
+    let provider = match providers.get() {
+        Ok(p) => p,
+        Err(error) => return (None, ending_of(job, Halt::Embed(error))),
+    };
+    let identity = provider.identity().clone();
+    let id = job.job;
+    let generation = match catalog.call_blocking(move |db| db.begin_generation(id, &identity)) {
+        Ok(Ok(generation)) => generation,
+        Ok(Err(refusal)) => return (None, Ending::Failed(refusal)),
+        Err(error) => return (None, ending_of(job, Halt::Catalog(error.to_string()))),
+    };
+    let mut writer = Writer {
+        catalog,
+        job: job.job,
+        generation,
+        chunk: Vec::with_capacity(CHUNK_ROWS),
+        last_flush: Instant::now(),
+        done: 0,
+    };
+    let batch_size = providers.batch_size();
+    let mut batch: Vec<(u64, String)> = Vec::with_capacity(batch_size);
+    let mut renderer: Option<Renderer> = None;
+    let mut halt: Option<Halt> = None;
+    let mut row_no: u64 = 0;
+
+    let embed = |batch: &mut Vec<(u64, String)>,
+                 writer: &mut Writer<'_>,
+                 provider: &Arc<dyn Provider>|
+     -> Result<(), Halt> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<String> = batch.iter().map(|(_, t)| t.clone()).collect();
+        let vectors = provider.embed(&texts).map_err(Halt::Embed)?;
+        for ((row, text), vector) in batch.drain(..).zip(vectors) {
+            writer.chunk.push((row, text, vector));
+        }
+        writer.flush(false).map_err(Halt::Catalog)
+    };
+
+    let streamed = rows::stream(job, config, &mut |event| {
+        match event {
+            rows::RowEvent::Columns(columns) => {
+                renderer = Some(Renderer::new(&job.source, &job.prefs, columns));
+            }
+            rows::RowEvent::Row(cells) => {
+                row_no += 1;
+                let text = renderer
+                    .get_or_insert_with(|| Renderer::new(&job.source, &job.prefs, &job.columns))
+                    .render(cells);
+                if !text.is_empty() {
+                    batch.push((row_no, text));
+                }
+                if batch.len() >= batch_size {
+                    writer.done = row_no;
+                    if let Err(h) = embed(&mut batch, &mut writer, &provider) {
+                        halt = Some(h);
+                        return ControlFlow::Break(());
+                    }
+                    match stop.get() {
+                        Stop::Run => {}
+                        other => {
+                            halt = Some(Halt::Stop(other));
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    if let Some(h) = halt {
+        return (Some(generation), ending_of(job, h));
+    }
+    if let Err(reason) = streamed {
+        return (Some(generation), Ending::Failed(reason));
+    }
+    writer.done = row_no;
+    if let Err(h) = embed(&mut batch, &mut writer, &provider) {
+        return (Some(generation), ending_of(job, h));
+    }
+    if let Err(reason) = writer.flush(true) {
+        return (Some(generation), ending_of(job, Halt::Catalog(reason)));
+    }
+    match stop.get() {
+        Stop::Run => (Some(generation), Ending::Done),
+        other => (Some(generation), ending_of(job, Halt::Stop(other))),
+    }
+}
+
+/// How a halted job ends: retried after a backoff while tries are left, else failed.
+fn ending_of(job: &Claimed, halt: Halt) -> Ending {
+    let (error, retry_after) = match halt {
+        Halt::Stop(Stop::Cancel) => return Ending::Cancelled,
+        Halt::Stop(_) => return Ending::Interrupted,
+        Halt::Embed(EmbedError::Permanent(error)) => return Ending::Failed(error),
+        Halt::Embed(EmbedError::Transient {
+            message,
+            retry_after,
+        }) => (message, retry_after),
+        // The catalog failing under a job (disk full, I/O error) may pass.
+        Halt::Catalog(error) => (error, None),
+    };
+    if job.attempt >= job.max_attempts {
+        return Ending::Failed(format!(
+            "gave up after {} attempt{}: {error}",
+            job.attempt,
+            if job.attempt == 1 { "" } else { "s" }
+        ));
+    }
+    let wait = Backoff::default().delay(job.attempt, retry_after, &mut || fastrand::f64());
+    Ending::Retry {
+        error: format!(
+            "attempt {} of {} failed: {error}; retrying in {:.1} s",
+            job.attempt,
+            job.max_attempts,
+            wait.as_secs_f64()
+        ),
+        at_ms: crate::clock::now_ms() + wait.as_millis() as i64,
+    }
+}

@@ -1,0 +1,134 @@
+//! An OpenAI-compatible embeddings server on loopback that the test steers: how long each
+//! request takes, which requests fail and how, and what it saw (texts in order, the most
+//! requests in flight at once). Vectors are the `hashing` provider's, so search results are
+//! predictable.
+
+use ingestd::embed::hashing;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the server does; change it while it runs.
+#[derive(Default)]
+pub struct Behaviour {
+    /// Milliseconds each request takes.
+    pub delay_ms: AtomicU64,
+    /// The next N requests answer 503.
+    pub fail_next: AtomicU32,
+    /// Requests with a text containing this answer 500, always.
+    pub fail_marker: Mutex<Option<String>>,
+    /// Every request answers 500.
+    pub down: AtomicBool,
+}
+
+#[derive(Default)]
+pub struct Seen {
+    /// Every text embedded, in the order requests arrived.
+    pub texts: Mutex<Vec<String>>,
+    pub requests: AtomicU64,
+    in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
+}
+
+pub struct FakeOpenAi {
+    pub base_url: String,
+    pub behaviour: Arc<Behaviour>,
+    pub seen: Arc<Seen>,
+}
+
+impl FakeOpenAi {
+    pub fn start() -> Self {
+        let server = tiny_http::Server::http("127.0.0.1:0").expect("bind the fake server");
+        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let behaviour = Arc::new(Behaviour::default());
+        let seen = Arc::new(Seen::default());
+        let (b, s) = (Arc::clone(&behaviour), Arc::clone(&seen));
+        // The thread and the server live until the test process ends.
+        std::thread::spawn(move || {
+            for request in server.incoming_requests() {
+                let (b, s) = (Arc::clone(&b), Arc::clone(&s));
+                std::thread::spawn(move || answer(request, &b, &s));
+            }
+        });
+        Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            behaviour,
+            seen,
+        }
+    }
+
+    /// The `[embedding]` keys that point a daemon here.
+    pub fn embedding_toml(&self, extra: &str) -> String {
+        format!(
+            "provider = \"openai\"\nbatch_size = 8\n{extra}\n[embedding.openai]\n\
+             base_url = \"{}\"\nmodel = \"fake-model\"\napi_key_env = \"\"\ndimensions = {}\n\
+             timeout_secs = 10\n",
+            self.base_url,
+            hashing::DIMENSION
+        )
+    }
+
+    pub fn max_in_flight(&self) -> u64 {
+        self.seen.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn texts(&self) -> Vec<String> {
+        self.seen.texts.lock().unwrap().clone()
+    }
+}
+
+fn answer(mut request: tiny_http::Request, b: &Behaviour, s: &Seen) {
+    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    s.requests.fetch_add(1, Ordering::SeqCst);
+    let mut body = String::new();
+    let _ = request.as_reader().read_to_string(&mut body);
+    let input: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("input").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    s.texts.lock().unwrap().extend(input.iter().cloned());
+    std::thread::sleep(Duration::from_millis(b.delay_ms.load(Ordering::SeqCst)));
+    let marked = b
+        .fail_marker
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_some_and(|m| input.iter().any(|t| t.contains(m.as_str())));
+    let failing = b
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let (status, text) = if b.down.load(Ordering::SeqCst) || marked {
+        (
+            500,
+            r#"{"error":{"message":"the model crashed"}}"#.to_string(),
+        )
+    } else if failing {
+        (
+            503,
+            r#"{"error":{"message":"overloaded, try later"}}"#.to_string(),
+        )
+    } else {
+        let data: Vec<serde_json::Value> = input
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                serde_json::json!({"object": "embedding", "index": i,
+                                   "embedding": hashing::embed_one(t)})
+            })
+            .collect();
+        (
+            200,
+            serde_json::json!({"object": "list", "data": data, "model": "fake-model"}).to_string(),
+        )
+    };
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let header = tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap();
+    let _ = request.respond(
+        tiny_http::Response::from_string(text)
+            .with_status_code(status)
+            .with_header(header),
+    );
+}
