@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod notices;
 pub mod protocol;
 pub mod server;
+pub mod service;
 pub mod template;
 pub mod watch;
 

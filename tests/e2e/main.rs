@@ -9,3 +9,4 @@ mod hostile;
 mod ingest;
 mod manage;
 mod protocol;
+mod service;
