@@ -615,6 +615,17 @@ mod tests {
     }
 
     #[test]
+    fn the_server_config_loads_with_the_system_layout() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ingestd.server.toml");
+        let config = Config::load_with_env(&path, []).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.paths, defaults.paths);
+        assert_eq!(config.ingest, defaults.ingest);
+        assert_eq!(config.embedding, defaults.embedding);
+        assert_eq!(config.server.socket_group, "ingestd");
+    }
+
+    #[test]
     fn relative_paths_resolve_against_the_file() {
         let config = load("[paths]\ndrop_root = \"../data/drop\"\n", &[]).unwrap();
         let file_dir = config.file.unwrap().parent().unwrap().to_path_buf();
