@@ -32,6 +32,11 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// A reload is done (`STATUS=` stays the heartbeat's summary).
+pub fn reloaded() {
+    send(&[NotifyState::Ready]);
+}
+
 pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }

@@ -183,7 +183,8 @@ pub fn report(live: &LiveConfig, notices: &Notices, info: ReloadInfo) {
 }
 
 /// Until `stop` or the sender is gone: one reload per request, off the reactor, each reported
-/// in the log, in `status` and to the service manager (`RELOADING=1` … `READY=1`).
+/// in the log and in `status`, and bracketed for the service manager by `RELOADING=1` …
+/// `READY=1`.
 pub async fn serve(
     live: LiveConfig,
     notices: Notices,
@@ -204,19 +205,10 @@ pub async fn serve(
             tokio::task::spawn_blocking(move || reload(&config, filter.as_deref(), log_from_env))
                 .await;
         match done {
-            Ok(info) => {
-                let line = match &info.error {
-                    Some(_) => "config reload failed; running on the previous config",
-                    None => "config reloaded",
-                };
-                report(&live, &notices, info);
-                super::notify::ready(line);
-            }
-            Err(error) => {
-                tracing::error!("config reload task failed: {error}");
-                super::notify::ready("config reload failed; running on the previous config");
-            }
+            Ok(info) => report(&live, &notices, info),
+            Err(error) => tracing::error!("config reload task failed: {error}"),
         }
+        super::notify::reloaded();
     }
 }
 

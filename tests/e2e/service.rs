@@ -161,6 +161,7 @@ fn sigterm_during_a_burst_of_drops_loses_nothing() {
             }
         }
     }
+    eprintln!("stored {stored}, still waiting {waiting}");
     assert_eq!(stored + waiting, 100);
     assert!(stored >= 3, "stored {stored}");
     assert_eq!(daemon.stop().code(), Some(0));
