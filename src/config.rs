@@ -202,6 +202,14 @@ pub struct Server {
     pub socket_group: String,
     /// Users or `@groups` allowed to change state; empty: anyone who can connect.
     pub admins: Vec<String>,
+    /// How long a graceful stop may take before the daemon exits anyway.
+    pub shutdown_timeout_secs: u64,
+    /// Log filter (`info`, `warn,ingestd=debug`); `RUST_LOG`, when set, takes precedence.
+    pub log_level: String,
+    /// Pid file written by `--daemonize` (and by `--pid-file` in the foreground).
+    pub pid_file: PathBuf,
+    /// Log file of `--daemonize`; empty: `ingestd.log` beside `paths.database`.
+    pub log_file: PathBuf,
 }
 
 impl Default for Server {
@@ -210,7 +218,68 @@ impl Default for Server {
             socket_mode: "0660".into(),
             socket_group: String::new(),
             admins: Vec::new(),
+            shutdown_timeout_secs: 20,
+            log_level: "info".into(),
+            pid_file: "/run/ingestd/ingestd.pid".into(),
+            log_file: PathBuf::new(),
         }
+    }
+}
+
+/// The config in force while the daemon runs, shared by every part that reads a value that
+/// may change on reload (ingest limits, the settle window, admins, embedding settings).
+///
+/// Reload replaces the whole `Config` at once, so a reader sees either the old or the new
+/// config, never a mix. Readers take a snapshot per unit of work (`get`) and never hold it
+/// across a wait; a part that must react to a change (the watcher's settle window, the
+/// embedding queue) takes a `subscribe` receiver.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    current: std::sync::Arc<tokio::sync::watch::Sender<std::sync::Arc<Config>>>,
+    /// The outcome of the last reload, for `status`. Short sections only: a std lock.
+    last_reload: std::sync::Arc<std::sync::RwLock<Option<crate::protocol::ReloadInfo>>>,
+}
+
+impl LiveConfig {
+    pub fn new(config: std::sync::Arc<Config>) -> Self {
+        Self {
+            current: std::sync::Arc::new(tokio::sync::watch::Sender::new(config)),
+            last_reload: Default::default(),
+        }
+    }
+
+    /// The config in force now.
+    pub fn get(&self) -> std::sync::Arc<Config> {
+        std::sync::Arc::clone(&self.current.borrow())
+    }
+
+    /// Put `config` in force for every reader at once.
+    pub fn set(&self, config: std::sync::Arc<Config>) {
+        self.current.send_replace(config);
+    }
+
+    /// A receiver that wakes when the config is replaced.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<Config>> {
+        self.current.subscribe()
+    }
+
+    pub fn last_reload(&self) -> Option<crate::protocol::ReloadInfo> {
+        self.last_reload
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+
+    pub fn set_last_reload(&self, info: crate::protocol::ReloadInfo) {
+        if let Ok(mut slot) = self.last_reload.write() {
+            *slot = Some(info);
+        }
+    }
+}
+
+impl From<std::sync::Arc<Config>> for LiveConfig {
+    fn from(config: std::sync::Arc<Config>) -> Self {
+        Self::new(config)
     }
 }
 
@@ -269,8 +338,11 @@ impl Config {
             &mut self.paths.socket,
             &mut self.paths.audit_log,
             &mut self.embedding.model_dir,
+            &mut self.server.pid_file,
+            &mut self.server.log_file,
         ] {
-            if path.is_relative() {
+            // Empty means "not set" (`server.log_file`), not "the config's folder".
+            if path.is_relative() && !path.as_os_str().is_empty() {
                 *path = normalize(&base.join(&*path));
             }
         }
@@ -370,6 +442,21 @@ impl Config {
                 return invalid("server.admins", "names must not be empty".into());
             }
         }
+        if !(1..=3600).contains(&self.server.shutdown_timeout_secs) {
+            return invalid(
+                "server.shutdown_timeout_secs",
+                format!(
+                    "{} is out of range 1..=3600",
+                    self.server.shutdown_timeout_secs
+                ),
+            );
+        }
+        if let Err(reason) = check_log_filter(&self.server.log_level) {
+            return invalid("server.log_level", reason);
+        }
+        if self.server.pid_file.as_os_str().is_empty() {
+            return invalid("server.pid_file", "must not be empty".into());
+        }
         Ok(())
     }
 
@@ -395,6 +482,33 @@ impl Config {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// A log filter is a comma-separated list of `LEVEL` or `TARGET=LEVEL`. Stricter than
+/// `tracing`'s own parser, which takes a misspelt level as a target name and logs nothing.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+    if filter.trim().is_empty() {
+        return Err(format!("must not be empty; one of {}", LEVELS.join(", ")));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target), level),
+            None => (None, directive),
+        };
+        let target_ok = target.is_none_or(|t| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+        });
+        if !target_ok || !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?} is not LEVEL or TARGET=LEVEL with LEVEL one of {}",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Lexically remove `.` and `..` so messages show `/repo/data/drop`, not `/repo/config/../data`.
@@ -530,6 +644,17 @@ mod tests {
     }
 
     #[test]
+    fn the_server_config_loads_with_the_system_layout() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ingestd.server.toml");
+        let config = Config::load_with_env(&path, []).unwrap();
+        let defaults = Config::default();
+        assert_eq!(config.paths, defaults.paths);
+        assert_eq!(config.ingest, defaults.ingest);
+        assert_eq!(config.embedding, defaults.embedding);
+        assert_eq!(config.server.socket_group, "ingestd");
+    }
+
+    #[test]
     fn relative_paths_resolve_against_the_file() {
         let config = load("[paths]\ndrop_root = \"../data/drop\"\n", &[]).unwrap();
         let file_dir = config.file.unwrap().parent().unwrap().to_path_buf();
@@ -626,6 +751,17 @@ mod tests {
                 "ingest.max_unzipped_size",
             ),
             ("not toml at all [", &[], "ingestd.toml"),
+            (
+                "[server]\nshutdown_timeout_secs = 0\n",
+                &[],
+                "server.shutdown_timeout_secs",
+            ),
+            ("[server]\nlog_level = \"loud\"\n", &[], "server.log_level"),
+            (
+                "",
+                &[("INGESTD_SERVER_LOG_LEVEL", "info,=debug")],
+                "server.log_level",
+            ),
         ];
         for (text, env, needle) in cases {
             let err = load(text, env).unwrap_err().to_string();
@@ -653,6 +789,39 @@ mod tests {
         assert_eq!(config.ingest.parse_timeout_secs, 5);
         assert_eq!(config.ingest.max_cells, 1000);
         assert_eq!(config.ingest.max_unzipped_size, ByteSize::mb(300));
+    }
+
+    #[test]
+    fn service_keys_have_defaults_and_resolve_paths() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.server.shutdown_timeout_secs, 20);
+        assert_eq!(config.server.log_level, "info");
+        assert_eq!(
+            config.server.pid_file,
+            PathBuf::from("/run/ingestd/ingestd.pid")
+        );
+        assert_eq!(config.server.log_file, PathBuf::new());
+        let config = load(
+            "[server]\npid_file = \"ingestd.pid\"\nlog_file = \"log/ingestd.log\"\n\
+             log_level = \"warn,ingestd=debug\"\n",
+            &[],
+        )
+        .unwrap();
+        let dir = config.file.as_ref().unwrap().parent().unwrap();
+        assert_eq!(config.server.pid_file, dir.join("ingestd.pid"));
+        assert_eq!(config.server.log_file, dir.join("log/ingestd.log"));
+    }
+
+    #[test]
+    fn live_config_replaces_the_whole_config_at_once() {
+        let live = LiveConfig::new(std::sync::Arc::new(Config::default()));
+        let mut watching = live.subscribe();
+        let mut next = Config::default();
+        next.ingest.settle_ms = 42;
+        live.set(std::sync::Arc::new(next));
+        assert!(watching.has_changed().unwrap());
+        assert_eq!(watching.borrow_and_update().ingest.settle_ms, 42);
+        assert_eq!(live.get().ingest.settle_ms, 42);
     }
 
     #[test]

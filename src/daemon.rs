@@ -5,20 +5,22 @@
 //! watched) return from `run`; everything after start-up is a runtime error that is recorded
 //! and survived. Shutdown stops taking new files first, lets workers finish the file in hand,
 //! then closes the catalog and removes the socket. Nothing here touches process-global signal
-//! state: the caller decides what `shutdown` is.
+//! state: the caller decides what `shutdown` is, and hands reload requests and a passed
+//! listener in through [`Service`].
 
 use crate::catalog::{Catalog, CatalogError};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::events::Events;
 use crate::inflight::InFlight;
 use crate::ingest::{Ingestor, Workers, recover};
 use crate::notices::Notices;
 use crate::queue::Queue;
 use crate::server::{self, ServerError, Shared};
+use crate::service::{self, Service, notify};
 use crate::watch::{self, WatchContext, WatchError};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +44,40 @@ pub enum DaemonError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// How long a stop waits for processing embedding jobs before returning them to the queue.
-const JOB_GRACE: Duration = Duration::from_secs(20);
+/// How long a stop waits for processing embedding jobs before returning them to the queue:
+/// three quarters of `server.shutdown_timeout_secs`, leaving the rest to requeue them.
+fn job_grace(config: &Config) -> Duration {
+    Duration::from_secs(config.server.shutdown_timeout_secs) * 3 / 4
+}
+
+/// Apply reloaded embedding settings to the queue (cap, attempts, provider settings).
+fn service_reconfigure(
+    live: &LiveConfig,
+    queue: &Arc<Queue>,
+    catalog: &Catalog,
+    stop: CancellationToken,
+) {
+    let mut changes = live.subscribe();
+    let (queue, catalog) = (Arc::clone(queue), catalog.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = stop.cancelled() => return,
+            }
+            let config = Arc::clone(&changes.borrow_and_update());
+            queue.reconfigure(&config);
+            let max_attempts = config.embedding.max_attempts;
+            let _ = catalog
+                .call(move |db| {
+                    db.queue.max_attempts = max_attempts;
+                    db.queue.wake.notify_one();
+                    Ok(())
+                })
+                .await;
+        }
+    });
+}
 
 /// Removes the socket file when the daemon stops, however it stops.
 struct SocketFile(PathBuf);
@@ -64,6 +98,22 @@ fn create_dir(path: &Path, about: &'static str) -> Result<(), DaemonError> {
 
 /// Run the daemon until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    run_with(config, shutdown, Service::default()).await
+}
+
+/// Run the daemon until `shutdown` resolves, as `service` says (reloads, a passed listener,
+/// the log filter).
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    service: Service,
+) -> Result<(), DaemonError> {
+    let Service {
+        reloads,
+        log_filter,
+        log_from_env,
+        listener: passed_listener,
+    } = service;
     let started = Instant::now();
     let started_ms = crate::clock::now_ms();
     let config = Arc::new(config);
@@ -112,18 +162,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let queue = Queue::new(&config);
 
-    let mode = config.socket_mode().unwrap_or(0o660);
-    // Binding may wait up to 2 s for an old socket's owner to answer: not on the reactor.
-    let listener = {
-        let (path, group) = (paths.socket.clone(), config.server.socket_group.clone());
-        tokio::task::spawn_blocking(move || server::bind(&path, mode, &group)).await??
+    // The control socket: passed by the service manager (its path is systemd's to keep), or
+    // bound here and removed at exit.
+    let (listener, socket_file) = match passed_listener {
+        Some(fd) => {
+            tracing::info!(socket = %paths.socket.display(), "serving the socket passed by systemd");
+            (server::adopt(fd, &paths.socket)?, None)
+        }
+        None => {
+            let mode = config.socket_mode().unwrap_or(0o660);
+            // Binding may wait up to 2 s for an old socket's owner to answer: not on the reactor.
+            let listener = {
+                let (path, group) = (paths.socket.clone(), config.server.socket_group.clone());
+                tokio::task::spawn_blocking(move || server::bind(&path, mode, &group)).await??
+            };
+            (listener, Some(SocketFile(paths.socket.clone())))
+        }
     };
-    let socket_file = SocketFile(paths.socket.clone());
+    // What may change on reload is read through this handle by ingest, watch and server.
+    let live = LiveConfig::new(Arc::clone(&config));
 
     let notices = Notices::default();
     let in_flight = InFlight::default();
     let ingestor = Arc::new(Ingestor::new(
-        Arc::clone(&config),
+        live.clone(),
         catalog.clone(),
         in_flight.clone(),
         notices.clone(),
@@ -139,6 +201,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         WatchContext {
             root: paths.drop_root.clone(),
             settle: Duration::from_millis(config.ingest.settle_ms),
+            live: Some(live.clone()),
             catalog: catalog.clone(),
             in_flight: in_flight.clone(),
             notices: notices.clone(),
@@ -150,26 +213,53 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )?;
 
     let shared = Arc::new(Shared {
-        config: RwLock::new(Arc::clone(&config)),
+        config: live.clone(),
         catalog: catalog.clone(),
-        in_flight,
-        notices,
+        in_flight: in_flight.clone(),
+        notices: notices.clone(),
         events,
         queue: Arc::clone(&queue),
         started_ms,
         started,
     });
+    // ---- the embedding queue: starts jobs until the stop, then drains ----
     let stop_queue = CancellationToken::new();
     let scheduler = tokio::spawn(crate::queue::run(
-        queue,
+        Arc::clone(&queue),
         catalog.clone(),
         Arc::clone(&config),
         stop_queue.clone(),
-        JOB_GRACE,
+        job_grace(&config),
     ));
-    drop(catalog);
+    service_reconfigure(&live, &queue, &catalog, stop_queue.clone());
     let stop = CancellationToken::new();
     let server = tokio::spawn(server::serve(listener, shared, stop.clone()));
+
+    // ---- service manager: ready, watchdog and status, reloads ----
+    let mut service_tasks = Vec::new();
+    if notify::enabled() {
+        let summary = notify::summary(&catalog, &in_flight)
+            .await
+            .unwrap_or_default();
+        notify::ready(&format!("ready: {summary}"));
+        service_tasks.push(tokio::spawn(notify::heartbeat(
+            catalog.clone(),
+            in_flight.clone(),
+            notify::watchdog_interval(),
+            stop.clone(),
+        )));
+    }
+    if let Some(requests) = reloads {
+        service_tasks.push(tokio::spawn(service::reload::serve(
+            live.clone(),
+            notices.clone(),
+            log_filter,
+            log_from_env,
+            requests,
+            stop.clone(),
+        )));
+    }
+    drop(catalog);
     tracing::info!(
         drop_root = %config.paths.drop_root.display(),
         socket = %config.paths.socket.display(),
@@ -178,13 +268,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     );
 
     shutdown.await;
+    notify::stopping();
     tracing::info!("stopping: no new files are taken; finishing the files in hand");
     stop.cancel();
     let _ = server.await;
-    // Processing jobs may finish within the grace period; the rest go back to the queue.
+    for task in service_tasks {
+        let _ = task.await;
+    }
+    // Every step below shares this deadline; whatever is not done by then is abandoned, and
+    // the files it held stay in the drop folder for the next start. Processing embedding jobs
+    // get most of it to finish; the rest are returned to the queue.
     stop_queue.cancel();
-    let _ = scheduler.await;
-    tokio::task::spawn_blocking(move || {
+    let deadline = Duration::from_secs(live.get().server.shutdown_timeout_secs);
+    let ingest_stopped = tokio::task::spawn_blocking(move || {
         watcher.stop();
         // A file being read stays in the drop folder; waiting out its parse timeout would
         // only delay the stop.
@@ -196,9 +292,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             );
         }
         workers.join();
-        catalog_thread.join();
-    })
-    .await?;
+    });
+    let stopping = async move {
+        let _ = scheduler.await;
+        ingest_stopped.await?;
+        // Every catalog handle is gone now: the thread finishes its queue and ends.
+        tokio::task::spawn_blocking(move || catalog_thread.join()).await
+    };
+    match tokio::time::timeout(deadline, stopping).await {
+        Ok(joined) => joined?,
+        Err(_) => tracing::warn!(
+            timeout_secs = deadline.as_secs(),
+            "stopping took longer than server.shutdown_timeout_secs; exiting anyway"
+        ),
+    }
     drop(socket_file);
     tracing::info!("stopped");
     Ok(())

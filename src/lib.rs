@@ -21,6 +21,7 @@ pub mod notices;
 pub mod protocol;
 pub mod queue;
 pub mod server;
+pub mod service;
 pub mod template;
 pub mod watch;
 

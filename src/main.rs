@@ -1,5 +1,7 @@
-//! The `ingestd` binary: parse arguments, set up logging, load the config, build the runtime,
-//! and run the daemon until SIGTERM or SIGINT. Everything else lives in the library.
+//! The `ingestd` binary: parse arguments, load the config, optionally daemonize (before any
+//! thread exists), set up logging, build the runtime, turn signals into a shutdown future and
+//! reload requests, and run the daemon until SIGTERM or SIGINT. Everything else lives in the
+//! library.
 //!
 //! The same binary is also the parse worker the daemon starts for every file
 //! (`ingestd parse-worker …`, see `ingestd::ingest::isolate`); that is decided first, so a
@@ -8,10 +10,13 @@
 use clap::Parser;
 use ingestd::config::Config;
 use ingestd::ingest::isolate;
+use ingestd::service::{self, LogFilter, Service, activation, pidfile::PidFile};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Watches drop folders of tabular files and validates, versions and catalogues every drop.
 #[derive(Debug, Parser)]
@@ -20,6 +25,19 @@ struct Args {
     /// Config file (default: $INGESTD_CONFIG, else /etc/ingestd/ingestd.toml).
     #[arg(long, short = 'c', value_name = "PATH", global = true)]
     config: Option<PathBuf>,
+    /// Detach and run in the background, with a pid file and a log file. The systemd unit runs
+    /// ingestd in the foreground, which is the default.
+    #[arg(long)]
+    daemonize: bool,
+    /// Pid file, locked while ingestd runs (default with --daemonize: server.pid_file).
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+    /// Log file of --daemonize (default: server.log_file, else ingestd.log beside the database).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Working directory of --daemonize.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    workdir: PathBuf,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -31,6 +49,9 @@ enum Sub {
         #[command(subcommand)]
         action: ModelAction,
     },
+    /// Validate the config and print it as ingestd sees it: defaults filled in, environment
+    /// overrides applied, paths resolved, secrets redacted. Exit 0 if valid, 2 if not.
+    CheckConfig,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -51,14 +72,6 @@ fn main() -> ExitCode {
         return isolate::worker::main(raw);
     }
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .init();
-
     let path = Config::locate(args.config.as_deref());
     let config = match Config::load(&path) {
         Ok(config) => config,
@@ -67,12 +80,52 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Sub::Model {
-        action: ModelAction::Fetch,
-    }) = args.command
-    {
-        return fetch_model(&config);
+    match args.command {
+        Some(Sub::CheckConfig) => {
+            print!("{}", service::check::effective_toml(&config));
+            return ExitCode::SUCCESS;
+        }
+        Some(Sub::Model {
+            action: ModelAction::Fetch,
+        }) => {
+            let _ = init_logging(&config);
+            return fetch_model(&config);
+        }
+        None => {}
     }
+
+    // Locked before forking, so a second instance is refused here, on its own terminal.
+    let pid_path = args
+        .pid_file
+        .clone()
+        .or_else(|| args.daemonize.then(|| config.server.pid_file.clone()));
+    let mut pid_file = match pid_path.as_deref().map(PidFile::acquire).transpose() {
+        Ok(pid_file) => pid_file,
+        Err(error) => {
+            eprintln!("ingestd: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.daemonize {
+        if let Err(message) = daemonize(&args, &config) {
+            eprintln!("ingestd: {message}");
+            return ExitCode::FAILURE;
+        }
+        // This is the daemon now: a new process, whose pid goes into the (still locked) file.
+        if let Some(Err(error)) = pid_file.as_mut().map(PidFile::write_pid) {
+            eprintln!("ingestd: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let listener = match activation::take_listener() {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("ingestd: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (log_filter, log_from_env) = init_logging(&config);
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,13 +136,110 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ingestd::run(config, shutdown_signal())) {
+    let result = runtime.block_on(async {
+        let service = Service {
+            reloads: Some(reload_requests()),
+            log_filter: Some(log_filter),
+            log_from_env,
+            listener,
+        };
+        ingestd::daemon::run_with(config, shutdown_signal(), service).await
+    });
+    // A stop that gave up waiting (server.shutdown_timeout_secs) may leave a blocking task.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    drop(pid_file);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ingestd: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Detach: fork twice, new session, working directory, stdout and stderr to the log file. The
+/// parent process exits here with status 0; only the daemon returns.
+fn daemonize(args: &Args, config: &Config) -> Result<(), String> {
+    let log_path = args
+        .log_file
+        .clone()
+        .or_else(|| Some(config.server.log_file.clone()).filter(|p| !p.as_os_str().is_empty()))
+        .unwrap_or_else(|| {
+            config
+                .paths
+                .database
+                .parent()
+                .unwrap_or(std::path::Path::new("/"))
+                .join("ingestd.log")
+        });
+    if let Some(parent) = log_path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open the log file {}: {e}", log_path.display()))?;
+    let log_copy = log
+        .try_clone()
+        .map_err(|e| format!("cannot open the log file {}: {e}", log_path.display()))?;
+    daemonize::Daemonize::new()
+        .working_directory(&args.workdir)
+        // The same as the unit's UMask=: the group may read what the daemon writes.
+        .umask(0o007)
+        .stdout(log_copy)
+        .stderr(log)
+        .start()
+        .map_err(|e| format!("cannot daemonize: {e}"))
+}
+
+/// Log to stderr (the journal, or the log file of --daemonize) with `RUST_LOG` if it is set,
+/// else `server.log_level`. Returns the handle a reload uses to change the level, and whether
+/// `RUST_LOG` decides it.
+fn init_logging(config: &Config) -> (LogFilter, bool) {
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty());
+    let filter = from_env
+        .as_deref()
+        .and_then(|value| EnvFilter::try_new(value).ok())
+        .or_else(|| EnvFilter::try_new(&config.server.log_level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
+    let set: LogFilter = Box::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    });
+    (set, from_env.is_some())
+}
+
+/// One reload request per SIGHUP. Capacity 1: a request already waiting covers any SIGHUP that
+/// comes before it is served, so a full channel drops nothing that matters.
+fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP received: reloading the config");
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(())
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(error) => tracing::error!("cannot handle SIGHUP ({error}); config reload is off"),
+    }
+    rx
 }
 
 /// `ingestd model fetch`: download (if needed) and verify the model files.
@@ -131,16 +281,8 @@ async fn shutdown_signal() {
         tracing::error!("cannot install signal handlers; stop ingestd with SIGKILL");
         return std::future::pending().await;
     };
-    // SIGHUP's default action would end the daemon; until reload is supported it is logged.
-    let mut hup = signal(SignalKind::hangup()).ok();
-    loop {
-        tokio::select! {
-            _ = term.recv() => break tracing::info!("SIGTERM received"),
-            _ = int.recv() => break tracing::info!("SIGINT received"),
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => None } } => {
-                tracing::warn!("SIGHUP received: reloading the config is not supported yet; \
-                                restart ingestd to apply changes");
-            }
-        }
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
     }
 }

@@ -532,6 +532,36 @@ pub struct StatusInfo {
     pub queue: QueueSummary,
     /// Newest last, at most 20.
     pub last_errors: Vec<Notice>,
+    /// The last config reload (SIGHUP); `None` if there was none since start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadInfo>,
+}
+
+/// What the last config reload did. A reload never half-applies: if the new file is invalid,
+/// nothing changes and `error` says why; otherwise every key in `applied` is in force and every
+/// key in `refused` keeps its old value until a restart.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadInfo {
+    /// When the reload happened (RFC 3339).
+    pub at: String,
+    /// The file that was read.
+    pub file: String,
+    /// Keys whose new value is in force, as `section.key`.
+    #[serde(default)]
+    pub applied: Vec<String>,
+    /// Keys that changed in the file but cannot change while the daemon runs.
+    #[serde(default)]
+    pub refused: Vec<RefusedKey>,
+    /// Set when the new config was invalid and nothing was changed.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A changed key a reload did not apply, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedKey {
+    pub key: String,
+    pub reason: String,
 }
 
 /// Jobs by state (the embedding queue).

@@ -15,7 +15,7 @@ pub mod recover;
 pub mod store;
 
 use crate::catalog::{Accepted, Catalog, Decision, Rejected};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::identity::{Actor, Via};
 use crate::inflight::InFlight;
 use crate::notices::Notices;
@@ -25,7 +25,7 @@ use formats::Format;
 use std::collections::HashSet;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use store::Identity;
 
 /// What happened to a file.
@@ -46,7 +46,8 @@ pub enum Outcome {
 
 /// Validates and stores settled files. Shared by the worker threads.
 pub struct Ingestor {
-    config: RwLock<Arc<Config>>,
+    /// Limits are read from the live config once per file, so a reload applies to the next one.
+    config: LiveConfig,
     catalog: Catalog,
     in_flight: InFlight,
     notices: Notices,
@@ -59,13 +60,13 @@ pub struct Ingestor {
 
 impl Ingestor {
     pub fn new(
-        config: Arc<Config>,
+        config: impl Into<LiveConfig>,
         catalog: Catalog,
         in_flight: InFlight,
         notices: Notices,
     ) -> Self {
         Self {
-            config: RwLock::new(config),
+            config: config.into(),
             catalog,
             in_flight,
             notices,
@@ -83,16 +84,11 @@ impl Ingestor {
 
     /// Limits that can change on reload apply to the next file.
     pub fn set_config(&self, config: Arc<Config>) {
-        if let Ok(mut current) = self.config.write() {
-            *current = config;
-        }
+        self.config.set(config);
     }
 
     fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .map(|c| Arc::clone(&c))
-            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+        self.config.get()
     }
 
     /// Validate and store or reject one settled file. Never panics on bad input; every

@@ -9,19 +9,19 @@ use super::auth::{self, Peer};
 use super::{jobs, manage, read};
 use crate::audit::AuditRecord;
 use crate::catalog::{Catalog, CatalogError};
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 use crate::events::Events;
 use crate::inflight::InFlight;
 use crate::notices::Notices;
 use crate::protocol::{Command, ErrorBody, ErrorCode};
 use serde_json::Value;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What every handler may read.
 pub struct Shared {
-    /// Replaced whole on reload; short reads only, never held across an await.
-    pub config: RwLock<Arc<Config>>,
+    /// Replaced whole on reload; take a snapshot with `config()`, never hold it across an await.
+    pub config: LiveConfig,
     pub catalog: Catalog,
     pub in_flight: InFlight,
     pub notices: Notices,
@@ -33,10 +33,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .map(|c| Arc::clone(&c))
-            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+        self.config.get()
     }
 }
 

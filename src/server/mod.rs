@@ -88,6 +88,17 @@ pub fn bind(path: &Path, mode: u32, group: &str) -> Result<Listener, ServerError
     Ok(listener)
 }
 
+/// Serve on a listening socket passed by the service manager (socket activation). Its path is
+/// systemd's: the returned listener never unlinks it. Needs the async runtime.
+pub fn adopt(fd: std::os::fd::OwnedFd, path: &Path) -> Result<Listener, ServerError> {
+    use interprocess::os::unix::uds_local_socket::tokio::Listener as UdsListener;
+    let listener = UdsListener::try_from(fd).map_err(|source| ServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(Listener::from(listener))
+}
+
 /// Does a daemon answer `status` on `path`? A bare connect is not proof: a process that merely
 /// inherited a dead daemon's listening socket accepts connections but never answers.
 fn answers_status(path: &Path) -> bool {

@@ -143,6 +143,7 @@ pub async fn status(shared: &Shared) -> Result<Value, ErrorBody> {
         in_flight: shared.in_flight.len() as u64,
         queue,
         last_errors: shared.notices.recent(),
+        reload: shared.config.last_reload(),
     };
     to_value(&info)
 }

@@ -54,6 +54,8 @@ pub enum WatchError {
 pub struct WatchContext {
     pub root: PathBuf,
     pub settle: Duration,
+    /// When given, `ingest.settle_ms` follows config reloads (from the next event of a file).
+    pub live: Option<crate::config::LiveConfig>,
     pub catalog: Catalog,
     pub in_flight: InFlight,
     pub notices: Notices,
@@ -112,6 +114,7 @@ pub fn start(
     let _ = rescan_tx.try_send(());
     let state = WatchState {
         settler: Settler::new(ctx.settle),
+        reloads: ctx.live.as_ref().map(|live| live.subscribe()),
         ctx,
         busy: HashSet::new(),
         ready: VecDeque::new(),
@@ -168,6 +171,8 @@ fn watch_error(root: &Path, error: notify::Error) -> WatchError {
 struct WatchState {
     ctx: WatchContext,
     settler: Settler,
+    /// Wakes when the config is reloaded, to take a new settle window.
+    reloads: Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::config::Config>>>,
     /// Paths handed to an ingest worker and not yet done.
     busy: HashSet<PathBuf>,
     /// Settled files waiting for a free ingest worker.
@@ -188,6 +193,7 @@ impl WatchState {
         stop: Receiver<()>,
     ) {
         loop {
+            self.follow_reload();
             self.dispatch();
             let timeout = self
                 .settler
@@ -220,6 +226,17 @@ impl WatchState {
         tracing::debug!("watcher stopped");
     }
 
+    /// Take a reloaded settle window; files already waiting keep the deadline they have.
+    fn follow_reload(&mut self) {
+        let Some(reloads) = self.reloads.as_mut() else {
+            return;
+        };
+        if reloads.has_changed().unwrap_or(false) {
+            let settle_ms = reloads.borrow_and_update().ingest.settle_ms;
+            self.settler.set_window(Duration::from_millis(settle_ms));
+        }
+    }
+
     /// Hand settled files to free workers without ever blocking the watcher.
     fn dispatch(&mut self) {
         while let Some(file) = self.ready.pop_front() {
@@ -236,6 +253,8 @@ impl WatchState {
 
     /// Something happened at `path` (an event, or the scan found it).
     fn on_path(&mut self, path: &Path) {
+        // A reload while the thread waited in `select!` applies to this event already.
+        self.follow_reload();
         let meta = std::fs::symlink_metadata(path).ok();
         if meta.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
             if path.strip_prefix(&self.ctx.root).is_ok() {

@@ -10,3 +10,4 @@ mod ingest;
 mod jobs;
 mod manage;
 mod protocol;
+mod service;

@@ -4,7 +4,7 @@
 use super::Options;
 use crate::output;
 use ingestd::client::{Client, ClientError};
-use ingestd::protocol::{Command, Status, StatusInfo};
+use ingestd::protocol::{Command, ReloadInfo, Status, StatusInfo};
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
 
@@ -71,6 +71,9 @@ fn render(s: &StatusInfo, tz: &TimeZone) -> String {
     for (label, value) in fields {
         text.push_str(&format!("{label:<14}{value}\n"));
     }
+    if let Some(reload) = &s.reload {
+        text.push_str(&reload_lines(reload, tz));
+    }
     if !s.last_errors.is_empty() {
         text.push_str("\nRecent errors (newest last):\n");
         for notice in &s.last_errors {
@@ -80,6 +83,27 @@ fn render(s: &StatusInfo, tz: &TimeZone) -> String {
                 notice.message
             ));
         }
+    }
+    text
+}
+
+/// The last config reload: when, and what it applied, refused, or why it changed nothing.
+fn reload_lines(reload: &ReloadInfo, tz: &TimeZone) -> String {
+    let when = output::time(&reload.at, tz);
+    let mut text = match &reload.error {
+        Some(error) => format!("{:<14}failed at {when}: {error}\n", "reload"),
+        None if reload.applied.is_empty() => format!("{:<14}{when}, nothing changed\n", "reload"),
+        None => format!(
+            "{:<14}{when}, applied {}\n",
+            "reload",
+            reload.applied.join(", ")
+        ),
+    };
+    for refused in &reload.refused {
+        text.push_str(&format!(
+            "{:<14}not applied: {} ({})\n",
+            "", refused.key, refused.reason
+        ));
     }
     text
 }
@@ -119,6 +143,7 @@ mod tests {
                 time: "2026-11-27T02:00:00Z".into(),
                 message: "notes.txt is directly in the drop root; put it in a group folder".into(),
             }],
+            reload: None,
         }
     }
 
@@ -135,6 +160,31 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn the_last_reload_shows_what_was_applied_and_refused() {
+        let mut reloaded = status();
+        reloaded.reload = Some(ReloadInfo {
+            at: "2026-11-27T02:10:00Z".into(),
+            file: "/etc/ingestd/ingestd.toml".into(),
+            applied: vec!["ingest.max_file_size".into()],
+            refused: vec![ingestd::protocol::RefusedKey {
+                key: "paths.storage_root".into(),
+                reason: "restart ingestd to move them".into(),
+            }],
+            error: None,
+        });
+        let text = render(&reloaded, &TimeZone::UTC);
+        assert!(
+            text.contains("reload        2026-11-27 02:10:00, applied ingest.max_file_size\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not applied: paths.storage_root (restart ingestd to move them)"),
+            "{text}"
+        );
+        assert!(!render(&status(), &TimeZone::UTC).contains("reload"));
     }
 
     #[test]

@@ -381,6 +381,83 @@ impl Daemon {
     }
 }
 
+/// Helpers for the service tests: custom start-up, signals, exit codes, config rewrites.
+impl Daemon {
+    /// The real `ingestd` with this daemon's config and the test environment, not started.
+    pub fn command(&self) -> Process {
+        let mut command = Process::new(env!("CARGO_BIN_EXE_ingestd"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,ingestd=debug")
+            .env_remove("INGESTD_CONFIG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Start the process after `customize` has adjusted its command; do not wait for it.
+    pub fn launch(&mut self, customize: impl FnOnce(&mut Process)) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut command = self.command();
+        command.stdout(log.try_clone().unwrap()).stderr(log);
+        customize(&mut command);
+        self.child = Some(command.spawn().expect("spawn ingestd"));
+    }
+
+    /// Wait until the launched process answers `status`; fail if it exits first.
+    pub fn wait_ready(&mut self) -> StatusInfo {
+        wait_for("the daemon to answer status", || {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "ingestd exited at start ({status}); log:\n{}",
+                    self.log_text()
+                );
+            }
+            self.try_status()
+        })
+    }
+
+    /// `status` if the daemon answers right now (short timeout), else `None`.
+    pub fn answers_status(&self) -> Option<StatusInfo> {
+        self.try_status()
+    }
+
+    /// Send `signal` to the running process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid() as i32), signal).unwrap();
+    }
+
+    /// Wait for the process to exit (after a signal sent with [`Daemon::signal`]).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        wait_for("ingestd to exit", || child.try_wait().unwrap())
+    }
+
+    /// Replace the config file: the standard test paths plus `extra` TOML.
+    pub fn rewrite_config(&self, extra: &str) {
+        std::fs::write(&self.config, config_text(extra)).unwrap();
+    }
+}
+
+/// The config file every test daemon gets: its own folders, the hashing provider, and `extra`.
+pub fn config_text(extra: &str) -> String {
+    format!(
+        "[paths]\ndrop_root = \"../drop\"\nstorage_root = \"../store\"\n\
+         database = \"../state/ingestd.sqlite\"\nsocket = \"../run/ingestd.sock\"\n\
+         audit_log = \"../state/audit.jsonl\"\n[embedding]\nprovider = \"hashing\"\n{extra}"
+    )
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
