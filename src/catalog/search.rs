@@ -80,9 +80,9 @@ pub fn search(
             && r.get::<_, i64>(7)? == identity.dimension as i64
             && r.get_ref(8)?.as_str().ok() == Some(identity.weights_hash.as_str());
         if !same {
-            if !others.contains_key(&source) {
+            if let std::collections::btree_map::Entry::Vacant(entry) = others.entry(source) {
                 let (provider, model): (String, String) = (r.get(5)?, r.get(6)?);
-                others.insert(source, format!("{provider} model {model}"));
+                entry.insert(format!("{provider} model {model}"));
             }
             continue;
         }

@@ -111,7 +111,7 @@ pub async fn handle(
             all,
         } => {
             let group = need_group(shared, peer, group).await?;
-            if all == !sources.is_empty() {
+            if all != sources.is_empty() {
                 return Err(ErrorBody::new(
                     ErrorCode::BadArgs,
                     "name the sources to re-embed, or all for every source of the group (not both)",
