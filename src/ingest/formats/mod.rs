@@ -17,7 +17,7 @@
 
 mod cells;
 #[cfg(test)]
-mod corpus;
+pub(crate) mod corpus;
 pub mod csv;
 mod disguise;
 mod package;
