@@ -68,7 +68,8 @@ const MAX_STDERR_BYTES: usize = 16 * 1024;
 pub struct Limits {
     /// Address space, bytes (RLIMIT_AS).
     pub memory: u64,
-    /// Wall clock from start to exit; the worker is killed after it.
+    /// Wall clock from start to exit of a read; the worker is killed after it. For a row
+    /// stream, the longest wait for the next line (a stream as a whole has no deadline).
     pub timeout: Duration,
 }
 
