@@ -5,7 +5,8 @@
 //!    of the first sheet); budget 1.2×;
 //! 2. a "50 MB-equivalent" Parquet file (the rows of a 50 MB CSV, written by arrow-rs with
 //!    snappy): our `extract` against arrow-rs reading every batch; budget 1.5×;
-//! 3. peak RSS (VmHWM) of one `extract` of each, each in a fresh process.
+//! 3. peak RSS (VmHWM) of one `extract` of each, each in a fresh process;
+//! 4. the same for `stream_rows` of each (every row read and its values rendered as text).
 //!
 //! Not a test: nothing here asserts a time. The figures go into the issue notes.
 
@@ -201,6 +202,8 @@ fn run(read: &str, path: &Path) -> u64 {
                 .expect("extract parquet")
                 .rows
         }
+        "rows-xlsx" => rows_of(Format::Xlsx, path),
+        "rows-parquet" => rows_of(Format::Parquet, path),
         "arrow" => {
             let file = File::open(path).expect("open");
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -211,6 +214,20 @@ fn run(read: &str, path: &Path) -> u64 {
         }
         other => panic!("unknown read {other}"),
     }
+}
+
+/// Every row of `path`, streamed; the values' total length keeps the rendering from being
+/// optimised away.
+fn rows_of(format: Format, path: &Path) -> u64 {
+    let mut bytes = 0u64;
+    formats::stream_rows(format, path, &ReadOptions::default(), &mut |event| {
+        if let formats::RowEvent::Row(row) = event {
+            bytes += row.iter().map(|v| v.len() as u64).sum::<u64>();
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("stream rows");
+    std::hint::black_box(bytes)
 }
 
 fn median_seconds(read: &str, path: &Path) -> f64 {
@@ -284,6 +301,16 @@ fn main() {
             "{name}: peak RSS extract {:.1} MB, {theirs} {:.1} MB",
             peak_rss_mb(ours, path),
             peak_rss_mb(theirs, path)
+        );
+    }
+    for (name, read, path) in [
+        ("XLSX", "rows-xlsx", &xlsx),
+        ("Parquet", "rows-parquet", &parquet),
+    ] {
+        println!(
+            "{name}: stream_rows {:.3} s, peak RSS {:.1} MB",
+            median_seconds(read, path),
+            peak_rss_mb(read, path)
         );
     }
 }

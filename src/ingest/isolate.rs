@@ -6,10 +6,11 @@
 //! path (arguments) and the [`ReadOptions`] (JSON on stdin). The worker ([`worker`]) limits
 //! itself before it reads anything — address space, CPU time, no core dumps, no file writes, no
 //! inherited descriptors, death with the daemon — runs [`formats::extract`] and writes the
-//! [`Extracted`] or [`Rejection`] as JSON on stdout.
+//! [`Extracted`] or [`Rejection`] as JSON on stdout. In rows mode (a trailing `rows` argument)
+//! it runs [`formats::stream_rows`] instead and writes one line per row (`rows`).
 //!
 //! This module owns the parent side: starting the worker, its wall-clock timeout, collecting
-//! its output within bounds (`pipes`) and turning every way it can end into either a plain
+//! its output within bounds (`pipes`), reading a row stream line by line (`rows`), and turning every way it can end into either a plain
 //! reason the file is rejected with, or an error of ours that leaves the file in place
 //! (`judge`). It must never parse file content itself, never wait on a worker without a
 //! deadline, and never keep more of a worker's output than its caps.
@@ -21,15 +22,17 @@
 
 mod judge;
 mod pipes;
+mod rows;
 pub mod worker;
 
 #[cfg(debug_assertions)]
 pub mod hooks;
 
-use super::formats::{self, Extracted, Format, ReadOptions, Rejection};
+use super::formats::{self, Extracted, Format, ReadOptions, Rejection, RowEvent};
 use crate::config;
 use std::ffi::OsString;
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,7 +68,8 @@ const MAX_STDERR_BYTES: usize = 16 * 1024;
 pub struct Limits {
     /// Address space, bytes (RLIMIT_AS).
     pub memory: u64,
-    /// Wall clock from start to exit; the worker is killed after it.
+    /// Wall clock from start to exit of a read; the worker is killed after it. For a row
+    /// stream, the longest wait for the next line (a stream as a whole has no deadline).
     pub timeout: Duration,
 }
 
@@ -161,6 +165,65 @@ impl ParseWorker {
     ) -> Result<Extracted, Failure> {
         let started = Instant::now();
         let deadline = started + limits.timeout;
+        let mut worker = self.start(format, path, options, limits, Mode::Extract)?;
+        let ended = pipes::collect(
+            &mut worker.child,
+            deadline,
+            MAX_ANSWER_BYTES,
+            MAX_STDERR_BYTES,
+        );
+        let ended = ended.map_err(|source| {
+            Failure::Worker(WorkerError::Io {
+                about: "collect the output of",
+                source,
+            })
+        })?;
+        let judged = judge::judge(&ended, limits);
+        tracing::debug!(
+            pid = worker.pid,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            status = %ended.status,
+            timed_out = ended.timed_out,
+            "parse worker ended"
+        );
+        if let Err(Failure::Rejected(rejection)) = &judged
+            && !ended.status.success()
+        {
+            warn_failed(rejection, &ended.stderr);
+        }
+        judged
+    }
+
+    /// Stream the rows of `path` read in a fresh worker held to `limits`.
+    ///
+    /// The worker writes a row at a time and waits on the pipe while `visit` works, so there
+    /// is no deadline for the whole stream: `limits.timeout` bounds each wait for the next
+    /// line instead (the time `visit` takes does not count). `Break` from `visit` ends the
+    /// worker and returns the rows visited so far. A file the reader refuses, or that makes
+    /// the worker die part way, is `Failure::Rejected` as with [`Self::extract`] — after the
+    /// rows before it were visited, so a caller must not take a partial stream as the file.
+    /// A stream that ends without its last line is never a short success.
+    pub fn stream_rows(
+        &self,
+        format: Format,
+        path: &Path,
+        options: &ReadOptions,
+        limits: &Limits,
+        visit: &mut dyn FnMut(RowEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<u64, Failure> {
+        let worker = self.start(format, path, options, limits, Mode::Rows)?;
+        rows::stream(worker, limits, visit)
+    }
+
+    /// Start a worker for `path` and hand it its request.
+    fn start(
+        &self,
+        format: Format,
+        path: &Path,
+        options: &ReadOptions,
+        limits: &Limits,
+        mode: Mode,
+    ) -> Result<Running, Failure> {
         // The worker runs in `/` so it holds no folder busy: give it a path that does not
         // depend on our working directory.
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -180,7 +243,7 @@ impl ParseWorker {
             })?;
         let mut command = Command::new(&self.exe);
         command
-            .args(worker_args(format, &path, limits))
+            .args(worker_args(format, &path, limits, mode))
             // Nothing of the daemon's environment (API keys, RUST_LOG) reaches the worker.
             .env_clear()
             .current_dir("/")
@@ -202,51 +265,66 @@ impl ParseWorker {
         });
         if let Some(mut stdin) = child.stdin.take() {
             // A worker that died before reading its request shows it in how it ended, which is
-            // judged below; a failed write says nothing more.
+            // judged later; a failed write says nothing more.
             let _ = stdin.write_all(&request);
         }
-        let ended = pipes::collect(&mut child, deadline, MAX_ANSWER_BYTES, MAX_STDERR_BYTES);
-        running(|pids| {
-            pids.remove(&pid);
-        });
-        let ended = ended.map_err(|source| {
-            Failure::Worker(WorkerError::Io {
-                about: "collect the output of",
-                source,
-            })
-        })?;
-        let judged = judge::judge(&ended, limits);
-        tracing::debug!(
-            pid = child.id(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            status = %ended.status,
-            timed_out = ended.timed_out,
-            "parse worker ended"
-        );
-        if let Err(Failure::Rejected(rejection)) = &judged
-            && !ended.status.success()
-        {
-            tracing::warn!(
-                reason = %rejection.reason,
-                stderr = %String::from_utf8_lossy(&ended.stderr).trim_end(),
-                "a file made the parse worker fail"
-            );
-        }
-        judged
+        Ok(Running { child, pid })
     }
 }
 
-/// `parse-worker <parent pid> <memory bytes> <cpu secs> <format> <path>`: everything the worker
-/// needs before it reads any input, so it can set its limits first.
-fn worker_args(format: Format, path: &Path, limits: &Limits) -> Vec<OsString> {
-    vec![
+/// What a worker is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Columns and row count: one answer.
+    Extract,
+    /// The rows, one line each (the trailing `rows` argument).
+    Rows,
+}
+
+/// The argument that selects [`Mode::Rows`].
+const ROWS_ARG: &str = "rows";
+
+/// A started worker, counted among the running ones until this is dropped; dropping it also
+/// kills and reaps the worker if nothing did yet, so no path out of a stream leaves one behind.
+struct Running {
+    child: std::process::Child,
+    pid: u32,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = pipes::kill_and_reap(&mut self.child);
+        }
+        running(|pids| {
+            pids.remove(&self.pid);
+        });
+    }
+}
+
+fn warn_failed(rejection: &Rejection, stderr: &[u8]) {
+    tracing::warn!(
+        reason = %rejection.reason,
+        stderr = %String::from_utf8_lossy(stderr).trim_end(),
+        "a file made the parse worker fail"
+    );
+}
+
+/// `parse-worker <parent pid> <memory bytes> <cpu secs> <format> <path> [rows]`: everything the
+/// worker needs before it reads any input, so it can set its limits first.
+fn worker_args(format: Format, path: &Path, limits: &Limits, mode: Mode) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
         WORKER_COMMAND.into(),
         std::process::id().to_string().into(),
         limits.memory.to_string().into(),
         limits.cpu_secs().to_string().into(),
         format.as_str().into(),
         path.as_os_str().to_owned(),
-    ]
+    ];
+    if mode == Mode::Rows {
+        args.push(ROWS_ARG.into());
+    }
+    args
 }
 
 /// The worker's one line of output.
@@ -270,6 +348,43 @@ impl From<Result<Extracted, Rejection>> for Answer {
 /// parses untrusted content, and it must run under the worker's limits.
 fn extract_here(format: Format, path: &Path, options: &ReadOptions) -> Answer {
     formats::extract(format, path, options).into()
+}
+
+/// Stream the rows in this process, one line each on `out`. Only the worker may call this, for
+/// the same reason as [`extract_here`]. An error is a failed write: the parent went away.
+fn stream_here(
+    format: Format,
+    path: &Path,
+    options: &ReadOptions,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    let mut failed = None;
+    let result = formats::stream_rows(format, path, options, &mut |event| {
+        let written = match event {
+            RowEvent::Columns(columns) => {
+                rows::write_line(out, &rows::Line::Columns(columns.to_vec()))
+                    // The columns go out at once: the parent's wait for them is timed.
+                    .and_then(|()| out.flush())
+            }
+            RowEvent::Row(row) => rows::write_row(out, row),
+        };
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(error) => {
+                failed = Some(error);
+                ControlFlow::Break(())
+            }
+        }
+    });
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    let last = match result {
+        Ok(rows) => rows::Line::Rows(rows),
+        Err(rejection) => rows::Line::Rejected(rejection),
+    };
+    rows::write_line(out, &last)?;
+    out.flush()
 }
 
 /// "512 MB", "1.5 GB": a limit as it is written in the config, without a needless ".0".
@@ -335,7 +450,12 @@ mod tests {
             memory: 1000,
             timeout: Duration::from_millis(1500),
         };
-        let args = worker_args(Format::Tsv, Path::new("/s/g/.tmp/x.tsv"), &limits);
+        let args = worker_args(
+            Format::Tsv,
+            Path::new("/s/g/.tmp/x.tsv"),
+            &limits,
+            Mode::Extract,
+        );
         let args: Vec<_> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -345,6 +465,11 @@ mod tests {
         assert_eq!(
             args,
             [WORKER_COMMAND, &pid, "1000", &cpu, "tsv", "/s/g/.tmp/x.tsv"]
+        );
+        let rows = worker_args(Format::Csv, Path::new("/x.csv"), &limits, Mode::Rows);
+        assert_eq!(
+            rows.last().map(|a| a.to_string_lossy().into_owned()),
+            Some("rows".into())
         );
     }
 

@@ -1,8 +1,10 @@
-//! Spreadsheet cell values as header text: what a person sees in the cell, as plain text.
+//! Spreadsheet cell values as text: what a person sees in the cell, as plain text, for header
+//! cells and for the values of data rows.
 //!
 //! Numbers lose a trailing `.0` (a header cell `2024` is stored as the float 2024.0), dates
 //! become ISO 8601 (`2024-01-31`, or `2024-01-31T10:30:00` with a time), booleans `TRUE` and
-//! `FALSE` as Excel shows them, error cells their code (`#N/A`). NUL characters are dropped:
+//! `FALSE` as Excel shows them in a header (`true` and `false` in a row value, as every other
+//! format writes them), error cells their code (`#N/A`). NUL characters are dropped:
 //! Excel cannot hold them, but some BIFF8 files come out of the XLS reader with a NUL after
 //! every letter of a string, and a name with NULs in it could never be typed.
 
@@ -40,6 +42,14 @@ impl View<'_> {
             View::Date(date) => date_text(date),
             View::Error(code) => code.clone(),
             View::Empty => String::new(),
+        }
+    }
+
+    fn row_text(&self) -> String {
+        match self {
+            View::Bool(true) => "true".into(),
+            View::Bool(false) => "false".into(),
+            other => other.text(),
         }
     }
 }
@@ -84,6 +94,9 @@ impl Value for DataRef<'_> {
     fn text(&self) -> String {
         View::from(self).text()
     }
+    fn row_text(&self) -> String {
+        View::from(self).row_text()
+    }
 }
 
 impl Value for &Data {
@@ -92,6 +105,9 @@ impl Value for &Data {
     }
     fn text(&self) -> String {
         View::from(*self).text()
+    }
+    fn row_text(&self) -> String {
+        View::from(*self).row_text()
     }
 }
 
@@ -174,6 +190,23 @@ mod tests {
         ];
         for (value, want) in cases {
             assert_eq!((&value).text(), *want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn row_values_as_text() {
+        let cases: &[(Data, &str)] = &[
+            (Data::Float(3.0), "3"),
+            (Data::Float(0.1), "0.1"),
+            (Data::Float(1.0 / 3.0), "0.3333333333333333"),
+            (Data::Int(-4), "-4"),
+            (Data::Bool(true), "true"),
+            (Data::Bool(false), "false"),
+            (date(44197.5, false), "2021-01-01T12:00:00"),
+            (Data::Error(CellErrorType::Div0), "#DIV/0!"),
+        ];
+        for (value, want) in cases {
+            assert_eq!((&value).row_text(), *want, "{value:?}");
         }
     }
 

@@ -5,16 +5,21 @@
 //! encoding from `text`, and which row is the header and what its cells become from
 //! [`crate::ingest::columns`], shared with the other readers.
 //!
+//! [`extract`] and [`stream`] share one reading path: the second also hands every data row on,
+//! one value per column, with the cells under a blank header or past the header's end left out.
+//!
 //! It reads the file once, front to back, through one reused record, so memory stays flat
 //! whatever the size of the file (the csv crate must still hold one whole record, however long
 //! a quoted field runs). It never writes, and never decides anything from the file's name.
 
+use super::rows::{MAX_VALUE_BYTES, Sink};
 use super::text::{self, Encoding, InvalidUtf8, SNIFF_BYTES};
 use super::{Extracted, Format, Rejection, disguise, sniff};
 use crate::ingest::columns::{self, ExtraCells, HEADER_SEARCH_ROWS};
 use csv::{ByteRecord, Reader, ReaderBuilder};
 use std::fs::File;
 use std::io::{self, Cursor, Read};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 /// Lines of the sample that vote on the delimiter.
@@ -26,6 +31,24 @@ const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 /// Read the columns and row count of a CSV file, or of a TSV file when `delimiter` is given.
 /// A `sep=` first line overrides both.
 pub fn extract(path: &Path, delimiter: Option<u8>) -> Result<Extracted, Rejection> {
+    read(path, delimiter, None)
+}
+
+/// Hand the data rows of a CSV (or TSV) file to `sink`, read exactly as [`extract`] reads them.
+pub(super) fn stream(
+    path: &Path,
+    delimiter: Option<u8>,
+    sink: &mut Sink<'_>,
+) -> Result<(), Rejection> {
+    read(path, delimiter, Some(sink)).map(|_| ())
+}
+
+/// The one reading path of [`extract`] and [`stream`]: the rows go to `sink` when there is one.
+fn read(
+    path: &Path,
+    delimiter: Option<u8>,
+    mut sink: Option<&mut Sink<'_>>,
+) -> Result<Extracted, Rejection> {
     let (format, kind) = match delimiter {
         Some(b'\t') => (Format::Tsv, "TSV"),
         _ => (Format::Csv, "CSV"),
@@ -36,7 +59,7 @@ pub fn extract(path: &Path, delimiter: Option<u8>) -> Result<Extracted, Rejectio
     // Only a pure-ASCII start leaves the encoding open: if invalid UTF-8 turns up further down,
     // the file is most likely Windows-1252 and is read again as such.
     let may_retry = encoding == Encoding::Utf8 && head.is_ascii();
-    match read_table(file, head, encoding, delimiter) {
+    match read_table(file, head, encoding, delimiter, sink.as_deref_mut()) {
         Ok(extracted) => Ok(extracted),
         Err(Failure::Rejected(rejection)) => Err(rejection),
         Err(Failure::NotUtf8 { offset }) => {
@@ -47,9 +70,15 @@ pub fn extract(path: &Path, delimiter: Option<u8>) -> Result<Extracted, Rejectio
                      as UTF-8; save the whole file as UTF-8"
                 )));
             }
+            // The second reading finds the same records (the encodings differ only in bytes
+            // that are never delimiters, quotes or line ends): rows already handed on are not
+            // handed on again.
+            if let Some(sink) = sink.as_deref_mut() {
+                sink.skip_next(sink.rows());
+            }
             let (file, head) = open_with_head(path)?;
             let fallback = Encoding::Windows1252 { from_line: line };
-            read_table(file, head, fallback, delimiter).map_err(|failure| match failure {
+            read_table(file, head, fallback, delimiter, sink).map_err(|failure| match failure {
                 Failure::Rejected(rejection) => rejection,
                 // Windows-1252 decodes every byte; kept total all the same.
                 Failure::NotUtf8 { offset } => {
@@ -228,12 +257,14 @@ fn modal_count(values: impl Iterator<Item = u32>) -> (u32, usize) {
         .unwrap_or((0, 0))
 }
 
-/// Read the whole table: dialect, header, then every row, one reused record at a time.
+/// Read the whole table: dialect, header, then every row, one reused record at a time. Data
+/// rows also go to `sink`, if there is one, until it asks to stop.
 fn read_table(
     file: File,
     head: Vec<u8>,
     encoding: Encoding,
     requested: Option<u8>,
+    mut sink: Option<&mut Sink<'_>>,
 ) -> Result<Extracted, Failure> {
     let mut text = text::decoded(encoding, head, file);
     let mut sample = Vec::with_capacity(SNIFF_BYTES);
@@ -281,13 +312,35 @@ fn read_table(
         ));
     }
 
+    // The record fields the columns come from: the header cells that were not skipped.
+    let kept: Vec<usize> = (0..header.len())
+        .filter(|&i| !columns::is_blank(&header[i]))
+        .collect();
+    debug_assert_eq!(kept.len(), names.len());
     let mut extra = ExtraCells::new(header.len());
     let mut rows: u64 = 0;
+    let mut flow = match sink.as_deref_mut() {
+        Some(sink) => sink.columns(&names),
+        None => ControlFlow::Continue(()),
+    };
+    let mut row = |record: &ByteRecord| {
+        if !tally_row(record, &mut extra) {
+            return ControlFlow::Continue(());
+        }
+        rows += 1;
+        match sink.as_deref_mut() {
+            Some(sink) => hand_on(sink, &kept, record),
+            None => ControlFlow::Continue(()),
+        }
+    };
     for record in &first[header_index + 1..] {
-        rows += u64::from(tally_row(record, &mut extra));
+        if flow.is_break() {
+            break;
+        }
+        flow = row(record);
     }
-    while records.advance()? {
-        rows += u64::from(tally_row(&records.record, &mut extra));
+    while flow.is_continue() && records.advance()? {
+        flow = row(&records.record);
     }
     skipped.extend(extra.skipped());
     Ok(Extracted {
@@ -389,6 +442,29 @@ fn tally_row(record: &ByteRecord, extra: &mut ExtraCells) -> bool {
         }
     }
     record.iter().any(|field| !field_is_blank(field))
+}
+
+/// Hand a data record on as one value per column: the fields at `kept`, blank ones as "".
+fn hand_on(sink: &mut Sink<'_>, kept: &[usize], record: &ByteRecord) -> ControlFlow<()> {
+    sink.clear();
+    for (column, &index) in kept.iter().enumerate() {
+        if let Some(field) = record.get(index)
+            && !field_is_blank(field)
+        {
+            sink.set(column, &String::from_utf8_lossy(head_of(field)));
+        }
+    }
+    sink.emit()
+}
+
+/// The start of a field, a little over what a value may hold, cut before a character that
+/// would be split: a field of megabytes is not copied whole to be cut afterwards.
+fn head_of(field: &[u8]) -> &[u8] {
+    let mut end = field.len().min(MAX_VALUE_BYTES + 1);
+    while end > 0 && end < field.len() && field[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    &field[..end]
 }
 
 /// [`columns::is_blank`] on UTF-8 bytes, without decoding the usual case: a field whose first

@@ -7,23 +7,32 @@
 //! never touch the catalog or the drop folder, and never hold a whole file in memory (XLS,
 //! whose reader loads a workbook whole, is bounded by the format itself).
 //!
+//! [`stream_rows`] reads the same file again for its data rows, under the same rules, so row
+//! *i* of the stream is the *i*-th row `extract` counted and its values line up with
+//! `Extracted.columns`; how a cell becomes text is each reader's, the stream's guarantees are
+//! `rows`'.
+//!
 //! [`Extracted`] and [`Rejection`] are plain data with serde: the isolation layer runs
-//! `extract` in a child process and sends the result back as JSON.
+//! `extract` (and `stream_rows`) in a child process and sends the result back as JSON.
 
 mod cells;
 #[cfg(test)]
-mod corpus;
+pub(crate) mod corpus;
 pub mod csv;
 mod disguise;
 mod package;
 pub mod parquet;
+mod rows;
 pub mod sniff;
 pub mod spreadsheet;
 mod table;
 mod text;
 
 use crate::protocol::SkippedColumn;
+use std::ops::ControlFlow;
 use std::path::Path;
+
+pub use rows::MAX_VALUE_BYTES;
 
 /// A format the daemon reads, named by its extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,6 +127,15 @@ impl Rejection {
     }
 }
 
+/// One step of a row stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowEvent<'a> {
+    /// Once, before any row: the column names, identical to `extract`'s `Extracted.columns`.
+    Columns(&'a [String]),
+    /// One data row: one value per column, in column order ("" for an empty cell).
+    Row(&'a [String]),
+}
+
 /// Read the columns and row count of `path` as `format`.
 ///
 /// A reader that panics on a hostile file (third-party parsers have had such bugs) becomes a
@@ -129,6 +147,40 @@ pub fn extract(format: Format, path: &Path, options: &ReadOptions) -> Result<Ext
         Format::Xls | Format::Xlsx | Format::Xlsm => spreadsheet::extract(format, path, options),
         Format::Parquet => parquet::extract(path, options),
     };
+    caught(format, read)
+}
+
+/// Stream the data rows of `path`. `visit` returning `ControlFlow::Break(())` stops early (not an
+/// error). Returns the number of rows visited.
+///
+/// The rows are those [`extract`] counts (rows with at least one non-empty cell, below the
+/// header), in file order, each with one value per column of `Extracted.columns`; cells under
+/// no column (a blank header, past the header's end) are left out. Values are text as a
+/// person reads the cell, at most [`MAX_VALUE_BYTES`] long (see `docs/formats.md`). CSV and
+/// Parquet are read a record or a batch at a time; spreadsheets are read twice, cell by cell
+/// (once to find the table, once for its rows). A file that fails part way is a rejection,
+/// after the rows before the failure were visited.
+pub fn stream_rows(
+    format: Format,
+    path: &Path,
+    options: &ReadOptions,
+    visit: &mut dyn FnMut(RowEvent<'_>) -> ControlFlow<()>,
+) -> Result<u64, Rejection> {
+    let mut sink = rows::Sink::new(visit);
+    let read = || match format {
+        Format::Csv => csv::stream(path, None, &mut sink),
+        Format::Tsv => csv::stream(path, Some(b'\t'), &mut sink),
+        Format::Xls | Format::Xlsx | Format::Xlsm => {
+            spreadsheet::stream(format, path, options, &mut sink)
+        }
+        Format::Parquet => parquet::stream(path, options, &mut sink),
+    };
+    caught(format, read)?;
+    Ok(sink.rows())
+}
+
+/// Run a reader, turning its panic into a rejection.
+fn caught<T>(format: Format, read: impl FnOnce() -> Result<T, Rejection>) -> Result<T, Rejection> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
@@ -141,3 +193,6 @@ pub fn extract(format: Format, path: &Path, options: &ReadOptions) -> Result<Ext
         )))
     })
 }
+
+#[cfg(test)]
+mod tests;

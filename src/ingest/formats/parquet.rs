@@ -10,11 +10,16 @@
 //! rather than halfway through embedding. Before any page is decompressed, the sizes the footer
 //! declares are held against the unzipped-size cap, so a decompression bomb is refused from
 //! its metadata. Encrypted files are refused as such, whichever footer mode they use.
+//!
+//! Rows ([`stream`]) pass the same checks up to the sizes, then come from `rows`, a batch of
+//! records at a time, one value per leaf column that became a column.
 
 mod footer;
 mod names;
+mod rows;
 
 use super::package::human;
+use super::rows::Sink;
 use super::{Extracted, Format, ReadOptions, Rejection, disguise, sniff};
 use crate::ingest::columns;
 use ::parquet::arrow::arrow_reader::{
@@ -37,19 +42,7 @@ pub const PANDAS_INDEX: &str = "pandas index";
 
 /// Read the columns and row count of a Parquet file.
 pub fn extract(path: &Path, options: &ReadOptions) -> Result<Extracted, Rejection> {
-    disguise::check(Format::Parquet, &sniff::identify(path)?)?;
-    let unreadable = |e: std::io::Error| Rejection::new(format!("it could not be read: {e}"));
-    let mut file = File::open(path).map_err(unreadable)?;
-    let size = file.metadata().map_err(unreadable)?.len();
-    if footer::declares_encryption(&mut file, size)? {
-        return Err(Rejection::new(
-            "it is an encrypted Parquet file (its columns are encrypted); write it without \
-             encryption",
-        ));
-    }
-    let metadata = ParquetMetaDataReader::new()
-        .parse_and_finish(&file)
-        .map_err(|e| Rejection::new(format!("its footer cannot be read: {}", plain(&e))))?;
+    let (file, metadata) = open(path)?;
     let (columns, skipped, empty_groups) = column_names(&metadata);
     if columns.is_empty() {
         return Err(Rejection::new("it has no columns"));
@@ -78,6 +71,45 @@ pub fn extract(path: &Path, options: &ReadOptions) -> Result<Extracted, Rejectio
     })
 }
 
+/// Hand the rows of a Parquet file to `sink`, one value per column of [`extract`].
+pub(super) fn stream(
+    path: &Path,
+    options: &ReadOptions,
+    sink: &mut Sink<'_>,
+) -> Result<(), Rejection> {
+    let (file, metadata) = open(path)?;
+    let (columns, _, _) = column_names(&metadata);
+    if columns.is_empty() {
+        return Err(Rejection::new("it has no columns"));
+    }
+    check_sizes(&metadata, options.max_unzipped_bytes)?;
+    let kept = kept_leaves(&metadata);
+    if kept.len() != columns.len() {
+        return Err(Rejection::new(
+            "its nested columns cannot be laid out as rows",
+        ));
+    }
+    rows::stream(file, &kept, &columns, sink)
+}
+
+/// The file and its footer, after the checks that come before parsing it.
+fn open(path: &Path) -> Result<(File, ParquetMetaData), Rejection> {
+    disguise::check(Format::Parquet, &sniff::identify(path)?)?;
+    let unreadable = |e: std::io::Error| Rejection::new(format!("it could not be read: {e}"));
+    let mut file = File::open(path).map_err(unreadable)?;
+    let size = file.metadata().map_err(unreadable)?.len();
+    if footer::declares_encryption(&mut file, size)? {
+        return Err(Rejection::new(
+            "it is an encrypted Parquet file (its columns are encrypted); write it without \
+             encryption",
+        ));
+    }
+    let metadata = ParquetMetaDataReader::new()
+        .parse_and_finish(&file)
+        .map_err(|e| Rejection::new(format!("its footer cannot be read: {}", plain(&e))))?;
+    Ok((file, metadata))
+}
+
 /// Column names under the header rules, the skipped ones, and fields that hold no column.
 fn column_names(
     metadata: &ParquetMetaData,
@@ -103,6 +135,17 @@ fn column_names(
         }
     }
     (columns, skipped, empty_groups)
+}
+
+/// The leaf columns that become columns, in order: those [`column_names`] does not skip.
+fn kept_leaves(metadata: &ParquetMetaData) -> Vec<usize> {
+    let (leaves, _) = names::leaf_names(metadata.file_metadata().schema_descr());
+    leaves
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| !is_pandas_index(name) && !columns::is_blank(name))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// `__index_level_0__`: the name pandas gives an index it writes without a name.

@@ -5,6 +5,9 @@
 //! shared rules of [`crate::ingest::columns`]; blank header cells that belong to a merged range
 //! are reported as such.
 //!
+//! Rows ([`stream`]) come from a second pass over the same sheet, once the first has found the
+//! table: a row is every cell of one sheet row below the header, each under its column.
+//!
 //! Limits come first. An XLSX package is checked from its ZIP directory (`package`)
 //! before calamine parses a byte of it, and its sheet is streamed cell by cell (calamine's cell
 //! reader), so memory stays at the shared strings plus one window of rows however big the sheet
@@ -12,18 +15,43 @@
 //! format itself bounds (65,536 rows × 256 columns per sheet); the cell cap is checked on the
 //! loaded sheet. Nothing here writes, and nothing decides from the file's name.
 
-use super::table::{self, Refused, Scan, Table};
+use super::rows::{Sink, truncate};
+use super::table::{self, Refused, Scan, Table, Value};
 use super::{Extracted, Format, ReadOptions, Rejection, disguise, package, sniff};
 use crate::ingest::columns::{BLANK_HEADER, MERGED_HEADER};
 use calamine::{Dimensions, Reader, Sheet, SheetType, SheetVisible, Xls, Xlsx};
 use std::fs::File;
 use std::io::BufReader;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 type Source = BufReader<File>;
 
 /// Read the columns and row count of a workbook named as `format`.
 pub fn extract(format: Format, path: &Path, options: &ReadOptions) -> Result<Extracted, Rejection> {
+    with_book(format, path, options, |book| read(book, options))
+}
+
+/// Hand the data rows of a workbook to `sink`: the same sheet and table as [`extract`] finds,
+/// read a second time for the values.
+pub(super) fn stream(
+    format: Format,
+    path: &Path,
+    options: &ReadOptions,
+    sink: &mut Sink<'_>,
+) -> Result<(), Rejection> {
+    with_book(format, path, options, |book| {
+        stream_table(book, options, sink)
+    })
+}
+
+/// Check and open the workbook, and run `f` on it.
+fn with_book<T>(
+    format: Format,
+    path: &Path,
+    options: &ReadOptions,
+    f: impl FnOnce(&mut dyn Book) -> Result<T, Rejection>,
+) -> Result<T, Rejection> {
     let kind = sniff::identify(path)?;
     disguise::check(format, &kind)?;
     let file =
@@ -32,14 +60,18 @@ pub fn extract(format: Format, path: &Path, options: &ReadOptions) -> Result<Ext
         sniff::Kind::Xlsx | sniff::Kind::Xlsm => {
             package::check(path, options.max_unzipped_bytes)?;
             let book = Xlsx::new(BufReader::new(file)).map_err(|e| xlsx_error(&e))?;
-            read(XlsxBook(book), options)
+            f(&mut XlsxBook(book))
         }
         _ => {
             let book = Xls::new(BufReader::new(file)).map_err(|e| xls_error(&e))?;
-            read(XlsBook(book), options)
+            f(&mut XlsBook(book))
         }
     }
 }
+
+/// What a cell reader hands on: the cell's 0-based row and column, and its row value text,
+/// made only when asked for.
+type EachCell<'a> = dyn FnMut(u32, u32, &dyn Fn() -> String) -> ControlFlow<()> + 'a;
 
 /// What the two calamine readers have in common here.
 trait Book {
@@ -48,6 +80,8 @@ trait Book {
     fn scan(&mut self, name: &str, max_cells: u64) -> Result<Option<Table>, Rejection>;
     /// Merged ranges of a sheet; empty when they cannot be read.
     fn merged(&mut self, name: &str) -> Vec<Dimensions>;
+    /// Every non-blank cell of a sheet, in reading order, until `each` breaks.
+    fn cells(&mut self, name: &str, each: &mut EachCell<'_>) -> Result<(), Rejection>;
 }
 
 struct XlsxBook(Xlsx<Source>);
@@ -72,6 +106,22 @@ impl Book for XlsxBook {
 
     fn merged(&mut self, name: &str) -> Vec<Dimensions> {
         self.0.merge_cells_by_sheet_name(name).unwrap_or_default()
+    }
+
+    fn cells(&mut self, name: &str, each: &mut EachCell<'_>) -> Result<(), Rejection> {
+        let unreadable = |e: calamine::XlsxError| sheet_error(name, &e.to_string());
+        let mut cells = self.0.worksheet_cells_reader(name).map_err(unreadable)?;
+        while let Some(cell) = cells.next_cell().map_err(unreadable)? {
+            let value = cell.get_value();
+            if value.is_blank() {
+                continue;
+            }
+            let (row, column) = cell.get_position();
+            if each(row, column, &|| value.row_text()).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -113,13 +163,110 @@ impl Book for XlsBook {
     fn merged(&mut self, name: &str) -> Vec<Dimensions> {
         self.0.merge_cells_by_sheet_name(name).unwrap_or_default()
     }
+
+    fn cells(&mut self, name: &str, each: &mut EachCell<'_>) -> Result<(), Rejection> {
+        let range = self
+            .0
+            .worksheet_range(name)
+            .map_err(|e| sheet_error(name, &e.to_string()))?;
+        let (top, left) = range.start().unwrap_or((0, 0));
+        for (row, column, value) in range.used_cells() {
+            if value.is_blank() {
+                continue;
+            }
+            let (row, column) = (top + row as u32, left + column as u32);
+            if each(row, column, &|| value.row_text()).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Choose the sheet, find its table, and describe it.
-fn read(mut book: impl Book, options: &ReadOptions) -> Result<Extracted, Rejection> {
+fn read(book: &mut dyn Book, options: &ReadOptions) -> Result<Extracted, Rejection> {
     let sheets = book.sheets();
+    let (name, table) = find(book, &sheets, options)?;
+    let mut notes = vec![sheet_note(&name, &sheets, options.sheet.is_some())];
+    notes.extend(table_notes(&table));
+    Ok(Extracted {
+        columns: table.columns,
+        skipped: table.skipped,
+        rows: table.rows,
+        notes,
+    })
+}
+
+/// Hand on the rows of the table [`read`] finds: every row below its header with a non-blank
+/// cell anywhere (the rows `read` counts), with the cells under its columns as values.
+fn stream_table(
+    book: &mut dyn Book,
+    options: &ReadOptions,
+    sink: &mut Sink<'_>,
+) -> Result<(), Rejection> {
+    let sheets = book.sheets();
+    let (name, table) = find(book, &sheets, options)?;
+    if sink.columns(&table.columns).is_break() {
+        return Ok(());
+    }
+    let mut rows = RowsBelow::default();
+    book.cells(&name, &mut |row, column, text| {
+        if row <= table.header_row {
+            return ControlFlow::Continue(());
+        }
+        if rows.current != Some(row) {
+            if rows.current.is_some() && !rows.repeated && sink.emit().is_break() {
+                return ControlFlow::Break(());
+            }
+            sink.clear();
+            rows.start(row - table.header_row - 1);
+            rows.current = Some(row);
+        }
+        if !rows.repeated
+            && let Ok(index) = table.kept.binary_search(&column)
+            && let Some(value) = sink.value_mut(index)
+        {
+            value.push_str(&text());
+            truncate(value);
+        }
+        ControlFlow::Continue(())
+    })?;
+    if rows.current.is_some() && !rows.repeated && !sink.stopped() {
+        let _ = sink.emit();
+    }
+    Ok(())
+}
+
+/// The row being gathered, and which rows below the header were handed on already.
+#[derive(Default)]
+struct RowsBelow {
+    current: Option<u32>,
+    /// Bit `i`: row `header_row + 1 + i` was started.
+    started: Vec<u64>,
+    /// The current row was started before: a writer put its cells in two places. Its first
+    /// part was handed on; the second is dropped, so each row comes once, as counted.
+    repeated: bool,
+}
+
+impl RowsBelow {
+    fn start(&mut self, offset: u32) {
+        let (word, bit) = ((offset / 64) as usize, offset % 64);
+        if self.started.len() <= word {
+            self.started.resize(word + 1, 0);
+        }
+        self.repeated = self.started[word] & (1 << bit) != 0;
+        self.started[word] |= 1 << bit;
+    }
+}
+
+/// The sheet to read and the table on it: the first candidate sheet with content.
+fn find(
+    book: &mut dyn Book,
+    sheets: &[Sheet],
+    options: &ReadOptions,
+) -> Result<(String, Table), Rejection> {
     let wanted = options.sheet.as_deref();
-    let candidates = candidates(&sheets, wanted)?;
+    let candidates = candidates(sheets, wanted)?;
     for name in &candidates {
         let Some(mut table) = book.scan(name, options.max_cells)? else {
             continue;
@@ -127,14 +274,7 @@ fn read(mut book: impl Book, options: &ReadOptions) -> Result<Extracted, Rejecti
         if table.skipped.iter().any(|s| s.reason == BLANK_HEADER) {
             relabel_merged(&mut table, &book.merged(name));
         }
-        let mut notes = vec![sheet_note(name, &sheets, wanted.is_some())];
-        notes.extend(table_notes(&table));
-        return Ok(Extracted {
-            columns: table.columns,
-            skipped: table.skipped,
-            rows: table.rows,
-            notes,
-        });
+        return Ok((name.clone(), table));
     }
     Err(Rejection::new(match wanted {
         Some(_) => format!("its sheet '{}' is empty", candidates.join("")),

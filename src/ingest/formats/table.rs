@@ -23,6 +23,10 @@ pub trait Value: Clone {
     fn is_blank(&self) -> bool;
     /// The text of a header cell.
     fn text(&self) -> String;
+    /// The text of a data cell, as a row value; the header text unless a type says otherwise.
+    fn row_text(&self) -> String {
+        self.text()
+    }
 }
 
 /// Why a sheet is refused while it is scanned.
@@ -42,6 +46,8 @@ pub struct Table {
     pub left: u32,
     pub right: u32,
     pub columns: Vec<String>,
+    /// The 0-based sheet column of each of `columns`.
+    pub kept: Vec<u32>,
     /// Positions are sheet columns, 1-based (column A is 1).
     pub skipped: Vec<SkippedColumn>,
     pub rows: u64,
@@ -178,6 +184,9 @@ impl<V: Value> Scan<V> {
             cells[(column - left) as usize] = value.text();
         }
         let (columns, mut skipped) = columns::header_columns(&cells);
+        let kept = (left..=right)
+            .filter(|&column| !columns::is_blank(&cells[(column - left) as usize]))
+            .collect();
         for skip in &mut skipped {
             skip.position += left as usize;
         }
@@ -194,6 +203,7 @@ impl<V: Value> Scan<V> {
                 left,
                 right,
                 columns,
+                kept,
                 skipped,
                 rows: 0,
                 rows_above: above.len(),

@@ -45,6 +45,26 @@ pub enum Failure {
 }
 
 pub(super) fn judge(ended: &Ended, limits: &Limits) -> Result<Extracted, Failure> {
+    ending(ended, limits)?;
+    if ended.stdout_overflow {
+        return Err(Failure::Rejected(Rejection::new(format!(
+            "it has too many columns to record (their names take more than {})",
+            limit_text(MAX_ANSWER_BYTES as u64)
+        ))));
+    }
+    match serde_json::from_slice::<Answer>(&ended.stdout) {
+        Ok(Answer::Extracted(extracted)) => Ok(extracted),
+        Ok(Answer::Rejected(rejection)) => Err(Failure::Rejected(rejection)),
+        Err(e) => Err(Failure::Worker(WorkerError::Garbage {
+            detail: format!("{e}; it starts {:?}", start_of(&ended.stdout)),
+        })),
+    }
+}
+
+/// How the worker ended, whatever it wrote: `Ok` for a clean exit (its output then decides),
+/// else the rejection or error its ending means. Row streams, whose output is judged line by
+/// line, are judged by this too.
+pub(super) fn ending(ended: &Ended, limits: &Limits) -> Result<(), Failure> {
     let reject = |reason: String| Err(Failure::Rejected(Rejection::new(reason)));
     let too_slow = || format!("reading it took longer than {}", seconds(limits));
     if ended.timed_out {
@@ -71,17 +91,7 @@ pub(super) fn judge(ended: &Ended, limits: &Limits) -> Result<Extracted, Failure
         };
     }
     match ended.status.code() {
-        Some(0) if ended.stdout_overflow => reject(format!(
-            "it has too many columns to record (their names take more than {})",
-            limit_text(MAX_ANSWER_BYTES as u64)
-        )),
-        Some(0) => match serde_json::from_slice::<Answer>(&ended.stdout) {
-            Ok(Answer::Extracted(extracted)) => Ok(extracted),
-            Ok(Answer::Rejected(rejection)) => Err(Failure::Rejected(rejection)),
-            Err(e) => Err(Failure::Worker(WorkerError::Garbage {
-                detail: format!("{e}; it starts {:?}", start_of(&ended.stdout)),
-            })),
-        },
+        Some(0) => Ok(()),
         Some(PANIC_EXIT) => reject("it made the reader crash (panic)".into()),
         Some(code) => Err(Failure::Worker(WorkerError::Failed {
             code,
@@ -109,7 +119,7 @@ fn seconds(limits: &Limits) -> String {
     }
 }
 
-fn start_of(bytes: &[u8]) -> String {
+pub(super) fn start_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(60)]).into_owned()
 }
 

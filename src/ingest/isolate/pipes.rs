@@ -96,7 +96,11 @@ fn pump(
 }
 
 /// One read from a ready pipe into `capture`; `false` at end of file.
-fn read_into(pipe: &mut impl Read, buffer: &mut [u8], capture: &mut Capture) -> io::Result<bool> {
+pub(super) fn read_into(
+    pipe: &mut impl Read,
+    buffer: &mut [u8],
+    capture: &mut Capture,
+) -> io::Result<bool> {
     loop {
         match pipe.read(buffer) {
             Ok(0) => return Ok(false),
@@ -112,7 +116,7 @@ fn read_into(pipe: &mut impl Read, buffer: &mut [u8], capture: &mut Capture) -> 
 
 /// `poll(2)` with a timeout rounded up to whole milliseconds, so a wait just short of the
 /// deadline sleeps instead of spinning; `EINTR` counts as "nothing ready yet".
-fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
+pub(super) fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
     let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
     // SAFETY: `fds` is a live, exclusively borrowed slice of `pollfd`, and its length is passed
     // with it; poll writes only the `revents` fields inside it.
@@ -133,7 +137,7 @@ fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<usize> {
 /// kernel closes files before it tears down the address space): the first looks only yield
 /// the CPU, as a sleep would cost more than the wait. The deadline covers a worker that closes
 /// its pipes and carries on.
-fn reap_by(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+pub(super) fn reap_by(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
     const YIELDS: u32 = 200;
     let mut looks = 0u32;
     let mut pause = Duration::from_micros(50);
@@ -156,14 +160,14 @@ fn reap_by(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus
 }
 
 /// SIGKILL (a worker not yet reaped cannot have had its pid reused), then reap.
-fn kill_and_reap(child: &mut Child) -> io::Result<ExitStatus> {
+pub(super) fn kill_and_reap(child: &mut Child) -> io::Result<ExitStatus> {
     // Fails only if it already exited, which the wait below then reports.
     let _ = child.kill();
     child.wait()
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Keep {
+pub(super) enum Keep {
     /// The first bytes (an answer is useless if cut, so only whether it fit matters).
     Head,
     /// The last bytes (where a dying process says why).
@@ -171,15 +175,15 @@ enum Keep {
 }
 
 /// Output kept within a cap; the rest is read and dropped so the worker never blocks on us.
-struct Capture {
-    bytes: Vec<u8>,
+pub(super) struct Capture {
+    pub bytes: Vec<u8>,
     max: usize,
     keep: Keep,
-    dropped: bool,
+    pub dropped: bool,
 }
 
 impl Capture {
-    fn new(max: usize, keep: Keep) -> Self {
+    pub fn new(max: usize, keep: Keep) -> Self {
         Self {
             bytes: Vec::new(),
             max,
@@ -188,7 +192,7 @@ impl Capture {
         }
     }
 
-    fn push(&mut self, chunk: &[u8]) {
+    pub fn push(&mut self, chunk: &[u8]) {
         match self.keep {
             Keep::Head => {
                 let room = self.max.saturating_sub(self.bytes.len());

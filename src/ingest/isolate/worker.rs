@@ -4,11 +4,12 @@
 //! descriptor but stdin/stdout/stderr, and sets its limits (address space, CPU time, no core
 //! dumps, no file writes) as hard limits, so nothing in the process can raise them again —
 //! then reads the [`ReadOptions`] from stdin, runs the reader, and writes one JSON answer on
-//! stdout. It never writes a file, never logs (stderr is for dying words only: the
+//! stdout — or, in rows mode, the rows, one line each, blocking on the pipe whenever the
+//! daemon is slower than the reader. It never writes a file, never logs (stderr is for dying words only: the
 //! allocation-failure message, a panic), and never decides what its ending means: the parent
 //! judges that (`isolate::judge`).
 
-use super::{Answer, WORKER_COMMAND};
+use super::{Answer, ROWS_ARG, WORKER_COMMAND};
 use crate::ingest::formats::{Format, ReadOptions};
 use nix::sys::resource::{Resource, setrlimit};
 use std::ffi::OsString;
@@ -32,13 +33,15 @@ struct Invocation {
     cpu_secs: u64,
     format: Format,
     path: PathBuf,
+    /// Stream the rows instead of answering once.
+    rows: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum WorkerFailure {
     #[error(
         "{WORKER_COMMAND} is started by the ingestd daemon, not by hand: expected \
-         <parent pid> <memory bytes> <cpu secs> <format> <path>, {0}"
+         <parent pid> <memory bytes> <cpu secs> <format> <path> [rows], {0}"
     )]
     Usage(String),
     #[error("cannot {about}: {source}")]
@@ -89,13 +92,23 @@ fn run(args: impl Iterator<Item = OsString>) -> Result<(), WorkerFailure> {
     if let Some(hook) = super::hooks::Hook::requested(&invocation.path) {
         return hook.run().map_err(written_failed);
     }
+    if invocation.rows {
+        // Rows leave in pipe-sized writes; the columns are flushed at once (`stream_here`).
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        return super::stream_here(invocation.format, &invocation.path, &options, &mut out)
+            .map_err(written_failed);
+    }
     let answer = super::extract_here(invocation.format, &invocation.path, &options);
     write_answer(&answer).map_err(written_failed)
 }
 
 impl Invocation {
     fn parse(args: impl Iterator<Item = OsString>) -> Result<Self, WorkerFailure> {
-        let args: Vec<OsString> = args.collect();
+        let mut args: Vec<OsString> = args.collect();
+        let rows = args.len() == 6 && args.last().is_some_and(|mode| mode == ROWS_ARG);
+        if rows {
+            args.pop();
+        }
         let [parent, memory, cpu_secs, format, path] = <[OsString; 5]>::try_from(args)
             .map_err(|args| WorkerFailure::Usage(format!("got {} arguments", args.len())))?;
         let number = |arg: &OsString, what: &str| {
@@ -114,6 +127,7 @@ impl Invocation {
             cpu_secs: number(&cpu_secs, "cpu secs")?,
             format,
             path: PathBuf::from(path),
+            rows,
         })
     }
 }
@@ -239,7 +253,13 @@ mod tests {
                 cpu_secs: 35,
                 format: Format::Csv,
                 path: "/s/x.csv".into(),
+                rows: false,
             })
+        );
+        assert!(
+            parse(&["42", "1000", "35", "xlsx", "/s/x.xlsx", "rows"])
+                .expect("rows mode")
+                .rows
         );
         let cases: &[(&[&str], &str)] = &[
             (&[], "got 0 arguments"),
@@ -253,6 +273,7 @@ mod tests {
                 "memory \"-2\" is not a number",
             ),
             (&["1", "2", "3", "pdf", "/p"], "\"pdf\" is not a format"),
+            (&["1", "2", "3", "csv", "/p", "all"], "got 6 arguments"),
         ];
         for (args, needle) in cases {
             let err = parse(args).unwrap_err();
