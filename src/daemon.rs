@@ -280,24 +280,26 @@ pub async fn run_with(
     // get most of it to finish; the rest are returned to the queue.
     stop_queue.cancel();
     let deadline = Duration::from_secs(live.get().server.shutdown_timeout_secs);
-    let ingest_stopped = tokio::task::spawn_blocking(move || {
-        watcher.stop();
-        // A file being read stays in the drop folder; waiting out its parse timeout would
-        // only delay the stop.
-        let killed = crate::ingest::isolate::kill_running_workers();
-        if killed > 0 {
-            tracing::info!(
-                killed,
-                "stopped parse workers; their files stay in the drop folder"
-            );
-        }
-        workers.join();
-    });
+    let watcher_stopped = tokio::task::spawn_blocking(move || watcher.stop());
     let stopping = async move {
+        // Jobs first: their row streams run in parse workers, which are killed below.
         let _ = scheduler.await;
-        ingest_stopped.await?;
-        // Every catalog handle is gone now: the thread finishes its queue and ends.
-        tokio::task::spawn_blocking(move || catalog_thread.join()).await
+        watcher_stopped.await?;
+        tokio::task::spawn_blocking(move || {
+            // A file being read stays in the drop folder; waiting out its parse timeout would
+            // only delay the stop.
+            let killed = crate::ingest::isolate::kill_running_workers();
+            if killed > 0 {
+                tracing::info!(
+                    killed,
+                    "stopped parse workers; their files stay in the drop folder"
+                );
+            }
+            workers.join();
+            // Every catalog handle is gone now: the thread finishes its queue and ends.
+            catalog_thread.join();
+        })
+        .await
     };
     match tokio::time::timeout(deadline, stopping).await {
         Ok(joined) => joined?,

@@ -1,45 +1,50 @@
-//! The rows of a stored version, streamed to a job with the same table rules as validation.
+//! The rows of a stored version, for a job or a preview: read by a parse worker, never by the
+//! daemon, with the same table rules as validation (so row N is the row `show` counts as N).
 //!
-//! TEMPORARY: reads CSV in-process until the parse worker streams rows.
+//! The stored file passed validation, but it is still a file someone dropped: the reader that
+//! accepted it runs again, so it runs where it cannot hurt the daemon, under the same memory
+//! limit. The worker streams rows and waits while the embedding side is slow; the parse
+//! timeout bounds each wait for the next row, not the whole job.
 
 use crate::catalog::Claimed;
 use crate::config::Config;
+use crate::embed::EmbedError;
+use crate::ingest::formats::Format;
+use crate::ingest::isolate::{self, Failure, Limits, ParseWorker, WorkerError};
 use std::ops::ControlFlow;
 
-pub enum RowEvent<'a> {
-    Columns(&'a [String]),
-    Row(&'a [String]),
-}
+pub use crate::ingest::formats::RowEvent;
 
+/// Stream the rows of the version `job` names. A file that can no longer be read fails the
+/// job for good; a worker of ours failing (it could not start, it was killed) is worth
+/// another try.
 pub fn stream(
     job: &Claimed,
-    _config: &Config,
+    config: &Config,
     visit: &mut dyn FnMut(RowEvent<'_>) -> ControlFlow<()>,
-) -> Result<u64, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .from_path(&job.stored_path)
-        .map_err(|e| e.to_string())?;
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| e.to_string())?
-        .iter()
-        .map(str::to_string)
-        .collect();
-    if visit(RowEvent::Columns(&header)).is_break() {
-        return Ok(0);
-    }
-    let mut n = 0;
-    for record in reader.records() {
-        let record = record.map_err(|e| e.to_string())?;
-        let cells: Vec<String> = record.iter().map(str::to_string).collect();
-        if cells.iter().all(|c| c.trim().is_empty()) {
-            continue;
-        }
-        n += 1;
-        if visit(RowEvent::Row(&cells)).is_break() {
-            break;
-        }
-    }
-    Ok(n)
+) -> Result<u64, EmbedError> {
+    let format = Format::from_extension(&job.format).ok_or_else(|| {
+        EmbedError::Permanent(format!(
+            "the stored version has format {:?}, which this ingestd cannot read",
+            job.format
+        ))
+    })?;
+    let mut options = isolate::read_options(&config.ingest);
+    options.sheet = job.prefs.sheet.clone();
+    let limits = Limits::of(&config.ingest);
+    ParseWorker::current()
+        .stream_rows(format, &job.stored_path, &options, &limits, visit)
+        .map_err(|failure| match failure {
+            Failure::Rejected(rejection) => EmbedError::Permanent(format!(
+                "the stored file {} can no longer be read: {rejection}",
+                job.stored_path.display()
+            )),
+            Failure::Worker(WorkerError::Garbage { detail }) => EmbedError::Permanent(format!(
+                "the parse worker sent rows that do not fit the table ({detail})"
+            )),
+            Failure::Worker(error) => EmbedError::Transient {
+                message: error.to_string(),
+                retry_after: None,
+            },
+        })
 }

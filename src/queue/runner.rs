@@ -139,8 +139,8 @@ pub(super) fn run(
     if let Some(h) = halt {
         return (Some(generation), ending_of(job, h));
     }
-    if let Err(reason) = streamed {
-        return (Some(generation), Ending::Failed(reason));
+    if let Err(error) = streamed {
+        return (Some(generation), ending_of(job, Halt::Embed(error)));
     }
     writer.done = row_no;
     if let Err(h) = embed(&mut batch, &mut writer, &provider) {

@@ -194,10 +194,10 @@ pub async fn add_preview(
     })
     .await
     .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
-    .map_err(|reason| {
+    .map_err(|error| {
         ErrorBody::new(
-            ErrorCode::Internal,
-            format!("cannot read the stored version for a preview: {reason}"),
+            ErrorCode::Refused,
+            format!("cannot read the stored version for a preview: {error}"),
         )
     })?;
     detail.preview = Some(texts);
