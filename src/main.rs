@@ -106,16 +106,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.daemonize {
-        if let Err(message) = daemonize(&args, &config) {
-            eprintln!("ingestd: {message}");
-            return ExitCode::FAILURE;
-        }
-        // This is the daemon now: a new process, whose pid goes into the (still locked) file.
-        if let Some(Err(error)) = pid_file.as_mut().map(PidFile::write_pid) {
-            eprintln!("ingestd: {error}");
-            return ExitCode::FAILURE;
-        }
+    if args.daemonize
+        && let Err(message) = daemonize(&args, &config)
+    {
+        eprintln!("ingestd: {message}");
+        return ExitCode::FAILURE;
+    }
+    // This is the process that runs (with --daemonize a new one): its pid goes into the
+    // still locked file.
+    if let Some(Err(error)) = pid_file.as_mut().map(PidFile::write_pid) {
+        eprintln!("ingestd: {error}");
+        return ExitCode::FAILURE;
     }
     let listener = match activation::take_listener() {
         Ok(listener) => listener,

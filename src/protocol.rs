@@ -143,6 +143,12 @@ pub enum Command {
     /// Cancel queued or processing jobs. A processing job stops within one batch; the
     /// source's previous embeddings stay active.
     Cancel { jobs: Vec<i64> },
+    /// Check the catalog against the storage folder, vectors and jobs; `repair` fixes what
+    /// it found without deleting any file.
+    Fsck {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repair: bool,
+    },
     /// The `k` rows of the group whose active embeddings are nearest to `text`.
     Search {
         text: String,
@@ -193,6 +199,7 @@ impl Command {
         "retry",
         "cancel",
         "search",
+        "fsck",
     ];
 
     /// Whether the command changes shared state (and so may be limited to `server.admins`).
@@ -205,6 +212,7 @@ impl Command {
                 | Command::Reembed { .. }
                 | Command::Retry { .. }
                 | Command::Cancel { .. }
+                | Command::Fsck { repair: true }
         )
     }
 }
@@ -833,6 +841,32 @@ pub struct SearchResult {
     /// one sentence each (re-embed them to include them).
     #[serde(default)]
     pub skipped: Vec<String>,
+}
+
+/// Reply to `fsck`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FsckReport {
+    /// Stored files no catalog row names.
+    pub orphan_files: Vec<String>,
+    /// Versions whose stored file is gone: `group/source vN (path)`.
+    pub missing_files: Vec<String>,
+    /// Vectors whose version no longer exists.
+    pub orphan_vectors: u64,
+    /// Jobs marked processing that no worker runs.
+    pub stuck_jobs: Vec<i64>,
+    /// `repair` was asked for and done.
+    pub repaired: bool,
+    /// Where the orphaned files went (under the storage root's `lost+found/`).
+    pub moved: Vec<String>,
+}
+
+impl FsckReport {
+    pub fn is_clean(&self) -> bool {
+        self.orphan_files.is_empty()
+            && self.missing_files.is_empty()
+            && self.orphan_vectors == 0
+            && self.stuck_jobs.is_empty()
+    }
 }
 
 /// First line of an `events` stream.

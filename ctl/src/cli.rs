@@ -147,6 +147,13 @@ pub enum Commands {
         #[arg(value_name = "JOB", required = true)]
         jobs: Vec<i64>,
     },
+    /// Check the catalog against stored files, vectors and running jobs (exit 1 if not clean)
+    Fsck {
+        /// Fix what is found: orphaned files move to lost+found/, rows without files and
+        /// orphaned vectors are removed, stuck jobs are queued again
+        #[arg(long)]
+        repair: bool,
+    },
     /// The rows of a group whose active embeddings are nearest to TEXT
     Search {
         /// What to look for (several words are joined with spaces)

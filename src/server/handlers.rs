@@ -146,6 +146,7 @@ pub async fn handle(
             jobs::retry(shared, peer, ids, group).await
         }
         Command::Cancel { jobs: ids } => jobs::cancel(shared, peer, ids).await,
+        Command::Fsck { repair } => jobs::fsck(shared, peer, repair).await,
         Command::Search { text, group, k } => {
             let group = need_group(shared, peer, group).await?;
             jobs::search(shared, group, text, k).await
@@ -179,6 +180,7 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
         Command::Reembed { .. } => "reembed",
         Command::Retry { .. } => "retry",
         Command::Cancel { .. } => "cancel",
+        Command::Fsck { .. } => "fsck",
         _ => "command",
     };
     let actor = peer

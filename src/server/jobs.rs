@@ -1,5 +1,5 @@
-//! Handlers of the embedding commands: `reembed`, `jobs`, `retry`, `cancel`, `search`, and the
-//! preview of `show`.
+//! Handlers of the embedding commands: `reembed`, `jobs`, `retry`, `cancel`, `search`, the
+//! preview of `show`, and `fsck`, which needs to know which jobs are really running.
 //!
 //! The catalog decides what each request does to the queue; this module adds what only the
 //! running daemon can do: stop a processing worker (`cancel`), embed a query with the live
@@ -202,4 +202,21 @@ pub async fn add_preview(
     })?;
     detail.preview = Some(texts);
     Ok(())
+}
+
+pub async fn fsck(shared: &Shared, peer: Option<Peer>, repair: bool) -> Result<Value, ErrorBody> {
+    let actor = match peer {
+        Some(peer) => peer.actor(),
+        None if repair => known_peer(peer)?.actor(),
+        None => crate::identity::Actor::daemon(),
+    };
+    let storage_root = shared.config().paths.storage_root.clone();
+    let running_at = crate::clock::now_ms();
+    let running = shared.queue.processing();
+    let report = shared
+        .catalog
+        .call(move |db| db.fsck(&storage_root, &running, running_at, repair, &actor))
+        .await
+        .map_err(catalog_error)?;
+    to_value(&report)
 }

@@ -34,7 +34,7 @@ pub struct PidFile {
 }
 
 impl PidFile {
-    /// Create (or take over) `path`, lock it and write this process's pid.
+    /// Create (or take over) `path` and lock it; [`PidFile::write_pid`] fills it in.
     pub fn acquire(path: &Path) -> Result<Self, PidFileError> {
         let io = |about| {
             move |source| PidFileError::Io {
@@ -69,15 +69,16 @@ impl PidFile {
             }
             Err((_, errno)) => return Err(io("lock")(std::io::Error::from(errno))),
         };
-        let mut pid_file = Self {
+        // Empty until the pid that will run is known (after the fork, with --daemonize): a
+        // reader never sees the pid of the parent that is about to exit.
+        file.set_len(0).map_err(io("truncate"))?;
+        Ok(Self {
             path: path.to_path_buf(),
             file,
-        };
-        pid_file.write_pid()?;
-        Ok(pid_file)
+        })
     }
 
-    /// Write this process's pid (again: after a fork the daemon is a new process).
+    /// Write this process's pid (after a fork, the daemon's).
     pub fn write_pid(&mut self) -> Result<(), PidFileError> {
         let path = self.path.clone();
         let io = |source| PidFileError::Io {
@@ -111,7 +112,13 @@ mod tests {
     fn a_second_holder_is_refused_with_the_running_pid_and_the_file_goes_at_drop() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run/ingestd.pid");
-        let first = PidFile::acquire(&path).unwrap();
+        let mut first = PidFile::acquire(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "",
+            "no pid before write_pid"
+        );
+        first.write_pid().unwrap();
         let written = std::fs::read_to_string(&path).unwrap();
         assert_eq!(written.trim(), std::process::id().to_string());
         let error = PidFile::acquire(&path).unwrap_err().to_string();
@@ -126,7 +133,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ingestd.pid");
         std::fs::write(&path, "999999\n").unwrap();
-        let taken = PidFile::acquire(&path).unwrap();
+        let mut taken = PidFile::acquire(&path).unwrap();
+        taken.write_pid().unwrap();
         let written = std::fs::read_to_string(taken.path()).unwrap();
         assert_eq!(written, format!("{}\n", std::process::id()));
     }

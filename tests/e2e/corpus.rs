@@ -7,7 +7,7 @@
 //! Column names are asserted for CSV and TSV files here; the spreadsheet and Parquet readers'
 //! own tests assert theirs.
 
-use crate::helper::{self, Daemon};
+use crate::helper::{self, Daemon, wait_for};
 use crate::hostile::{parse_workers_of, peak_rss_mb};
 use ingestd::protocol::{SourceSummary, Status};
 use std::collections::HashMap;
@@ -257,7 +257,15 @@ fn every_corpus_file_is_read_or_rejected_and_the_daemon_stays_small() {
         problems.join("\n")
     );
 
-    // Nothing left running, the same daemon still answering, and it stayed small.
+    // Nothing left running once the embedding jobs (which read rows through parse workers)
+    // are done, the same daemon still answering, and it stayed small.
+    wait_for("every embedding job to end", || {
+        daemon
+            .jobs()
+            .iter()
+            .all(|j| j.state.is_final())
+            .then_some(())
+    });
     assert!(parse_workers_of(pid).is_empty(), "parse workers left over");
     assert_eq!(daemon.status().pid, pid);
     let rejected = results

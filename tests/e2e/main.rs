@@ -4,6 +4,7 @@
 
 mod cli;
 mod corpus;
+mod fsck;
 mod helper;
 mod hostile;
 mod ingest;

@@ -87,7 +87,7 @@ fn sd_notify_ready_status_watchdog_and_stopping() {
 
     // A drop changes the counts, and STATUS= follows.
     daemon.drop_file("sales", "q1.csv", &csv(1, 5));
-    daemon.wait_status("sales", "q1.csv", Status::Ready);
+    daemon.wait_stored("sales", "q1.csv");
     receive_until(&notify, "STATUS= with the new counts", |message| {
         message.contains("STATUS=1 groups, 1 sources")
     });
@@ -182,7 +182,7 @@ fn sighup_applies_live_keys_refuses_paths_and_ignores_an_invalid_file() {
     let big = csv(1, 200);
     assert!(big.len() > 2_000, "{}", big.len());
     daemon.drop_file("g", "before.csv", &big);
-    daemon.wait_status("g", "before.csv", Status::Ready);
+    daemon.wait_stored("g", "before.csv");
     let old_storage = daemon.status().storage_root;
 
     std::fs::write(
@@ -214,7 +214,7 @@ fn sighup_applies_live_keys_refuses_paths_and_ignores_an_invalid_file() {
         "reason names the new limit"
     );
     daemon.drop_file("g", "small.csv", &csv(2, 3));
-    let small = daemon.wait_status("g", "small.csv", Status::Ready);
+    let small = daemon.wait_stored("g", "small.csv");
     assert!(
         Path::new(&old_storage)
             .join("g")
@@ -456,7 +456,7 @@ fn socket_activation_serves_the_passed_listener() {
             .contains("serving the socket passed by systemd")
     );
     daemon.drop_file("g", "a.csv", &csv(1, 4));
-    daemon.wait_status("g", "a.csv", Status::Ready);
+    daemon.wait_stored("g", "a.csv");
     let same = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&daemon.socket).unwrap());
     assert_eq!(same, inode, "the passed socket was not replaced");
 

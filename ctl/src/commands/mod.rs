@@ -10,6 +10,7 @@
 mod add;
 mod audit;
 mod events;
+mod fsck;
 mod groups;
 mod jobs;
 mod ls;
@@ -125,6 +126,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Done, Failure> {
         Commands::Retry { jobs, failed, wait } => jobs::retry(c, &options, jobs, *failed, *wait)?,
         Commands::Cancel { jobs } => jobs::cancel(c, &options, jobs)?,
         Commands::Search { text, k } => search::run(c, &options, text, *k)?,
+        Commands::Fsck { repair } => fsck::run(c, &options, *repair)?,
         Commands::Prefs { action: None } => Done::text(prefs::show(c, &options)?),
         Commands::Prefs {
             action: Some(PrefsAction::Set(args)),

@@ -230,7 +230,14 @@ impl Daemon {
         wait_for(
             &format!("{group}/{source} {version} to be embedded"),
             || {
-                let detail = self.show(group, source);
+                let detail: SourceDetail = self
+                    .client()
+                    .call(&Command::Show {
+                        source: source.to_string(),
+                        group: Some(group.to_string()),
+                        preview: None,
+                    })
+                    .ok()?;
                 detail
                     .embeddings
                     .as_ref()
