@@ -537,7 +537,11 @@ fn apply_env_overrides(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
-    let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+    // Optional keys are left out of the TOML while unset: give them a value so they can be
+    // overridden too (their type decides how a value is read; paths are strings).
+    let mut with_optional = Config::default();
+    with_optional.embedding.openai.api_key_file = Some(PathBuf::new());
+    let defaults = toml::Table::try_from(with_optional).expect("defaults serialize");
     let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
     collect_sections(&defaults, &mut Vec::new(), &mut sections);
     // Longest section names first so `embedding_openai_model` is not read as `embedding`.
@@ -692,10 +696,20 @@ mod tests {
                 ("INGESTD_EMBEDDING_OPENAI_MODEL", "true"),
                 ("INGESTD_SERVER_SOCKET_MODE", "0600"),
                 ("INGESTD_PATHS_DROP_ROOT", "/srv/drop"),
+                (
+                    "INGESTD_EMBEDDING_OPENAI_API_KEY_FILE",
+                    "/run/credentials/key",
+                ),
+                ("INGESTD_EMBEDDING_OPENAI_DIMENSIONS", "256"),
                 ("INGESTD_CONFIG", "/ignored"),
             ],
         )
         .unwrap();
+        assert_eq!(
+            config.embedding.openai.api_key_file,
+            Some(PathBuf::from("/run/credentials/key"))
+        );
+        assert_eq!(config.embedding.openai.dimensions, 256);
         assert_eq!(config.ingest.settle_ms, 200);
         assert_eq!(config.ingest.max_file_size, ByteSize::mb(1));
         assert_eq!(config.ingest.allowed_formats, vec!["csv"]);

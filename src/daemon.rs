@@ -229,7 +229,10 @@ pub async fn run_with(
         catalog.clone(),
         Arc::clone(&config),
         stop_queue.clone(),
-        job_grace(&config),
+        {
+            let live = live.clone();
+            move || job_grace(&live.get())
+        },
     ));
     service_reconfigure(&live, &queue, &catalog, stop_queue.clone());
     let stop = CancellationToken::new();

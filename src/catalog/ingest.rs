@@ -225,6 +225,7 @@ impl Db {
                 "UPDATE versions SET status = ?1, tmp_path = NULL, updated_at = ?2 WHERE id = ?3",
                 params![Status::Ready.as_str(), clock::now_ms(), r.id],
             )?;
+            let mut records = Vec::new();
             let (job, _) = super::jobs::enqueue(
                 tx,
                 r.id,
@@ -232,13 +233,15 @@ impl Db {
                 &r.actor,
                 max_attempts,
                 false,
+                &mut records,
             )?;
             let mut record = AuditRecord::new(r.actor.clone(), "add", "accepted")
                 .on(&r.group, &r.name)
                 .version(Some(r.label()))
                 .detail(detail);
             record.job = Some(job);
-            Ok(((), vec![record]))
+            records.insert(0, record);
+            Ok(((), records))
         })?;
         self.queue.wake.notify_one();
         Ok(())

@@ -195,6 +195,7 @@ pub(super) fn enqueue(
     actor: &Actor,
     max_attempts: u32,
     switch_model: bool,
+    audit: &mut Vec<AuditRecord>,
 ) -> Result<(i64, bool), CatalogError> {
     let (source_id, group_id, version_no, rows): (i64, i64, i64, Option<i64>) = tx.query_row(
         "SELECT v.source_id, s.group_id, v.version_no, v.rows FROM versions v
@@ -215,15 +216,25 @@ pub(super) fn enqueue(
             }
             return Ok((*job, true));
         }
+        let why = format!("superseded by v{version_no}, which was queued after it");
         tx.execute(
             "UPDATE jobs SET state = 'cancelled', finished_at = ?1, error = ?2 WHERE id = ?3",
-            params![
-                clock::now_ms(),
-                format!("superseded by v{version_no}, which was queued after it"),
-                job
-            ],
+            params![clock::now_ms(), why, job],
         )?;
         settle_version_status(tx, *queued_version)?;
+        let (group, source, old_no): (String, String, i64) = tx.query_row(
+            "SELECT g.name, s.name, v.version_no FROM versions v
+             JOIN sources s ON s.id = v.source_id JOIN groups g ON g.id = s.group_id
+             WHERE v.id = ?1",
+            [queued_version],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let mut record = AuditRecord::new(Actor::daemon(), "cancel", "superseded")
+            .on(&group, &source)
+            .version(Some(format!("v{old_no}")))
+            .detail(format!("job {job} {why}"));
+        record.job = Some(*job);
+        audit.push(record);
     }
     tx.execute(
         "INSERT INTO jobs (group_id, source_id, version_id, state, reason, switch_model,
@@ -276,7 +287,8 @@ impl Db {
         let waiting: Vec<Waiting> = self
             .conn()
             .prepare_cached(
-                "SELECT id, group_id, source_id FROM jobs WHERE state = 'queued' ORDER BY id",
+                "SELECT id, group_id, source_id FROM jobs WHERE state = 'queued'
+                 ORDER BY queued_at, id",
             )?
             .query_map([], |r| {
                 Ok(Waiting {
@@ -418,7 +430,8 @@ impl Db {
             .prepare_cached(
                 "SELECT j.id, j.group_id, j.source_id, j.not_before FROM jobs j
                  JOIN versions v ON v.id = j.version_id
-                 WHERE j.state = 'queued' AND v.status != 'deleting' ORDER BY j.id",
+                 WHERE j.state = 'queued' AND v.status != 'deleting'
+                 ORDER BY j.queued_at, j.id",
             )?
             .query_map([], |r| {
                 Ok(Waiting {
@@ -524,7 +537,15 @@ impl Db {
                 [job],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
-            if !switch {
+            // A `reembed --all` of the group still under way is switching it: jobs of its
+            // other sources may use the new model too.
+            let switching: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE group_id = ?1 AND switch_model = 1
+                                AND state IN ('queued', 'processing'))",
+                [group_id],
+                |r| r.get(0),
+            )?;
+            if !switch && !switching {
                 let other: Option<(String, String, i64)> = tx
                     .query_row(
                         "SELECT n.provider, n.model, COUNT(*) FROM generations n
@@ -733,7 +754,7 @@ impl Db {
                     )?;
                     tx.execute(
                         "UPDATE jobs SET state = 'completed', finished_at = ?1, error = NULL,
-                                rows_done = ?2 WHERE id = ?3",
+                                rows_done = MAX(rows_total, ?2) WHERE id = ?3",
                         params![now, rows, job],
                     )?;
                     set_version_status(tx, version_id, Status::Embedded)?;
@@ -880,7 +901,16 @@ impl Db {
                 continue;
             };
             let (job, existing) = self.write(|tx| {
-                let (job, existing) = enqueue(tx, version_id, REEMBED, actor, max_attempts, all)?;
+                let mut records = Vec::new();
+                let (job, existing) = enqueue(
+                    tx,
+                    version_id,
+                    REEMBED,
+                    actor,
+                    max_attempts,
+                    all,
+                    &mut records,
+                )?;
                 let mut record = AuditRecord::new(
                     actor.clone(),
                     "reembed",
@@ -894,7 +924,8 @@ impl Db {
                     format!("queued job {job}")
                 });
                 record.job = Some(job);
-                Ok(((job, existing), vec![record]))
+                records.push(record);
+                Ok(((job, existing), records))
             })?;
             out.push(Queued {
                 target: name.clone(),
@@ -1031,8 +1062,9 @@ impl Db {
     }
 
     /// Cancel jobs. Queued jobs end here; processing ones are marked `cancelled` here too,
-    /// and their workers notice within one batch (see [`Db::job_state`]) and discard what
-    /// they wrote. Returns the outcome per id and the ids that were processing.
+    /// and the caller raises their workers' stop flags: a worker notices within one batch, and
+    /// [`Db::finish_job`] discards what it wrote. Returns the outcome per id and the ids that
+    /// were processing.
     pub fn cancel(
         &mut self,
         ids: &[i64],
@@ -1173,6 +1205,59 @@ impl Db {
             attempt: 0,
             max_attempts: 0,
         })
+    }
+
+    /// After a delete: a source left without active embeddings whose newest version has no
+    /// job gets one (deleting the embedded v2 makes v1 the version to serve).
+    pub fn embed_newest_if_bare(
+        &mut self,
+        source_id: i64,
+        actor: &Actor,
+    ) -> Result<Option<i64>, CatalogError> {
+        let newest: Option<(i64, i64, String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT v.id, v.version_no, g.name, s.name FROM versions v
+                 JOIN sources s ON s.id = v.source_id JOIN groups g ON g.id = s.group_id
+                 WHERE v.source_id = ?1 AND v.version_no IS NOT NULL
+                   AND v.status NOT IN ('invalid', 'deleting', 'validating')
+                   AND NOT EXISTS (SELECT 1 FROM generations n
+                                   WHERE n.source_id = ?1 AND n.state = 'active')
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.source_id = ?1
+                                   AND j.state IN ('queued', 'processing'))
+                 ORDER BY v.version_no DESC LIMIT 1",
+                [source_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((version_id, version_no, group, source)) = newest else {
+            return Ok(None);
+        };
+        let max_attempts = self.queue.max_attempts;
+        let job = self.write(|tx| {
+            let mut records = Vec::new();
+            let (job, _) = enqueue(
+                tx,
+                version_id,
+                REEMBED,
+                actor,
+                max_attempts,
+                false,
+                &mut records,
+            )?;
+            let mut record = AuditRecord::new(actor.clone(), "reembed", "queued")
+                .on(&group, &source)
+                .version(Some(format!("v{version_no}")))
+                .detail(format!(
+                    "queued job {job}: v{version_no} is the newest version left and has no \
+                     embeddings"
+                ));
+            record.job = Some(job);
+            records.push(record);
+            Ok((job, records))
+        })?;
+        self.queue.wake.notify_one();
+        Ok(Some(job))
     }
 
     /// Processing jobs of `source_id` (of `version_no` only, if given): what blocks a delete.

@@ -347,6 +347,13 @@ impl Db {
         })?;
         // 2 and 3: remove the files, then the rows.
         self.finish_deletions()?;
+        // 4: the newest version left is the one to serve; embed it if nothing does.
+        let mut detail = detail;
+        if let Some(job) = self.embed_newest_if_bare(source_id, actor)? {
+            detail.push_str(&format!(
+                "; the newest version left had no embeddings, queued job {job} for it"
+            ));
+        }
         Ok(RmOutcome {
             target: target.to_string(),
             ok: true,

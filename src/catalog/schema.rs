@@ -78,7 +78,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_by_group ON audit (group_name, time);
     ALTER TABLE sources ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;",
     // 3: the embedding queue, generations of vectors, and the read interface over the
-    // active ones (documented in docs/architecture.md: applications that search read it).
+    // active ones (documented in docs/embedding.md: applications that search read it).
     "CREATE TABLE jobs (
         id INTEGER PRIMARY KEY,
         group_id INTEGER NOT NULL REFERENCES groups(id),

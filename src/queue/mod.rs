@@ -125,14 +125,15 @@ impl Queue {
     }
 }
 
-/// Run the scheduler until `stop`; then let processing jobs finish for up to `grace` and
-/// return the rest to the queue. Returns when every runner has ended.
+/// Run the scheduler until `stop`; then let processing jobs finish for up to `grace()` (asked
+/// at the stop, so a reload counts) and return the rest to the queue. Returns when every
+/// runner has ended.
 pub async fn run(
     queue: Arc<Queue>,
     catalog: Catalog,
     config: Arc<Config>,
     stop: CancellationToken,
-    grace: Duration,
+    grace: impl Fn() -> Duration,
 ) {
     let wake = catalog.wake();
     loop {
@@ -164,6 +165,7 @@ pub async fn run(
     if left.is_empty() {
         return;
     }
+    let grace = grace();
     tracing::info!(
         jobs = ?left,
         grace_secs = grace.as_secs(),

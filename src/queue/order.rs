@@ -27,20 +27,17 @@ fn rotation(groups: impl Iterator<Item = i64>, cursor: Option<i64>) -> Vec<i64> 
     groups
 }
 
-/// Per group, its jobs in FIFO (id) order.
+/// Per group, its jobs in the order given (the caller's FIFO order: when each was queued).
 fn by_group<'a>(jobs: impl Iterator<Item = &'a Waiting>) -> BTreeMap<i64, VecDeque<Waiting>> {
     let mut queues: BTreeMap<i64, VecDeque<Waiting>> = BTreeMap::new();
     for job in jobs {
         queues.entry(job.group).or_default().push_back(*job);
     }
-    for queue in queues.values_mut() {
-        queue.make_contiguous().sort_unstable_by_key(|j| j.id);
-    }
     queues
 }
 
-/// Every waiting job in the order it would start if all were due: one from each group in
-/// turn. Position `n` (1-based) of a job is its index here plus one.
+/// Every waiting job (given oldest first) in the order it would start if all were due: one
+/// from each group in turn. Position `n` (1-based) of a job is its index here plus one.
 pub fn start_order(waiting: &[Waiting], cursor: Option<i64>) -> Vec<i64> {
     let mut queues = by_group(waiting.iter());
     let turn = rotation(queues.keys().copied(), cursor);

@@ -85,7 +85,26 @@ pub async fn handle(
                 sheet,
                 clear,
             };
-            let mut saved = manage::prefs_set(shared, peer, group.clone(), change).await?;
+            let nothing = change.columns.is_none()
+                && change.context.is_none()
+                && change.template.is_none()
+                && change.sheet.is_none()
+                && !change.clear;
+            let mut saved = if reembed && nothing {
+                // Only a re-embed with the saved preferences.
+                let wanted = group.clone();
+                crate::protocol::PrefsSaved {
+                    prefs: shared
+                        .catalog
+                        .call(move |db| db.prefs(&wanted))
+                        .await
+                        .map_err(catalog_error)?,
+                    warnings: Vec::new(),
+                    jobs: Vec::new(),
+                }
+            } else {
+                manage::prefs_set(shared, peer, group.clone(), change).await?
+            };
             if reembed {
                 saved.jobs = jobs::reembed(shared, peer, group, Vec::new(), true).await?;
             }

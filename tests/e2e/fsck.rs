@@ -37,7 +37,8 @@ fn fsck_finds_and_repairs_without_deleting_a_file() {
     let db = rusqlite::Connection::open(daemon.dir.path().join("state/ingestd.sqlite")).unwrap();
     db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
     db.execute_batch(
-        "INSERT INTO generations (id, source_id, version_id, state, provider, model, dimension,
+        "PRAGMA foreign_keys = OFF;
+         INSERT INTO generations (id, source_id, version_id, state, provider, model, dimension,
                                   weights_hash, created_at)
              VALUES (9000, 1, 9999, 'active', 'hashing', 'x', 384, 'none', 0);
          INSERT INTO vectors VALUES (9000, 1, 'lost', x'00000000'), (9000, 2, 'lost', x'00000000');

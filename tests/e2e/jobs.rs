@@ -541,3 +541,50 @@ fn bad_job_requests_get_clear_errors() {
     // The daemon is fine after all of that.
     daemon.status();
 }
+
+#[test]
+fn deleting_the_embedded_version_embeds_the_one_left() {
+    let daemon = Daemon::start();
+    daemon.drop_file("g", "a.csv", &csv(1, 7));
+    daemon.wait_embedded("g", "a.csv", "v1");
+    daemon.drop_file("g", "a.csv", &csv(2, 9));
+    daemon.wait_embedded("g", "a.csv", "v2");
+    let out = daemon.ctl(&["rm", "a.csv@v2", "-g", "g", "--yes"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("queued job"));
+    let detail = daemon.wait_embedded("g", "a.csv", "v1");
+    assert_eq!(detail.embeddings.unwrap().rows, 7);
+    assert_eq!(active_rows(&daemon, "g", "a.csv").len(), 7);
+    assert_no_orphans(&daemon);
+    // Re-embedding with the saved preferences alone is a valid request too.
+    let out = daemon.ctl(&["prefs", "set", "-g", "g", "--reembed"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("as job"));
+}
+
+#[test]
+fn a_queued_job_of_an_older_version_is_superseded_and_audited() {
+    let server = FakeOpenAi::start();
+    server.behaviour.delay_ms.store(150, Ordering::SeqCst);
+    let daemon = Daemon::start_embedding(&server.embedding_toml("concurrency = 1"), "");
+    // Hold the only worker, then queue v1 and v2 of another source behind it.
+    daemon.drop_file("g", "busy.csv", &csv(1, 40));
+    wait_job(&daemon, "the worker to be busy", |j| {
+        j.state == JobState::Processing
+    });
+    daemon.drop_file("g", "a.csv", &csv(2, 3));
+    wait_job(&daemon, "a.csv v1 to be queued", |j| j.source == "a.csv");
+    daemon.drop_file("g", "a.csv", &csv(3, 3));
+    let old = wait_job(&daemon, "a.csv v1's job to be superseded", |j| {
+        j.source == "a.csv" && j.version == "v1" && j.state == JobState::Cancelled
+    });
+    assert!(old.error.unwrap().contains("superseded by v2"));
+    server.behaviour.delay_ms.store(0, Ordering::SeqCst);
+    daemon.wait_embedded("g", "a.csv", "v2");
+    assert!(
+        daemon
+            .audit()
+            .iter()
+            .any(|r| r["action"] == "cancel" && r["outcome"] == "superseded")
+    );
+}
