@@ -23,48 +23,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+
+use common::median;
+
 const RUNS: usize = 5;
 /// Just under the 50 MB limit, as the largest accepted file.
 const BIG: usize = 49_900_000;
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    xs[xs.len() / 2]
-}
-
 /// A deterministic CSV of about `bytes` bytes with ~20-word rows.
 fn big_csv(bytes: usize, seed: u64) -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        "north", "south", "east", "west", "widget", "gadget", "invoice", "paid", "pending",
-        "shipped", "returned", "alpha", "beta", "gamma", "delta", "order", "customer", "review",
-    ];
-    let mut out = Vec::with_capacity(bytes + 256);
-    out.extend_from_slice(b"id,region,product,amount,date,status,comment\n");
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    let mut id = 0u64;
-    while out.len() < bytes {
-        let mut next = || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 33) as usize
-        };
-        let comment: Vec<&str> = (0..14).map(|_| WORDS[next() % WORDS.len()]).collect();
-        let _ = writeln!(
-            out,
-            "{id},{},{},{}.{:02},2026-{:02}-{:02},{},\"{}\"",
-            WORDS[next() % 4],
-            WORDS[4 + next() % 2],
-            next() % 10_000,
-            next() % 100,
-            1 + next() % 12,
-            1 + next() % 28,
-            WORDS[6 + next() % 5],
-            comment.join(" ")
-        );
-        id += 1;
-    }
-    out
+    common::csv_of_bytes(bytes, seed)
 }
 
 fn config_in(dir: &Path, extra: &str) -> Config {

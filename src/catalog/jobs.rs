@@ -698,6 +698,12 @@ impl Db {
                 };
                 return Ok((settled, Vec::new()));
             }
+            // Only a success keeps what was written.
+            if ending != Ending::Done
+                && let Some(generation) = generation
+            {
+                drop_generation(tx, generation)?;
+            }
             match ending {
                 Ending::Done => {
                     let Some(generation) = generation else {
@@ -776,9 +782,6 @@ impl Db {
                     ))
                 }
                 Ending::Retry { error, at_ms } => {
-                    if let Some(generation) = generation {
-                        drop_generation(tx, generation)?;
-                    }
                     tx.execute(
                         "UPDATE jobs SET state = 'queued', error = ?1, not_before = ?2
                          WHERE id = ?3",
@@ -788,9 +791,6 @@ impl Db {
                     Ok((Settled::Requeued, Vec::new()))
                 }
                 Ending::Failed(error) => {
-                    if let Some(generation) = generation {
-                        drop_generation(tx, generation)?;
-                    }
                     tx.execute(
                         "UPDATE jobs SET state = 'failed', error = ?1, finished_at = ?2
                          WHERE id = ?3",
@@ -803,9 +803,6 @@ impl Db {
                     ))
                 }
                 Ending::Interrupted => {
-                    if let Some(generation) = generation {
-                        drop_generation(tx, generation)?;
-                    }
                     tx.execute(
                         "UPDATE jobs SET state = 'queued', attempt = MAX(attempt - 1, 0),
                                 rows_done = 0, error = 'interrupted by a daemon stop; queued again'
@@ -816,9 +813,6 @@ impl Db {
                     Ok((Settled::Requeued, Vec::new()))
                 }
                 Ending::Cancelled => {
-                    if let Some(generation) = generation {
-                        drop_generation(tx, generation)?;
-                    }
                     tx.execute(
                         "UPDATE jobs SET state = 'cancelled', finished_at = ?1 WHERE id = ?2",
                         params![now, job],
@@ -1145,16 +1139,7 @@ impl Db {
             let Ok((name, version)) = super::parse_target(target) else {
                 continue;
             };
-            let source_id: Option<i64> = self
-                .conn()
-                .query_row(
-                    "SELECT s.id FROM sources s JOIN groups g ON g.id = s.group_id
-                     WHERE g.name = ?1 AND s.name = ?2",
-                    params![group, name],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(source_id) = source_id {
+            if let Some(source_id) = self.source_id(group, name)? {
                 ids.extend(
                     self.processing_jobs(source_id, version)?
                         .iter()

@@ -246,16 +246,7 @@ impl Db {
         actor: &Actor,
     ) -> Result<RmOutcome, CatalogError> {
         let (name, version) = parse_target(target).map_err(CatalogError::NotFound)?;
-        let source_id: Option<i64> = self
-            .conn()
-            .query_row(
-                "SELECT s.id FROM sources s JOIN groups g ON g.id = s.group_id
-                 WHERE g.name = ?1 AND s.name = ?2",
-                params![group, name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(source_id) = source_id else {
+        let Some(source_id) = self.source_id(group, name)? else {
             return Err(CatalogError::NotFound(format!(
                 "no source named {name:?} in group {group:?}"
             )));

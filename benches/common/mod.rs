@@ -1,0 +1,138 @@
+//! What the benchmarks share: the table they read, a daemon to measure, medians and peak
+//! memory. Each bench uses part of it.
+
+#![allow(dead_code)]
+
+use ingestd::client::Client;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    xs[xs.len() / 2]
+}
+
+/// A deterministic CSV with ~20-word rows, written until `done(bytes, rows)` says so.
+fn table_csv(seed: u64, done: impl Fn(usize, usize) -> bool) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "north", "south", "east", "west", "widget", "gadget", "invoice", "paid", "pending",
+        "shipped", "returned", "alpha", "beta", "gamma", "delta", "order", "customer", "review",
+    ];
+    let mut out = Vec::new();
+    out.extend_from_slice(b"id,region,product,amount,date,status,comment\n");
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut id = 0usize;
+    while !done(out.len(), id) {
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as usize
+        };
+        let comment: Vec<&str> = (0..14).map(|_| WORDS[next() % WORDS.len()]).collect();
+        let _ = writeln!(
+            out,
+            "{id},{},{},{}.{:02},2026-{:02}-{:02},{},\"{}\"",
+            WORDS[next() % 4],
+            WORDS[4 + next() % 2],
+            next() % 10_000,
+            next() % 100,
+            1 + next() % 12,
+            1 + next() % 28,
+            WORDS[6 + next() % 5],
+            comment.join(" ")
+        );
+        id += 1;
+    }
+    out
+}
+
+/// About `bytes` bytes of the table.
+pub fn csv_of_bytes(bytes: usize, seed: u64) -> Vec<u8> {
+    table_csv(seed, |len, _| len >= bytes)
+}
+
+/// Exactly `rows` rows of the table.
+pub fn csv_of_rows(rows: usize, seed: u64) -> Vec<u8> {
+    table_csv(seed, |_, n| n >= rows)
+}
+
+/// Peak resident memory of a process (VmHWM), MB.
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The real daemon on a temporary folder with the `hashing` provider, killed when dropped.
+pub struct BenchDaemon {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl BenchDaemon {
+    /// Start it with `extra` TOML after the paths (an `[embedding]` table is added last,
+    /// with `embedding` as its keys) and wait until it answers.
+    pub fn start(extra: &str, embedding: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("ingestd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[paths]\ndrop_root = \"drop\"\nstorage_root = \"store\"\n\
+                 database = \"db.sqlite\"\nsocket = \"s.sock\"\naudit_log = \"audit.jsonl\"\n\
+                 {extra}\n[embedding]\nprovider = \"hashing\"\n{embedding}"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ingestd"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = dir.path().join("s.sock");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while Client::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Self { child, dir, socket }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).unwrap()
+    }
+
+    pub fn drop_root(&self) -> PathBuf {
+        self.dir.path().join("drop")
+    }
+
+    /// Put `content` into group `group` as `name`, all at once (written aside, renamed in).
+    pub fn drop_file(&self, group: &str, name: &str, content: &[u8]) {
+        let dir = self.drop_root().join(group);
+        std::fs::create_dir_all(&dir).unwrap();
+        let aside = dir.join(format!(".{name}.part"));
+        std::fs::write(&aside, content).unwrap();
+        std::fs::rename(&aside, dir.join(name)).unwrap();
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        Path::new(self.dir.path()).join(relative)
+    }
+}
+
+impl Drop for BenchDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,185 @@
+//! Embedding pipeline benchmarks (DESIGN §10), run with `cargo bench --bench pipeline`;
+//! prints medians, asserts no time.
+//!
+//! 1. `overhead`: rows/s of the whole pipeline with the `hashing` provider (rows streamed from
+//!    a parse worker, rendered, embedded, written as a generation, swapped) through the real
+//!    daemon, from the job's start to its end; the budget is ≥ 50,000 rows/s, i.e. bound by
+//!    SQLite, not by our code. Also the daemon's peak RSS.
+//! 2. `swap`: the one transaction that makes a generation of N vectors (default 1,000,000,
+//!    `PIPELINE_BENCH_VECTORS`) active and deletes the previous generation of N; then the
+//!    delete of the source with its N vectors. 384 dimensions, as MiniLM's; the database
+//!    holds about 3 GB during this part.
+
+use ingestd::catalog::{Catalog, Ending};
+use ingestd::client::Client;
+use ingestd::events::Events;
+use ingestd::identity::Actor;
+use ingestd::protocol::{Command, JobInfo, JobState};
+use std::time::{Duration, Instant};
+
+mod common;
+
+use common::{BenchDaemon, csv_of_rows, median, peak_rss_mb};
+
+const RUNS: usize = 3;
+
+fn jobs(client: &mut Client) -> Vec<JobInfo> {
+    client
+        .call(&Command::Jobs {
+            group: None,
+            all: true,
+            state: None,
+            ids: Vec::new(),
+            limit: None,
+        })
+        .unwrap()
+}
+
+fn overhead() {
+    let rows: usize = std::env::var("PIPELINE_BENCH_ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200_000);
+    let daemon = BenchDaemon::start("[ingest]\nsettle_ms = 100\n", "batch_size = 256\n");
+    let mut client = daemon.client();
+    daemon.drop_file("g", "rows.csv", &csv_of_rows(rows, 7));
+    let mut rates = Vec::new();
+    for run in 0..RUNS {
+        if run > 0 {
+            let _: serde_json::Value = client
+                .call(&Command::Reembed {
+                    sources: vec!["rows.csv".into()],
+                    group: Some("g".into()),
+                    all: false,
+                })
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let job = loop {
+            let all = jobs(&mut client);
+            if all.len() == run + 1
+                && let Some(job) = all.last().filter(|j| j.state.is_final())
+            {
+                break job.clone();
+            }
+            assert!(Instant::now() < deadline, "the job did not end");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(job.state, JobState::Completed, "{job:?}");
+        let ms = |t: &Option<String>| {
+            t.as_deref()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_millisecond()
+        };
+        let secs = (ms(&job.finished_at) - ms(&job.started_at)) as f64 / 1000.0;
+        rates.push(rows as f64 / secs);
+    }
+    println!(
+        "pipeline with the hashing provider: {:.0} rows/s median of {RUNS} jobs of {rows} rows \
+         (stream from a parse worker, render, embed, write, swap); daemon peak RSS {:.1} MB",
+        median(rates),
+        peak_rss_mb(daemon.child.id())
+    );
+}
+
+/// Fill a generation with `n` 384-d vectors through a plain connection (setup, not timed).
+fn fill(conn: &rusqlite::Connection, generation: i64, n: usize) {
+    let tx = conn.unchecked_transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare("INSERT INTO vectors (generation_id, row_no, text, embedding) VALUES (?1, ?2, ?3, ?4)")
+            .unwrap();
+        let blob: Vec<u8> = (0..384u32)
+            .flat_map(|i| (i as f32 / 384.0).to_le_bytes())
+            .collect();
+        for row in 0..n {
+            insert
+                .execute(rusqlite::params![
+                    generation,
+                    row as i64 + 1,
+                    "row text of about twenty words",
+                    blob
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
+fn swap() {
+    let n: usize = std::env::var("PIPELINE_BENCH_VECTORS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.sqlite");
+    // Create the schema, then the rows a swap needs: a source with an active generation of n
+    // vectors (v1) and a processing job whose generation of n vectors (v2) is written.
+    let (catalog, thread) =
+        Catalog::open(&db, &dir.path().join("a.jsonl"), Events::default()).unwrap();
+    drop(catalog);
+    thread.join();
+    let setup = Instant::now();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "PRAGMA synchronous = OFF;
+         INSERT INTO groups (id, name, created_at) VALUES (1, 'g', 0);
+         INSERT INTO sources (id, group_id, name, created_at, last_version) VALUES (1, 1, 'big.csv', 0, 2);
+         INSERT INTO versions (id, source_id, version_no, status, format, rows, stored_path, created_at, updated_at)
+             VALUES (1, 1, 1, 'embedded', 'csv', 0, '/nonexistent/big_v1.csv', 0, 0),
+                    (2, 1, 2, 'embedding', 'csv', 0, '/nonexistent/big_v2.csv', 0, 0);
+         INSERT INTO jobs (id, group_id, source_id, version_id, state, reason, max_attempts, rows_total, queued_at, started_at)
+             VALUES (1, 1, 1, 2, 'processing', 'new_version', 3, 0, 0, 0);
+         INSERT INTO generations (id, source_id, version_id, job_id, state, provider, model, dimension, weights_hash, rows, created_at, activated_at)
+             VALUES (1, 1, 1, NULL, 'active', 'hashing', 'm', 384, 'none', 0, 0, 0),
+                    (2, 1, 2, 1, 'writing', 'hashing', 'm', 384, 'none', 0, 0, NULL);",
+    )
+    .unwrap();
+    fill(&conn, 1, n);
+    fill(&conn, 2, n);
+    conn.execute("UPDATE generations SET rows = ?1", [n as i64])
+        .unwrap();
+    drop(conn);
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) as f64 / 1e9;
+    println!(
+        "setup: two generations of {n} vectors written in {:.1} s ({size:.2} GB)",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let (catalog, thread) =
+        Catalog::open(&db, &dir.path().join("a.jsonl"), Events::default()).unwrap();
+    let started = Instant::now();
+    let settled = catalog
+        .call_blocking(|db| db.finish_job(1, Some(2), Ending::Done))
+        .unwrap();
+    let swap_secs = started.elapsed().as_secs_f64();
+    println!(
+        "swap: generation of {n} vectors activated, previous {n} deleted, one transaction: {swap_secs:.2} s ({settled:?})"
+    );
+
+    let started = Instant::now();
+    let outcome = catalog
+        .call_blocking(|db| Ok(db.delete("g", "big.csv", &Actor::daemon())))
+        .unwrap();
+    let delete_secs = started.elapsed().as_secs_f64();
+    assert!(outcome.ok, "{outcome:?}");
+    println!("delete: the source with its {n} active vectors: {delete_secs:.2} s");
+    drop(catalog);
+    thread.join();
+}
+
+fn main() {
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    if wanted("overhead") {
+        overhead();
+    }
+    if wanted("swap") {
+        swap();
+    }
+}
