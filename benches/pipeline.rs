@@ -170,6 +170,88 @@ fn swap() {
     thread.join();
 }
 
+/// Where the pipeline's time goes, each part alone on the same rows, in-process: reading the
+/// rows, rendering them, the hashing provider, and writing vectors in the runner's chunks.
+fn parts() {
+    use ingestd::embed::Provider;
+    use ingestd::embed::render::Renderer;
+    use ingestd::ingest::formats::{self, Format, ReadOptions, RowEvent};
+    use std::ops::ControlFlow;
+    let rows = 200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rows.csv");
+    std::fs::write(&path, csv_of_rows(rows, 7)).unwrap();
+    let rate = |what: &str, started: Instant| {
+        println!(
+            "  {what}: {:.0} rows/s",
+            rows as f64 / started.elapsed().as_secs_f64()
+        );
+    };
+    println!("parts, {rows} rows:");
+    let started = Instant::now();
+    let mut header = Vec::new();
+    let mut table: Vec<Vec<String>> = Vec::with_capacity(rows);
+    formats::stream_rows(Format::Csv, &path, &ReadOptions::default(), &mut |event| {
+        match event {
+            RowEvent::Columns(c) => header = c.to_vec(),
+            RowEvent::Row(r) => table.push(r.to_vec()),
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    rate("read (in-process CSV reader)", started);
+    let prefs = ingestd::protocol::PrefsInfo {
+        group: "g".into(),
+        ..Default::default()
+    };
+    let renderer = Renderer::new("rows.csv", &prefs, &header);
+    let started = Instant::now();
+    let texts: Vec<String> = table.iter().map(|r| renderer.render(r)).collect();
+    rate("render", started);
+    let hashing = ingestd::embed::hashing::Hashing::default();
+    let started = Instant::now();
+    let vectors: Vec<Vec<f32>> = texts
+        .chunks(256)
+        .flat_map(|batch| hashing.embed(batch).unwrap())
+        .collect();
+    rate("hashing provider", started);
+    let db = dir.path().join("c.sqlite");
+    let (catalog, thread) =
+        Catalog::open(&db, &dir.path().join("a.jsonl"), Events::default()).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "INSERT INTO groups (id, name, created_at) VALUES (1, 'g', 0);
+         INSERT INTO sources (id, group_id, name, created_at) VALUES (1, 1, 'rows.csv', 0);
+         INSERT INTO versions (id, source_id, version_no, status, created_at, updated_at)
+             VALUES (1, 1, 1, 'embedding', 0, 0);
+         INSERT INTO jobs (id, group_id, source_id, version_id, state, reason, max_attempts,
+                           queued_at) VALUES (1, 1, 1, 1, 'processing', 'new_version', 3, 0);
+         INSERT INTO generations (id, source_id, version_id, job_id, state, provider, model,
+                                  dimension, weights_hash, created_at)
+             VALUES (1, 1, 1, 1, 'writing', 'hashing', 'm', 384, 'none', 0);",
+    )
+    .unwrap();
+    drop(conn);
+    let mut rows_out: Vec<(u64, String, Vec<f32>)> = texts
+        .into_iter()
+        .zip(vectors)
+        .enumerate()
+        .map(|(i, (t, v))| (i as u64 + 1, t, v))
+        .collect();
+    let started = Instant::now();
+    let mut done = 0;
+    while !rows_out.is_empty() {
+        let chunk: Vec<_> = rows_out.drain(..rows_out.len().min(2048)).collect();
+        done += chunk.len() as u64;
+        catalog
+            .call_blocking(move |db| db.write_vectors(1, 1, &chunk, done, false))
+            .unwrap();
+    }
+    rate("write vectors (2,048-row transactions)", started);
+    drop(catalog);
+    thread.join();
+}
+
 fn main() {
     let only: Vec<String> = std::env::args()
         .skip(1)
@@ -178,6 +260,9 @@ fn main() {
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     if wanted("overhead") {
         overhead();
+    }
+    if wanted("parts") {
+        parts();
     }
     if wanted("swap") {
         swap();

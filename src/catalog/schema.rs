@@ -116,13 +116,16 @@ const MIGRATIONS: &[&str] = &[
         activated_at INTEGER
     );
     CREATE INDEX generations_by_source ON generations (source_id, state);
+    -- A rowid table, not WITHOUT ROWID: a 384-d vector is 1,536 bytes, more than an index
+    -- b-tree page keeps inline, so keyed by (generation, row) every row would spill into an
+    -- overflow page of its own (about 3x the space and the writes).
     CREATE TABLE vectors (
         generation_id INTEGER NOT NULL,
         row_no INTEGER NOT NULL,
         text TEXT NOT NULL,
-        embedding BLOB NOT NULL,
-        PRIMARY KEY (generation_id, row_no)
-    ) WITHOUT ROWID;
+        embedding BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX vectors_by_row ON vectors (generation_id, row_no);
     CREATE VIEW active_vectors AS
         SELECT g.name AS group_name, s.name AS source, v.version_no AS version_no,
                x.row_no AS row_no, x.text AS text, x.embedding AS embedding,

@@ -28,34 +28,45 @@ impl Default for Hashing {
     }
 }
 
-fn hash(feature: &str, salt: u8) -> u64 {
-    let mut hasher = fnv::FnvHasher::default();
-    hasher.write_u8(salt);
-    hasher.write(feature.as_bytes());
-    hasher.finish()
-}
-
-fn add(vector: &mut [f32], feature: &str, weight: f32) {
-    let h = hash(feature, 0);
-    let index = (h % DIMENSION as u64) as usize;
+/// Add the feature `prefix` + `body` (hashed as one string, FNV-1a) to `vector`.
+fn add(vector: &mut [f32], prefix: &[u8], body: &[u8], weight: f32) {
+    let hash = |salt: u8| {
+        let mut hasher = fnv::FnvHasher::default();
+        hasher.write_u8(salt);
+        hasher.write(prefix);
+        hasher.write(body);
+        hasher.finish()
+    };
+    let index = (hash(0) % DIMENSION as u64) as usize;
     // A second, independent bit decides the sign so collisions cancel out on average.
-    let sign = if hash(feature, 1) & 1 == 0 { 1.0 } else { -1.0 };
+    let sign = if hash(1) & 1 == 0 { 1.0 } else { -1.0 };
     vector[index] += sign * weight;
 }
 
-/// The vector of one text.
+/// The vector of one text: each lower-cased word (`w:word`) and each character trigram of
+/// `<word>` (`c:<wo`, …). No allocation per feature: this runs for every row of every file.
 pub fn embed_one(text: &str) -> Vec<f32> {
     let mut vector = vec![0.0f32; DIMENSION];
     let lower = text.to_lowercase();
+    // `<word>` and where each of its characters starts (and where the last ends).
+    let mut padded: Vec<u8> = Vec::new();
+    let mut starts: Vec<usize> = Vec::new();
     for word in lower
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
     {
-        add(&mut vector, &format!("w:{word}"), 1.0);
-        let padded: Vec<char> = format!("<{word}>").chars().collect();
-        for window in padded.windows(3) {
-            let gram: String = window.iter().collect();
-            add(&mut vector, &format!("c:{gram}"), 0.5);
+        add(&mut vector, b"w:", word.as_bytes(), 1.0);
+        padded.clear();
+        starts.clear();
+        padded.push(b'<');
+        starts.push(0);
+        starts.extend(word.char_indices().map(|(i, _)| 1 + i));
+        padded.extend_from_slice(word.as_bytes());
+        starts.push(padded.len());
+        padded.push(b'>');
+        starts.push(padded.len());
+        for i in 0..starts.len().saturating_sub(3) {
+            add(&mut vector, b"c:", &padded[starts[i]..starts[i + 3]], 0.5);
         }
     }
     normalize(&mut vector);
@@ -76,6 +87,57 @@ impl Provider for Hashing {
 mod tests {
     use super::*;
     use crate::embed::cosine;
+
+    /// The first, plain version (a string per feature): the fast one must agree with it to
+    /// the bit, or vectors already stored would stop matching new ones.
+    fn reference(text: &str) -> Vec<f32> {
+        let hash = |feature: &str, salt: u8| {
+            let mut hasher = fnv::FnvHasher::default();
+            hasher.write_u8(salt);
+            hasher.write(feature.as_bytes());
+            hasher.finish()
+        };
+        let mut vector = vec![0.0f32; DIMENSION];
+        let mut add = |feature: &str, weight: f32| {
+            let index = (hash(feature, 0) % DIMENSION as u64) as usize;
+            let sign = if hash(feature, 1) & 1 == 0 { 1.0 } else { -1.0 };
+            vector[index] += sign * weight;
+        };
+        for word in text
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            add(&format!("w:{word}"), 1.0);
+            let padded: Vec<char> = format!("<{word}>").chars().collect();
+            for window in padded.windows(3) {
+                let gram: String = window.iter().collect();
+                add(&format!("c:{gram}"), 0.5);
+            }
+        }
+        normalize(&mut vector);
+        vector
+    }
+
+    #[test]
+    fn the_fast_features_are_the_reference_features() {
+        for text in [
+            "",
+            "a",
+            "q1.csv | sales | region: north; amount: 1200",
+            "Zürich café — naïve façade, 東京 2026-11-27 ÆØÅ",
+            "x y z 1 22 333",
+        ] {
+            assert_eq!(embed_one(text), reference(text), "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_features_match_on_any_text(text in "\\PC{0,80}") {
+            proptest::prop_assert_eq!(embed_one(&text), reference(&text));
+        }
+    }
 
     #[test]
     fn deterministic_unit_vectors() {

@@ -23,17 +23,48 @@ const CHUNK_ROWS: usize = 2048;
 /// Longest rows wait in memory before they are written, so progress stays current.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
-struct Writer<'a> {
-    catalog: &'a Catalog,
-    job: i64,
-    generation: i64,
+/// Chunks of written rows: (rows, rows of the file gone through so far).
+type Chunk = (Vec<(u64, String, Vec<f32>)>, u64);
+
+/// Writes a generation's rows on a thread of its own, one chunk behind the embedding, so the
+/// runner embeds the next chunk while the catalog stores the last one. At most one chunk
+/// waits, so memory stays bounded and a slow disk slows the embedding down.
+struct Writer {
     chunk: Vec<(u64, String, Vec<f32>)>,
     last_flush: Instant,
     /// Rows of the file gone through (embedded or skipped as empty).
     done: u64,
+    sender: Option<std::sync::mpsc::SyncSender<Chunk>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
 
-impl Writer<'_> {
+impl Writer {
+    fn start(catalog: &Catalog, job: i64, generation: i64) -> Result<Self, String> {
+        let (sender, chunks) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let catalog = catalog.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("embed-write-{job}"))
+            .spawn(move || {
+                for (rows, done) in chunks {
+                    catalog
+                        .call_blocking(move |db| {
+                            db.write_vectors(job, generation, &rows, done, true)
+                        })
+                        .map_err(|e| format!("cannot write vectors to the catalog: {e}"))?;
+                }
+                Ok(())
+            })
+            .map_err(|e| format!("cannot start a writer thread: {e}"))?;
+        Ok(Self {
+            chunk: Vec::with_capacity(CHUNK_ROWS),
+            last_flush: Instant::now(),
+            done: 0,
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hand the rows to the writer when a chunk is full or has waited long enough.
     fn flush(&mut self, force: bool) -> Result<(), String> {
         if self.chunk.is_empty() && !force {
             return Ok(());
@@ -42,11 +73,35 @@ impl Writer<'_> {
             return Ok(());
         }
         let rows = std::mem::take(&mut self.chunk);
-        let (job, generation, done) = (self.job, self.generation, self.done);
         self.last_flush = Instant::now();
-        self.catalog
-            .call_blocking(move |db| db.write_vectors(job, generation, &rows, done, true))
-            .map_err(|e| format!("cannot write vectors to the catalog: {e}"))
+        let sent = self
+            .sender
+            .as_ref()
+            .is_some_and(|s| s.send((rows, self.done)).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // The writer stopped: its error says why.
+            self.finish()
+        }
+    }
+
+    /// Wait until everything handed over is written.
+    fn finish(&mut self) -> Result<(), String> {
+        self.sender = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err("the vector writer thread panicked".into()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A job that stops early still waits for its last chunk, so the generation it
+        // reports is complete when it is discarded.
+        let _ = self.finish();
     }
 }
 
@@ -76,13 +131,9 @@ pub(super) fn run(
         Ok(Err(refusal)) => return (None, Ending::Failed(refusal)),
         Err(error) => return (None, ending_of(job, Halt::Catalog(error.to_string()))),
     };
-    let mut writer = Writer {
-        catalog,
-        job: job.job,
-        generation,
-        chunk: Vec::with_capacity(CHUNK_ROWS),
-        last_flush: Instant::now(),
-        done: 0,
+    let mut writer = match Writer::start(catalog, job.job, generation) {
+        Ok(writer) => writer,
+        Err(error) => return (Some(generation), ending_of(job, Halt::Catalog(error))),
     };
     let batch_size = providers.batch_size();
     let mut batch: Vec<(u64, String)> = Vec::with_capacity(batch_size);
@@ -91,7 +142,7 @@ pub(super) fn run(
     let mut row_no: u64 = 0;
 
     let embed = |batch: &mut Vec<(u64, String)>,
-                 writer: &mut Writer<'_>,
+                 writer: &mut Writer,
                  provider: &Arc<dyn Provider>|
      -> Result<(), Halt> {
         if batch.is_empty() {
@@ -146,7 +197,7 @@ pub(super) fn run(
     if let Err(h) = embed(&mut batch, &mut writer, &provider) {
         return (Some(generation), ending_of(job, h));
     }
-    if let Err(reason) = writer.flush(true) {
+    if let Err(reason) = writer.flush(true).and_then(|()| writer.finish()) {
         return (Some(generation), ending_of(job, Halt::Catalog(reason)));
     }
     match stop.get() {
