@@ -346,12 +346,7 @@ fn peak_rss() {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; any other argument selects one part by name.
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let wanted = common::wanted();
     if wanted("throughput") {
         throughput();
     }

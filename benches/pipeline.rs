@@ -253,11 +253,7 @@ fn parts() {
 }
 
 fn main() {
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let wanted = common::wanted();
     if wanted("overhead") {
         overhead();
     }
