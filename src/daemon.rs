@@ -227,7 +227,7 @@ pub async fn run_with(
     let scheduler = tokio::spawn(crate::queue::run(
         Arc::clone(&queue),
         catalog.clone(),
-        Arc::clone(&config),
+        live.clone(),
         stop_queue.clone(),
         {
             let live = live.clone();

@@ -200,6 +200,12 @@ impl Db {
                     params![id],
                 )?;
                 tx.execute(
+                    "UPDATE versions SET status = 'queued'
+                     WHERE id = (SELECT version_id FROM jobs WHERE id = ?1)
+                       AND status = 'embedding'",
+                    params![id],
+                )?;
+                tx.execute(
                     "DELETE FROM vectors WHERE generation_id IN
                         (SELECT id FROM generations WHERE job_id = ?1 AND state = 'writing')",
                     [id],

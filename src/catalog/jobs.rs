@@ -412,8 +412,10 @@ impl Db {
     /// When the earliest queued job waiting out a backoff becomes due (ms), if any.
     pub fn next_due(&self) -> Result<Option<i64>, CatalogError> {
         Ok(self.conn().query_row(
-            "SELECT MIN(not_before) FROM jobs WHERE state = 'queued' AND not_before IS NOT NULL",
-            [],
+            // Only future times: a due job that cannot start (no free slot, its source busy)
+            // waits for the wake-up a job's end sends, not for a timer that fires at once.
+            "SELECT MIN(not_before) FROM jobs WHERE state = 'queued' AND not_before > ?1",
+            [clock::now_ms()],
             |r| r.get(0),
         )?)
     }
@@ -532,11 +534,17 @@ impl Db {
         identity: &Identity,
     ) -> Result<Result<i64, String>, CatalogError> {
         self.write(|tx| {
-            let (source_id, group_id, version_id, switch): (i64, i64, i64, bool) = tx.query_row(
-                "SELECT source_id, group_id, version_id, switch_model FROM jobs WHERE id = ?1",
-                [job],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )?;
+            let (source_id, group_id, version_id, switch, state): (i64, i64, i64, bool, String) =
+                tx.query_row(
+                    "SELECT source_id, group_id, version_id, switch_model, state FROM jobs
+                     WHERE id = ?1",
+                    [job],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )?;
+            // Cancelled (or deleted) between its claim and now: write nothing.
+            if state != "processing" {
+                return Err(CatalogError::NotFound(format!("job {job} is {state}")));
+            }
             // A `reembed --all` of the group still under way is switching it: jobs of its
             // other sources may use the new model too.
             let switching: bool = tx.query_row(
@@ -617,6 +625,20 @@ impl Db {
     ) -> Result<(), CatalogError> {
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         let result = self.write(|tx| {
+            // Only into a generation still being written by its processing job: a runner that
+            // was cancelled, or whose version was deleted, must not add rows anywhere.
+            let live: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM generations n JOIN jobs j ON j.id = n.job_id
+                                WHERE n.id = ?1 AND n.job_id = ?2 AND n.state = 'writing'
+                                  AND j.state = 'processing')",
+                params![generation, job],
+                |r| r.get(0),
+            )?;
+            if !live {
+                return Err(CatalogError::NotFound(format!(
+                    "job {job} stopped: its generation {generation} is no longer being written"
+                )));
+            }
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO vectors (generation_id, row_no, text, embedding)
                  VALUES (?1, ?2, ?3, ?4)",
@@ -642,17 +664,6 @@ impl Db {
             self.job_event(EventKind::JobProgress, &job, None);
         }
         Ok(())
-    }
-
-    /// Whether a processing job should stop: it was cancelled or its version deleted.
-    pub fn job_state(&self, job: i64) -> Result<Option<JobState>, CatalogError> {
-        Ok(self
-            .conn()
-            .query_row("SELECT state FROM jobs WHERE id = ?1", [job], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-            .and_then(|s| JobState::parse(&s)))
     }
 
     /// End a processing job: swap on success, otherwise keep the previous generation.
@@ -942,6 +953,7 @@ impl Db {
         &mut self,
         ids: &[i64],
         failed_in: Option<&str>,
+        running: &[i64],
         actor: &Actor,
     ) -> Result<Vec<Queued>, CatalogError> {
         let ids: Vec<i64> = match failed_in {
@@ -962,6 +974,19 @@ impl Db {
                 out.push(refused(id, format!("no job {id}")));
                 continue;
             };
+            if running.contains(&id) {
+                out.push(Queued {
+                    target: id.to_string(),
+                    ok: false,
+                    message: format!(
+                        "job {id} was cancelled but its worker is still finishing a batch; \
+                         try again in a moment"
+                    ),
+                    job: Some(job),
+                    existing: false,
+                });
+                continue;
+            }
             if !matches!(job.state, JobState::Failed | JobState::Cancelled) {
                 out.push(Queued {
                     target: id.to_string(),

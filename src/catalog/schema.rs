@@ -80,7 +80,7 @@ const MIGRATIONS: &[&str] = &[
     // 3: the embedding queue, generations of vectors, and the read interface over the
     // active ones (documented in docs/embedding.md: applications that search read it).
     "CREATE TABLE jobs (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         group_id INTEGER NOT NULL REFERENCES groups(id),
         source_id INTEGER NOT NULL REFERENCES sources(id),
         version_id INTEGER NOT NULL REFERENCES versions(id),
@@ -102,7 +102,7 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX jobs_by_state ON jobs (state, id);
     CREATE INDEX jobs_by_source ON jobs (source_id, id);
     CREATE TABLE generations (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         source_id INTEGER NOT NULL REFERENCES sources(id),
         version_id INTEGER NOT NULL REFERENCES versions(id),
         job_id INTEGER REFERENCES jobs(id),
@@ -136,7 +136,21 @@ const MIGRATIONS: &[&str] = &[
         JOIN sources s ON s.id = n.source_id
         JOIN groups g ON g.id = s.group_id
         JOIN versions v ON v.id = n.version_id
-        WHERE n.state = 'active';",
+        WHERE n.state = 'active';
+    -- Catalogs from before the queue: the newest accepted version of every source is queued,
+    -- so upgrading embeds what was already there.
+    INSERT INTO jobs (group_id, source_id, version_id, state, reason, max_attempts,
+                      rows_total, queued_at)
+        SELECT s.group_id, s.id, v.id, 'queued', 'new_version', 3, COALESCE(v.rows, 0),
+               CAST(strftime('%s', 'now') AS INTEGER) * 1000
+        FROM sources s
+        JOIN versions v ON v.id = (SELECT MAX(id) FROM versions
+                                   WHERE source_id = s.id AND version_no IS NOT NULL
+                                     AND status NOT IN ('invalid', 'deleting', 'validating'))
+        WHERE v.status = 'ready'
+        ORDER BY v.id;
+    UPDATE versions SET status = 'queued'
+        WHERE status = 'ready' AND id IN (SELECT version_id FROM jobs WHERE state = 'queued');",
 ];
 
 /// Open `path` in WAL mode and bring its schema up to date.
@@ -184,6 +198,46 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), CatalogError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_catalog_from_before_the_queue_gets_jobs_for_its_newest_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 2;
+                 INSERT INTO groups VALUES (1, 'g', 0);
+                 INSERT INTO sources (id, group_id, name, created_at) VALUES (1, 1, 'a.csv', 0),
+                                                                        (2, 1, 'b.csv', 0);
+                 INSERT INTO versions (id, source_id, version_no, status, rows, created_at,
+                                       updated_at)
+                     VALUES (1, 1, 1, 'ready', 5, 0, 0), (2, 1, 2, 'ready', 7, 0, 0),
+                            (3, 2, NULL, 'invalid', NULL, 0, 0);",
+            )
+            .unwrap();
+        }
+        let conn = open(&path).unwrap();
+        let jobs: Vec<(i64, String, i64)> = conn
+            .prepare("SELECT version_id, state, rows_total FROM jobs")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            jobs,
+            vec![(2, "queued".to_string(), 7)],
+            "only a.csv's newest version"
+        );
+        let status: String = conn
+            .query_row("SELECT status FROM versions WHERE id = 2", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(status, "queued");
+    }
 
     #[test]
     fn migrates_once_and_refuses_newer() {

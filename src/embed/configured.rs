@@ -77,7 +77,8 @@ pub fn build(embedding: &Embedding) -> Result<Arc<dyn Provider>, EmbedError> {
 /// The shared, lazily built provider.
 pub struct Providers {
     settings: Mutex<Embedding>,
-    built: Mutex<Option<Arc<dyn Provider>>>,
+    /// The provider and the batch size it was built with.
+    built: Mutex<Option<(Arc<dyn Provider>, usize)>>,
     /// Serialises building, so three workers starting together build one model, not three.
     building: Mutex<()>,
 }
@@ -98,16 +99,21 @@ impl Providers {
             .clone()
     }
 
-    fn built(&self) -> Option<Arc<dyn Provider>> {
+    fn built(&self) -> Option<(Arc<dyn Provider>, usize)> {
         self.built
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(Arc::clone)
+            .map(|(p, b)| (Arc::clone(p), *b))
     }
 
     /// The provider, built on first use. Blocking.
     pub fn get(&self) -> Result<Arc<dyn Provider>, EmbedError> {
+        self.get_with_batch().map(|(p, _)| p)
+    }
+
+    /// The provider and the batch size it was built for. Blocking.
+    pub fn get_with_batch(&self) -> Result<(Arc<dyn Provider>, usize), EmbedError> {
         if let Some(p) = self.built() {
             return Ok(p);
         }
@@ -116,10 +122,18 @@ impl Providers {
         if let Some(p) = self.built() {
             return Ok(p);
         }
-        let provider = build(&self.settings())?;
+        let settings = self.settings();
+        let provider = build(&settings)?;
+        let batch = settings.batch_size.max(1) as usize;
         tracing::info!(identity = ?provider.identity(), "embedding provider ready");
-        *self.built.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&provider));
-        Ok(provider)
+        // Settings changed by a reload while this was built: keep it for this caller only.
+        // (The settings lock is not held with `built`: `reconfigure` takes them in the other
+        // order.)
+        if self.settings() == settings {
+            *self.built.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((Arc::clone(&provider), batch));
+        }
+        Ok((provider, batch))
     }
 
     /// New settings (a reload): the next use builds a new provider if they differ. Jobs

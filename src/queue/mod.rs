@@ -12,7 +12,7 @@ pub mod rows;
 mod runner;
 
 use crate::catalog::{Catalog, Ending};
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::embed::configured::Providers;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -61,7 +61,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(config: &Config) -> Arc<Self> {
+    pub fn new(config: &crate::config::Config) -> Arc<Self> {
         Arc::new(Self {
             running: Mutex::new(HashMap::new()),
             ended: Notify::new(),
@@ -88,7 +88,7 @@ impl Queue {
 
     /// New settings from a reload: the cap applies to the next start; a changed provider is
     /// used by jobs started from now on.
-    pub fn reconfigure(&self, config: &Config) {
+    pub fn reconfigure(&self, config: &crate::config::Config) {
         self.concurrency.store(
             config.embedding.concurrency.max(1) as usize,
             Ordering::Relaxed,
@@ -131,7 +131,7 @@ impl Queue {
 pub async fn run(
     queue: Arc<Queue>,
     catalog: Catalog,
-    config: Arc<Config>,
+    config: LiveConfig,
     stop: CancellationToken,
     grace: impl Fn() -> Duration,
 ) {
@@ -142,7 +142,25 @@ pub async fn run(
             match catalog.call(move |db| db.claim(free)).await {
                 Ok(claimed) => {
                     for job in claimed {
-                        start(&queue, &catalog, &config, job);
+                        if let Err(id) = start(&queue, &catalog, &config, job) {
+                            // No thread for it: back to the queue after a pause.
+                            let requeued = catalog
+                                .call(move |db| {
+                                    db.finish_job(
+                                        id,
+                                        None,
+                                        Ending::Retry {
+                                            error: "the daemon could not start a worker thread"
+                                                .into(),
+                                            at_ms: crate::clock::now_ms() + 5_000,
+                                        },
+                                    )
+                                })
+                                .await;
+                            if let Err(error) = requeued {
+                                tracing::error!(job = id, "cannot requeue embedding job: {error}");
+                            }
+                        }
                     }
                 }
                 Err(error) => tracing::error!("cannot start embedding jobs: {error}"),
@@ -195,44 +213,40 @@ pub async fn run(
     }
 }
 
-/// Start one claimed job on its own thread.
+/// Start one claimed job on its own thread (with the config as it is now); `Err(job)` if no
+/// thread could be started.
 fn start(
     queue: &Arc<Queue>,
     catalog: &Catalog,
-    config: &Arc<Config>,
+    config: &LiveConfig,
     job: crate::catalog::Claimed,
-) {
+) -> Result<(), i64> {
     let flag = Arc::new(StopFlag::default());
     let id = job.job;
     queue.running().insert(id, Arc::clone(&flag));
-    let (queue, catalog, config) = (Arc::clone(queue), catalog.clone(), Arc::clone(config));
+    let (queue_, catalog_, config_) = (Arc::clone(queue), catalog.clone(), config.get());
     let spawned = std::thread::Builder::new()
         .name(format!("embed-job-{id}"))
-        .spawn({
-            let (queue, catalog) = (Arc::clone(&queue), catalog.clone());
-            move || {
-                let (generation, ending) =
-                    runner::run(&job, &catalog, &queue.providers, &flag, &config);
-                report(&catalog, &job, generation, ending);
-                queue.running().remove(&id);
-                queue.ended.notify_waiters();
-                catalog.wake().notify_one();
+        .spawn(move || {
+            let (generation, ending) =
+                runner::run(&job, &catalog_, &queue_.providers, &flag, &config_);
+            report(&catalog_, &job, generation, ending);
+            {
+                // Only this run's entry: never one a later run of the same job put there.
+                let mut running = queue_.running();
+                if running.get(&id).is_some_and(|f| Arc::ptr_eq(f, &flag)) {
+                    running.remove(&id);
+                }
             }
+            queue_.ended.notify_waiters();
+            catalog_.wake().notify_one();
         });
     if let Err(error) = spawned {
         tracing::error!(job = id, "cannot start a thread for embedding job: {error}");
         queue.running().remove(&id);
-        let _ = catalog.call_blocking(move |db| {
-            db.finish_job(
-                id,
-                None,
-                Ending::Retry {
-                    error: format!("the daemon could not start a worker thread: {error}"),
-                    at_ms: crate::clock::now_ms() + 5_000,
-                },
-            )
-        });
+        return Err(id);
     }
+    Ok(())
 }
 
 fn report(

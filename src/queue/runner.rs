@@ -120,7 +120,9 @@ pub(super) fn run(
     stop: &StopFlag,
     config: &Config,
 ) -> (Option<i64>, Ending) {
-    let provider = match providers.get() {
+    // The batch size the provider was built with: an OpenAI-compatible provider refuses
+    // larger batches, and a reload may change the setting while this job runs.
+    let (provider, batch_size) = match providers.get_with_batch() {
         Ok(p) => p,
         Err(error) => return (None, ending_of(job, Halt::Embed(error))),
     };
@@ -129,13 +131,14 @@ pub(super) fn run(
     let generation = match catalog.call_blocking(move |db| db.begin_generation(id, &identity)) {
         Ok(Ok(generation)) => generation,
         Ok(Err(refusal)) => return (None, Ending::Failed(refusal)),
+        // Cancelled between its claim and now.
+        Err(crate::catalog::CatalogError::NotFound(_)) => return (None, Ending::Cancelled),
         Err(error) => return (None, ending_of(job, Halt::Catalog(error.to_string()))),
     };
     let mut writer = match Writer::start(catalog, job.job, generation) {
         Ok(writer) => writer,
         Err(error) => return (Some(generation), ending_of(job, Halt::Catalog(error))),
     };
-    let batch_size = providers.batch_size();
     let mut batch: Vec<(u64, String)> = Vec::with_capacity(batch_size);
     let mut renderer: Option<Renderer> = None;
     let mut halt: Option<Halt> = None;
@@ -200,9 +203,10 @@ pub(super) fn run(
     if let Err(reason) = writer.flush(true).and_then(|()| writer.finish()) {
         return (Some(generation), ending_of(job, Halt::Catalog(reason)));
     }
+    // Every row is written: only a cancel still stops it (a shutdown keeps finished work).
     match stop.get() {
-        Stop::Run => (Some(generation), Ending::Done),
-        other => (Some(generation), ending_of(job, Halt::Stop(other))),
+        Stop::Cancel => (Some(generation), Ending::Cancelled),
+        _ => (Some(generation), Ending::Done),
     }
 }
 

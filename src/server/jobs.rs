@@ -80,9 +80,10 @@ pub async fn retry(
         return Err(bad_args("name jobs or ask for every failed job, not both"));
     }
     let actor = known_peer(peer)?.actor();
+    let running = shared.queue.processing();
     let outcomes = shared
         .catalog
-        .call(move |db| db.retry(&ids, failed_in.as_deref(), &actor))
+        .call(move |db| db.retry(&ids, failed_in.as_deref(), &running, &actor))
         .await
         .map_err(catalog_error)?;
     to_value(&outcomes)
