@@ -116,23 +116,7 @@ impl Daemon {
 
     /// Start the process and wait until it answers `status`.
     pub fn spawn(&mut self) {
-        assert!(self.child.is_none(), "daemon already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Process::new(env!("CARGO_BIN_EXE_ingestd"))
-            .arg("--config")
-            .arg(&self.config)
-            .env("RUST_LOG", "info,ingestd=debug")
-            .env_remove("INGESTD_CONFIG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn ingestd");
-        self.child = Some(child);
+        self.launch(|_| {});
         self.wait_ready();
     }
 
