@@ -159,10 +159,6 @@ impl Providers {
             config::Provider::Hashing => "hashing (feature hashing; for tests)".into(),
         }
     }
-
-    pub fn batch_size(&self) -> usize {
-        self.settings().batch_size.max(1) as usize
-    }
 }
 
 #[cfg(test)]
@@ -205,7 +201,8 @@ mod tests {
             ..embedding
         };
         assert!(providers.reconfigure(&changed));
-        assert!(!Arc::ptr_eq(&a, &providers.get().unwrap()));
-        assert_eq!(providers.batch_size(), 7);
+        let (c, batch) = providers.get_with_batch().unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        assert_eq!(batch, 7, "the batch size the new provider was built with");
     }
 }

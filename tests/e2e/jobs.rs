@@ -501,8 +501,15 @@ fn bad_job_requests_get_clear_errors() {
         assert!(!outcomes[0].ok && outcomes[0].message.contains(needle));
     }
     daemon.drop_file("g", "a.csv", &csv(1, 3));
+    daemon.drop_file("g", "bad.txt", b"not a table");
     daemon.wait_embedded("g", "a.csv", "v1");
+    daemon.wait_status("g", "bad.txt", Status::Invalid);
     for (line, code) in [
+        // Only rejected attempts: nothing to preview.
+        (
+            r#"{"v":1,"cmd":"show","source":"bad.txt","group":"g","preview":3}"#,
+            "not_found",
+        ),
         (
             r#"{"v":1,"cmd":"search","text":"x","group":"g","k":0}"#,
             "bad_args",
