@@ -98,6 +98,7 @@ fn throughput() {
             group: "g".into(),
             name: format!("big{run}.csv"),
             path: path.clone(),
+            ..Default::default()
         };
         let t = Instant::now();
         let outcome = ingestor.ingest(&file);

@@ -7,7 +7,7 @@
 use crate::clock;
 use crate::identity::Actor;
 use crate::protocol::AuditEntry;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -79,6 +79,9 @@ impl AuditRecord {
     }
 }
 
+/// Mode of `audit.jsonl` and of the catalog's files: the daemon's user writes, its group reads.
+pub const PRIVATE_MODE: u32 = 0o640;
+
 /// Appends records to `audit.jsonl`.
 #[derive(Debug)]
 pub struct AuditLog {
@@ -113,12 +116,12 @@ impl AuditLog {
 
     fn write(&mut self, text: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() || !self.path.exists() {
-            self.file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            // 0640 whatever the umask: every record names people and files.
+            self.file = Some(crate::ingest::dirs::open_private(
+                &self.path,
+                PRIVATE_MODE,
+                true,
+            )?);
         }
         match &mut self.file {
             // One write call per batch: O_APPEND keeps lines whole even with other writers.

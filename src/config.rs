@@ -100,6 +100,9 @@ pub struct Ingest {
     pub max_cells: u64,
     /// Most bytes the parts of a zipped spreadsheet may expand to.
     pub max_unzipped_size: ByteSize,
+    /// Mode of stored copies, in octal ("0640"); their folders get x wherever r is set
+    /// ("0750"). Set explicitly on every file and folder, so the umask never decides.
+    pub storage_mode: String,
 }
 
 impl Default for Ingest {
@@ -114,7 +117,42 @@ impl Default for Ingest {
             parse_timeout_secs: 30,
             max_cells: 50_000_000,
             max_unzipped_size: ByteSize::gb(1),
+            storage_mode: DEFAULT_STORAGE_MODE.into(),
         }
+    }
+}
+
+/// Default `ingest.storage_mode`.
+pub const DEFAULT_STORAGE_MODE: &str = "0640";
+
+/// Parse an `ingest.storage_mode` value: octal, read and write for the owner, no execute
+/// bits, nothing writable by anyone else.
+pub fn parse_storage_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    let mode = (digits.len() >= 3 && digits.len() <= 4)
+        .then(|| u32::from_str_radix(digits, 8).ok())
+        .flatten()
+        .ok_or_else(|| format!("{text:?} is not an octal mode such as \"0640\""))?;
+    if mode > 0o777 {
+        return Err(format!("{text:?} sets special bits; use permission bits only"));
+    }
+    if mode & 0o600 != 0o600 {
+        return Err(format!("{text:?} must let the owner read and write (0600)"));
+    }
+    if mode & 0o133 != 0 {
+        return Err(format!(
+            "{text:?} must not make stored copies executable or writable by others"
+        ));
+    }
+    Ok(mode)
+}
+
+impl Ingest {
+    /// (file mode, folder mode) for stored copies; the default if the key is invalid (which
+    /// `validate` refuses before any config is used).
+    pub fn storage_modes(&self) -> (u32, u32) {
+        let file = parse_storage_mode(&self.storage_mode).unwrap_or(0o640);
+        (file, crate::ingest::dirs::dir_mode(file))
     }
 }
 
@@ -384,6 +422,9 @@ impl Config {
         }
         if self.ingest.retain_versions == 0 {
             return invalid("ingest.retain_versions", "must be at least 1".into());
+        }
+        if let Err(reason) = parse_storage_mode(&self.ingest.storage_mode) {
+            return invalid("ingest.storage_mode", reason);
         }
         if !(1..=64).contains(&self.ingest.workers) {
             return invalid("ingest.workers", "must be between 1 and 64".into());
@@ -719,6 +760,18 @@ mod tests {
     }
 
     #[test]
+    fn storage_modes_are_octal_private_enough_and_give_folders_x() {
+        assert_eq!(parse_storage_mode("0640"), Ok(0o640));
+        assert_eq!(parse_storage_mode("600"), Ok(0o600));
+        assert_eq!(parse_storage_mode("0644"), Ok(0o644));
+        for bad in ["rw", "0400", "0660", "0755", "4640", "06400", "", "0o640"] {
+            assert!(parse_storage_mode(bad).is_err(), "{bad}");
+        }
+        let ingest = Ingest::default();
+        assert_eq!(ingest.storage_modes(), (0o640, 0o750));
+    }
+
+    #[test]
     fn errors_name_the_key() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
         let cases: &[Case] = &[
@@ -735,6 +788,11 @@ mod tests {
                 "server.socket_mode",
             ),
             ("[embedding]\nprovider = \"gpt\"\n", &[], "provider"),
+            (
+                "[ingest]\nstorage_mode = \"0666\"\n",
+                &[],
+                "ingest.storage_mode",
+            ),
             ("", &[("INGESTD_INGEST_NOPE", "1")], "INGESTD_INGEST_NOPE"),
             ("", &[("INGESTD_INGEST_SETTLE_MS", "0")], "ingest.settle_ms"),
             (

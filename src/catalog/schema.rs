@@ -159,6 +159,17 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
         path: path.to_path_buf(),
         source,
     };
+    // Created 0640 before SQLite sees it (never the umask): the catalog holds every row's
+    // text. SQLite gives its -wal and -shm files the database file's mode; they are
+    // checked again below in case an older version left them wider.
+    let io_err = |e: std::io::Error| CatalogError::Open {
+        path: path.to_path_buf(),
+        source: rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!("cannot create it with mode 0640: {e}")),
+        ),
+    };
+    crate::ingest::dirs::open_private(path, crate::audit::PRIVATE_MODE, false).map_err(io_err)?;
     let mut conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_err)?;
@@ -169,6 +180,12 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
         .map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_err)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_os_string();
+        side.push(suffix);
+        crate::ingest::dirs::restrict_existing(Path::new(&side), crate::audit::PRIVATE_MODE)
+            .map_err(io_err)?;
+    }
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(open_err)?;
     migrate(&mut conn, path)?;

@@ -9,9 +9,12 @@
 //! Runs on ingest worker threads (blocking I/O); talks to the catalog through its handle.
 
 pub mod columns;
+pub mod dirs;
 pub mod formats;
 pub mod isolate;
+pub mod pause;
 pub mod recover;
+pub mod rejected;
 pub mod store;
 
 use crate::catalog::{Accepted, Catalog, Decision, Rejected};
@@ -19,11 +22,13 @@ use crate::config::{Config, LiveConfig};
 use crate::identity::{Actor, Via};
 use crate::inflight::InFlight;
 use crate::notices::Notices;
-use crate::watch::{Done, SettledFile};
+use crate::watch::names::{MAX_SOURCE_NAME, safe_name};
+use crate::watch::{Done, Next, SettledFile};
 use crossbeam_channel::{Receiver, Sender};
 use formats::Format;
 use std::collections::HashSet;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use dirs::{Dir, DirError};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use store::Identity;
@@ -37,9 +42,12 @@ pub enum Outcome {
     Unchanged { version: String },
     /// Moved to `.rejected/`.
     Rejected { reason: String },
-    /// Not ours to take now (vanished, unreadable, storage trouble): left as it is until the
-    /// next event or scan finds it.
+    /// Not ours to take (vanished, a symbolic link on the way, already rejected): left as it
+    /// is until the next event or scan finds it.
     Skipped { why: String },
+    /// A transient failure (catalog, disk full, I/O error, storage trouble): left in place
+    /// and tried again with a backoff, pending in `ls` with this reason.
+    Waiting { why: String },
     /// It changed while being read: the writer was not done. Left in place and watched again.
     Again { why: String },
 }
@@ -105,6 +113,7 @@ impl Ingestor {
             Outcome::Unchanged { version } => tracing::info!(%version, "unchanged"),
             Outcome::Rejected { reason } => tracing::info!(%reason, "rejected"),
             Outcome::Skipped { why } => tracing::info!(%why, "skipped"),
+            Outcome::Waiting { why } => tracing::info!(%why, "will be tried again"),
             Outcome::Again { why } => tracing::info!(%why, "not settled after all"),
         }
         outcome
@@ -113,29 +122,69 @@ impl Ingestor {
     fn ingest_inner(&self, file: &SettledFile) -> Outcome {
         let config = self.config();
         let path = &file.path;
-        let mut handle = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(path)
-        {
+        pause::before_open(&file.group, &file.name);
+        // From here on the file is reached only through handles: the drop root, then its group
+        // folder (never a link), then the file itself (never a link).
+        let root = match Dir::open(&config.paths.drop_root) {
+            Ok(root) => root,
+            Err(e) => {
+                self.notices
+                    .report(format!("cannot open the drop root: {e}; {} waits", path.display()));
+                return waiting("the drop root cannot be opened");
+            }
+        };
+        let group_dir = match root.child(&file.group) {
+            Ok(dir) => dir,
+            Err(e) if e.is_missing() => return skipped("its group folder disappeared"),
+            Err(e @ (DirError::Symlink { .. } | DirError::NotDir { .. })) => {
+                // Never traversed; reported once per file, since the attacker may retry.
+                self.notices.report_once(
+                    &format!("unsafe:{}", path.display()),
+                    format!("{} is not read: {e}", path.display()),
+                );
+                return skipped("its group folder is not a real folder");
+            }
+            Err(e) => {
+                self.notices
+                    .report(format!("{} is not read: {e}", path.display()));
+                return waiting("its group folder cannot be opened");
+            }
+        };
+        let mut handle = match group_dir.open_read(file.file_name()) {
             Ok(handle) => handle,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return skipped("it disappeared before it could be read");
+            }
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                self.notices.report_once(
+                    &format!("symlink:{}", path.display()),
+                    format!(
+                        "{} is a symbolic link; links are never followed",
+                        path.display()
+                    ),
+                );
+                return skipped("it is a symbolic link");
             }
             Err(e) => {
                 self.notices.report(format!(
                     "{} cannot be opened and is left in place: {e}",
                     path.display()
                 ));
-                return skipped(&format!("cannot open: {e}"));
+                return waiting(&format!("cannot open: {e}"));
             }
         };
         let meta = match handle.metadata() {
             Ok(meta) if meta.is_file() => meta,
             Ok(_) => return skipped("not a regular file"),
-            Err(e) => return skipped(&format!("cannot stat: {e}")),
+            Err(e) => return waiting(&format!("cannot stat: {e}")),
         };
         let identity = Identity::of(&meta);
+        if file.settled.is_some_and(|settled| settled != identity) {
+            // Another file (or another content) than the one that settled: settle it anew.
+            return Outcome::Again {
+                why: "it was replaced after it settled; it will be taken when it settles".into(),
+            };
+        }
         if self
             .stuck
             .lock()
@@ -155,6 +204,36 @@ impl Ingestor {
             actor: actor.clone(),
             kept_at: None,
         };
+        let at = Place {
+            file,
+            dir: &group_dir,
+            identity: &identity,
+        };
+        if meta.nlink() > 1 {
+            // Another name of the same file may be one the dropper cannot read (a hard link to
+            // someone else's file): never read it, never move it.
+            let reason = format!(
+                "it has {} hard links; a file with more than one name is not read, since the \
+                 other names may belong to someone else (drop a copy instead)",
+                meta.nlink()
+            );
+            return self.reject(&config, &at, base, reason, false);
+        }
+        if let Some(raw) = &file.raw {
+            let reason = format!(
+                "its name is not valid UTF-8 (its bytes: {}); rename it and drop it again",
+                raw.as_encoded_bytes().escape_ascii()
+            );
+            return self.reject(&config, &at, base, reason, true);
+        }
+        if file.name.len() > MAX_SOURCE_NAME {
+            let reason = format!(
+                "its name is {} bytes long; at most {MAX_SOURCE_NAME} bytes are accepted, so the \
+                 stored copy's name with its version number fits",
+                file.name.len()
+            );
+            return self.reject(&config, &at, base, reason, true);
+        }
 
         let extension = Path::new(&file.name)
             .extension()
@@ -162,19 +241,13 @@ impl Ingestor {
             .map(str::to_ascii_lowercase);
         let format = match extension.as_deref() {
             None => {
-                return self.reject(
-                    &config,
-                    file,
-                    &identity,
-                    base,
-                    "it has no file extension".into(),
-                );
+                return self.reject(&config, &at, base, "it has no file extension".into(), true);
             }
             Some(ext) => match Format::from_extension(ext) {
                 Some(format) if config.ingest.allowed_formats.iter().any(|f| f == ext) => format,
                 _ => {
                     let reason = format!("files of type .{ext} are not accepted");
-                    return self.reject(&config, file, &identity, base, reason);
+                    return self.reject(&config, &at, base, reason, true);
                 }
             },
         };
@@ -184,13 +257,7 @@ impl Ingestor {
         };
         let max = config.ingest.max_file_size.as_u64();
         if size == 0 {
-            return self.reject(
-                &config,
-                file,
-                &identity,
-                base,
-                "it is empty (0 bytes)".into(),
-            );
+            return self.reject(&config, &at, base, "it is empty (0 bytes)".into(), true);
         }
         if size > max {
             let (mut shown, limit) = (human_size(size), human_size(max));
@@ -199,46 +266,59 @@ impl Ingestor {
                 shown = format!("{size} bytes");
             }
             let reason = format!("it is {shown}, larger than the {limit} limit");
-            return self.reject(&config, file, &identity, base, reason);
+            return self.reject(&config, &at, base, reason, true);
         }
 
-        let group_dir = config.paths.storage_root.join(&file.group);
-        let tmp_dir = group_dir.join(store::TMP_DIR);
-        if let Err(e) = std::fs::create_dir_all(&tmp_dir) {
-            self.notices.report(format!(
-                "cannot create the storage folder {}: {e}; {} stays in the drop folder",
-                tmp_dir.display(),
-                path.display()
-            ));
-            return skipped("storage folder unavailable");
-        }
-        let tmp_path = tmp_dir.join(format!(
-            "{}.{}",
-            uuid::Uuid::new_v4().simple(),
-            format.as_str()
-        ));
-        let copied = match store::copy_hashed(&mut handle, &tmp_path, max) {
+        let (file_mode, folder_mode) = config.ingest.storage_modes();
+        let storage = Dir::open(&config.paths.storage_root)
+            .and_then(|root| root.child_or_create(&file.group, folder_mode))
+            .and_then(|(group, _)| {
+                let (tmp, _) = group.child_or_create(store::TMP_DIR, folder_mode)?;
+                Ok((group, tmp))
+            });
+        let (store_group, tmp_dir) = match storage {
+            Ok(dirs) => dirs,
+            Err(e) => {
+                self.notices.report(format!(
+                    "cannot open the storage folder: {e}; {} stays in the drop folder",
+                    path.display()
+                ));
+                return waiting("storage folder unavailable");
+            }
+        };
+        let tmp_name = format!("{}.{}", uuid::Uuid::new_v4().simple(), format.as_str());
+        let tmp_path = config
+            .paths
+            .storage_root
+            .join(&file.group)
+            .join(store::TMP_DIR)
+            .join(&tmp_name);
+        let copied = tmp_dir
+            .create_new(&tmp_name, file_mode)
+            .and_then(|mut out| store::copy_hashed(&mut handle, &mut out, max));
+        let copied = match copied {
             Ok(Some(copied)) => copied,
             Ok(None) => {
+                let _ = tmp_dir.unlink(&tmp_name);
                 let reason = format!(
                     "it grew past the {} limit while being read",
                     human_size(max)
                 );
-                return self.reject(&config, file, &identity, base, reason);
+                return self.reject(&config, &at, base, reason, true);
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp_path);
+                let _ = tmp_dir.unlink(&tmp_name);
                 self.notices.report(format!(
                     "cannot copy {} into storage: {e}; it stays in the drop folder",
                     path.display()
                 ));
-                return skipped("copy failed");
+                return waiting("copy failed");
             }
         };
         drop(handle);
-        if !identity.matches(path) {
+        if !identity.matches_in(&group_dir, file.file_name()) {
             // It changed while we read it: the writer was not done after all.
-            let _ = std::fs::remove_file(&tmp_path);
+            let _ = tmp_dir.unlink(&tmp_name);
             return Outcome::Again {
                 why: "it changed while being read; it will be taken when it settles".into(),
             };
@@ -260,17 +340,17 @@ impl Ingestor {
         ) {
             Ok(extracted) => extracted,
             Err(isolate::Failure::Rejected(rejection)) => {
-                let _ = std::fs::remove_file(&tmp_path);
-                return self.reject(&config, file, &identity, base, rejection.reason);
+                let _ = tmp_dir.unlink(&tmp_name);
+                return self.reject(&config, &at, base, rejection.reason, true);
             }
             Err(isolate::Failure::Worker(error)) => {
                 // Our failure, not the file's: it stays in the drop folder for the next scan.
-                let _ = std::fs::remove_file(&tmp_path);
+                let _ = tmp_dir.unlink(&tmp_name);
                 self.notices.report(format!(
                     "cannot read {}: {error}; it stays in the drop folder",
                     path.display()
                 ));
-                return skipped("the parse worker failed");
+                return waiting("the parse worker failed");
             }
         };
         let accepted = Accepted {
@@ -307,23 +387,31 @@ impl Ingestor {
         }) {
             Ok(decision) => decision,
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp_path);
+                let _ = tmp_dir.unlink(&tmp_name);
                 self.notices.report(format!(
                     "catalog error while storing {}: {e}; it stays in the drop folder",
                     path.display()
                 ));
-                return skipped("catalog error");
+                return waiting("catalog error");
             }
         };
         match decision {
             Decision::Unchanged { version } => {
-                let _ = std::fs::remove_file(&tmp_path);
-                self.remove_original(path, &identity);
+                let _ = tmp_dir.unlink(&tmp_name);
+                self.remove_original(&at);
                 Outcome::Unchanged { version }
             }
             Decision::Reserved(reservation) => {
-                if let Err(e) = store::rename_durable(&tmp_path, &reservation.stored_path) {
-                    let _ = std::fs::remove_file(&tmp_path);
+                // The name the catalog recorded; the folder is the handle opened above.
+                let stored_name = reservation
+                    .stored_path
+                    .file_name()
+                    .map(|n| n.to_os_string())
+                    .unwrap_or_default();
+                if let Err(e) =
+                    tmp_dir.rename_durable(&tmp_name, &store_group, &stored_name, true)
+                {
+                    let _ = tmp_dir.unlink(&tmp_name);
                     let id = reservation.id;
                     let _ = self.catalog.call_blocking(move |db| db.abandon(id));
                     self.notices.report(format!(
@@ -331,7 +419,7 @@ impl Ingestor {
                         path.display(),
                         reservation.stored_path.display()
                     ));
-                    return skipped("rename failed");
+                    return waiting("rename failed");
                 }
                 let version = reservation.label();
                 let ready = reservation.clone();
@@ -350,66 +438,90 @@ impl Ingestor {
                     ));
                     return skipped("catalog error after storing");
                 }
-                self.remove_original(path, &identity);
+                self.remove_original(&at);
                 Outcome::Accepted { version }
             }
         }
     }
 
-    fn remove_original(&self, path: &Path, identity: &Identity) {
-        match store::remove_if_same(path, identity) {
+    fn remove_original(&self, at: &Place<'_>) {
+        if self
+            .in_flight
+            .writers()
+            .active_since(&at.file.path, at.file.writes)
+        {
+            // Written since it settled (or still open): its writer is not done, and removing
+            // the name now would send the rest of its data to an unlinked file. It stays; its
+            // close settles it again and the new content becomes the next version.
+            tracing::info!(
+                path = %at.file.path.display(),
+                "a writer was seen since the copy; the original stays"
+            );
+            return;
+        }
+        match store::remove_if_same(at.dir, at.file.file_name(), at.identity) {
             Ok(true) => {}
             Ok(false) => tracing::info!(
-                path = %path.display(),
+                path = %at.file.path.display(),
                 "the drop file changed after it was read; it will be taken again"
             ),
             Err(e) => self.notices.report(format!(
                 "stored {} but cannot remove it from the drop folder: {e}",
-                path.display()
+                at.file.path.display()
             )),
         }
     }
 
-    /// Move the original to `.rejected/`, write its `.error.txt`, record and audit it.
+    /// Write the `.error.txt`, record and audit the rejection, and (when `move_it`) move the
+    /// original to `.rejected/`, all through the group folder's handle.
     fn reject(
         &self,
         config: &Config,
-        file: &SettledFile,
-        identity: &Identity,
+        at: &Place<'_>,
         mut rejected: Rejected,
         reason: String,
+        move_it: bool,
     ) -> Outcome {
-        if !identity.matches(&file.path) {
+        let file = at.file;
+        if !at.identity.matches_in(at.dir, file.file_name()) {
             return Outcome::Again {
                 why: "it changed while being checked; it will be taken when it settles".into(),
             };
         }
-        let dir = config.paths.drop_root.join(&file.group).join(".rejected");
-        let sentence = format!(
+        let safe = safe_name(file.file_name());
+        let mut sentence = format!(
             "{} was not accepted: {}. Accepted are {} files of at most {} that parse and have a \
              header row.\n",
-            file.name,
+            safe,
             reason,
             config.accepted_list(),
             human_size(config.ingest.max_file_size.as_u64())
         );
+        if safe.as_bytes() != file.file_name().as_encoded_bytes() {
+            // The original bytes, escaped, since the file is kept under a printable name.
+            sentence.push_str(&format!(
+                "Its name as dropped (bytes, escaped): {}\n",
+                file.file_name().as_encoded_bytes().escape_ascii()
+            ));
+        }
         // The reason file first, then the catalog and audit record, then the move: a crash
         // can leave a rejection recorded twice (the file is still there and is checked
         // again), never a moved file whose rejection was not recorded.
-        let prepared = std::fs::create_dir_all(&dir).and_then(|()| {
-            let target = store::free_name(&dir, &file.name);
-            let error_name = format!(
-                "{}.error.txt",
-                target
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("file")
-            );
-            store::write_atomic(&dir.join(error_name), &sentence)?;
-            Ok(target)
+        let prepared = rejected::open(at.dir).and_then(|kept| {
+            let target = store::free_name(&kept.dir, &safe);
+            let error_name = format!("{target}.error.txt");
+            store::write_atomic(&kept.dir, &error_name, &sentence, kept.file_mode, kept.gid)
+                .map_err(|e| rejected::RejectedDirError::Write {
+                    path: kept.dir.shown_child(&error_name),
+                    source: e,
+                })?;
+            Ok((kept, target))
         });
         rejected.reason = reason.clone();
-        rejected.kept_at = prepared.as_ref().ok().cloned();
+        rejected.kept_at = match &prepared {
+            Ok((kept, target)) if move_it => Some(kept.dir.shown_child(target)),
+            _ => None,
+        };
         let record = rejected.clone();
         let in_flight = self.in_flight.clone();
         if let Err(e) = self.catalog.call_blocking(move |db| {
@@ -420,23 +532,63 @@ impl Ingestor {
             self.notices
                 .report(format!("cannot record the rejection of {}: {e}", file.name));
         }
-        let moved = prepared.and_then(|target| store::rename_durable(&file.path, &target));
+        let moved = match prepared {
+            Ok((kept, target)) if move_it => at
+                .dir
+                .rename_durable(file.file_name(), &kept.dir, &target, false)
+                .map_err(|e| format!("cannot be moved to {}: {e}", kept.dir.shown().display())),
+            Ok(_) => Err("is left where it is".to_string()),
+            Err(e) => Err(format!("cannot be moved: {e}")),
+        };
         if let Err(e) = moved {
             self.notices.report(format!(
-                "{} was rejected ({reason}) but cannot be moved to {}: {e}",
-                file.path.display(),
-                dir.display()
+                "{} was rejected ({reason}) but {e}",
+                file.path.display()
             ));
             if let Ok(mut stuck) = self.stuck.lock() {
-                stuck.insert((file.path.clone(), *identity));
+                stuck.insert((file.path.clone(), *at.identity));
             }
         }
         Outcome::Rejected { reason }
     }
 }
 
+impl Ingestor {
+    /// What the watcher does with `file` after `outcome`.
+    fn next_step(&self, file: &SettledFile, outcome: &Outcome) -> Next {
+        // Bookkeeping only (is the name still there?); nothing is opened or changed by path.
+        let still_there = std::fs::symlink_metadata(&file.path).is_ok();
+        let written = self
+            .in_flight
+            .writers()
+            .active_since(&file.path, file.writes);
+        match outcome {
+            Outcome::Again { .. } => Next::LookAgain,
+            Outcome::Waiting { why } if still_there => Next::RetryLater(why.clone()),
+            Outcome::Accepted { .. } | Outcome::Unchanged { .. } if still_there && written => {
+                Next::LookAgain
+            }
+            _ => Next::Forget,
+        }
+    }
+}
+
+/// Where a file being ingested is: its group folder's handle, its name, and the identity that
+/// was opened (and settled).
+struct Place<'a> {
+    file: &'a SettledFile,
+    dir: &'a Dir,
+    identity: &'a Identity,
+}
+
 fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
+}
+
+fn waiting(why: &str) -> Outcome {
+    Outcome::Waiting {
+        why: why.to_string(),
+    }
 }
 
 fn skipped(why: &str) -> Outcome {
@@ -475,10 +627,10 @@ impl Workers {
                         // first, which is what a graceful stop promises.
                         for file in files.iter() {
                             let outcome = ingestor.ingest(&file);
-                            let left_in_place = matches!(outcome, Outcome::Again { .. });
+                            let next = ingestor.next_step(&file, &outcome);
                             let _ = done.send(Done {
                                 path: file.path,
-                                left_in_place,
+                                next,
                             });
                         }
                     })?,

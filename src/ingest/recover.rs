@@ -6,9 +6,11 @@
 //! before `ready` — is ingested again by the start-up scan. Deletions marked but not finished
 //! are finished. Leftover temporary copies are deleted last: by then nothing refers to them.
 
+use super::dirs::Dir;
 use super::store;
 use crate::catalog::{Catalog, CatalogError, Reservation};
 use crate::config::Config;
+use std::ffi::OsStr;
 use std::path::Path;
 
 /// What recovery did, for the log.
@@ -24,8 +26,15 @@ pub struct Recovered {
 /// Run recovery. Blocking; call before the watcher starts.
 pub fn recover(config: &Config, catalog: &Catalog) -> Result<Recovered, CatalogError> {
     let mut report = Recovered::default();
+    // Through handles, like the ingest path: a drop folder that is a link now is not
+    // followed, and nothing outside the storage root is renamed or read.
+    let storage = Dir::open(&config.paths.storage_root).ok();
+    let drops = Dir::open(&config.paths.drop_root).ok();
     for reservation in catalog.call_blocking(|db| db.reservations())? {
-        if complete(&reservation) {
+        if storage
+            .as_ref()
+            .is_some_and(|storage| complete(storage, &reservation))
+        {
             let ready = reservation.clone();
             catalog.call_blocking(move |db| {
                 db.mark_ready(
@@ -34,8 +43,8 @@ pub fn recover(config: &Config, catalog: &Catalog) -> Result<Recovered, CatalogE
                 )
             })?;
             report.completed += 1;
-            if let Some(drop) = &reservation.drop_path
-                && remove_drop_if_stored(drop, &reservation.sha256)
+            if let Some(drops) = &drops
+                && remove_drop_if_stored(drops, &reservation)
             {
                 report.drops_removed += 1;
             }
@@ -46,50 +55,71 @@ pub fn recover(config: &Config, catalog: &Catalog) -> Result<Recovered, CatalogE
         }
     }
     report.deletions_finished = catalog.call_blocking(|db| db.finish_deletions())?;
-    report.temporaries_removed = clean_temporaries(&config.paths.storage_root);
+    report.temporaries_removed = storage.as_ref().map(clean_temporaries).unwrap_or(0);
     if report != Recovered::default() {
         tracing::info!(?report, "recovered from an interrupted run");
     }
     Ok(report)
 }
 
+fn file_name(path: &Path) -> Option<&OsStr> {
+    path.file_name()
+}
+
+fn sha256_in(dir: &Dir, name: &OsStr) -> Option<String> {
+    let mut file = dir.open_read(name).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    store::sha256_of(&mut file).ok()
+}
+
 /// Is the reserved version's file in place, moving the finished temporary copy if needed?
-fn complete(r: &Reservation) -> bool {
-    if store::sha256_file(&r.stored_path).is_ok_and(|sha| sha == r.sha256) {
+fn complete(storage: &Dir, r: &Reservation) -> bool {
+    let Ok(group) = storage.child(&r.group) else {
+        return false;
+    };
+    let Some(stored) = file_name(&r.stored_path) else {
+        return false;
+    };
+    if sha256_in(&group, stored).is_some_and(|sha| sha == r.sha256) {
         return true;
     }
-    let Some(tmp) = &r.tmp_path else {
+    let Some(tmp) = r.tmp_path.as_deref().and_then(file_name) else {
         return false;
     };
-    if store::sha256_file(tmp).is_ok_and(|sha| sha == r.sha256) {
-        return store::rename_durable(tmp, &r.stored_path).is_ok();
+    let Ok(tmp_dir) = group.child(store::TMP_DIR) else {
+        return false;
+    };
+    if sha256_in(&tmp_dir, tmp).is_some_and(|sha| sha == r.sha256) {
+        return tmp_dir.rename_durable(tmp, &group, stored, true).is_ok();
     }
     false
 }
 
-fn remove_drop_if_stored(drop: &Path, sha256: &str) -> bool {
-    let Ok(meta) = std::fs::symlink_metadata(drop) else {
+/// Remove the drop original of a completed reservation if it still holds the stored bytes.
+fn remove_drop_if_stored(drops: &Dir, r: &Reservation) -> bool {
+    let Ok(group) = drops.child(&r.group) else {
         return false;
     };
-    let identity = store::Identity::of(&meta);
-    if store::sha256_file(drop).is_ok_and(|sha| sha == sha256) {
-        return store::remove_if_same(drop, &identity).unwrap_or(false);
+    let Ok(stat) = group.stat(&r.name) else {
+        return false;
+    };
+    let identity = store::Identity::of_stat(&stat);
+    if sha256_in(&group, OsStr::new(&r.name)).is_some_and(|sha| sha == r.sha256) {
+        return store::remove_if_same(&group, &r.name, &identity).unwrap_or(false);
     }
     false
 }
 
-fn clean_temporaries(storage_root: &Path) -> usize {
+fn clean_temporaries(storage: &Dir) -> usize {
     let mut removed = 0;
-    let Ok(groups) = std::fs::read_dir(storage_root) else {
-        return 0;
-    };
-    for group in groups.flatten() {
-        let tmp = group.path().join(store::TMP_DIR);
-        let Ok(entries) = std::fs::read_dir(&tmp) else {
+    for group in storage.names().unwrap_or_default() {
+        let Ok(tmp) = storage.child(&group).and_then(|g| g.child(store::TMP_DIR)) else {
             continue;
         };
-        for entry in entries.flatten() {
-            if std::fs::remove_file(entry.path()).is_ok() {
+        for name in tmp.names().unwrap_or_default() {
+            if tmp.unlink(&name).is_ok() {
                 removed += 1;
             }
         }

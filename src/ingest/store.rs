@@ -5,10 +5,11 @@
 //! unnecessary, so a crash never leaves neither the original nor a complete stored copy.
 
 use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions};
+use super::dirs::Dir;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Folder of temporary copies inside a group's storage folder.
 pub const TMP_DIR: &str = ".tmp";
@@ -20,10 +21,10 @@ pub struct Copied {
     pub sha256: String,
 }
 
-/// Copy at most `limit` bytes of `from` into a new file at `to`, hashing as it goes, then fsync.
-/// Returns `Ok(None)` if `from` holds more than `limit` bytes (it grew after the size check).
-pub fn copy_hashed(from: &mut File, to: &Path, limit: u64) -> std::io::Result<Option<Copied>> {
-    let mut out = OpenOptions::new().write(true).create_new(true).open(to)?;
+/// Copy at most `limit` bytes of `from` into `out` (a new file), hashing as it goes, then
+/// fsync. Returns `Ok(None)` if `from` holds more than `limit` bytes (it grew after the size
+/// check); the caller removes the partial copy.
+pub fn copy_hashed(from: &mut File, out: &mut File, limit: u64) -> std::io::Result<Option<Copied>> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut bytes = 0u64;
@@ -36,8 +37,6 @@ pub fn copy_hashed(from: &mut File, to: &Path, limit: u64) -> std::io::Result<Op
         };
         bytes += n as u64;
         if bytes > limit {
-            drop(out);
-            let _ = std::fs::remove_file(to);
             return Ok(None);
         }
         hasher.update(&buffer[..n]);
@@ -48,6 +47,13 @@ pub fn copy_hashed(from: &mut File, to: &Path, limit: u64) -> std::io::Result<Op
         bytes,
         sha256: hex(&hasher.finalize()),
     }))
+}
+
+/// sha256 of an open file, streamed from where it stands.
+pub fn sha256_of(file: &mut File) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(file, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
 }
 
 /// sha256 of a whole file, streamed.
@@ -66,28 +72,14 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// Make the directory entry of a just-renamed or just-created file durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Rename `from` to `to` (same file system) and make the rename durable.
-pub fn rename_durable(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::rename(from, to)?;
-    if let Some(parent) = to.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
 /// The identity of a file as we read it: if any of this changed, it is another file or another
 /// content, and must not be removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
 }
 
 impl Identity {
@@ -100,59 +92,92 @@ impl Identity {
         }
     }
 
-    /// Is `path` still exactly this file?
-    pub fn matches(&self, path: &Path) -> bool {
-        std::fs::symlink_metadata(path)
-            .map(|m| Identity::of(&m) == *self)
+    pub fn of_stat(st: &rustix::fs::Stat) -> Self {
+        Self {
+            dev: u64::from(st.st_dev),
+            ino: u64::from(st.st_ino),
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+        }
+    }
+
+    /// Is `name` in `dir` still exactly this file (never following a link)?
+    pub fn matches_in(&self, dir: &Dir, name: impl AsRef<std::ffi::OsStr>) -> bool {
+        dir.stat(name)
+            .map(|st| Identity::of_stat(&st) == *self)
             .unwrap_or(false)
+    }
+
+    /// The same inode, whatever happened to its content since.
+    pub fn same_inode(&self, other: &Identity) -> bool {
+        self.dev == other.dev && self.ino == other.ino
     }
 }
 
-/// Remove the drop original if it is still the file we stored; true if removed (or already
+/// Remove `name` from `dir` if it is still the file we stored; true if removed (or already
 /// gone), false if it changed and was left in place.
-pub fn remove_if_same(path: &Path, identity: &Identity) -> std::io::Result<bool> {
-    if !path.exists() {
-        return Ok(true);
+pub fn remove_if_same(
+    dir: &Dir,
+    name: impl AsRef<std::ffi::OsStr>,
+    identity: &Identity,
+) -> std::io::Result<bool> {
+    let name = name.as_ref();
+    match dir.stat(name) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+        Ok(st) if Identity::of_stat(&st) != *identity => return Ok(false),
+        Ok(_) => {}
     }
-    if !identity.matches(path) {
-        return Ok(false);
-    }
-    std::fs::remove_file(path)?;
-    if let Some(parent) = path.parent() {
-        let _ = sync_dir(parent);
-    }
+    dir.unlink(name)?;
+    let _ = dir.sync();
     Ok(true)
 }
 
 /// A name in `dir` for `name` that is not taken: `name`, then `stem (2).ext`, `stem (3).ext`, …
-pub fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let candidate = dir.join(name);
-    if !candidate.exists() {
-        return candidate;
-    }
+/// Only a hint: the rename that uses it refuses to replace, and the caller tries the next one.
+pub fn free_name(dir: &Dir, name: &str) -> String {
+    candidates(name)
+        .take(10_000)
+        .find(|c| dir.stat(c).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound))
+        .unwrap_or_else(|| format!("{}-{name}", uuid::Uuid::new_v4().simple()))
+}
+
+/// `name`, `stem (2).ext`, `stem (3).ext`, …
+pub fn candidates(name: &str) -> impl Iterator<Item = String> + '_ {
     let path = Path::new(name);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name);
     let ext = path.extension().and_then(|e| e.to_str());
-    (2..)
-        .map(|n| match ext {
-            Some(ext) => dir.join(format!("{stem} ({n}).{ext}")),
-            None => dir.join(format!("{stem} ({n})")),
-        })
-        .find(|p| !p.exists())
-        .unwrap_or(candidate)
+    std::iter::once(name.to_string()).chain((2..).map(move |n| match ext {
+        Some(ext) => format!("{stem} ({n}).{ext}"),
+        None => format!("{stem} ({n})"),
+    }))
 }
 
-/// Write `text` to `path` through a temporary file and a rename, so a reader never sees half.
-pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::with_prefix_in(".ingestd-", dir)?;
-    tmp.write_all(text.as_bytes())?;
-    // Readable by whoever dropped the file, not only by the daemon's user.
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+/// Write `text` as `name` in `dir` through a temporary file and a rename, so a reader never
+/// sees half. The file gets exactly `mode` and, when given, the group `gid`.
+pub fn write_atomic(
+    dir: &Dir,
+    name: &str,
+    text: &str,
+    mode: u32,
+    gid: Option<u32>,
+) -> std::io::Result<()> {
+    let tmp = format!(".ingestd-{}", uuid::Uuid::new_v4().simple());
+    let written = (|| {
+        let mut file = dir.create_new(&tmp, mode)?;
+        if let Some(gid) = gid {
+            rustix::fs::fchown(&file, None, Some(rustix::fs::Gid::from_raw(gid)))?;
+            // chown may clear set-id bits; the mode is set again after it.
+            rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(mode))?;
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        dir.rename_durable(&tmp, dir, name, true)
+    })();
+    if written.is_err() {
+        let _ = dir.unlink(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -161,10 +186,11 @@ mod tests {
 
     #[test]
     fn copy_hashes_and_respects_the_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("a.csv");
-        std::fs::write(&src, b"abc").unwrap();
-        let copied = copy_hashed(&mut File::open(&src).unwrap(), &dir.path().join("b"), 3)
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        std::fs::write(tmp.path().join("a.csv"), b"abc").unwrap();
+        let mut out = dir.create_new("b", 0o640).unwrap();
+        let copied = copy_hashed(&mut dir.open_read("a.csv").unwrap(), &mut out, 3)
             .unwrap()
             .unwrap();
         assert_eq!(copied.bytes, 3);
@@ -172,31 +198,47 @@ mod tests {
             copied.sha256,
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        let over = copy_hashed(&mut File::open(&src).unwrap(), &dir.path().join("c"), 2).unwrap();
+        let mut out = dir.create_new("c", 0o640).unwrap();
+        let over = copy_hashed(&mut dir.open_read("a.csv").unwrap(), &mut out, 2).unwrap();
         assert!(over.is_none());
-        assert!(!dir.path().join("c").exists());
     }
 
     #[test]
     fn removes_only_the_same_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a.csv");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        let path = tmp.path().join("a.csv");
         std::fs::write(&path, b"one").unwrap();
         let identity = Identity::of(&std::fs::metadata(&path).unwrap());
+        assert!(identity.matches_in(&dir, "a.csv"));
         std::fs::write(&path, b"two, longer").unwrap();
-        assert!(!remove_if_same(&path, &identity).unwrap());
+        assert!(!remove_if_same(&dir, "a.csv", &identity).unwrap());
         assert!(path.exists());
-        let identity = Identity::of(&std::fs::metadata(&path).unwrap());
-        assert!(remove_if_same(&path, &identity).unwrap());
+        let identity = Identity::of_stat(&dir.stat("a.csv").unwrap());
+        assert_eq!(identity, Identity::of(&std::fs::metadata(&path).unwrap()));
+        assert!(remove_if_same(&dir, "a.csv", &identity).unwrap());
         assert!(!path.exists());
+        assert!(remove_if_same(&dir, "a.csv", &identity).unwrap());
     }
 
     #[test]
     fn free_names_never_overwrite() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(free_name(dir.path(), "a.csv"), dir.path().join("a.csv"));
-        std::fs::write(dir.path().join("a.csv"), b"").unwrap();
-        std::fs::write(dir.path().join("a (2).csv"), b"").unwrap();
-        assert_eq!(free_name(dir.path(), "a.csv"), dir.path().join("a (3).csv"));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        assert_eq!(free_name(&dir, "a.csv"), "a.csv");
+        std::fs::write(tmp.path().join("a.csv"), b"").unwrap();
+        std::fs::write(tmp.path().join("a (2).csv"), b"").unwrap();
+        assert_eq!(free_name(&dir, "a.csv"), "a (3).csv");
+    }
+
+    #[test]
+    fn atomic_writes_get_their_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        write_atomic(&dir, "x.error.txt", "why\n", 0o640, None).unwrap();
+        let meta = std::fs::metadata(tmp.path().join("x.error.txt")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        assert_eq!(dir.names().unwrap().len(), 1, "no temporary left behind");
     }
 }

@@ -40,10 +40,12 @@ fn overlay(list: &mut Vec<SourceSummary>, in_flight: &InFlight, group: Option<&s
             Phase::Pending => Status::Pending,
             Phase::Validating => Status::Validating,
         };
+        // A file waiting to be tried again says why.
+        let reason = in_flight.reason(&g, &name);
         match list.iter_mut().find(|s| s.group == g && s.name == name) {
             Some(source) => {
                 source.status = status;
-                source.reason = None;
+                source.reason = reason;
             }
             None => {
                 added = true;
@@ -55,7 +57,7 @@ fn overlay(list: &mut Vec<SourceSummary>, in_flight: &InFlight, group: Option<&s
                     rows: None,
                     columns: Vec::new(),
                     skipped_columns: Vec::new(),
-                    reason: None,
+                    reason,
                     format: None,
                     size: None,
                     sha256: None,

@@ -57,6 +57,7 @@ static KEYS: &[Key] = &[
     key!("ingest.parse_timeout_secs", None, ingest.parse_timeout_secs),
     key!("ingest.max_cells", None, ingest.max_cells),
     key!("ingest.max_unzipped_size", None, ingest.max_unzipped_size),
+    key!("ingest.storage_mode", None, ingest.storage_mode),
     key!("embedding.provider", Some(MODEL), embedding.provider),
     key!("embedding.concurrency", None, embedding.concurrency),
     key!("embedding.batch_size", None, embedding.batch_size),

@@ -8,17 +8,21 @@
 
 pub mod names;
 pub mod settle;
+pub mod writers;
 
 use crate::catalog::Catalog;
 use crate::events::Events;
 use crate::inflight::{InFlight, Phase};
+use crate::ingest::dirs::{self, Dir};
+use crate::ingest::store::Identity;
 use crate::notices::Notices;
 use crate::protocol::EventKind as FileEvent;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, unbounded};
 use names::PathKind;
+use writers::Writers;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use settle::{Meta, Settler, Verdict};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,19 +31,63 @@ use std::time::{Duration, Instant};
 const EVENT_QUEUE: usize = 4096;
 
 /// A settled file for the ingest workers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SettledFile {
     pub group: String,
     pub name: String,
+    /// For messages and the watcher's bookkeeping; never opened by path.
     pub path: PathBuf,
+    /// The identity (dev, ino, size, mtime) that settled, read through the group folder's
+    /// handle. The ingest worker takes only this file: if the name now holds another, it is
+    /// settled anew. `None` only for callers that hand files in directly (benchmarks).
+    pub settled: Option<Identity>,
+    /// The name's real bytes when they are not UTF-8 (`name` is then [`names::safe_name`]):
+    /// such a file is only ever rejected.
+    pub raw: Option<std::ffi::OsString>,
+    /// Writes seen at the path when it settled (see [`writers::Writers::writes`]): the original
+    /// is removed only if none was seen since.
+    pub writes: u64,
+}
+
+impl SettledFile {
+    /// The name as it is on disk.
+    pub fn file_name(&self) -> &std::ffi::OsStr {
+        self.raw
+            .as_deref()
+            .unwrap_or(std::ffi::OsStr::new(&self.name))
+    }
 }
 
 /// An ingest worker finished a file.
 #[derive(Debug, Clone)]
 pub struct Done {
     pub path: PathBuf,
-    /// The file is still in the drop folder (it changed while being stored): look again.
-    pub left_in_place: bool,
+    pub next: Next,
+}
+
+/// What the watcher does next with a finished file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing until the next event or scan finds it.
+    Forget,
+    /// It is still in the drop folder and was written meanwhile: settle it again.
+    LookAgain,
+    /// A transient failure (catalog, disk, storage): try again after a backoff, pending in
+    /// `ls` with this reason.
+    RetryLater(String),
+}
+
+/// First wait before a file that failed for a transient reason is tried again; it doubles
+/// with each failure up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between tries of a file that keeps failing for a transient reason.
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The wait before try number `attempt + 1` (capped doubling: 1 s, 2 s, 4 s, … 60 s).
+pub fn retry_delay(attempt: u32) -> Duration {
+    RETRY_FIRST
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(RETRY_MAX)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +110,14 @@ pub struct WatchContext {
     pub events: Events,
 }
 
+/// How often the watcher checks that the drop root it watches is still the folder at its path
+/// (a removed, moved or replaced root sends no event the watch can still deliver).
+const ROOT_CHECK: Duration = Duration::from_secs(1);
+
 /// The running watcher. Dropping it (or calling `stop`) ends the thread.
 pub struct WatchHandle {
     stop: Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
-    // Kept alive for as long as the watch runs; dropping it removes the inotify watches.
-    _watcher: notify::RecommendedWatcher,
 }
 
 impl WatchHandle {
@@ -95,9 +145,10 @@ pub fn start(
 
     let handler_rescan = rescan_tx.clone();
     let handler_notices = ctx.notices.clone();
+    let handler_writers = ctx.in_flight.writers().clone();
     let mut watcher = notify::RecommendedWatcher::new(
         move |result: notify::Result<notify::Event>| match result {
-            Ok(event) => forward(event, &events_tx, &handler_rescan),
+            Ok(event) => forward(event, &events_tx, &handler_rescan, &handler_writers),
             Err(error) => {
                 handler_notices.report(format!("file watcher error: {error}; rescanning"));
                 let _ = handler_rescan.try_send(());
@@ -112,13 +163,19 @@ pub fn start(
 
     // The start-up scan: files dropped while the daemon was down.
     let _ = rescan_tx.try_send(());
+    let root_id = folder_id(&ctx.root);
     let state = WatchState {
+        watcher,
+        root_id,
+        root_checked: Instant::now(),
+        lost_groups: HashSet::new(),
         settler: Settler::new(ctx.settle),
         reloads: ctx.live.as_ref().map(|live| live.subscribe()),
         ctx,
         busy: HashSet::new(),
         ready: VecDeque::new(),
         known_groups: HashSet::new(),
+        retries: HashMap::new(),
         ingest,
         done_tx,
     };
@@ -129,7 +186,6 @@ pub fn start(
     Ok(WatchHandle {
         stop: stop_tx,
         thread: Some(thread),
-        _watcher: watcher,
     })
 }
 
@@ -137,12 +193,27 @@ pub fn start(
 ///
 /// Policy: a full queue must not lose a file, so it becomes a rescan of the whole root; so does
 /// the kernel's overflow flag. A rescan already pending covers every later request for one.
-fn forward(event: notify::Event, events: &Sender<Vec<PathBuf>>, rescan: &Sender<()>) {
+fn forward(
+    event: notify::Event,
+    events: &Sender<Vec<PathBuf>>,
+    rescan: &Sender<()>,
+    writers: &Writers,
+) {
     if event.need_rescan() {
+        // Closes may be among the lost events: no writer is trusted to be open any more.
+        writers.forget_all();
         let _ = rescan.try_send(());
         return;
     }
-    if matches!(event.kind, EventKind::Access(_)) || event.paths.is_empty() {
+    writers.on_event(&event);
+    // A writer's close matters (a file waiting for it can settle now); other accesses do not.
+    let closed = matches!(
+        event.kind,
+        EventKind::Access(notify::event::AccessKind::Close(
+            notify::event::AccessMode::Write
+        ))
+    );
+    if (matches!(event.kind, EventKind::Access(_)) && !closed) || event.paths.is_empty() {
         return;
     }
     match events.try_send(event.paths) {
@@ -170,6 +241,13 @@ fn watch_error(root: &Path, error: notify::Error) -> WatchError {
 
 struct WatchState {
     ctx: WatchContext,
+    // Owned by the thread so it can watch the root again; dropping it removes the watches.
+    watcher: notify::RecommendedWatcher,
+    /// (dev, ino) of the drop root being watched; `None` while it is lost.
+    root_id: Option<(u64, u64)>,
+    root_checked: Instant,
+    /// Group folders that were removed or moved away, to say so when they are back.
+    lost_groups: HashSet<String>,
     settler: Settler,
     /// Wakes when the config is reloaded, to take a new settle window.
     reloads: Option<tokio::sync::watch::Receiver<std::sync::Arc<crate::config::Config>>>,
@@ -178,6 +256,8 @@ struct WatchState {
     /// Settled files waiting for a free ingest worker.
     ready: VecDeque<SettledFile>,
     known_groups: HashSet<String>,
+    /// Files that failed for a transient reason: (failures so far, when to try again).
+    retries: HashMap<PathBuf, (u32, Instant)>,
     ingest: Sender<SettledFile>,
     /// Only used to keep the `done` channel open while the watcher lives.
     #[allow(dead_code)]
@@ -195,16 +275,23 @@ impl WatchState {
         loop {
             self.follow_reload();
             self.dispatch();
-            let timeout = self
-                .settler
-                .next_deadline()
+            let next_retry = self.retries.values().map(|(_, due)| *due).min();
+            let timeout = [self.settler.next_deadline(), next_retry]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|d| d.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_secs(3600));
+                .unwrap_or(ROOT_CHECK)
+                .min(ROOT_CHECK);
             select! {
                 recv(stop) -> _ => break,
                 recv(events) -> paths => match paths {
                     Ok(paths) => {
                         for path in paths {
+                            if path == self.ctx.root {
+                                // The root itself was removed or moved: look now.
+                                self.check_root();
+                            }
                             self.on_path(&path);
                         }
                     }
@@ -213,17 +300,102 @@ impl WatchState {
                 recv(rescan) -> _ => self.scan(),
                 recv(done) -> finished => {
                     if let Ok(finished) = finished {
-                        self.busy.remove(&finished.path);
-                        if finished.left_in_place {
-                            self.on_path(&finished.path);
-                        }
+                        self.finished(finished);
                     }
                 }
                 default(timeout) => {}
             }
             self.check_due();
+            self.retry_due();
+            if self.root_checked.elapsed() >= ROOT_CHECK {
+                self.check_root();
+            }
         }
         tracing::debug!("watcher stopped");
+    }
+
+    /// Is the watched root still the folder at its path? If it was removed, moved or replaced,
+    /// say so, and watch it again (and rescan) as soon as a folder is there.
+    fn check_root(&mut self) {
+        self.root_checked = Instant::now();
+        let now = folder_id(&self.ctx.root);
+        if now.is_some() && now == self.root_id {
+            return;
+        }
+        let root = self.ctx.root.clone();
+        if self.root_id.take().is_some() {
+            let _ = self.watcher.unwatch(&root);
+            self.ctx.notices.report(format!(
+                "the drop root {} was removed, moved or replaced; its watch is lost until a \
+                 folder is there again",
+                root.display()
+            ));
+        }
+        if now.is_none() {
+            return;
+        }
+        match self.watcher.watch(&root, RecursiveMode::Recursive) {
+            Ok(()) => {
+                self.root_id = now;
+                self.ctx.notices.report(format!(
+                    "the drop root {} is watched again; rescanning it",
+                    root.display()
+                ));
+                self.known_groups.clear();
+                self.scan();
+            }
+            Err(error) => self.ctx.notices.report_once(
+                &format!("rewatch:{}", root.display()),
+                format!("{}", watch_error(&root, error)),
+            ),
+        }
+    }
+
+    /// An ingest worker is done with a file.
+    fn finished(&mut self, finished: Done) {
+        let path = finished.path;
+        self.busy.remove(&path);
+        match finished.next {
+            Next::Forget => {
+                self.retries.remove(&path);
+            }
+            Next::LookAgain => {
+                self.retries.remove(&path);
+                self.on_path(&path);
+            }
+            Next::RetryLater(reason) => {
+                let Some((group, name, _)) = group_and_name(&self.ctx.root, &path) else {
+                    return;
+                };
+                let failures = self.retries.get(&path).map_or(0, |(n, _)| *n);
+                let delay = retry_delay(failures);
+                self.retries
+                    .insert(path.clone(), (failures + 1, Instant::now() + delay));
+                let shown = format!(
+                    "{reason}; trying again in {} s",
+                    delay.as_secs().max(1)
+                );
+                self.ctx.in_flight.set_waiting(&group, &name, &shown);
+            }
+        }
+    }
+
+    /// Files whose backoff ended: settle them again (they are taken at once if unchanged).
+    fn retry_due(&mut self) {
+        let now = Instant::now();
+        let due: Vec<PathBuf> = self
+            .retries
+            .iter()
+            .filter(|(path, (_, at))| *at <= now && !self.busy.contains(*path))
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in due {
+            if let Some(entry) = self.retries.get_mut(&path) {
+                // Not due again until it fails again (then `finished` sets the next time).
+                entry.1 = now + RETRY_MAX * 1000;
+            }
+            self.on_path(&path);
+        }
     }
 
     /// Take a reloaded settle window; files already waiting keep the deadline they have.
@@ -271,11 +443,37 @@ impl WatchState {
         let is_dir = meta.as_ref().is_some_and(|m| m.is_dir());
         match names::classify(&self.ctx.root, path, is_dir) {
             PathKind::Group(name) => {
+                if self.lost_groups.remove(&name) {
+                    self.ctx.notices.report(format!(
+                        "group folder {} is back; rescanning it",
+                        path.display()
+                    ));
+                }
                 self.ensure_group(&name);
                 // Files created before the new folder's watch was in place.
                 self.scan_group(path, &name);
             }
             PathKind::GroupFile { group, name } => self.track(path, &group, &name, meta),
+            PathKind::OddName { group, raw } => {
+                self.track(path, &group, &names::safe_name(&raw), meta)
+            }
+            // Gone: a group folder removed or moved away is reported (its files are not
+            // watched until it is back); anything else that is gone needs no word.
+            PathKind::RootFile(p) if meta.is_none() => {
+                let name = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if self.known_groups.remove(&name) {
+                    self.ctx.notices.report(format!(
+                        "group folder {} was removed or moved away; watching for it to come \
+                         back",
+                        p.display()
+                    ));
+                    self.lost_groups.insert(name);
+                }
+            }
             PathKind::RootFile(p) => self.ctx.notices.report_once(
                 &format!("root:{}", p.display()),
                 format!(
@@ -330,29 +528,54 @@ impl WatchState {
     fn check_due(&mut self) {
         let now = Instant::now();
         for path in self.settler.due(now) {
-            let Some((group, name)) = group_and_name(&self.ctx.root, &path) else {
+            let Some((group, name, raw)) = group_and_name(&self.ctx.root, &path) else {
                 self.settler.forget(&path);
                 continue;
             };
-            let meta = std::fs::symlink_metadata(&path)
+            let on_disk = raw.clone().unwrap_or_else(|| name.clone().into());
+            // Through handles, never by path: a group folder swapped for a link is not looked
+            // into, and what settles is the file the ingest worker must find.
+            let group_dir = Dir::open(&self.ctx.root).and_then(|root| root.child(&group));
+            let stat = group_dir
+                .as_ref()
                 .ok()
-                .filter(|m| m.is_file());
-            match self.settler.confirm(&path, meta.as_ref().map(to_meta), now) {
+                .and_then(|dir| dir.stat(&on_disk).ok())
+                .filter(dirs::is_file);
+            match self.settler.confirm(&path, stat.as_ref().map(stat_meta), now) {
                 Verdict::Settled => {
+                    let (Ok(dir), Some(stat)) = (&group_dir, stat) else {
+                        continue;
+                    };
+                    if self.ctx.in_flight.writers().is_open(&path) {
+                        // Written and not closed: a writer that paused is not done. Its
+                        // close-write event settles it anew.
+                        tracing::debug!(path = %path.display(), "settled but still open for writing");
+                        self.settler.retry_later(&path, stat_meta(&stat), now);
+                        continue;
+                    }
                     // The writer is done when the file can also be opened and read.
-                    if let Err(error) = std::fs::File::open(&path) {
+                    if let Err(error) = dir.open_read(&on_disk) {
                         tracing::debug!(path = %path.display(), "settled but not readable yet: {error}");
-                        if let Some(m) = &meta {
-                            self.settler.retry_later(&path, to_meta(m), now);
-                        }
+                        self.settler.retry_later(&path, stat_meta(&stat), now);
                         continue;
                     }
                     self.ctx.in_flight.set(&group, &name, Phase::Validating);
                     self.ctx.events.file(FileEvent::Settled, &group, &name);
                     self.busy.insert(path.clone());
-                    self.ready.push_back(SettledFile { group, name, path });
+                    let writes = self.ctx.in_flight.writers().writes(&path);
+                    self.ready.push_back(SettledFile {
+                        group,
+                        name,
+                        path,
+                        settled: Some(Identity::of_stat(&stat)),
+                        raw,
+                        writes,
+                    });
                 }
-                Verdict::Vanished => self.ctx.in_flight.clear(&group, &name),
+                Verdict::Vanished => {
+                    self.retries.remove(&path);
+                    self.ctx.in_flight.clear(&group, &name);
+                }
                 Verdict::Changed | Verdict::NotDue | Verdict::Unknown => {}
             }
         }
@@ -425,9 +648,12 @@ impl WatchState {
                 self.on_path(&path);
                 continue;
             }
-            if let PathKind::GroupFile { name, .. } = names::classify(&self.ctx.root, &path, false)
-            {
-                self.track(&path, group, &name, Some(meta));
+            match names::classify(&self.ctx.root, &path, false) {
+                PathKind::GroupFile { name, .. } => self.track(&path, group, &name, Some(meta)),
+                PathKind::OddName { raw, .. } => {
+                    self.track(&path, group, &names::safe_name(&raw), Some(meta))
+                }
+                _ => {}
             }
         }
     }
@@ -440,9 +666,33 @@ fn to_meta(m: &std::fs::Metadata) -> Meta {
     }
 }
 
-fn group_and_name(root: &Path, path: &Path) -> Option<(String, String)> {
+/// (dev, ino) of the real folder at `path` (not a link), if there is one.
+fn folder_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| (m.dev(), m.ino()))
+}
+
+fn stat_meta(st: &rustix::fs::Stat) -> Meta {
+    let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0);
+    let mtime = u64::try_from(st.st_mtime)
+        .map(|secs| std::time::UNIX_EPOCH + Duration::new(secs, nanos))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    Meta {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        mtime,
+    }
+}
+
+/// Group, shown name and (if it is not UTF-8) the real name of a file in a group folder.
+fn group_and_name(
+    root: &Path,
+    path: &Path,
+) -> Option<(String, String, Option<std::ffi::OsString>)> {
     match names::classify(root, path, false) {
-        PathKind::GroupFile { group, name } => Some((group, name)),
+        PathKind::GroupFile { group, name } => Some((group, name, None)),
+        PathKind::OddName { group, raw } => Some((group, names::safe_name(&raw), Some(raw))),
         _ => None,
     }
 }
@@ -470,11 +720,12 @@ mod tests {
     fn a_full_event_queue_asks_for_a_rescan_instead_of_dropping() {
         let (events_tx, events) = bounded(2);
         let (rescan_tx, rescan) = bounded(1);
-        forward(created("/d/g/1.csv"), &events_tx, &rescan_tx);
-        forward(created("/d/g/2.csv"), &events_tx, &rescan_tx);
+        let w = Writers::default();
+        forward(created("/d/g/1.csv"), &events_tx, &rescan_tx, &w);
+        forward(created("/d/g/2.csv"), &events_tx, &rescan_tx, &w);
         assert!(rescan.is_empty());
-        forward(created("/d/g/3.csv"), &events_tx, &rescan_tx);
-        forward(created("/d/g/4.csv"), &events_tx, &rescan_tx);
+        forward(created("/d/g/3.csv"), &events_tx, &rescan_tx, &w);
+        forward(created("/d/g/4.csv"), &events_tx, &rescan_tx, &w);
         assert_eq!(events.len(), 2);
         assert_eq!(
             rescan.len(),
@@ -487,19 +738,49 @@ mod tests {
     fn the_kernel_overflow_flag_asks_for_a_rescan() {
         let (events_tx, events) = bounded(8);
         let (rescan_tx, rescan) = bounded(1);
+        let w = Writers::default();
         let overflow = notify::Event::new(EventKind::Other).set_flag(Flag::Rescan);
-        forward(overflow, &events_tx, &rescan_tx);
+        forward(overflow, &events_tx, &rescan_tx, &w);
         assert_eq!(rescan.len(), 1);
         assert!(events.is_empty());
+    }
+
+    #[test]
+    fn retries_back_off_by_doubling_up_to_a_minute() {
+        let secs: Vec<u64> = (0..9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
+
+    #[test]
+    fn a_writers_close_is_forwarded_and_remembered() {
+        let (events_tx, events) = bounded(8);
+        let (rescan_tx, _rescan) = bounded(1);
+        let w = Writers::default();
+        let path = PathBuf::from("/d/g/a.csv");
+        let write = notify::Event::new(EventKind::Modify(notify::event::ModifyKind::Data(
+            notify::event::DataChange::Any,
+        )))
+        .add_path(path.clone());
+        forward(write, &events_tx, &rescan_tx, &w);
+        assert!(w.is_open(&path));
+        let close = notify::Event::new(EventKind::Access(notify::event::AccessKind::Close(
+            notify::event::AccessMode::Write,
+        )))
+        .add_path(path.clone());
+        forward(close, &events_tx, &rescan_tx, &w);
+        assert!(!w.is_open(&path));
+        assert_eq!(events.len(), 2, "the write and the close both reach the watcher");
     }
 
     #[test]
     fn access_events_are_not_changes() {
         let (events_tx, events) = bounded(8);
         let (rescan_tx, _rescan) = bounded(1);
+        let w = Writers::default();
         let read = notify::Event::new(EventKind::Access(notify::event::AccessKind::Read))
             .add_path(PathBuf::from("/d/g/a.csv"));
-        forward(read, &events_tx, &rescan_tx);
+        forward(read, &events_tx, &rescan_tx, &w);
         assert!(events.is_empty());
     }
 }
