@@ -66,6 +66,7 @@ impl AuditRecord {
     /// The shape on the wire and in `audit.jsonl`.
     pub fn to_entry(&self) -> AuditEntry {
         AuditEntry {
+            id: None,
             time: clock::rfc3339(self.time_ms),
             actor: self.actor.clone(),
             action: self.action.to_string(),

@@ -121,7 +121,16 @@ pub struct Client {
     /// Set after an error that leaves a response half read or still to come: the next line on
     /// this connection would not belong to the next request.
     out_of_step: bool,
+    /// When the connection last carried an answer (or was made): the daemon closes
+    /// connections that wait too long for a request (`server.first_request_timeout_secs`,
+    /// `server.idle_timeout_secs`), so a request after a pause goes on a new one.
+    used: std::time::Instant,
 }
+
+/// A connection unused for this long is replaced before the next request: the daemon may
+/// be closing it (its shortest wait for a request is 1 s), and a request that crosses the
+/// close would be lost as "connection closed".
+const REUSE_WITHIN: Duration = Duration::from_millis(500);
 
 impl Client {
     /// Connect to the daemon's socket, with [`DEFAULT_TIMEOUT`] for every later read and write.
@@ -142,6 +151,7 @@ impl Client {
             stream: BufReader::new(stream),
             timeout: None,
             out_of_step: false,
+            used: std::time::Instant::now(),
         };
         client.set_timeout(Some(DEFAULT_TIMEOUT))?;
         Ok(client)
@@ -165,12 +175,21 @@ impl Client {
 
     /// Send `command` and return the `data` of the answer (`null` if the daemon sent none), or
     /// the daemon's error as [`ClientError::Daemon`].
+    ///
+    /// After a pause (a question on the terminal, a long copy) the request goes on a fresh
+    /// connection, since the daemon closes connections that wait long for a request.
     pub fn request(&mut self, command: &Command) -> Result<Value, ClientError> {
         let mut line = serde_json::to_vec(&Request::new(command.clone()))
             .expect("a request always serializes");
         line.push(b'\n');
+        if !self.out_of_step && self.used.elapsed() >= REUSE_WITHIN {
+            let timeout = self.timeout;
+            *self = Client::connect(&self.socket.clone())?;
+            self.set_timeout(timeout)?;
+        }
         self.write_raw(&line)?;
         let response = self.read_response()?;
+        self.used = std::time::Instant::now();
         self.data_of(response)
     }
 

@@ -248,6 +248,24 @@ pub struct Server {
     pub pid_file: PathBuf,
     /// Log file of `--daemonize`; empty: `ingestd.log` beside `paths.database`.
     pub log_file: PathBuf,
+    /// Connections served at once, all callers together; more are refused with a reason.
+    pub max_connections: u32,
+    /// Of `max_connections`, the slots only root, the daemon's user and `admins` may take,
+    /// so no flood by other users locks an administrator out.
+    pub admin_connections: u32,
+    /// Connections one uid that is not an admin may hold at once.
+    pub max_connections_per_uid: u32,
+    /// `events` followers one uid that is not an admin may hold at once (each is also a
+    /// connection).
+    pub max_followers_per_uid: u32,
+    /// Seconds a new connection has to send its first complete request line.
+    pub first_request_timeout_secs: u64,
+    /// Seconds a connection may wait between requests before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Targets one request may name (`rm` targets, `reembed` sources, job ids, columns).
+    pub max_targets: u32,
+    /// `show --preview` parse workers one uid that is not an admin may run at once.
+    pub previews_per_uid: u32,
 }
 
 impl Default for Server {
@@ -260,6 +278,14 @@ impl Default for Server {
             log_level: "info".into(),
             pid_file: "/run/ingestd/ingestd.pid".into(),
             log_file: PathBuf::new(),
+            max_connections: 512,
+            admin_connections: 16,
+            max_connections_per_uid: 32,
+            max_followers_per_uid: 4,
+            first_request_timeout_secs: 5,
+            idle_timeout_secs: 60,
+            max_targets: 1000,
+            previews_per_uid: 2,
         }
     }
 }
@@ -497,6 +523,67 @@ impl Config {
         }
         if self.server.pid_file.as_os_str().is_empty() {
             return invalid("server.pid_file", "must not be empty".into());
+        }
+        let server = &self.server;
+        let counts: [(&str, u64, u64, u64); 8] = [
+            (
+                "server.max_connections",
+                server.max_connections.into(),
+                2,
+                65_536,
+            ),
+            (
+                "server.admin_connections",
+                server.admin_connections.into(),
+                1,
+                65_535,
+            ),
+            (
+                "server.max_connections_per_uid",
+                server.max_connections_per_uid.into(),
+                1,
+                65_536,
+            ),
+            (
+                "server.max_followers_per_uid",
+                server.max_followers_per_uid.into(),
+                0,
+                65_536,
+            ),
+            (
+                "server.first_request_timeout_secs",
+                server.first_request_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "server.idle_timeout_secs",
+                server.idle_timeout_secs,
+                1,
+                86_400,
+            ),
+            ("server.max_targets", server.max_targets.into(), 1, 100_000),
+            (
+                "server.previews_per_uid",
+                server.previews_per_uid.into(),
+                0,
+                1000,
+            ),
+        ];
+        for (key, value, low, high) in counts {
+            if !(low..=high).contains(&value) {
+                return invalid(key, format!("{value} is out of range {low}..={high}"));
+            }
+        }
+        if server.admin_connections >= server.max_connections {
+            return invalid(
+                "server.admin_connections",
+                format!(
+                    "{} leaves no slot for other users: it must be less than \
+                     server.max_connections ({})",
+                    server.admin_connections, server.max_connections
+                ),
+            );
         }
         Ok(())
     }
@@ -816,6 +903,22 @@ mod tests {
                 "ingest.parse_timeout_secs",
             ),
             ("[ingest]\nmax_cells = 0\n", &[], "ingest.max_cells"),
+            (
+                "[server]\nadmin_connections = 512\n",
+                &[],
+                "server.admin_connections",
+            ),
+            (
+                "[server]\nmax_connections_per_uid = 0\n",
+                &[],
+                "server.max_connections_per_uid",
+            ),
+            (
+                "[server]\nfirst_request_timeout_secs = 0\n",
+                &[],
+                "server.first_request_timeout_secs",
+            ),
+            ("[server]\nmax_targets = 0\n", &[], "server.max_targets"),
             ("[ingest]\nmax_cells = -1\n", &[], "max_cells"),
             (
                 "[ingest]\nmax_unzipped_size = 0\n",

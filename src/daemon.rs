@@ -221,6 +221,7 @@ pub async fn run_with(
         queue: Arc::clone(&queue),
         started_ms,
         started,
+        limits: Default::default(),
     });
     // ---- the embedding queue: starts jobs until the stop, then drains ----
     let stop_queue = CancellationToken::new();

@@ -18,6 +18,18 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// [`ErrorCode::LineTooLong`] and skipped; the connection stays usable.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// Longest name a request may carry: a source, a version target, a group, a sheet.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Longest column name a request may carry (headers of real files can be whole sentences).
+pub const MAX_COLUMN_BYTES: usize = 1024;
+
+/// Longest `template` of `prefs_set`.
+pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
+
+/// Most audit records one `audit` request returns; page further with `before`.
+pub const AUDIT_MAX: u32 = 1000;
+
 /// Longest response line. Responses may be larger than requests (`ls` of every group), but
 /// are still bounded so a client never reads without limit.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -168,8 +180,13 @@ pub enum Command {
         since: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         action: Option<String>,
+        /// Most records returned, 1 to [`AUDIT_MAX`]; default 100.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
+        /// The cursor: only records older than the record with this `id` (the `id` of the
+        /// last record of the previous page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<i64>,
     },
     /// Follow live events. The response is a stream: one line saying what is followed, then
     /// one line per event, until the client closes the connection.
@@ -214,6 +231,111 @@ impl Command {
                 | Command::Cancel { .. }
                 | Command::Fsck { repair: true }
         )
+    }
+}
+
+impl Command {
+    /// Refuse a request that names too much before any work is done for it: more than
+    /// `max_targets` targets, or a name longer than the limits above. Pure; `Err` is the
+    /// message for the caller.
+    pub fn check_bounds(&self, max_targets: usize) -> Result<(), String> {
+        fn names(what: &str, list: &[String], max: usize, each: usize) -> Result<(), String> {
+            if list.len() > max {
+                return Err(format!(
+                    "{what}: {} given, at most {max} per request (server.max_targets); \
+                     split the request",
+                    list.len()
+                ));
+            }
+            name(what, list.iter().map(String::as_str), each)
+        }
+        fn name<'a>(
+            what: &str,
+            mut list: impl Iterator<Item = &'a str>,
+            each: usize,
+        ) -> Result<(), String> {
+            match list.find(|n| n.len() > each) {
+                Some(long) => Err(format!(
+                    "{what}: a name of {} bytes is longer than the {each} bytes allowed",
+                    long.len()
+                )),
+                None => Ok(()),
+            }
+        }
+        fn count(what: &str, n: usize, max: usize) -> Result<(), String> {
+            if n > max {
+                return Err(format!(
+                    "{what}: {n} given, at most {max} per request (server.max_targets); \
+                     split the request"
+                ));
+            }
+            Ok(())
+        }
+        let max = max_targets;
+        let short = |what: &str, value: &Option<String>| {
+            name(what, value.iter().map(String::as_str), MAX_NAME_BYTES)
+        };
+        match self {
+            Command::Status {} | Command::Groups {} | Command::Fsck { .. } => Ok(()),
+            Command::Ls { group, .. }
+            | Command::Use { group, .. }
+            | Command::Prefs { group }
+            | Command::Events { group, .. } => short("group", group),
+            Command::Show { source, group, .. } => {
+                short("group", group)?;
+                name("source", std::iter::once(source.as_str()), MAX_NAME_BYTES)
+            }
+            Command::PrefsSet {
+                group,
+                columns,
+                context,
+                template,
+                sheet,
+                ..
+            } => {
+                short("group", group)?;
+                short("sheet", sheet)?;
+                for (what, list) in [("columns", columns), ("context", context)] {
+                    if let Some(list) = list {
+                        names(what, list, max, MAX_COLUMN_BYTES)?;
+                    }
+                }
+                name(
+                    "template",
+                    template.iter().map(String::as_str),
+                    MAX_TEMPLATE_BYTES,
+                )
+            }
+            Command::Rm { targets, group, .. } => {
+                short("group", group)?;
+                // `name@vN` may be a few bytes longer than a name.
+                names("targets", targets, max, MAX_NAME_BYTES + 24)
+            }
+            Command::Reembed { sources, group, .. } => {
+                short("group", group)?;
+                names("sources", sources, max, MAX_NAME_BYTES)
+            }
+            Command::Jobs { group, ids, .. } => {
+                short("group", group)?;
+                count("ids", ids.len(), max)
+            }
+            Command::Retry { jobs, group, .. } => {
+                short("group", group)?;
+                count("jobs", jobs.len(), max)
+            }
+            Command::Cancel { jobs } => count("jobs", jobs.len(), max),
+            Command::Search { group, .. } => short("group", group),
+            Command::Audit {
+                group,
+                since,
+                action,
+                ..
+            } => {
+                short("group", group)?;
+                short("since", since)?;
+                short("action", action)
+            }
+        }
     }
 }
 
@@ -639,6 +761,10 @@ pub struct RmOutcome {
 /// One audit record (also the shape of each line of `audit.jsonl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// The record's number in the catalog: the cursor for the next page (`before`). Not in
+    /// `audit.jsonl`, which is written before the number is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
     pub time: String,
     pub actor: crate::identity::Actor,
     pub action: String,

@@ -245,9 +245,13 @@ pub struct AuditArgs {
     /// Only records of this action (e.g. add, delete, prefs)
     #[arg(long, value_name = "ACTION")]
     pub action: Option<String>,
-    /// At most this many records
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// At most this many records (1 to 1000; default 100)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: Option<u32>,
+    /// Only records older than the record with this id: the next page, as the previous page
+    /// ended with (`--json` gives each record's id)
+    #[arg(long, value_name = "ID")]
+    pub before: Option<i64>,
 }
 
 #[cfg(test)]

@@ -22,9 +22,16 @@ fn main() -> ExitCode {
     match commands::run(&cli, &mut stdout) {
         Ok(done) => {
             for note in &done.notes {
-                let _ = writeln!(io::stderr(), "{note}");
+                let _ = writeln!(io::stderr(), "{}", output::escape_text(note));
             }
-            match output::emit(&mut stdout, &done.text) {
+            // Field printers escape what they print; this is the net under them. `--json`
+            // prints exact strings (serde_json escapes control characters itself).
+            let text = if cli.json {
+                std::borrow::Cow::Borrowed(done.text.as_str())
+            } else {
+                output::escape_text(&done.text)
+            };
+            match output::emit(&mut stdout, &text) {
                 Ok(_) => ExitCode::from(done.code),
                 Err(e) => {
                     let _ = writeln!(io::stderr(), "error: cannot write the output: {e}");
@@ -33,7 +40,8 @@ fn main() -> ExitCode {
             }
         }
         Err(failure) => {
-            let _ = writeln!(io::stderr(), "error: {failure}");
+            let message = failure.to_string();
+            let _ = writeln!(io::stderr(), "error: {}", output::escape_text(&message));
             ExitCode::from(failure.exit_code())
         }
     }

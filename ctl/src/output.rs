@@ -9,7 +9,65 @@
 use comfy_table::{CellAlignment, Table, presets};
 use jiff::{Timestamp, tz::TimeZone};
 use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{self, Write};
+
+/// `text` safe to print on a terminal as one field: every control character (C0 with
+/// newline and tab, DEL, C1) and every character that reorders or hides text (bidi
+/// overrides and isolates, line and paragraph separators, zero-width marks) is written as
+/// an escape (`\n`, `\t`, `\r`, `\x1b`, `\u{202e}`), so a file, column or group name cannot
+/// move the cursor, set the title, hide text or break a table's lines. Names, columns,
+/// previews, reasons and audit details all come from other people; `--json` keeps the exact
+/// strings.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    escape_where(text, |_| true)
+}
+
+/// Like [`escape`] but keeps newlines and tabs: for a whole output (or an error message)
+/// whose lines are ours, as a net under the field printers.
+pub fn escape_text(text: &str) -> Cow<'_, str> {
+    escape_where(text, |c| c != '\n' && c != '\t')
+}
+
+fn escape_where(text: &str, escape_this: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(|c| dangerous(c) && escape_this(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if !(dangerous(c) && escape_this(c)) {
+            out.push(c);
+            continue;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Characters a terminal acts on or that change how the text around them is shown.
+fn dangerous(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'                       // Arabic letter mark
+                | '\u{200b}' | '\u{200e}' | '\u{200f}' // zero-width space, LRM, RLM
+                | '\u{2028}' | '\u{2029}'   // line and paragraph separators
+                | '\u{202a}'..='\u{202e}'   // bidi embeddings and overrides
+                | '\u{2060}'..='\u{2069}'   // word joiner, invisible operators, isolates
+                | '\u{feff}'                 // zero-width no-break space
+        )
+}
 
 /// Widest the joined column list of `ls` may get before it is cut.
 pub const COLUMNS_WIDTH: usize = 40;
@@ -29,7 +87,8 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
         .load_preset(presets::NOTHING)
         .set_header(header.to_vec());
     for row in rows {
-        table.add_row(row);
+        // Every cell may hold someone else's text: one line, nothing a terminal acts on.
+        table.add_row(row.iter().map(|cell| escape(cell).into_owned()));
     }
     for (index, column) in table.column_iter_mut().enumerate() {
         column.set_padding((0, 2));
@@ -272,6 +331,47 @@ mod tests {
         let mut buffer = Vec::new();
         assert!(emit(&mut buffer, "x\n").unwrap());
         assert_eq!(buffer, b"x\n");
+    }
+
+    #[test]
+    fn control_characters_and_bidi_overrides_are_escaped() {
+        let cases: &[(&str, &str)] = &[
+            ("plain.csv", "plain.csv"),
+            ("ünïcode ok.csv", "ünïcode ok.csv"),
+            ("two\nlines.csv", "two\\nlines.csv"),
+            ("tab\there\r", "tab\\there\\r"),
+            ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+            ("\x1b]0;owned\x07title", "\\x1b]0;owned\\x07title"),
+            ("c1\u{9b}31m", "c1\\x9b31m"),
+            ("del\x7f", "del\\x7f"),
+            ("evil\u{202e}vsc.exe", "evil\\u{202e}vsc.exe"),
+            ("iso\u{2066}late\u{2069}", "iso\\u{2066}late\\u{2069}"),
+            ("sep\u{2028}x", "sep\\u{2028}x"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(escape(raw), *want, "{raw:?}");
+        }
+        assert!(matches!(escape("fine"), Cow::Borrowed(_)));
+        // A whole output keeps its own lines and tabs but nothing else.
+        assert_eq!(
+            escape_text("a\tb\nc\x1b]8;;http://x\x1b\\d\n"),
+            "a\tb\nc\\x1b]8;;http://x\\x1b\\d\n"
+        );
+    }
+
+    #[test]
+    fn table_cells_are_escaped_and_stay_on_one_line() {
+        let text = table(
+            &["NAME", "REASON"],
+            vec![vec!["a\nb.csv".into(), "\x1b[2Jgone".into()]],
+            &[],
+        );
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(!text.contains('\x1b'), "{text:?}");
+        assert!(
+            text.contains("a\\nb.csv") && text.contains("\\x1b[2Jgone"),
+            "{text}"
+        );
     }
 
     #[test]

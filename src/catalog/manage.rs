@@ -34,6 +34,8 @@ pub struct AuditFilter {
     pub since_ms: Option<i64>,
     pub action: Option<String>,
     pub limit: u32,
+    /// Only records older (in the listing's order) than the record with this id.
+    pub before: Option<i64>,
 }
 
 fn group_id(db: &Db, group: &str) -> Result<Option<i64>, CatalogError> {
@@ -189,21 +191,31 @@ impl Db {
         self.prefs(group)
     }
 
-    /// The audit trail, newest first.
+    /// The audit trail, newest first, one page: at most `filter.limit` records, after the
+    /// cursor `filter.before` (a record id; a cursor whose record is gone ends the listing).
     pub fn audit_entries(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, CatalogError> {
         let mut stmt = self.conn().prepare_cached(
             "SELECT time, actor_uid, actor_user, via, action, group_name, source, version, job,
-                    outcome, detail
+                    outcome, detail, id
              FROM audit
              WHERE (?1 IS NULL OR group_name = ?1) AND (?2 IS NULL OR time >= ?2)
                AND (?3 IS NULL OR action = ?3)
+               AND (?5 IS NULL OR (time, id) <
+                    (SELECT c.time, c.id FROM audit c WHERE c.id = ?5))
              ORDER BY time DESC, id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(
-            params![filter.group, filter.since_ms, filter.action, filter.limit],
+            params![
+                filter.group,
+                filter.since_ms,
+                filter.action,
+                filter.limit,
+                filter.before
+            ],
             |r| {
                 let via: Option<String> = r.get(3)?;
                 Ok(AuditEntry {
+                    id: Some(r.get(11)?),
                     time: clock::rfc3339(r.get(0)?),
                     actor: Actor {
                         uid: r.get(1)?,

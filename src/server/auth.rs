@@ -63,6 +63,19 @@ pub fn check_admin(admins: &[String], peer: Option<Peer>) -> Result<(), String> 
     ))
 }
 
+/// Does `peer` get the connection slots kept for administrators? Root, the daemon's own user
+/// and, when `server.admins` is set, its members. With no admins configured everyone may
+/// change state, but only root and the daemon's user get the reserved slots.
+pub fn is_privileged(admins: &[String], peer: Option<Peer>) -> bool {
+    let Some(who) = peer else {
+        return false;
+    };
+    if who.uid == 0 || who.uid == nix::unistd::geteuid().as_raw() {
+        return true;
+    }
+    !admins.is_empty() && check_admin(admins, peer).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +103,21 @@ mod tests {
             "{refused}"
         );
         assert!(check_admin(&["alice".into()], None).is_err());
+    }
+
+    #[test]
+    fn reserved_slots_go_to_root_and_listed_admins_only() {
+        let nobody = Some(Peer {
+            uid: 65534,
+            gid: 65534,
+        });
+        assert!(is_privileged(&[], Some(Peer { uid: 0, gid: 0 })));
+        assert!(
+            !is_privileged(&[], nobody),
+            "no admins: nobody is not reserved for"
+        );
+        assert!(is_privileged(&["nobody".into()], nobody));
+        assert!(!is_privileged(&["root".into()], nobody));
+        assert!(!is_privileged(&["root".into()], None));
     }
 }

@@ -6,7 +6,7 @@
 //! `server.admins` here, before any handler runs, and a refusal is audited.
 
 use super::auth::{self, Peer};
-use super::{jobs, manage, read};
+use super::{jobs, manage, read, refusals};
 use crate::audit::AuditRecord;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, LiveConfig};
@@ -29,6 +29,18 @@ pub struct Shared {
     pub queue: Arc<crate::queue::Queue>,
     pub started_ms: i64,
     pub started: Instant,
+    /// What the socket's limits count across connections.
+    pub limits: SocketLimits,
+}
+
+/// Counters the socket's limits keep across connections (see `docs/operations.md`,
+/// Security model).
+#[derive(Debug, Default)]
+pub struct SocketLimits {
+    /// Refused requests, coalesced per uid.
+    pub(super) refusals: super::refusals::Refusals,
+    /// Previews running per uid, and the global queue they wait in.
+    pub(super) previews: super::jobs::Previews,
 }
 
 impl Shared {
@@ -43,6 +55,12 @@ pub async fn handle(
     peer: Option<Peer>,
     command: Command,
 ) -> Result<Value, ErrorBody> {
+    // Before any work, the refusal's audit included: a request that names too much is only
+    // answered.
+    let max_targets = shared.config().server.max_targets as usize;
+    command
+        .check_bounds(max_targets)
+        .map_err(|message| ErrorBody::new(ErrorCode::BadArgs, message))?;
     if command.changes_state() {
         allow(shared, peer, &command).await?;
     }
@@ -60,7 +78,7 @@ pub async fn handle(
             let group = listing_group(shared, peer, group, false).await?;
             let mut detail = read::show(shared, source, group).await?;
             if let Some(rows) = preview {
-                jobs::add_preview(shared, &mut detail, rows).await?;
+                jobs::add_preview(shared, peer, &mut detail, rows).await?;
             }
             to_value(&detail)
         }
@@ -176,9 +194,10 @@ pub async fn handle(
             since,
             action,
             limit,
+            before,
         } => {
             let group = listing_group(shared, peer, group, all).await?;
-            manage::audit(shared, group, since, action, limit).await
+            manage::audit(shared, group, since, action, limit, before).await
         }
         Command::Events { .. } => Err(ErrorBody::new(
             ErrorCode::Internal,
@@ -187,7 +206,9 @@ pub async fn handle(
     }
 }
 
-/// Refuse (and audit the refusal of) a state-changing command from a non-admin.
+/// Refuse (and audit the refusal of) a state-changing command from a non-admin. Refusals
+/// of one uid are coalesced (`refusals`): the first of a window is audited with a bounded
+/// detail, the rest are counted into one summary.
 async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result<(), ErrorBody> {
     let admins = shared.config().server.admins.clone();
     let Err(message) = auth::check_admin(&admins, peer) else {
@@ -209,10 +230,19 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
             user: None,
             via: crate::identity::Via::Socket,
         });
-    let mut detail = message.clone();
-    if let Command::Rm { targets, .. } = command {
-        detail = format!("{detail}; wanted to delete {}", targets.join(", "));
+    if !shared
+        .limits
+        .refusals
+        .note(&actor, action, std::time::Instant::now())
+    {
+        return Err(ErrorBody::new(ErrorCode::PermissionDenied, message));
     }
+    let detail = match command {
+        Command::Rm { targets, .. } => {
+            refusals::bound_list(&format!("{message}; wanted to delete "), targets)
+        }
+        _ => refusals::bound_detail(message.clone()),
+    };
     let mut record = AuditRecord::new(actor, action, "refused").detail(detail);
     if let Command::Rm { group: Some(g), .. }
     | Command::PrefsSet { group: Some(g), .. }

@@ -3,7 +3,8 @@
 //!
 //! The catalog decides what each request does to the queue; this module adds what only the
 //! running daemon can do: stop a processing worker (`cancel`), embed a query with the live
-//! provider (`search`), and render rows with the group's preferences (`show --preview`).
+//! provider (`search`), and render rows with the group's preferences (`show --preview`),
+//! each preview a parse worker counted against its caller's and the daemon's limits.
 
 use super::auth::Peer;
 use super::handlers::{Shared, catalog_error, to_value};
@@ -12,9 +13,11 @@ use crate::embed::EmbedError;
 use crate::embed::render::Renderer;
 use crate::protocol::{ErrorBody, ErrorCode, JobState, Queued, SourceDetail};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Jobs returned when no limit is given, and the most a request may ask for.
 const JOBS_DEFAULT: u32 = 1000;
@@ -152,10 +155,81 @@ pub async fn search(
     to_value(&result)
 }
 
+/// The parse workers previews run: per uid (refused beyond `server.previews_per_uid` for
+/// users who are not admins) and in all (at most `ingest.workers` at once; the rest wait
+/// their turn, they are not refused).
+#[derive(Debug, Default)]
+pub struct Previews {
+    /// Short sections with no await: a std lock.
+    per_uid: Mutex<HashMap<u32, usize>>,
+    /// Sized from `ingest.workers` (a restart key) at the first preview.
+    global: OnceLock<Arc<Semaphore>>,
+}
+
+/// A running preview of one uid; dropping it frees its place.
+struct PreviewTurn<'a> {
+    previews: &'a Previews,
+    uid: u32,
+}
+
+impl Previews {
+    fn start(&self, uid: u32, cap: usize) -> Result<PreviewTurn<'_>, ErrorBody> {
+        let mut per_uid = self.per_uid.lock().unwrap_or_else(|e| e.into_inner());
+        let running = per_uid.entry(uid).or_default();
+        if *running >= cap {
+            let message = if cap == 0 {
+                "previews are for administrators only here (server.previews_per_uid = 0)"
+                    .to_string()
+            } else {
+                format!(
+                    "uid {uid} already has {running} previews running, the most one user may \
+                     (server.previews_per_uid); wait for them to finish"
+                )
+            };
+            return Err(ErrorBody::new(ErrorCode::Refused, message));
+        }
+        *running += 1;
+        Ok(PreviewTurn {
+            previews: self,
+            uid,
+        })
+    }
+
+    fn global(&self, workers: usize) -> Arc<Semaphore> {
+        Arc::clone(
+            self.global
+                .get_or_init(|| Arc::new(Semaphore::new(workers.max(1)))),
+        )
+    }
+
+    #[cfg(test)]
+    fn running(&self, uid: u32) -> usize {
+        let per_uid = self.per_uid.lock().unwrap_or_else(|e| e.into_inner());
+        per_uid.get(&uid).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for PreviewTurn<'_> {
+    fn drop(&mut self) {
+        let mut per_uid = self
+            .previews
+            .per_uid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(running) = per_uid.get_mut(&self.uid) {
+            *running = running.saturating_sub(1);
+            if *running == 0 {
+                per_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
 /// Fill `detail.preview` with the texts the first `rows` rows of the newest version render
 /// to under the group's preferences.
 pub async fn add_preview(
     shared: &Shared,
+    peer: Option<Peer>,
     detail: &mut SourceDetail,
     rows: u32,
 ) -> Result<(), ErrorBody> {
@@ -164,6 +238,21 @@ pub async fn add_preview(
             "preview must be between 1 and {PREVIEW_MAX} rows"
         )));
     }
+    let config = shared.config();
+    let previews = &shared.limits.previews;
+    let _turn = if super::auth::is_privileged(&config.server.admins, peer) {
+        None
+    } else {
+        let uid = peer.map_or(u32::MAX, |p| p.uid);
+        Some(previews.start(uid, config.server.previews_per_uid as usize)?)
+    };
+    // Wait for a worker place; the wait is not a refusal.
+    let _place = previews
+        .global(config.ingest.workers as usize)
+        .acquire_owned()
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    drop(config);
     let (group, source) = (detail.summary.group.clone(), detail.summary.name.clone());
     let version = shared
         .catalog
@@ -220,4 +309,29 @@ pub async fn fsck(shared: &Shared, peer: Option<Peer>, repair: bool) -> Result<V
         .await
         .map_err(catalog_error)?;
     to_value(&report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_are_capped_per_uid_and_freed_when_done() {
+        let previews = Previews::default();
+        let first = previews.start(1000, 2).unwrap();
+        let second = previews.start(1000, 2).unwrap();
+        let refused = previews.start(1000, 2).err().unwrap();
+        assert_eq!(refused.code, ErrorCode::Refused);
+        assert!(
+            refused.message.contains("server.previews_per_uid"),
+            "{refused:?}"
+        );
+        // Another user has their own allowance.
+        drop(previews.start(1001, 2).unwrap());
+        drop(first);
+        assert_eq!(previews.running(1000), 1);
+        drop(second);
+        assert_eq!(previews.running(1000), 0);
+        assert!(previews.start(7, 0).is_err(), "0: administrators only");
+    }
 }

@@ -6,12 +6,11 @@
 use super::auth::Peer;
 use super::handlers::{Shared, catalog_error, require_group, to_value};
 use crate::catalog::{AuditFilter, PrefsChange};
-use crate::protocol::{ErrorBody, ErrorCode, PrefsSaved, UseInfo};
+use crate::protocol::{AUDIT_MAX, ErrorBody, ErrorCode, PrefsSaved, UseInfo};
 use crate::template;
 use serde_json::Value;
 
-/// Most audit records one request returns.
-const AUDIT_MAX: u32 = 10_000;
+/// Audit records returned when no limit is given (the most is `protocol::AUDIT_MAX`).
 const AUDIT_DEFAULT: u32 = 100;
 
 fn bad_args(message: impl Into<String>) -> ErrorBody {
@@ -167,7 +166,7 @@ pub async fn prefs_set(
         clear: request.clear,
     };
     let actor = peer.actor();
-    let detail = changed.join("; ");
+    let detail = super::refusals::bound_detail(changed.join("; "));
     let saved_group = group.clone();
     let prefs = shared
         .catalog
@@ -255,6 +254,7 @@ pub async fn audit(
     since: Option<String>,
     action: Option<String>,
     limit: Option<u32>,
+    before: Option<i64>,
 ) -> Result<Value, ErrorBody> {
     let since_ms = match since {
         None => None,
@@ -270,13 +270,17 @@ pub async fn audit(
     };
     let limit = limit.unwrap_or(AUDIT_DEFAULT);
     if limit == 0 || limit > AUDIT_MAX {
-        return Err(bad_args(format!("limit must be between 1 and {AUDIT_MAX}")));
+        return Err(bad_args(format!(
+            "limit must be between 1 and {AUDIT_MAX}; page further with before (the id of \
+             the last record of a page)"
+        )));
     }
     let filter = AuditFilter {
         group,
         since_ms,
         action,
         limit,
+        before,
     };
     let entries = shared
         .catalog

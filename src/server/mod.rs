@@ -1,8 +1,9 @@
 //! The control socket: accept connections, frame requests, answer each with one line.
 //!
-//! Every connection is its own task with a cap on how many run at once; a malformed or
-//! oversized line gets a structured error and the connection goes on; a client that stops
-//! reading or sending is timed out, never allowed to hold the daemon.
+//! Every connection is its own task, admitted against per-uid caps with slots kept for
+//! administrators (`slots`); a malformed or oversized line gets a structured error and the
+//! connection goes on; a client that is slow to send its first request, idles, or stops
+//! reading its answer is timed out, and answers are written with bounded memory (`reply`).
 
 mod auth;
 mod codec;
@@ -10,10 +11,18 @@ mod handlers;
 mod jobs;
 mod manage;
 mod read;
+mod refusals;
+mod reply;
+mod slots;
 mod stream;
+#[cfg(test)]
+mod tests;
 
 pub use auth::Peer;
-pub use handlers::Shared;
+pub use handlers::{Shared, SocketLimits};
+
+use reply::write_response;
+use slots::Slots;
 
 use crate::protocol::{self, Command, ErrorBody, ErrorCode, MAX_LINE_BYTES, Response};
 use codec::{Frame, LineCodec};
@@ -25,19 +34,23 @@ use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 512;
-/// A connection with no request for this long is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// A client that does not take its response within this long is dropped.
+/// A client that takes no bytes of its response for this long is dropped, and the response
+/// with it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a refused connection is given to take the line saying why.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a refused connection waits for the caller's request before it is closed.
+const REFUSE_LINGER: Duration = Duration::from_millis(250);
+/// Refused connections that may linger at once.
+const MAX_LINGERING: usize = 256;
+/// How often ended refusal windows are summarized into the audit trail.
+const REFUSAL_FLUSH: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -127,8 +140,9 @@ fn answers_status(path: &Path) -> bool {
 
 /// Accept and serve connections until `shutdown` fires.
 pub async fn serve(listener: Listener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Slots::default());
     let mut connections = tokio::task::JoinSet::new();
+    let flusher = tokio::spawn(flush_refusals(Arc::clone(&shared), shutdown.clone()));
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -143,11 +157,11 @@ pub async fn serve(listener: Listener, shared: Arc<Shared>, shutdown: Cancellati
         };
         // Reap finished connection tasks so the set does not grow.
         while connections.try_join_next().is_some() {}
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            break;
-        };
         let shared = Arc::clone(&shared);
+        let slots = Arc::clone(&slots);
         let stop = shutdown.child_token();
+        // Never wait here for a slot: the accept loop must keep taking connections so an
+        // administrator's is seen even while every other slot is held.
         connections.spawn(async move {
             let peer = stream.peer_creds().ok().and_then(|c| {
                 Some(Peer {
@@ -155,35 +169,107 @@ pub async fn serve(listener: Listener, shared: Arc<Shared>, shutdown: Cancellati
                     gid: c.egid()?,
                 })
             });
-            connection(stream, peer, shared, stop)
-                .instrument(tracing::debug_span!(
-                    "connection",
-                    uid = peer.map(|p| p.uid)
-                ))
-                .await;
-            drop(permit);
+            let config = shared.config();
+            let privileged = auth::is_privileged(&config.server.admins, peer);
+            let limits = slots::Limits::of(&config.server);
+            let span = tracing::debug_span!("connection", uid = peer.map(|p| p.uid));
+            match slots.admit(peer.map(|p| p.uid), privileged, &limits) {
+                Ok(slot) => {
+                    let timeouts = Timeouts {
+                        first: Duration::from_secs(config.server.first_request_timeout_secs),
+                        idle: Duration::from_secs(config.server.idle_timeout_secs),
+                    };
+                    drop(config);
+                    connection(stream, peer, slot, limits, timeouts, shared, stop)
+                        .instrument(span)
+                        .await;
+                }
+                Err(denied) => {
+                    drop(config);
+                    refuse(stream, denied).instrument(span).await;
+                }
+            }
         });
     }
     connections.shutdown().await;
+    let _ = flusher.await;
+}
+
+/// How long a connection may wait for its first request, and between requests.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    first: Duration,
+    idle: Duration,
+}
+
+/// Tell a caller over its limits why, briefly, and close.
+///
+/// The reason is written first; then the connection lingers a moment for the caller's
+/// request line, because closing a socket with a request still unread makes the caller's
+/// read fail with a reset before it sees the reason. Lingering is itself capped
+/// (`MAX_LINGERING`): in a flood of refused connections the rest are closed at once.
+async fn refuse(stream: Stream, denied: slots::Denied) {
+    static LINGERING: AtomicUsize = AtomicUsize::new(0);
+    tracing::debug!("connection refused: {denied}");
+    let (recv, mut send) = tokio::io::split(stream);
+    let error = ErrorBody::new(ErrorCode::Refused, denied.to_string());
+    if write_response(&mut send, Response::err(error), REFUSE_TIMEOUT)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if LINGERING.fetch_add(1, Ordering::Relaxed) < MAX_LINGERING {
+        let mut frames = FramedRead::new(recv, LineCodec::new(MAX_LINE_BYTES));
+        let _ = tokio::time::timeout(REFUSE_LINGER, frames.next()).await;
+    }
+    LINGERING.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Write the summaries of refusal windows that have ended, until the stop; then the rest.
+async fn flush_refusals(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(REFUSAL_FLUSH);
+    loop {
+        let everything = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        let records = shared
+            .limits
+            .refusals
+            .due(std::time::Instant::now(), everything);
+        if !records.is_empty() {
+            let _ = shared.catalog.call(move |db| db.audit(records)).await;
+        }
+        if everything {
+            return;
+        }
+    }
 }
 
 async fn connection(
     stream: Stream,
     peer: Option<Peer>,
+    mut slot: slots::Slot,
+    limits: slots::Limits,
+    timeouts: Timeouts,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
     let (recv, mut send) = tokio::io::split(stream);
     let mut frames = FramedRead::new(recv, LineCodec::new(MAX_LINE_BYTES));
+    let mut wait = timeouts.first;
     loop {
         let frame = tokio::select! {
             _ = shutdown.cancelled() => break,
-            next = tokio::time::timeout(IDLE_TIMEOUT, frames.next()) => match next {
+            // The wait covers a half-written line too: bytes without a newline are no request.
+            next = tokio::time::timeout(wait, frames.next()) => match next {
                 Ok(Some(Ok(frame))) => frame,
                 // Closed, broken or idle: nothing to answer.
                 Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
             },
         };
+        wait = timeouts.idle;
         let response = match frame {
             Frame::TooLong => Response::err(ErrorBody::new(
                 ErrorCode::LineTooLong,
@@ -191,12 +277,25 @@ async fn connection(
             )),
             Frame::Line(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Frame::Line(line) => match protocol::parse_request(&line) {
-                Ok(Command::Events { group, all }) => {
-                    // The connection becomes the event stream until either side ends it.
-                    stream::follow(&shared, peer, group, all, &mut frames, &mut send, &shutdown)
+                Ok(Command::Events { group, all }) => match slot.follow(&limits) {
+                    Ok(()) => {
+                        // The connection becomes the event stream until either side ends it.
+                        stream::follow(
+                            &shared,
+                            peer,
+                            group,
+                            all,
+                            &mut frames,
+                            &mut send,
+                            &shutdown,
+                        )
                         .await;
-                    break;
-                }
+                        break;
+                    }
+                    Err(denied) => {
+                        Response::err(ErrorBody::new(ErrorCode::Refused, denied.to_string()))
+                    }
+                },
                 Ok(command) => match handlers::handle(&shared, peer, command).await {
                     Ok(data) => Response::ok(data),
                     Err(error) => Response::err(error),
@@ -204,28 +303,11 @@ async fn connection(
                 Err(error) => Response::err(error),
             },
         };
-        if write_response(&mut send, &response).await.is_err() {
+        if write_response(&mut send, response, WRITE_TIMEOUT)
+            .await
+            .is_err()
+        {
             break;
         }
-    }
-}
-
-/// Write one response line, giving up on a client that does not read it in time.
-async fn write_response<W: tokio::io::AsyncWrite + Unpin>(
-    send: &mut W,
-    response: &Response,
-) -> Result<(), ()> {
-    let mut text = match serde_json::to_vec(response) {
-        Ok(text) => text,
-        Err(e) => serde_json::to_vec(&Response::err(ErrorBody::new(
-            ErrorCode::Internal,
-            format!("cannot encode the response: {e}"),
-        )))
-        .unwrap_or_default(),
-    };
-    text.push(b'\n');
-    match tokio::time::timeout(WRITE_TIMEOUT, send.write_all(&text)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
     }
 }

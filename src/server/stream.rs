@@ -8,7 +8,7 @@
 use super::auth::Peer;
 use super::codec::{Frame, LineCodec};
 use super::handlers::{Shared, listing_group, to_value};
-use super::write_response;
+use super::{WRITE_TIMEOUT, write_response};
 use crate::protocol::{ErrorBody, ErrorCode, Following, Response};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,7 +33,7 @@ pub async fn follow<R, W>(
     let group = match listing_group(shared, peer, group, all).await {
         Ok(group) => group,
         Err(error) => {
-            let _ = write_response(send, &Response::err(error)).await;
+            let _ = write_response(send, Response::err(error), WRITE_TIMEOUT).await;
             return;
         }
     };
@@ -43,7 +43,7 @@ pub async fn follow<R, W>(
         Ok(value) => Response::ok(value),
         Err(error) => Response::err(error),
     };
-    if write_response(send, &first).await.is_err() {
+    if write_response(send, first, WRITE_TIMEOUT).await.is_err() {
         return;
     }
     loop {
@@ -63,7 +63,7 @@ pub async fn follow<R, W>(
                         Ok(value) => Response::ok(value),
                         Err(error) => Response::err(error),
                     };
-                    if write_response(send, &line).await.is_err() {
+                    if write_response(send, line, WRITE_TIMEOUT).await.is_err() {
                         return;
                     }
                 }
@@ -75,7 +75,7 @@ pub async fn follow<R, W>(
                              reconnect to follow again"
                         ),
                     );
-                    let _ = write_response(send, &Response::err(error)).await;
+                    let _ = write_response(send, Response::err(error), WRITE_TIMEOUT).await;
                     return;
                 }
                 Err(RecvError::Closed) => return,

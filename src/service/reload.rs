@@ -97,6 +97,26 @@ static KEYS: &[Key] = &[
     key!("server.log_level", None, server.log_level),
     key!("server.pid_file", Some(FILES), server.pid_file),
     key!("server.log_file", Some(FILES), server.log_file),
+    key!("server.max_connections", None, server.max_connections),
+    key!("server.admin_connections", None, server.admin_connections),
+    key!(
+        "server.max_connections_per_uid",
+        None,
+        server.max_connections_per_uid
+    ),
+    key!(
+        "server.max_followers_per_uid",
+        None,
+        server.max_followers_per_uid
+    ),
+    key!(
+        "server.first_request_timeout_secs",
+        None,
+        server.first_request_timeout_secs
+    ),
+    key!("server.idle_timeout_secs", None, server.idle_timeout_secs),
+    key!("server.max_targets", None, server.max_targets),
+    key!("server.previews_per_uid", None, server.previews_per_uid),
 ];
 
 /// What a reload would do: the config to put in force and the changed keys, sorted by fate.

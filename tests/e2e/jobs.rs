@@ -404,6 +404,7 @@ fn reembed_single_batch_and_a_queued_job_is_returned_not_duplicated() {
             since: None,
             action: Some("reembed".into()),
             limit: None,
+            before: None,
         })
         .unwrap();
     assert!(audit.len() >= 4, "{audit:?}");

@@ -165,6 +165,7 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
             since: None,
             action: Some("prefs".into()),
             limit: None,
+            before: None,
         })
         .unwrap();
     assert_eq!(audit.len(), 2);
@@ -269,6 +270,7 @@ fn the_audit_trail_names_real_users_and_filters() {
                 since: None,
                 action: action.map(str::to_string),
                 limit,
+                before: None,
             })
             .unwrap()
     };
@@ -299,6 +301,7 @@ fn the_audit_trail_names_real_users_and_filters() {
             since: Some(future.to_string()),
             action: None,
             limit: None,
+            before: None,
         })
         .unwrap();
     assert!(none.is_empty());
@@ -308,6 +311,7 @@ fn the_audit_trail_names_real_users_and_filters() {
         since: Some("yesterday-ish".into()),
         action: None,
         limit: None,
+        before: None,
     }));
     assert_eq!(code, ErrorCode::BadArgs);
 }

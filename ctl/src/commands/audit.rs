@@ -1,5 +1,6 @@
-//! `ingestctl audit [-g GROUP] [--all] [--since WHEN] [--action A] [--limit N]`: the audit
-//! trail, newest first — who did what to which source, when, and how it ended.
+//! `ingestctl audit [-g GROUP] [--all] [--since WHEN] [--action A] [--limit N] [--before ID]`:
+//! the audit trail, newest first — who did what to which source, when, and how it ended —
+//! one page at a time.
 
 use super::{Failure, Options};
 use crate::cli::AuditArgs;
@@ -27,6 +28,7 @@ pub fn run(client: &mut Client, options: &Options, args: &AuditArgs) -> Result<S
         since,
         action: args.action.clone(),
         limit: args.limit,
+        before: args.before,
     };
     if options.json {
         return Ok(output::json(&client.request(&command)?));
@@ -35,7 +37,23 @@ pub fn run(client: &mut Client, options: &Options, args: &AuditArgs) -> Result<S
     if entries.is_empty() {
         return Ok("No audit records match.\n".to_string());
     }
-    Ok(render(&entries, &options.tz))
+    let mut text = render(&entries, &options.tz);
+    text.push_str(&more(&entries, args.limit.unwrap_or(DEFAULT_LIMIT)));
+    Ok(text)
+}
+
+/// The daemon's page size when no `--limit` is given.
+const DEFAULT_LIMIT: u32 = 100;
+
+/// A full page may have more after it: say how to get the next one.
+fn more(entries: &[AuditEntry], limit: u32) -> String {
+    match entries.last().and_then(|e| e.id) {
+        Some(id) if entries.len() as u32 >= limit => format!(
+            "(showing {}; older records: ingestctl audit --before {id} with the same options)\n",
+            entries.len()
+        ),
+        _ => String::new(),
+    }
 }
 
 /// "alice (uid 1000, socket)", "uid 1234 (drop)", "- (daemon)".
@@ -91,6 +109,7 @@ mod tests {
 
     fn entry(action: &str, outcome: &str, actor: Actor) -> AuditEntry {
         AuditEntry {
+            id: Some(1),
             time: "2026-11-27T02:07:45.631Z".into(),
             actor,
             action: action.into(),
@@ -178,5 +197,23 @@ mod tests {
         assert!(!lines[2].contains(&"x".repeat(40)), "{text}");
         assert!(lines[3].contains("prefs"), "{text}");
         assert!(lines[3].ends_with("job 7"), "{text}");
+    }
+
+    #[test]
+    fn a_full_page_says_how_to_get_the_next_one() {
+        let someone = Actor {
+            uid: Some(1),
+            user: None,
+            via: Via::Socket,
+        };
+        let mut page: Vec<AuditEntry> = (0..3)
+            .map(|_| entry("add", "ok", someone.clone()))
+            .collect();
+        page[2].id = Some(41);
+        assert_eq!(
+            more(&page, 3),
+            "(showing 3; older records: ingestctl audit --before 41 with the same options)\n"
+        );
+        assert_eq!(more(&page, 4), "", "a short page is the last");
     }
 }

@@ -43,6 +43,11 @@ pub fn run(
             })?;
             line(&event, &options.tz)
         };
+        let line = if options.json {
+            line
+        } else {
+            output::escape_text(&line).into_owned()
+        };
         let still_read = output::emit(out, &line)
             .map_err(|e| Failure::Failed(format!("cannot write the output: {e}")))?;
         if !still_read {

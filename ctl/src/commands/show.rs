@@ -27,9 +27,11 @@ pub fn run(
 
 fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
     let s = &detail.summary;
-    let mut text = format!("{} in group {}\n", s.name, s.group);
+    let e = output::escape;
+    let mut text = format!("{} in group {}\n", e(&s.name), e(&s.group));
+    // Each value is one line whatever it holds (reasons, paths and notes name files).
     let mut field = |label: &str, value: String| {
-        text.push_str(&format!("  {label:<9}{value}\n"));
+        text.push_str(&format!("  {label:<9}{}\n", e(&value)));
     };
     let status = match &s.version {
         Some(version) => format!("{} ({version})", s.status),
@@ -74,7 +76,8 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
     if s.columns.is_empty() {
         text.push_str(" none\n");
     } else {
-        text.push_str(&format!(" {}\n", s.columns.join(", ")));
+        let columns: Vec<_> = s.columns.iter().map(|c| e(c)).collect();
+        text.push_str(&format!(" {}\n", columns.join(", ")));
     }
     text.push_str(&skipped(&s.skipped_columns));
 
@@ -83,14 +86,14 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
         text.push_str(&versions(&detail.versions, tz));
     }
     match &detail.embeddings {
-        Some(e) => text.push_str(&format!(
+        Some(active) => text.push_str(&format!(
             "\nEmbeddings: {} rows of {} by {} {} ({} dimensions), active since {}\n",
-            e.rows,
-            e.version,
-            e.provider,
-            e.model,
-            e.dimension,
-            output::time(&e.activated_at, tz)
+            active.rows,
+            active.version,
+            active.provider,
+            active.model,
+            active.dimension,
+            output::time(&active.activated_at, tz)
         )),
         None => text.push_str("\nEmbeddings: none active\n"),
     }
@@ -104,7 +107,7 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
             preview.len()
         ));
         for (n, row) in preview.iter().enumerate() {
-            text.push_str(&format!("  {:>4}  {row}\n", n + 1));
+            text.push_str(&format!("  {:>4}  {}\n", n + 1, output::escape(row)));
         }
     }
     text
@@ -142,7 +145,8 @@ fn skipped(columns: &[SkippedColumn]) -> String {
     for column in columns {
         text.push_str(&format!(
             "  column {}: {}\n",
-            column.position, column.reason
+            column.position,
+            output::escape(&column.reason)
         ));
     }
     text

@@ -1,0 +1,198 @@
+//! Writing one response line with bounded memory: the JSON is serialized straight into the
+//! socket in chunks, with backpressure, instead of into one buffer the size of the answer.
+//!
+//! Serialization runs on a blocking thread and hands `CHUNK`-sized pieces through a channel
+//! of one to the connection, which writes each within the write timeout. A client that stops
+//! reading therefore holds at most the socket buffer and two chunks of encoded text beyond
+//! the answer itself; when a write times out the connection drops the channel, the
+//! serializer stops at its next chunk and the answer is freed. Nothing here decides what the
+//! answer is.
+
+use crate::protocol::{ErrorBody, ErrorCode, Response};
+use std::io::Write;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// Bytes of encoded text handed to the socket at a time.
+const CHUNK: usize = 64 * 1024;
+/// Answers this small are encoded in place: no thread hop for `status`.
+const SMALL: usize = 16 * 1024;
+
+/// Why a response could not be written; the connection ends either way.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteFailed {
+    /// The client took no bytes for the whole write timeout.
+    TimedOut,
+    /// The socket failed (the client went away).
+    Closed,
+}
+
+/// Write `response` and a newline to `send`, giving up when the client does not take a
+/// chunk within `timeout`.
+pub async fn write_response<W: AsyncWrite + Unpin>(
+    send: &mut W,
+    response: Response,
+    timeout: Duration,
+) -> Result<(), WriteFailed> {
+    if looks_small(&response) {
+        let mut text = encode(&response);
+        text.push(b'\n');
+        return write_chunk(send, &text, timeout).await;
+    }
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1);
+    let encoder = tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(CHUNK, Chunks(tx));
+        let done = serde_json::to_writer(&mut out, &response)
+            .map_err(std::io::Error::other)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        // Free the answer here, off the reactor, whatever happened.
+        drop(response);
+        done
+    });
+    let mut outcome = Ok(());
+    while let Some(chunk) = rx.recv().await {
+        if let Err(failed) = write_chunk(send, &chunk, timeout).await {
+            outcome = Err(failed);
+            break;
+        }
+    }
+    // Dropping the receiver makes the encoder's next send fail, so it stops.
+    drop(rx);
+    match encoder.await {
+        Ok(Ok(())) => outcome,
+        // The encoder stopped because we stopped taking chunks: `outcome` says why.
+        Ok(Err(_)) if outcome.is_err() => outcome,
+        // Encoding failed half way: the line on the wire is cut, so the connection must end.
+        Ok(Err(e)) => {
+            tracing::warn!("cannot encode a response: {e}");
+            Err(WriteFailed::Closed)
+        }
+        Err(e) => {
+            tracing::warn!("the response encoder failed: {e}");
+            Err(WriteFailed::Closed)
+        }
+    }
+}
+
+async fn write_chunk<W: AsyncWrite + Unpin>(
+    send: &mut W,
+    chunk: &[u8],
+    timeout: Duration,
+) -> Result<(), WriteFailed> {
+    match tokio::time::timeout(timeout, send.write_all(chunk)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteFailed::Closed),
+        Err(_) => Err(WriteFailed::TimedOut),
+    }
+}
+
+fn encode(response: &Response) -> Vec<u8> {
+    serde_json::to_vec(response).unwrap_or_else(|e| {
+        serde_json::to_vec(&Response::err(ErrorBody::new(
+            ErrorCode::Internal,
+            format!("cannot encode the response: {e}"),
+        )))
+        .unwrap_or_default()
+    })
+}
+
+/// Is the answer surely small? A walk of the value that gives up as soon as it has seen
+/// `SMALL` bytes' worth, so it costs little even for a huge answer.
+fn looks_small(response: &Response) -> bool {
+    fn walk(value: &serde_json::Value, budget: &mut usize) -> bool {
+        let cost = match value {
+            serde_json::Value::String(s) => s.len() + 2,
+            serde_json::Value::Array(items) => items.len() + 2,
+            serde_json::Value::Object(map) => map.keys().map(|k| k.len() + 4).sum::<usize>() + 2,
+            _ => 24,
+        };
+        let Some(left) = budget.checked_sub(cost) else {
+            return false;
+        };
+        *budget = left;
+        match value {
+            serde_json::Value::Array(items) => items.iter().all(|v| walk(v, budget)),
+            serde_json::Value::Object(map) => map.values().all(|v| walk(v, budget)),
+            _ => true,
+        }
+    }
+    let mut budget = SMALL;
+    response
+        .data
+        .as_ref()
+        .is_none_or(|data| walk(data, &mut budget))
+}
+
+/// The encoder's writer: each buffered chunk goes to the connection, waiting while it is
+/// still writing the one before.
+struct Chunks(mpsc::Sender<Vec<u8>>);
+
+impl Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(buf.to_vec())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn big() -> Response {
+        let items: Vec<serde_json::Value> = (0..2000)
+            .map(|i| serde_json::json!({"i": i, "text": "x".repeat(1000)}))
+            .collect();
+        Response::ok(serde_json::Value::Array(items))
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_arrives_whole_and_parses() {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let want = big();
+        let writing = tokio::spawn(async move {
+            write_response(&mut server, big(), Duration::from_secs(5)).await
+        });
+        let mut text = Vec::new();
+        let mut buf = [0u8; 8192];
+        while !text.ends_with(b"\n") {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early");
+            text.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(writing.await.unwrap(), Ok(()));
+        let got: Response = serde_json::from_slice(&text).unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_times_out_and_the_encoder_stops() {
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let started = std::time::Instant::now();
+        let outcome = write_response(&mut server, big(), Duration::from_millis(200)).await;
+        assert_eq!(outcome, Err(WriteFailed::TimedOut));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn small_answers_and_errors_are_written_in_place() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let error = Response::err(ErrorBody::new(ErrorCode::BadArgs, "no"));
+        write_response(&mut server, error.clone(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        drop(server);
+        let mut text = Vec::new();
+        client.read_to_end(&mut text).await.unwrap();
+        assert_eq!(text.last(), Some(&b'\n'));
+        assert_eq!(serde_json::from_slice::<Response>(&text).unwrap(), error);
+    }
+}

@@ -1,0 +1,263 @@
+//! The admin gate and the request bounds, through the real handler with a made-up caller:
+//! every state-changing command refused for a uid that is not in `server.admins`, every
+//! read-only command let through, and nothing changed by a refusal. No root needed: the
+//! caller is whatever `Peer` the test says it is.
+
+use super::auth::Peer;
+use super::handlers::{Shared, handle};
+use crate::catalog::Catalog;
+use crate::config::{Config, LiveConfig};
+use crate::events::Events;
+use crate::protocol::{Command, ErrorCode};
+use std::sync::Arc;
+
+/// A uid no system gives anyone, so no name lookup can make it an admin.
+const STRANGER: Peer = Peer {
+    uid: 4_000_123,
+    gid: 4_000_123,
+};
+
+fn shared(dir: &std::path::Path) -> Shared {
+    let mut config = Config::default();
+    config.paths.drop_root = dir.join("drop");
+    config.paths.storage_root = dir.join("store");
+    config.paths.database = dir.join("ingestd.sqlite");
+    config.paths.audit_log = dir.join("audit.jsonl");
+    config.server.admins = vec!["root".into()];
+    config.embedding.provider = crate::config::Provider::Hashing;
+    std::fs::create_dir_all(config.paths.drop_root.join("g")).unwrap();
+    let events = Events::default();
+    let (catalog, _thread) = Catalog::open(
+        &config.paths.database,
+        &config.paths.audit_log,
+        events.clone(),
+    )
+    .unwrap();
+    let queue = crate::queue::Queue::new(&config);
+    Shared {
+        config: LiveConfig::new(Arc::new(config)),
+        catalog,
+        in_flight: Default::default(),
+        notices: Default::default(),
+        events,
+        queue,
+        started_ms: 0,
+        started: std::time::Instant::now(),
+        limits: Default::default(),
+    }
+}
+
+fn state_changing() -> Vec<Command> {
+    let g = Some("g".to_string());
+    vec![
+        Command::Rm {
+            targets: vec!["a.csv".into()],
+            group: g.clone(),
+            force: false,
+        },
+        Command::Rm {
+            targets: vec!["a.csv".into()],
+            group: g.clone(),
+            force: true,
+        },
+        Command::PrefsSet {
+            group: g.clone(),
+            columns: Some(vec!["name".into()]),
+            context: None,
+            template: None,
+            sheet: None,
+            clear: false,
+            reembed: false,
+        },
+        Command::PrefsSet {
+            group: g.clone(),
+            columns: None,
+            context: None,
+            template: None,
+            sheet: None,
+            clear: false,
+            reembed: true,
+        },
+        Command::Reembed {
+            sources: Vec::new(),
+            group: g.clone(),
+            all: true,
+        },
+        Command::Retry {
+            jobs: vec![1],
+            failed: false,
+            group: None,
+        },
+        Command::Retry {
+            jobs: Vec::new(),
+            failed: true,
+            group: g.clone(),
+        },
+        Command::Cancel { jobs: vec![1] },
+        Command::Fsck { repair: true },
+    ]
+}
+
+fn read_only() -> Vec<Command> {
+    let g = Some("g".to_string());
+    vec![
+        Command::Status {},
+        Command::Groups {},
+        Command::Ls {
+            group: g.clone(),
+            all: false,
+        },
+        Command::Prefs { group: g.clone() },
+        Command::Jobs {
+            group: None,
+            all: true,
+            state: None,
+            ids: Vec::new(),
+            limit: None,
+        },
+        Command::Audit {
+            group: None,
+            all: true,
+            since: None,
+            action: None,
+            limit: Some(10),
+            before: None,
+        },
+        Command::Fsck { repair: false },
+        // `use` changes only the caller's own current group, so it is open to everyone.
+        Command::Use {
+            group: g.clone(),
+            clear: false,
+        },
+        Command::Use {
+            group: None,
+            clear: true,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn every_state_changing_command_is_refused_for_a_non_admin_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared(dir.path());
+    let before = shared.catalog.call(|db| db.prefs("g")).await.unwrap();
+    for command in state_changing() {
+        assert!(command.changes_state(), "{command:?}");
+        let error = handle(&shared, Some(STRANGER), command.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            error.code,
+            ErrorCode::PermissionDenied,
+            "{command:?}: {error:?}"
+        );
+        assert!(
+            error.message.contains("not in server.admins"),
+            "{command:?}: {}",
+            error.message
+        );
+        // Root is let through the gate (what happens next depends on the catalog).
+        if let Err(error) = handle(&shared, Some(Peer { uid: 0, gid: 0 }), command.clone()).await {
+            assert_ne!(error.code, ErrorCode::PermissionDenied, "{command:?}");
+        }
+    }
+    // Root's prefs_set went through; the stranger's never did: the saver is root.
+    let after = shared.catalog.call(|db| db.prefs("g")).await.unwrap();
+    assert_ne!(before.updated_by, after.updated_by);
+    assert_ne!(after.updated_by.as_deref(), Some("uid 4000123"));
+}
+
+#[tokio::test]
+async fn every_read_only_command_is_open_to_a_non_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared(dir.path());
+    for command in read_only() {
+        assert!(!command.changes_state(), "{command:?}");
+        if let Err(error) = handle(&shared, Some(STRANGER), command.clone()).await {
+            panic!("{command:?} refused for a non-admin: {error:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn refusals_of_one_uid_are_audited_once_per_window_with_a_bounded_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared(dir.path());
+    let targets: Vec<String> = (0..1000).map(|i| format!("{i:0>250}.csv")).collect();
+    for _ in 0..200 {
+        let error = handle(
+            &shared,
+            Some(STRANGER),
+            Command::Rm {
+                targets: targets.clone(),
+                group: Some("g".into()),
+                force: false,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.code, ErrorCode::PermissionDenied);
+    }
+    let entries = shared
+        .catalog
+        .call(|db| {
+            db.audit_entries(&crate::catalog::AuditFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+        })
+        .await
+        .unwrap();
+    let refused: Vec<_> = entries.iter().filter(|e| e.outcome == "refused").collect();
+    assert_eq!(refused.len(), 1, "one record until the window ends");
+    let detail = refused[0].detail.as_deref().unwrap();
+    assert!(
+        detail.len() <= super::refusals::MAX_DETAIL_BYTES,
+        "{}",
+        detail.len()
+    );
+    assert!(detail.contains("more"), "{detail}");
+    // At a stop the rest is summarized in one more record.
+    let summary = shared.limits.refusals.due(std::time::Instant::now(), true);
+    assert_eq!(summary.len(), 1);
+    assert!(
+        summary[0]
+            .detail
+            .as_deref()
+            .unwrap()
+            .starts_with("199 more refused requests"),
+        "{:?}",
+        summary[0].detail
+    );
+}
+
+#[tokio::test]
+async fn requests_that_name_too_much_are_refused_before_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared(dir.path());
+    let too_many = Command::Rm {
+        targets: (0..1001).map(|i| format!("{i}.csv")).collect(),
+        group: Some("g".into()),
+        force: false,
+    };
+    let too_long = Command::Reembed {
+        sources: vec!["x".repeat(300)],
+        group: Some("g".into()),
+        all: false,
+    };
+    for command in [too_many, too_long] {
+        let error = handle(&shared, Some(STRANGER), command).await.unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadArgs, "{error:?}");
+    }
+    let audited = shared
+        .catalog
+        .call(|db| {
+            db.audit_entries(&crate::catalog::AuditFilter {
+                limit: 10,
+                ..Default::default()
+            })
+        })
+        .await
+        .unwrap();
+    assert!(audited.is_empty(), "nothing audited: {audited:?}");
+}
