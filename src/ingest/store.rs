@@ -92,6 +92,9 @@ impl Identity {
         }
     }
 
+    // `struct stat`'s field types differ between architectures; the conversions are needed
+    // on some of them.
+    #[allow(clippy::useless_conversion)]
     pub fn of_stat(st: &rustix::fs::Stat) -> Self {
         Self {
             dev: u64::from(st.st_dev),
