@@ -6,10 +6,13 @@
 
 use crate::clock;
 use crate::identity::Actor;
+use crate::notices::Notices;
 use crate::protocol::AuditEntry;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// Who, when, what, on what, outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,11 +86,31 @@ impl AuditRecord {
 /// Mode of `audit.jsonl` and of the catalog's files: the daemon's user writes, its group reads.
 pub const PRIVATE_MODE: u32 = 0o640;
 
+/// Where audit.jsonl write failures are shown (`status` `last_errors`), besides the log. One
+/// daemon per process: it is set when the daemon's ingest side is built.
+static FAILURES_TO: Mutex<Option<Notices>> = Mutex::new(None);
+
+/// Show audit.jsonl write failures (and the recovery after one) in `status`.
+pub fn report_failures_to(notices: &Notices) {
+    if let Ok(mut sink) = FAILURES_TO.lock() {
+        *sink = Some(notices.clone());
+    }
+}
+
+fn notice(message: String) {
+    match FAILURES_TO.lock().ok().and_then(|sink| sink.clone()) {
+        Some(notices) => notices.report(message),
+        None => tracing::error!("{message}"),
+    }
+}
+
 /// Appends records to `audit.jsonl`.
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
     file: Option<File>,
+    /// The last append failed: the next failure is not reported again, a success is.
+    failing: bool,
 }
 
 impl AuditLog {
@@ -95,6 +118,7 @@ impl AuditLog {
         Self {
             path: path.to_path_buf(),
             file: None,
+            failing: false,
         }
     }
 
@@ -109,14 +133,42 @@ impl AuditLog {
                 text.push(b'\n');
             }
         }
-        if let Err(e) = self.write(&text) {
-            tracing::error!(path = %self.path.display(), "cannot append to the audit log: {e}");
-            self.file = None;
+        match self.write(&text) {
+            Err(e) => {
+                self.file = None;
+                if !self.failing {
+                    self.failing = true;
+                    notice(format!(
+                        "cannot append to the audit log {}: {e}; the catalog keeps every \
+                         record (`ingestctl audit`), the file misses them until this is fixed",
+                        self.path.display()
+                    ));
+                } else {
+                    tracing::error!(path = %self.path.display(), "cannot append to the audit log: {e}");
+                }
+            }
+            Ok(()) if self.failing => {
+                self.failing = false;
+                notice(format!(
+                    "the audit log {} is written again",
+                    self.path.display()
+                ));
+            }
+            Ok(()) => {}
         }
     }
 
     fn write(&mut self, text: &[u8]) -> std::io::Result<()> {
-        if self.file.is_none() || !self.path.exists() {
+        // Reopen when the file at the path is not the one we hold: rotated away, or replaced.
+        let at_path = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        let held = self
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map(|m| (m.dev(), m.ino()));
+        if self.file.is_none() || at_path != held {
             // 0640 whatever the umask: every record names people and files.
             self.file = Some(crate::ingest::dirs::open_private(
                 &self.path,

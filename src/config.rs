@@ -134,7 +134,9 @@ pub fn parse_storage_mode(text: &str) -> Result<u32, String> {
         .flatten()
         .ok_or_else(|| format!("{text:?} is not an octal mode such as \"0640\""))?;
     if mode > 0o777 {
-        return Err(format!("{text:?} sets special bits; use permission bits only"));
+        return Err(format!(
+            "{text:?} sets special bits; use permission bits only"
+        ));
     }
     if mode & 0o600 != 0o600 {
         return Err(format!("{text:?} must let the owner read and write (0600)"));

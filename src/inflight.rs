@@ -98,7 +98,10 @@ mod tests {
         let in_flight = InFlight::default();
         in_flight.set_waiting("g", "a.csv", "catalog error");
         assert_eq!(in_flight.snapshot()[&key("g", "a.csv")], Phase::Pending);
-        assert_eq!(in_flight.reason("g", "a.csv").as_deref(), Some("catalog error"));
+        assert_eq!(
+            in_flight.reason("g", "a.csv").as_deref(),
+            Some("catalog error")
+        );
         in_flight.clear("g", "a.csv");
         assert!(in_flight.is_empty());
         assert_eq!(in_flight.reason("g", "a.csv"), None);

@@ -160,11 +160,8 @@ impl Dir {
     /// open (`O_NONBLOCK`) and is told apart by the caller with `metadata()`.
     pub fn open_read(&self, name: impl AsRef<OsStr>) -> io::Result<File> {
         let name = plain(name.as_ref())?;
-        let flags = OFlags::RDONLY
-            | OFlags::NOFOLLOW
-            | OFlags::NONBLOCK
-            | OFlags::NOCTTY
-            | OFlags::CLOEXEC;
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::empty())?;
         Ok(File::from(fd))
     }
@@ -247,11 +244,7 @@ impl Dir {
     /// reads).
     pub fn set_owner_mode(&self, gid: Option<u32>, mode: u32) -> io::Result<()> {
         if let Some(gid) = gid {
-            rustix::fs::fchown(
-                &self.fd,
-                None,
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )?;
+            rustix::fs::fchown(&self.fd, None, Some(rustix::fs::Gid::from_raw(gid)))?;
         }
         rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(mode))?;
         Ok(())

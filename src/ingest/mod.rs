@@ -25,9 +25,9 @@ use crate::notices::Notices;
 use crate::watch::names::{MAX_SOURCE_NAME, safe_name};
 use crate::watch::{Done, Next, SettledFile};
 use crossbeam_channel::{Receiver, Sender};
+use dirs::{Dir, DirError};
 use formats::Format;
 use std::collections::HashSet;
-use dirs::{Dir, DirError};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,8 @@ impl Ingestor {
         in_flight: InFlight,
         notices: Notices,
     ) -> Self {
+        // The daemon's notices also show audit.jsonl trouble in `status`.
+        crate::audit::report_failures_to(&notices);
         Self {
             config: config.into(),
             catalog,
@@ -128,8 +130,10 @@ impl Ingestor {
         let root = match Dir::open(&config.paths.drop_root) {
             Ok(root) => root,
             Err(e) => {
-                self.notices
-                    .report(format!("cannot open the drop root: {e}; {} waits", path.display()));
+                self.notices.report(format!(
+                    "cannot open the drop root: {e}; {} waits",
+                    path.display()
+                ));
                 return waiting("the drop root cannot be opened");
             }
         };
@@ -408,8 +412,7 @@ impl Ingestor {
                     .file_name()
                     .map(|n| n.to_os_string())
                     .unwrap_or_default();
-                if let Err(e) =
-                    tmp_dir.rename_durable(&tmp_name, &store_group, &stored_name, true)
+                if let Err(e) = tmp_dir.rename_durable(&tmp_name, &store_group, &stored_name, true)
                 {
                     let _ = tmp_dir.unlink(&tmp_name);
                     let id = reservation.id;

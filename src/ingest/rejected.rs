@@ -28,7 +28,11 @@ pub enum RejectedDirError {
         "{path} belongs to uid {owner}, not to the daemon's user (uid {euid}); nothing is \
          written through it (remove it and the daemon creates its own)"
     )]
-    NotOurs { path: PathBuf, owner: u32, euid: u32 },
+    NotOurs {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,

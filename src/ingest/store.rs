@@ -4,8 +4,8 @@
 //! Every step that makes data durable syncs before the next step can make the previous copy
 //! unnecessary, so a crash never leaves neither the original nor a complete stored copy.
 
-use sha2::{Digest, Sha256};
 use super::dirs::Dir;
+use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
@@ -92,6 +92,9 @@ impl Identity {
         }
     }
 
+    // `struct stat`'s field types differ between architectures; the conversions are needed
+    // on some of them.
+    #[allow(clippy::useless_conversion)]
     pub fn of_stat(st: &rustix::fs::Stat) -> Self {
         Self {
             dev: u64::from(st.st_dev),
@@ -138,7 +141,10 @@ pub fn remove_if_same(
 pub fn free_name(dir: &Dir, name: &str) -> String {
     candidates(name)
         .take(10_000)
-        .find(|c| dir.stat(c).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound))
+        .find(|c| {
+            dir.stat(c)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+        })
         .unwrap_or_else(|| format!("{}-{name}", uuid::Uuid::new_v4().simple()))
 }
 

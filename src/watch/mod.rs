@@ -19,13 +19,13 @@ use crate::notices::Notices;
 use crate::protocol::EventKind as FileEvent;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, unbounded};
 use names::PathKind;
-use writers::Writers;
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use settle::{Meta, Settler, Verdict};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use writers::Writers;
 
 /// Batches of event paths waiting for the watcher thread. Full → rescan, never drop.
 const EVENT_QUEUE: usize = 4096;
@@ -371,10 +371,7 @@ impl WatchState {
                 let delay = retry_delay(failures);
                 self.retries
                     .insert(path.clone(), (failures + 1, Instant::now() + delay));
-                let shown = format!(
-                    "{reason}; trying again in {} s",
-                    delay.as_secs().max(1)
-                );
+                let shown = format!("{reason}; trying again in {} s", delay.as_secs().max(1));
                 self.ctx.in_flight.set_waiting(&group, &name, &shown);
             }
         }
@@ -541,7 +538,10 @@ impl WatchState {
                 .ok()
                 .and_then(|dir| dir.stat(&on_disk).ok())
                 .filter(dirs::is_file);
-            match self.settler.confirm(&path, stat.as_ref().map(stat_meta), now) {
+            match self
+                .settler
+                .confirm(&path, stat.as_ref().map(stat_meta), now)
+            {
                 Verdict::Settled => {
                     let (Ok(dir), Some(stat)) = (&group_dir, stat) else {
                         continue;
@@ -770,7 +770,11 @@ mod tests {
         .add_path(path.clone());
         forward(close, &events_tx, &rescan_tx, &w);
         assert!(!w.is_open(&path));
-        assert_eq!(events.len(), 2, "the write and the close both reach the watcher");
+        assert_eq!(
+            events.len(),
+            2,
+            "the write and the close both reach the watcher"
+        );
     }
 
     #[test]

@@ -204,7 +204,10 @@ mod tests {
 
     #[test]
     fn safe_names_are_printable_and_short_enough() {
-        assert_eq!(safe_name(OsStr::from_bytes(b"r\xe9sum\xe9.csv")), "r\\xe9sum\\xe9.csv");
+        assert_eq!(
+            safe_name(OsStr::from_bytes(b"r\xe9sum\xe9.csv")),
+            "r\\xe9sum\\xe9.csv"
+        );
         assert_eq!(safe_name(OsStr::new("a\nb.csv")), "a\\x0ab.csv");
         assert_eq!(safe_name(OsStr::new("ok.csv")), "ok.csv");
         let long = format!("{}.csv", "x".repeat(300));

@@ -111,8 +111,13 @@ mod tests {
         assert!(!writers.active_since(path, mark));
         writers.on_event(&event(EventKind::Modify(ModifyKind::Data(DataChange::Any))));
         assert!(writers.active_since(path, mark), "written since the mark");
-        writers.on_event(&event(EventKind::Access(AccessKind::Close(AccessMode::Read))));
-        assert!(writers.is_open(path), "a reader's close is not the writer's");
+        writers.on_event(&event(EventKind::Access(AccessKind::Close(
+            AccessMode::Read,
+        ))));
+        assert!(
+            writers.is_open(path),
+            "a reader's close is not the writer's"
+        );
         writers.on_event(&event(EventKind::Remove(RemoveKind::File)));
         assert!(!writers.is_open(path));
         writers.on_event(&event(EventKind::Modify(ModifyKind::Data(DataChange::Any))));

@@ -20,7 +20,9 @@ fn is_root() -> bool {
 macro_rules! root_only {
     () => {
         if !is_root() {
-            eprintln!("skipped: needs root to run the daemon as root and the attacker as uid 65534");
+            eprintln!(
+                "skipped: needs root to run the daemon as root and the attacker as uid 65534"
+            );
             return;
         }
     };
@@ -165,7 +167,9 @@ fn a_rejected_folder_that_is_a_link_is_never_written_through() {
     assert!(g.join("evil.sh").exists());
     scene.assert_untouched();
     assert_eq!(
-        scene.daemon.count("SELECT count(*) FROM versions WHERE status = 'invalid'"),
+        scene
+            .daemon
+            .count("SELECT count(*) FROM versions WHERE status = 'invalid'"),
         1
     );
 }
@@ -182,7 +186,12 @@ fn a_rejected_folder_owned_by_someone_else_is_refused() {
     let notice = scene.wait_notice("a.sh was rejected");
     assert!(notice.contains("belongs to uid 65534"), "{notice}");
     assert!(g.join("a.sh").exists());
-    assert!(std::fs::read_dir(g.join(".rejected")).unwrap().next().is_none());
+    assert!(
+        std::fs::read_dir(g.join(".rejected"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
     scene.assert_untouched();
 }
 
@@ -235,7 +244,11 @@ fn a_group_folder_swapped_for_a_link_after_settling_is_not_followed() {
         src = pause.path().join("data.csv").display()
     ));
     wait_for("the worker to pause before opening", || {
-        pause.path().join("evil.data.csv.paused").exists().then_some(())
+        pause
+            .path()
+            .join("evil.data.csv.paused")
+            .exists()
+            .then_some(())
     });
     as_attacker(&format!(
         "mv {root}/evil {root}/.evil-old && ln -s {canary} {root}/evil",
@@ -299,7 +312,9 @@ fn a_file_with_more_than_one_link_is_rejected_unread() {
     assert!(g.join(".rejected/data.csv.error.txt").exists());
     scene.assert_untouched();
     assert_eq!(
-        scene.daemon.count("SELECT count(*) FROM versions WHERE version_no IS NOT NULL"),
+        scene
+            .daemon
+            .count("SELECT count(*) FROM versions WHERE version_no IS NOT NULL"),
         0
     );
 }
@@ -327,7 +342,12 @@ fn stored_copies_and_the_catalog_get_explicit_modes_whatever_the_umask() {
     assert_eq!(mode_of(&store.join("sales")), 0o750);
     assert_eq!(mode_of(&store.join("sales/.tmp")), 0o750);
     let state = daemon.dir.path().join("state");
-    for file in ["ingestd.sqlite", "ingestd.sqlite-wal", "ingestd.sqlite-shm", "audit.jsonl"] {
+    for file in [
+        "ingestd.sqlite",
+        "ingestd.sqlite-wal",
+        "ingestd.sqlite-shm",
+        "audit.jsonl",
+    ] {
         let path = state.join(file);
         wait_for(&format!("{file} to exist"), || path.exists().then_some(()));
         assert_eq!(mode_of(&path), 0o640, "{file}");
@@ -471,7 +491,9 @@ fn the_watcher_heals_when_the_drop_root_is_removed_and_recreated() {
             .join("\n")
     };
     wait_for("the lost root to be reported", || {
-        notices().contains("was removed, moved or replaced").then_some(())
+        notices()
+            .contains("was removed, moved or replaced")
+            .then_some(())
     });
     daemon.drop_file("g", "b.csv", &csv(9, 2));
     daemon.wait_stored("g", "b.csv");
@@ -510,5 +532,46 @@ fn a_removed_group_folder_is_reported_and_watched_again() {
     assert!(
         all.iter().all(|n| !n.contains("directly in the drop root")),
         "{all:?}"
+    );
+}
+
+/// An audit.jsonl that cannot be written is shown in `status`, and so is its recovery; the
+/// catalog keeps every record meanwhile.
+#[test]
+fn audit_log_write_failures_show_in_status() {
+    let daemon = Daemon::start();
+    daemon.drop_file("g", "a.csv", &csv(14, 2));
+    daemon.wait_stored("g", "a.csv");
+    // A folder where the file was: nothing can be appended there.
+    std::fs::remove_file(&daemon.audit_log).unwrap();
+    std::fs::create_dir(&daemon.audit_log).unwrap();
+    daemon.drop_file("g", "b.csv", &csv(15, 2));
+    daemon.wait_stored("g", "b.csv");
+    let notices = || -> Vec<String> {
+        daemon
+            .status()
+            .last_errors
+            .into_iter()
+            .map(|n| n.message)
+            .collect()
+    };
+    wait_for("the audit failure in status", || {
+        notices()
+            .iter()
+            .any(|n| n.contains("cannot append to the audit log"))
+            .then_some(())
+    });
+    std::fs::remove_dir(&daemon.audit_log).unwrap();
+    daemon.drop_file("g", "c.csv", &csv(16, 2));
+    daemon.wait_stored("g", "c.csv");
+    wait_for("the recovery in status", || {
+        notices()
+            .iter()
+            .any(|n| n.contains("is written again"))
+            .then_some(())
+    });
+    assert!(
+        daemon.count("SELECT count(*) FROM audit WHERE source = 'b.csv'") >= 1,
+        "the catalog kept the record"
     );
 }
