@@ -2,6 +2,7 @@
 //! asserted through the protocol client and the real `ingestctl` binary. One test binary;
 //! `helper` starts daemons and polls with one global timeout.
 
+mod attack_socket;
 mod cli;
 mod corpus;
 mod fsck;
