@@ -3,6 +3,7 @@
 //! `helper` starts daemons and polls with one global timeout.
 
 mod attack_fs;
+mod attack_socket;
 mod cli;
 mod corpus;
 mod fsck;
