@@ -100,6 +100,9 @@ pub struct Ingest {
     pub max_cells: u64,
     /// Most bytes the parts of a zipped spreadsheet may expand to.
     pub max_unzipped_size: ByteSize,
+    /// The user parse workers read as when the daemon runs as root (resolved at start-up; a
+    /// missing user stops the start). Ignored when the daemon is not root.
+    pub worker_user: String,
 }
 
 impl Default for Ingest {
@@ -114,6 +117,7 @@ impl Default for Ingest {
             parse_timeout_secs: 30,
             max_cells: 50_000_000,
             max_unzipped_size: ByteSize::gb(1),
+            worker_user: crate::ingest::isolate::sandbox::DEFAULT_WORKER_USER.to_string(),
         }
     }
 }
@@ -406,6 +410,9 @@ impl Config {
                     self.ingest.parse_timeout_secs
                 ),
             );
+        }
+        if self.ingest.worker_user.trim().is_empty() {
+            return invalid("ingest.worker_user", "must name a user".into());
         }
         if self.ingest.max_cells == 0 {
             return invalid("ingest.max_cells", "must be at least 1".into());

@@ -11,4 +11,6 @@ mod ingest;
 mod jobs;
 mod manage;
 mod protocol;
+mod retain;
+mod sandbox;
 mod service;
