@@ -103,10 +103,11 @@ fn versions_beyond_the_limit_are_pruned_oldest_first() {
 #[test]
 fn the_version_with_active_vectors_is_kept_even_when_older() {
     let server = FakeOpenAi::start();
-    let daemon = Daemon::start_embedding(
+    let mut daemon = Daemon::configure_embedding(
         &server.embedding_toml("max_attempts = 1"),
-        "[ingest]\nretain_versions = 2\n",
+        "[ingest]\nsettle_ms = 150\nretain_versions = 2\n",
     );
+    daemon.spawn();
     daemon.drop_file("g", "s.csv", b"id,note\n1,plain one\n2,plain two\n");
     let v1 = daemon.wait_embedded("g", "s.csv", "v1");
     let v1_file = v1.versions[0].stored_path.clone().unwrap();
