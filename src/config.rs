@@ -103,6 +103,9 @@ pub struct Ingest {
     /// Mode of stored copies, in octal ("0640"); their folders get x wherever r is set
     /// ("0750"). Set explicitly on every file and folder, so the umask never decides.
     pub storage_mode: String,
+    /// The user parse workers read as when the daemon runs as root (resolved at start-up; a
+    /// missing user stops the start). Ignored when the daemon is not root.
+    pub worker_user: String,
 }
 
 impl Default for Ingest {
@@ -118,6 +121,7 @@ impl Default for Ingest {
             max_cells: 50_000_000,
             max_unzipped_size: ByteSize::gb(1),
             storage_mode: DEFAULT_STORAGE_MODE.into(),
+            worker_user: crate::ingest::isolate::sandbox::DEFAULT_WORKER_USER.to_string(),
         }
     }
 }
@@ -475,6 +479,9 @@ impl Config {
                     self.ingest.parse_timeout_secs
                 ),
             );
+        }
+        if self.ingest.worker_user.trim().is_empty() {
+            return invalid("ingest.worker_user", "must name a user".into());
         }
         if self.ingest.max_cells == 0 {
             return invalid("ingest.max_cells", "must be at least 1".into());

@@ -42,6 +42,39 @@ pub enum DaemonError {
     Model(String),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    WorkerUser(#[from] crate::ingest::isolate::sandbox::UserError),
+}
+
+/// What version retention needs from the config (`ingest.retain_versions`).
+fn retention(config: &Config) -> crate::catalog::retain::Retention {
+    crate::catalog::retain::Retention {
+        keep: config.ingest.retain_versions,
+        storage_root: config.paths.storage_root.clone(),
+    }
+}
+
+/// Resolve the user parse workers read as (a critical error as root when it is missing), and
+/// run one probe worker so `status` says what confines them.
+async fn start_parse_workers(config: &Config) -> Result<(), DaemonError> {
+    use crate::ingest::isolate::{self, sandbox};
+    sandbox::configure(sandbox::resolve(&config.ingest.worker_user)?);
+    let limits = isolate::Limits::of(&config.ingest);
+    let report =
+        tokio::task::spawn_blocking(move || isolate::ParseWorker::current().probe(&limits)).await?;
+    match &report.error {
+        Some(error) => {
+            tracing::error!(%error, "parse workers cannot confine themselves; no file will be read")
+        }
+        None => tracing::info!(
+            uid = report.uid,
+            landlock = %report.landlock,
+            seccomp = report.seccomp,
+            "parse workers are sandboxed"
+        ),
+    }
+    sandbox::set_report(report);
+    Ok(())
 }
 
 /// How long a stop waits for processing embedding jobs before returning them to the queue:
@@ -68,9 +101,11 @@ fn service_reconfigure(
             let config = Arc::clone(&changes.borrow_and_update());
             queue.reconfigure(&config);
             let max_attempts = config.embedding.max_attempts;
+            let retention = retention(&config);
             let _ = catalog
                 .call(move |db| {
                     db.queue.max_attempts = max_attempts;
+                    db.retention = retention;
                     db.queue.wake.notify_one();
                     Ok(())
                 })
@@ -117,6 +152,7 @@ pub async fn run_with(
     let started = Instant::now();
     let started_ms = crate::clock::now_ms();
     let config = Arc::new(config);
+    start_parse_workers(&config).await?;
     let paths = &config.paths;
     create_dir(&paths.drop_root, "create the drop root")?;
     create_dir(&paths.storage_root, "create the storage root")?;
@@ -139,9 +175,13 @@ pub async fn run_with(
     // The embedding queue: jobs a stop left processing go back to the queue, and the model
     // is checked (fetched, with auto_fetch) before the daemon says it is ready.
     let max_attempts = config.embedding.max_attempts;
+    let retention = retention(&config);
     let (requeued, dropped) = catalog
         .call(move |db| {
             db.queue.max_attempts = max_attempts;
+            db.retention = retention;
+            // Prunes a stop interrupted are finished before anything else is stored.
+            db.finish_prunes()?;
             db.recover_jobs()
         })
         .await?;

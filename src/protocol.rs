@@ -489,6 +489,9 @@ pub enum Status {
     Embedded,
     Invalid,
     Failed,
+    /// Beyond `ingest.retain_versions`: the row stays for history, its file and vectors are
+    /// gone.
+    Pruned,
 }
 
 impl Status {
@@ -502,6 +505,7 @@ impl Status {
             Status::Embedded => "embedded",
             Status::Invalid => "invalid",
             Status::Failed => "failed",
+            Status::Pruned => "pruned",
         }
     }
 
@@ -523,6 +527,7 @@ impl Status {
             "embedded" => Status::Embedded,
             "invalid" => Status::Invalid,
             "failed" => Status::Failed,
+            "pruned" => Status::Pruned,
             _ => return None,
         })
     }
@@ -665,6 +670,28 @@ pub struct StatusInfo {
     /// The last config reload (SIGHUP); `None` if there was none since start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadInfo>,
+    /// What confines the parse workers, as a probe worker found it at start-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parse_worker_sandbox: Option<WorkerSandbox>,
+}
+
+/// The confinement of a parse worker, seen from inside one (docs/operations.md, "Parse
+/// workers"). The uid change, no-new-privs and seccomp hold wherever a worker runs — a worker
+/// that cannot apply them reads nothing; Landlock depends on the kernel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerSandbox {
+    /// The user and group a worker reads as (the daemon's own when it is not root).
+    pub uid: u32,
+    pub gid: u32,
+    /// `PR_SET_NO_NEW_PRIVS` is set: nothing the worker runs can gain privileges.
+    pub no_new_privs: bool,
+    /// "enforced", "partially enforced" (an older Landlock ABI) or "not supported".
+    pub landlock: String,
+    /// A seccomp filter allows only the worker's few system calls.
+    pub seccomp: bool,
+    /// Set when the probe worker could not confine itself: then no file is read at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What the last config reload did. A reload never half-applies: if the new file is invalid,

@@ -5,7 +5,9 @@
 //! knows moves to `STORAGE_ROOT/lost+found/<group>/`, where an operator can look at it. Rows
 //! whose file is gone are removed (with their vectors and jobs) and audited, since nothing
 //! can be embedded or served from them; vectors of versions that no longer exist are removed;
-//! jobs marked processing with no worker go back to the queue.
+//! jobs marked processing with no worker go back to the queue. A pruned version
+//! (`catalog::retain`) has no file by design: it is never missing, and a file it still names
+//! (its removal interrupted) is never an orphan.
 
 use super::{CatalogError, Db};
 use crate::audit::AuditRecord;
@@ -81,7 +83,7 @@ impl Db {
                 "SELECT v.id, g.name, s.name, v.version_no, v.stored_path FROM versions v
                  JOIN sources s ON s.id = v.source_id JOIN groups g ON g.id = s.group_id
                  WHERE v.stored_path IS NOT NULL
-                   AND v.status NOT IN ('invalid', 'validating', 'deleting')",
+                   AND v.status NOT IN ('invalid', 'validating', 'deleting', 'pruned')",
             )?
             .query_map([], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))

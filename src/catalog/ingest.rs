@@ -244,6 +244,7 @@ impl Db {
             Ok(((), records))
         })?;
         self.queue.wake.notify_one();
+        self.prune_after_change(&r.group, &r.name);
         Ok(())
     }
 

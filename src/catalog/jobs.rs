@@ -839,6 +839,9 @@ impl Db {
             let detail = job.error.clone();
             self.job_event(EventKind::JobRetrying, &job, detail);
         }
+        if matches!(settled, Settled::Swapped { .. }) {
+            self.prune_after_change(&info.group, &info.source);
+        }
         self.queue.wake.notify_one();
         Ok(settled)
     }

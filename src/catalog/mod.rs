@@ -10,6 +10,7 @@ mod ingest;
 pub mod jobs;
 mod manage;
 mod read;
+pub mod retain;
 mod schema;
 pub mod search;
 
@@ -61,6 +62,8 @@ pub struct Db {
     events: Events,
     /// The embedding queue's settings and round-robin cursor.
     pub queue: jobs::QueueState,
+    /// How many versions to keep, and where their files are.
+    pub retention: retain::Retention,
 }
 
 impl Db {
@@ -153,6 +156,7 @@ impl Catalog {
             audit: AuditLog::new(audit_log),
             events,
             queue,
+            retention: retain::Retention::default(),
         };
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
         let thread = std::thread::Builder::new()

@@ -2,10 +2,13 @@
 //!
 //! Real files exist that make mature readers allocate gigabytes from a kilobyte, loop forever or
 //! abort the process (DESIGN §3 step 3). So the daemon re-executes its own program as
-//! `ingestd parse-worker`, one short-lived process per file, and hands it the file's format and
-//! path (arguments) and the [`ReadOptions`] (JSON on stdin). The worker ([`worker`]) limits
-//! itself before it reads anything — address space, CPU time, no core dumps, no file writes, no
-//! inherited descriptors, death with the daemon — runs [`formats::extract`] and writes the
+//! `ingestd parse-worker`, one short-lived process per file. The daemon opens the file
+//! (`O_NOFOLLOW`, a regular file only) and hands the worker that open file as its stdin — never
+//! a path — with the format, the user to read as and the [`ReadOptions`] as arguments. The
+//! worker ([`worker`]) limits itself before it reads anything — address space, CPU time, no core
+//! dumps, no file writes, no other inherited descriptors, death with the daemon — and enters
+//! its [`sandbox`] (an unprivileged uid when the daemon is root, no-new-privs, Landlock,
+//! seccomp: no open, no socket, no execve), runs [`formats::extract`] and writes the
 //! [`Extracted`] or [`Rejection`] as JSON on stdout. In rows mode (a trailing `rows` argument)
 //! it runs [`formats::stream_rows`] instead and writes one line per row (`rows`).
 //!
@@ -23,6 +26,7 @@
 mod judge;
 mod pipes;
 mod rows;
+pub mod sandbox;
 pub mod worker;
 
 #[cfg(debug_assertions)]
@@ -30,9 +34,12 @@ pub mod hooks;
 
 use super::formats::{self, Extracted, Format, ReadOptions, Rejection, RowEvent};
 use crate::config;
+use crate::protocol::WorkerSandbox;
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::Write;
 use std::ops::ControlFlow;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -53,10 +60,8 @@ const CPU_SLACK_SECS: u64 = 5;
 /// smaller; a file whose answer is not gets rejected rather than held in the daemon's memory.
 const MAX_ANSWER_BYTES: usize = 8_000_000;
 
-/// The largest request we send: PIPE_BUF. The request is written before the worker's output
-/// is read; a write this small into a fresh pipe never blocks, however small the system makes
-/// its pipes, so it needs no deadline of its own. Options are under 200 bytes (a sheet name is
-/// at most 31 characters).
+/// The largest request we send, as one argument of the worker. Options are under 200 bytes (a
+/// sheet name is at most 31 characters).
 const MAX_REQUEST_BYTES: usize = 4096;
 
 /// What the parent keeps of a worker's stderr (the end of it: the allocation-failure message
@@ -102,6 +107,8 @@ pub fn read_options(ingest: &config::Ingest) -> ReadOptions {
 /// in place and the problem reported.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    #[error("the parse worker cannot be confined: {0}")]
+    User(#[from] sandbox::UserError),
     #[error("cannot start the parse worker {exe}: {source}")]
     Spawn {
         exe: PathBuf,
@@ -124,6 +131,9 @@ pub enum WorkerError {
 #[derive(Debug, Clone)]
 pub struct ParseWorker {
     exe: PathBuf,
+    /// Who workers read as: resolved when this is made, an error when that failed (then no
+    /// worker starts: none ever reads as root).
+    user: Result<Option<sandbox::WorkerUser>, sandbox::UserError>,
 }
 
 impl Default for ParseWorker {
@@ -142,13 +152,19 @@ impl ParseWorker {
         } else {
             std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ingestd"))
         };
-        Self { exe }
+        Self {
+            exe,
+            user: sandbox::current_user(),
+        }
     }
 
     /// Workers that run `exe`, an `ingestd` binary: for benchmarks and tests, where the
     /// running program is not `ingestd`.
     pub fn at(exe: impl Into<PathBuf>) -> Self {
-        Self { exe: exe.into() }
+        Self {
+            exe: exe.into(),
+            user: sandbox::current_user(),
+        }
     }
 
     pub fn exe(&self) -> &Path {
@@ -165,7 +181,8 @@ impl ParseWorker {
     ) -> Result<Extracted, Failure> {
         let started = Instant::now();
         let deadline = started + limits.timeout;
-        let mut worker = self.start(format, path, options, limits, Mode::Extract)?;
+        let file = open_input(path)?;
+        let mut worker = self.start(format, file.into(), options, limits, Mode::Extract)?;
         let ended = pipes::collect(
             &mut worker.child,
             deadline,
@@ -211,28 +228,65 @@ impl ParseWorker {
         limits: &Limits,
         visit: &mut dyn FnMut(RowEvent<'_>) -> ControlFlow<()>,
     ) -> Result<u64, Failure> {
-        let worker = self.start(format, path, options, limits, Mode::Rows)?;
+        let file = open_input(path)?;
+        let worker = self.start(format, file.into(), options, limits, Mode::Rows)?;
         rows::stream(worker, limits, visit)
     }
 
-    /// Start a worker for `path` and hand it its request.
+    /// Start a worker that confines itself as a reading worker would and reports how far that
+    /// got, reading nothing: the daemon runs one at start-up for `status`. A worker that
+    /// cannot confine itself gives the reason in `error`.
+    pub fn probe(&self, limits: &Limits) -> WorkerSandbox {
+        let failed = |error: String| WorkerSandbox {
+            error: Some(error),
+            landlock: "unknown".into(),
+            ..WorkerSandbox::default()
+        };
+        let mut worker = match self.start(
+            Format::Csv,
+            Stdio::null(),
+            &ReadOptions::default(),
+            limits,
+            Mode::Probe,
+        ) {
+            Ok(worker) => worker,
+            Err(failure) => return failed(failure.to_string()),
+        };
+        let deadline = Instant::now() + limits.timeout;
+        let ended = match pipes::collect(&mut worker.child, deadline, 4096, MAX_STDERR_BYTES) {
+            Ok(ended) => ended,
+            Err(error) => return failed(error.to_string()),
+        };
+        if !ended.status.success() {
+            return failed(format!(
+                "the probe worker ended with {}: {}",
+                ended.status,
+                String::from_utf8_lossy(&ended.stderr).trim_end()
+            ));
+        }
+        serde_json::from_slice(&ended.stdout)
+            .unwrap_or_else(|e| failed(format!("the probe worker answered garbage: {e}")))
+    }
+
+    /// Start a worker on `input` (its stdin: the open file, never a path) with its request.
     fn start(
         &self,
         format: Format,
-        path: &Path,
+        input: Stdio,
         options: &ReadOptions,
         limits: &Limits,
         mode: Mode,
     ) -> Result<Running, Failure> {
-        // The worker runs in `/` so it holds no folder busy: give it a path that does not
-        // depend on our working directory.
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let user = self
+            .user
+            .clone()
+            .map_err(|e| Failure::Worker(WorkerError::User(e)))?;
         let request = serde_json::to_vec(options)
             .map_err(std::io::Error::from)
             .and_then(|request| match request.len() {
                 0..=MAX_REQUEST_BYTES => Ok(request),
                 n => Err(std::io::Error::other(format!(
-                    "the read options take {n} bytes, more than a pipe holds"
+                    "the read options take {n} bytes, more than a worker's request may"
                 ))),
             })
             .map_err(|source| {
@@ -243,17 +297,17 @@ impl ParseWorker {
             })?;
         let mut command = Command::new(&self.exe);
         command
-            .args(worker_args(format, &path, limits, mode))
+            .args(worker_args(format, user, &request, limits, mode))
             // Nothing of the daemon's environment (API keys, RUST_LOG) reaches the worker.
             .env_clear()
             .current_dir("/")
             // Its own process group, so a terminal's Ctrl-C, meant for the daemon, does not
             // kill a worker mid-file and make its file look guilty.
             .process_group(0)
-            .stdin(Stdio::piped())
+            .stdin(input)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(|source| {
+        let child = command.spawn().map_err(|source| {
             Failure::Worker(WorkerError::Spawn {
                 exe: self.exe.clone(),
                 source,
@@ -263,11 +317,6 @@ impl ParseWorker {
         running(|pids| {
             pids.insert(pid);
         });
-        if let Some(mut stdin) = child.stdin.take() {
-            // A worker that died before reading its request shows it in how it ended, which is
-            // judged later; a failed write says nothing more.
-            let _ = stdin.write_all(&request);
-        }
         Ok(Running { child, pid })
     }
 }
@@ -279,10 +328,37 @@ enum Mode {
     Extract,
     /// The rows, one line each (the trailing `rows` argument).
     Rows,
+    /// Confine, report the sandbox, read nothing (the trailing `probe` argument).
+    Probe,
 }
 
 /// The argument that selects [`Mode::Rows`].
 const ROWS_ARG: &str = "rows";
+
+/// The argument that selects [`Mode::Probe`].
+const PROBE_ARG: &str = "probe";
+
+/// Open the file a worker will read: the daemon opens it, so the worker needs no path and no
+/// right to open anything. `O_NOFOLLOW` and `O_NONBLOCK` (a FIFO put in its place must not
+/// hang us), and only a regular file is handed on. A file that cannot be opened is rejected
+/// as unreadable, as the readers themselves did when they opened it by path.
+fn open_input(path: &Path) -> Result<File, Failure> {
+    let open_failed = |error: std::io::Error| {
+        Failure::Rejected(Rejection::new(format!("it could not be read: {error}")))
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(open_failed)?;
+    let metadata = file.metadata().map_err(open_failed)?;
+    if !metadata.file_type().is_file() {
+        return Err(open_failed(std::io::Error::other(
+            "it is not a regular file",
+        )));
+    }
+    Ok(file)
+}
 
 /// A started worker, counted among the running ones until this is dropped; dropping it also
 /// kills and reaps the worker if nothing did yet, so no path out of a stream leaves one behind.
@@ -310,19 +386,29 @@ fn warn_failed(rejection: &Rejection, stderr: &[u8]) {
     );
 }
 
-/// `parse-worker <parent pid> <memory bytes> <cpu secs> <format> <path> [rows]`: everything the
-/// worker needs before it reads any input, so it can set its limits first.
-fn worker_args(format: Format, path: &Path, limits: &Limits, mode: Mode) -> Vec<OsString> {
+/// `parse-worker <parent pid> <memory bytes> <cpu secs> <uid:gid|-> <format> <request>
+/// [rows|probe]`: everything the worker needs before it reads any input, so it can confine
+/// itself first. The file itself is its stdin.
+fn worker_args(
+    format: Format,
+    user: Option<sandbox::WorkerUser>,
+    request: &[u8],
+    limits: &Limits,
+    mode: Mode,
+) -> Vec<OsString> {
     let mut args: Vec<OsString> = vec![
         WORKER_COMMAND.into(),
         std::process::id().to_string().into(),
         limits.memory.to_string().into(),
         limits.cpu_secs().to_string().into(),
+        sandbox::WorkerUser::arg(user).into(),
         format.as_str().into(),
-        path.as_os_str().to_owned(),
+        String::from_utf8_lossy(request).into_owned().into(),
     ];
-    if mode == Mode::Rows {
-        args.push(ROWS_ARG.into());
+    match mode {
+        Mode::Extract => {}
+        Mode::Rows => args.push(ROWS_ARG.into()),
+        Mode::Probe => args.push(PROBE_ARG.into()),
     }
     args
 }
@@ -450,12 +536,11 @@ mod tests {
             memory: 1000,
             timeout: Duration::from_millis(1500),
         };
-        let args = worker_args(
-            Format::Tsv,
-            Path::new("/s/g/.tmp/x.tsv"),
-            &limits,
-            Mode::Extract,
-        );
+        let user = Some(sandbox::WorkerUser {
+            uid: 65534,
+            gid: 65534,
+        });
+        let args = worker_args(Format::Tsv, user, b"{}", &limits, Mode::Extract);
         let args: Vec<_> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -464,9 +549,17 @@ mod tests {
         let cpu = (2 + CPU_SLACK_SECS).to_string();
         assert_eq!(
             args,
-            [WORKER_COMMAND, &pid, "1000", &cpu, "tsv", "/s/g/.tmp/x.tsv"]
+            [
+                WORKER_COMMAND,
+                &pid,
+                "1000",
+                &cpu,
+                "65534:65534",
+                "tsv",
+                "{}"
+            ]
         );
-        let rows = worker_args(Format::Csv, Path::new("/x.csv"), &limits, Mode::Rows);
+        let rows = worker_args(Format::Csv, None, b"{}", &limits, Mode::Rows);
         assert_eq!(
             rows.last().map(|a| a.to_string_lossy().into_owned()),
             Some("rows".into())
@@ -474,17 +567,20 @@ mod tests {
     }
 
     #[test]
-    fn a_request_too_large_for_a_pipe_is_refused_before_any_worker_starts() {
+    fn a_request_too_large_is_refused_before_any_worker_starts() {
         let options = ReadOptions {
             sheet: Some("x".repeat(MAX_REQUEST_BYTES)),
             ..ReadOptions::default()
         };
         let limits = Limits::of(&config::Ingest::default());
         let worker = ParseWorker::at("/nonexistent/ingestd");
-        match worker.extract(Format::Xlsx, Path::new("/x.xlsx"), &options, &limits) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        match worker.extract(Format::Xlsx, file.path(), &options, &limits) {
             Err(Failure::Worker(error @ WorkerError::Io { .. })) => {
                 assert!(
-                    error.to_string().contains("more than a pipe holds"),
+                    error
+                        .to_string()
+                        .contains("more than a worker's request may"),
                     "{error}"
                 )
             }

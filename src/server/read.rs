@@ -146,6 +146,7 @@ pub async fn status(shared: &Shared) -> Result<Value, ErrorBody> {
         queue,
         last_errors: shared.notices.recent(),
         reload: shared.config.last_reload(),
+        parse_worker_sandbox: crate::ingest::isolate::sandbox::report(),
     };
     to_value(&info)
 }

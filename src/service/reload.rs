@@ -17,6 +17,8 @@ use std::sync::Arc;
 const PATHS: &str = "paths are opened at start; restart ingestd to move them";
 const SOCKET: &str = "the control socket is created at start; restart ingestd to change it";
 const WORKERS: &str = "ingest worker threads start with the daemon; restart ingestd to change it";
+const WORKER_USER: &str =
+    "the parse workers' user is resolved at start; restart ingestd to change it";
 const MODEL: &str = "the embedding model is loaded at start; restart ingestd to switch it";
 const FILES: &str = "the pid and log files are opened at start; restart ingestd to change them";
 
@@ -58,6 +60,7 @@ static KEYS: &[Key] = &[
     key!("ingest.max_cells", None, ingest.max_cells),
     key!("ingest.max_unzipped_size", None, ingest.max_unzipped_size),
     key!("ingest.storage_mode", None, ingest.storage_mode),
+    key!("ingest.worker_user", Some(WORKER_USER), ingest.worker_user),
     key!("embedding.provider", Some(MODEL), embedding.provider),
     key!("embedding.concurrency", None, embedding.concurrency),
     key!("embedding.batch_size", None, embedding.batch_size),

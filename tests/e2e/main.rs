@@ -13,4 +13,6 @@ mod ingest;
 mod jobs;
 mod manage;
 mod protocol;
+mod retain;
+mod sandbox;
 mod service;

@@ -71,6 +71,19 @@ fn render(s: &StatusInfo, tz: &TimeZone) -> String {
     for (label, value) in fields {
         text.push_str(&format!("{label:<14}{value}\n"));
     }
+    if let Some(sandbox) = &s.parse_worker_sandbox {
+        let line = match &sandbox.error {
+            Some(error) => format!("NOT CONFINED, no file is read: {error}"),
+            None => format!(
+                "uid {}, no-new-privs {}, seccomp {}, landlock {}",
+                sandbox.uid,
+                if sandbox.no_new_privs { "on" } else { "off" },
+                if sandbox.seccomp { "on" } else { "off" },
+                sandbox.landlock
+            ),
+        };
+        text.push_str(&format!("{:<14}{line}\n", "parse workers"));
+    }
     if let Some(reload) = &s.reload {
         text.push_str(&reload_lines(reload, tz));
     }
@@ -144,6 +157,7 @@ mod tests {
                 message: "notes.txt is directly in the drop root; put it in a group folder".into(),
             }],
             reload: None,
+            parse_worker_sandbox: None,
         }
     }
 

@@ -118,8 +118,8 @@ impl From<io::Error> for Failure {
 }
 
 fn open_with_head(path: &Path) -> Result<(File, Vec<u8>), Rejection> {
-    let mut file =
-        File::open(path).map_err(|e| Rejection::new(format!("it could not be opened: {e}")))?;
+    let mut file = super::input::open(path)
+        .map_err(|e| Rejection::new(format!("it could not be opened: {e}")))?;
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     (&mut file)
         .take(SNIFF_BYTES as u64)

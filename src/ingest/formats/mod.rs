@@ -20,6 +20,7 @@ mod cells;
 pub(crate) mod corpus;
 pub mod csv;
 mod disguise;
+pub mod input;
 mod package;
 pub mod parquet;
 mod rows;

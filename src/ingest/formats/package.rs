@@ -8,7 +8,6 @@
 //! It never decides what the package is (that is [`super::sniff`]) and never reads cells.
 
 use super::Rejection;
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -29,8 +28,8 @@ const SST_HEAD: u64 = 4096;
 /// Refuse a package whose parts expand past `max_unzipped` bytes, whose compression ratio no
 /// workbook has, or that declares more shared strings than its part can hold.
 pub fn check(path: &Path, max_unzipped: u64) -> Result<(), Rejection> {
-    let file =
-        File::open(path).map_err(|e| Rejection::new(format!("it could not be read: {e}")))?;
+    let file = super::input::open(path)
+        .map_err(|e| Rejection::new(format!("it could not be read: {e}")))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
         Rejection::new(format!(
             "it is a damaged or truncated ZIP archive, not an XLSX workbook ({e})"

@@ -96,7 +96,7 @@ pub(super) fn stream(
 fn open(path: &Path) -> Result<(File, ParquetMetaData), Rejection> {
     disguise::check(Format::Parquet, &sniff::identify(path)?)?;
     let unreadable = |e: std::io::Error| Rejection::new(format!("it could not be read: {e}"));
-    let mut file = File::open(path).map_err(unreadable)?;
+    let mut file = super::input::open(path).map_err(unreadable)?;
     let size = file.metadata().map_err(unreadable)?.len();
     if footer::declares_encryption(&mut file, size)? {
         return Err(Rejection::new(

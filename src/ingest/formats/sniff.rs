@@ -160,7 +160,7 @@ const OLE2_MAGIC: &[u8] = b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1";
 /// What the file at `path` is. Fails only when the file cannot be read at all.
 pub fn identify(path: &Path) -> Result<Kind, Rejection> {
     let unreadable = |e: std::io::Error| Rejection::new(format!("it could not be read: {e}"));
-    let mut file = File::open(path).map_err(unreadable)?;
+    let mut file = super::input::open(path).map_err(unreadable)?;
     let size = file.metadata().map_err(unreadable)?.len();
     let mut head = Vec::with_capacity(HEAD_BYTES as usize);
     (&mut file)

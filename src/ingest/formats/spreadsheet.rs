@@ -54,8 +54,8 @@ fn with_book<T>(
 ) -> Result<T, Rejection> {
     let kind = sniff::identify(path)?;
     disguise::check(format, &kind)?;
-    let file =
-        File::open(path).map_err(|e| Rejection::new(format!("it could not be read: {e}")))?;
+    let file = super::input::open(path)
+        .map_err(|e| Rejection::new(format!("it could not be read: {e}")))?;
     match kind {
         sniff::Kind::Xlsx | sniff::Kind::Xlsm => {
             package::check(path, options.max_unzipped_bytes)?;

@@ -219,7 +219,7 @@ fn read_retrying(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// a file turns out not to be UTF-8.
 pub(super) fn line_at(path: &Path, offset: u64) -> Result<u64, Rejection> {
     let unreadable = |e: io::Error| Rejection::new(format!("it could not be read: {e}"));
-    let file = File::open(path).map_err(unreadable)?;
+    let file = super::input::open(path).map_err(unreadable)?;
     let mut reader = io::BufReader::with_capacity(SNIFF_BYTES, file.take(offset));
     let (mut breaks, mut previous) = (0, 0);
     loop {

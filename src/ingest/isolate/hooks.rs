@@ -35,9 +35,13 @@ pub enum Hook {
     /// Answer with a rejection whose reason describes the worker's own confinement as JSON:
     /// limits, open descriptors, environment, death signal, process group.
     Inspect,
+    /// Answer with a rejection whose reason reports, as JSON, what an attacker who took over
+    /// the reader gets: opening `/etc/passwd`, creating a socket, `execve`, regaining root
+    /// (each an error message, or `null` if it worked), and the uid, gid and groups it holds.
+    Escape,
 }
 
-const ALL: [Hook; 7] = [
+const ALL: [Hook; 8] = [
     Hook::Alloc,
     Hook::Loop,
     Hook::Abort,
@@ -45,6 +49,7 @@ const ALL: [Hook; 7] = [
     Hook::Panic,
     Hook::Garbage,
     Hook::Inspect,
+    Hook::Escape,
 ];
 
 impl Hook {
@@ -57,6 +62,7 @@ impl Hook {
             Hook::Panic => "panic",
             Hook::Garbage => "garbage",
             Hook::Inspect => "inspect",
+            Hook::Escape => "escape",
         }
     }
 
@@ -65,10 +71,10 @@ impl Hook {
         [MAGIC, self.name().as_bytes(), b"\n"].concat()
     }
 
-    /// The hook the file at `path` selects, if any.
+    /// The hook the worker's input selects, if any (`path` is the readers' label for it).
     pub(super) fn requested(path: &Path) -> Option<Self> {
         let mut head = [0u8; 64];
-        let mut file = std::fs::File::open(path).ok()?;
+        let mut file = crate::ingest::formats::input::open(path).ok()?;
         let n = file.read(&mut head).ok()?;
         let rest = head[..n].strip_prefix(MAGIC)?;
         let name = rest.split(|b| *b == b'\n').next()?;
@@ -111,6 +117,10 @@ impl Hook {
                 let reason = inspect().to_string();
                 write_answer(&Answer::Rejected(Rejection::new(reason)))
             }
+            Hook::Escape => {
+                let reason = escape().to_string();
+                write_answer(&Answer::Rejected(Rejection::new(reason)))
+            }
         }
     }
 }
@@ -119,18 +129,9 @@ impl Hook {
 fn inspect() -> serde_json::Value {
     use nix::sys::resource::{Resource, getrlimit};
     let limit = |resource| getrlimit(resource).map(|(soft, hard)| [soft, hard]).ok();
-    let listed: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    // The listing's own descriptor was in the list and is closed now: keep those still open.
-    let fds: Vec<i32> = listed
-        .iter()
-        .filter_map(|fd| fd.parse().ok())
-        .filter(|fd| std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok())
+    // Asked of each number, not listed from /proc: the sandbox opens nothing, /proc included.
+    let fds: Vec<i32> = (0..4096)
+        .filter(|fd| nix::fcntl::fcntl(unsafe_fd(*fd), nix::fcntl::FcntlArg::F_GETFD).is_ok())
         .collect();
     #[cfg(target_os = "linux")]
     let death_signal = nix::sys::prctl::get_pdeathsig()
@@ -149,5 +150,48 @@ fn inspect() -> serde_json::Value {
         "death_signal": death_signal,
         "own_group": nix::unistd::getpgrp() == nix::unistd::getpid(),
         "cwd": std::env::current_dir().ok(),
+    })
+}
+
+/// A descriptor number to ask about, whether or not it is open.
+fn unsafe_fd(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: only passed to F_GETFD, which answers EBADF for a number that is not open and
+    // neither reads nor changes a descriptor that is.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// What a reader taken over by a hostile file could reach: each attempt's error, or `null`
+/// when it succeeded (which a test treats as a hole).
+fn escape() -> serde_json::Value {
+    use nix::unistd::{Uid, getgid, getgroups, getuid, setuid};
+    let outcome = |result: Result<(), String>| match result {
+        Ok(()) => serde_json::Value::Null,
+        Err(error) => serde_json::Value::String(error),
+    };
+    let open = std::fs::File::open("/etc/passwd")
+        .map(drop)
+        .map_err(|e| e.to_string());
+    let socket = std::os::unix::net::UnixDatagram::unbound()
+        .map(drop)
+        .map_err(|e| e.to_string());
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", 9))
+        .map(drop)
+        .map_err(|e| e.to_string());
+    // Returns only on failure: on success the worker would be `true`, answer nothing, and the
+    // parent would find no answer at all.
+    let exec =
+        nix::unistd::execve::<&std::ffi::CStr, &std::ffi::CStr>(c"/bin/true", &[c"true"], &[])
+            .map(drop)
+            .map_err(|e| e.to_string());
+    let root = setuid(Uid::from_raw(0)).map_err(|e| e.to_string());
+    serde_json::json!({
+        "open_etc_passwd": outcome(open),
+        "unix_socket": outcome(socket),
+        "tcp_connect": outcome(tcp),
+        "execve": outcome(exec),
+        "setuid_root": outcome(root),
+        "uid": getuid().as_raw(),
+        "gid": getgid().as_raw(),
+        "groups": getgroups().map(|g| g.iter().map(|g| g.as_raw()).collect::<Vec<_>>()).ok(),
     })
 }

@@ -1,20 +1,24 @@
 //! The parse worker: the child side of isolation, `ingestd parse-worker …`.
 //!
 //! It confines itself before it reads any input — dies with the daemon, drops every inherited
-//! descriptor but stdin/stdout/stderr, and sets its limits (address space, CPU time, no core
-//! dumps, no file writes) as hard limits, so nothing in the process can raise them again —
-//! then reads the [`ReadOptions`] from stdin, runs the reader, and writes one JSON answer on
+//! descriptor but stdin (the file, opened by the daemon), stdout and stderr, sets its limits
+//! (address space, CPU time, no core dumps, no file writes) as hard limits, so nothing in the
+//! process can raise them again, and enters its [`sandbox`](super::sandbox) (another uid when
+//! the daemon is root, no-new-privs, Landlock, seccomp) or stops — then takes the
+//! [`ReadOptions`] from its arguments, runs the reader on stdin, and writes one JSON answer on
 //! stdout — or, in rows mode, the rows, one line each, blocking on the pipe whenever the
 //! daemon is slower than the reader. It never writes a file, never logs (stderr is for dying words only: the
 //! allocation-failure message, a panic), and never decides what its ending means: the parent
 //! judges that (`isolate::judge`).
 
-use super::{Answer, ROWS_ARG, WORKER_COMMAND};
-use crate::ingest::formats::{Format, ReadOptions};
+use super::sandbox::{self, WorkerUser};
+use super::{Answer, MAX_REQUEST_BYTES, PROBE_ARG, ROWS_ARG, WORKER_COMMAND};
+use crate::ingest::formats::{self, Format, ReadOptions};
 use nix::sys::resource::{Resource, setrlimit};
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Exit codes of a worker that could not do its job (our fault, never the file's).
@@ -22,26 +26,29 @@ const EXIT_USAGE: u8 = 64;
 const EXIT_SETUP: u8 = 71;
 const EXIT_IO: u8 = 74;
 
-/// The request on stdin is a few hundred bytes; anything near this is not from our daemon.
-const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
+/// What the readers call the file: it has no path in here, only a descriptor
+/// (`formats::input`).
+const INPUT_LABEL: &str = "stdin";
 
 /// What the daemon asked for, from the arguments after `parse-worker`.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 struct Invocation {
     parent: u32,
     memory: u64,
     cpu_secs: u64,
+    /// Who to read as; `None`: stay (the daemon is not root).
+    user: Option<WorkerUser>,
     format: Format,
-    path: PathBuf,
-    /// Stream the rows instead of answering once.
-    rows: bool,
+    options: ReadOptions,
+    mode: super::Mode,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum WorkerFailure {
     #[error(
         "{WORKER_COMMAND} is started by the ingestd daemon, not by hand: expected \
-         <parent pid> <memory bytes> <cpu secs> <format> <path> [rows], {0}"
+         <parent pid> <memory bytes> <cpu secs> <uid:gid|-> <format> <request> \
+         [rows|probe], {0}"
     )]
     Usage(String),
     #[error("cannot {about}: {source}")]
@@ -49,6 +56,8 @@ enum WorkerFailure {
         about: &'static str,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxFailure),
     #[error("cannot {about}: {source}")]
     Io {
         about: &'static str,
@@ -60,7 +69,7 @@ impl WorkerFailure {
     fn exit_code(&self) -> u8 {
         match self {
             WorkerFailure::Usage(_) => EXIT_USAGE,
-            WorkerFailure::Setup { .. } => EXIT_SETUP,
+            WorkerFailure::Setup { .. } | WorkerFailure::Sandbox(_) => EXIT_SETUP,
             WorkerFailure::Io { .. } => EXIT_IO,
         }
     }
@@ -82,34 +91,56 @@ pub fn main(args: impl Iterator<Item = OsString>) -> ExitCode {
 fn run(args: impl Iterator<Item = OsString>) -> Result<(), WorkerFailure> {
     let invocation = Invocation::parse(args)?;
     confine(&invocation)?;
-    let options = read_request()?;
+    // Fail closed: a worker that cannot enter its sandbox stops here, before reading a byte.
+    let sandbox = sandbox::enter(invocation.user, invocation.parent)?;
     let written_failed = |source| WorkerFailure::Io {
         about: "write the answer",
         source,
     };
-    // Release builds have no test hooks: nothing a file holds can steer the worker.
-    #[cfg(debug_assertions)]
-    if let Some(hook) = super::hooks::Hook::requested(&invocation.path) {
-        return hook.run().map_err(written_failed);
-    }
-    if invocation.rows {
-        // Rows leave in pipe-sized writes; the columns are flushed at once (`stream_here`).
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        return super::stream_here(invocation.format, &invocation.path, &options, &mut out)
+    if invocation.mode == super::Mode::Probe {
+        let mut out = std::io::stdout().lock();
+        return serde_json::to_writer(&mut out, &sandbox)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.flush())
             .map_err(written_failed);
     }
-    let answer = super::extract_here(invocation.format, &invocation.path, &options);
+    // SAFETY: fd 0 is the file the daemon opened for us (or /dev/null); nothing else in this
+    // process owns it: the worker never uses std's stdin.
+    let input = unsafe { std::fs::File::from_raw_fd(0) };
+    if formats::input::inherit(input).is_err() {
+        return Err(WorkerFailure::Setup {
+            about: "take the input",
+            source: std::io::Error::other("an input was already registered"),
+        });
+    }
+    let path = Path::new(INPUT_LABEL);
+    let (format, options) = (invocation.format, &invocation.options);
+    // Release builds have no test hooks: nothing a file holds can steer the worker.
+    #[cfg(debug_assertions)]
+    if let Some(hook) = super::hooks::Hook::requested(path) {
+        return hook.run().map_err(written_failed);
+    }
+    if invocation.mode == super::Mode::Rows {
+        // Rows leave in pipe-sized writes; the columns are flushed at once (`stream_here`).
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        return super::stream_here(format, path, options, &mut out).map_err(written_failed);
+    }
+    let answer = super::extract_here(format, path, options);
     write_answer(&answer).map_err(written_failed)
 }
 
 impl Invocation {
     fn parse(args: impl Iterator<Item = OsString>) -> Result<Self, WorkerFailure> {
         let mut args: Vec<OsString> = args.collect();
-        let rows = args.len() == 6 && args.last().is_some_and(|mode| mode == ROWS_ARG);
-        if rows {
+        let mode = match args.last() {
+            Some(last) if args.len() == 7 && last == ROWS_ARG => super::Mode::Rows,
+            Some(last) if args.len() == 7 && last == PROBE_ARG => super::Mode::Probe,
+            _ => super::Mode::Extract,
+        };
+        if mode != super::Mode::Extract {
             args.pop();
         }
-        let [parent, memory, cpu_secs, format, path] = <[OsString; 5]>::try_from(args)
+        let [parent, memory, cpu_secs, user, format, request] = <[OsString; 6]>::try_from(args)
             .map_err(|args| WorkerFailure::Usage(format!("got {} arguments", args.len())))?;
         let number = |arg: &OsString, what: &str| {
             arg.to_str()
@@ -120,14 +151,28 @@ impl Invocation {
             .to_str()
             .and_then(Format::from_extension)
             .ok_or_else(|| WorkerFailure::Usage(format!("{format:?} is not a format")))?;
+        let user = user
+            .to_str()
+            .and_then(WorkerUser::parse_arg)
+            .ok_or_else(|| WorkerFailure::Usage(format!("user {user:?} is not uid:gid or -")))?;
+        let request = request.as_encoded_bytes();
+        if request.len() > MAX_REQUEST_BYTES {
+            return Err(WorkerFailure::Usage(format!(
+                "the request takes {} bytes",
+                request.len()
+            )));
+        }
+        let options = serde_json::from_slice(request)
+            .map_err(|e| WorkerFailure::Usage(format!("the request is not read options: {e}")))?;
         Ok(Self {
             parent: u32::try_from(number(&parent, "parent pid")?)
                 .map_err(|_| WorkerFailure::Usage("the parent pid is out of range".into()))?,
             memory: number(&memory, "memory")?,
             cpu_secs: number(&cpu_secs, "cpu secs")?,
+            user,
             format,
-            path: PathBuf::from(path),
-            rows,
+            options,
+            mode,
         })
     }
 }
@@ -212,21 +257,6 @@ fn close_inherited_descriptors() {
     }
 }
 
-fn read_request() -> Result<ReadOptions, WorkerFailure> {
-    let mut request = Vec::new();
-    std::io::stdin()
-        .take(MAX_REQUEST_BYTES)
-        .read_to_end(&mut request)
-        .map_err(|source| WorkerFailure::Io {
-            about: "read the request",
-            source,
-        })?;
-    serde_json::from_slice(&request).map_err(|e| WorkerFailure::Io {
-        about: "decode the request",
-        source: e.into(),
-    })
-}
-
 /// One line of JSON on stdout.
 pub(super) fn write_answer(answer: &Answer) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -245,35 +275,52 @@ mod tests {
 
     #[test]
     fn arguments_parse_or_say_what_is_wrong() {
+        let request = r#"{"sheet":null,"max_cells":5,"max_unzipped_bytes":6}"#;
         assert_eq!(
-            parse(&["42", "1000", "35", "csv", "/s/x.csv"]),
+            parse(&["42", "1000", "35", "65534:65534", "csv", request]),
             Ok(Invocation {
                 parent: 42,
                 memory: 1000,
                 cpu_secs: 35,
+                user: Some(WorkerUser {
+                    uid: 65534,
+                    gid: 65534
+                }),
                 format: Format::Csv,
-                path: "/s/x.csv".into(),
-                rows: false,
+                options: ReadOptions {
+                    sheet: None,
+                    max_cells: 5,
+                    max_unzipped_bytes: 6,
+                },
+                mode: super::super::Mode::Extract,
             })
         );
-        assert!(
-            parse(&["42", "1000", "35", "xlsx", "/s/x.xlsx", "rows"])
-                .expect("rows mode")
-                .rows
-        );
+        let rows = parse(&["42", "1000", "35", "-", "xlsx", request, "rows"]).expect("rows");
+        assert_eq!(rows.mode, super::super::Mode::Rows);
+        assert_eq!(rows.user, None);
+        let probe = parse(&["42", "1000", "35", "-", "csv", request, "probe"]).expect("probe");
+        assert_eq!(probe.mode, super::super::Mode::Probe);
         let cases: &[(&[&str], &str)] = &[
             (&[], "got 0 arguments"),
-            (&["1", "2", "3", "csv"], "got 4 arguments"),
+            (&["1", "2", "3", "-", "csv"], "got 5 arguments"),
             (
-                &["x", "2", "3", "csv", "/p"],
+                &["x", "2", "3", "-", "csv", request],
                 "parent pid \"x\" is not a number",
             ),
             (
-                &["1", "-2", "3", "csv", "/p"],
+                &["1", "-2", "3", "-", "csv", request],
                 "memory \"-2\" is not a number",
             ),
-            (&["1", "2", "3", "pdf", "/p"], "\"pdf\" is not a format"),
-            (&["1", "2", "3", "csv", "/p", "all"], "got 6 arguments"),
+            (
+                &["1", "2", "3", "-", "pdf", request],
+                "\"pdf\" is not a format",
+            ),
+            (&["1", "2", "3", "0", "csv", request], "is not uid:gid or -"),
+            (&["1", "2", "3", "-", "csv", "/p"], "is not read options"),
+            (
+                &["1", "2", "3", "-", "csv", request, "all"],
+                "got 7 arguments",
+            ),
         ];
         for (args, needle) in cases {
             let err = parse(args).unwrap_err();

@@ -88,14 +88,13 @@ fn big_csv(rows: usize) -> Vec<u8> {
 
 /// Live processes whose command line names `path`.
 fn processes_reading(path: &Path) -> Vec<u32> {
-    let needle = path.as_os_str().as_encoded_bytes();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if cmdline.split(|b| *b == 0).any(|arg| arg == needle) {
+        // A worker's stdin is the file it reads: it gets no path.
+        if std::fs::read_link(entry.path().join("fd/0")).is_ok_and(|link| link == path) {
             found.push(pid);
         }
     }
@@ -219,13 +218,14 @@ type Verdict<T> = Result<Result<u64, T>, T>;
 /// The verdict on a fake worker's stream.
 fn verdict(script: &str) -> Verdict<String> {
     let (_dir, worker) = fake(script);
+    let (_input_dir, input) = temp_file("x.csv", b"a\n1\n");
     let limits = Limits {
         timeout: Duration::from_secs(1),
         ..LIMITS
     };
     let got = worker.stream_rows(
         Format::Csv,
-        Path::new("/x.csv"),
+        &input,
         &ReadOptions::default(),
         &limits,
         &mut |_| ControlFlow::Continue(()),
@@ -314,9 +314,10 @@ fn every_ending_of_a_stream_has_a_verdict() {
 #[test]
 fn a_missing_worker_is_our_error() {
     let missing = ParseWorker::at("/nonexistent/ingestd");
+    let (_dir, input) = temp_file("x.csv", b"a\n1\n");
     let got = missing.stream_rows(
         Format::Csv,
-        Path::new("/x.csv"),
+        &input,
         &ReadOptions::default(),
         &LIMITS,
         &mut |_| ControlFlow::Continue(()),

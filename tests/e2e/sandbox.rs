@@ -1,0 +1,175 @@
+//! The parse worker's sandbox: a reader taken over by a hostile file gets nothing worth
+//! stealing. From inside a worker (the `escape` test hook, debug builds only) opening
+//! `/etc/passwd`, creating a socket, connecting, `execve` and regaining root all fail, and the
+//! worker is not root when the daemon is; `status` says what confines the workers; a start as
+//! root with a worker user that does not exist is refused with the key's name.
+
+use crate::helper::Daemon;
+use ingestd::protocol::WorkerSandbox;
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// What `status` must say about the workers of a daemon run by us.
+fn assert_sandbox_reported(sandbox: &WorkerSandbox) {
+    assert_eq!(sandbox.error, None, "{sandbox:?}");
+    assert!(sandbox.seccomp, "{sandbox:?}");
+    assert!(sandbox.no_new_privs, "{sandbox:?}");
+    assert!(
+        ["enforced", "partially enforced", "not supported"].contains(&sandbox.landlock.as_str()),
+        "{sandbox:?}"
+    );
+    if is_root() {
+        assert_ne!(sandbox.uid, 0, "{sandbox:?}");
+        assert_ne!(sandbox.gid, 0, "{sandbox:?}");
+    } else {
+        assert_eq!(sandbox.uid, nix::unistd::getuid().as_raw(), "{sandbox:?}");
+    }
+}
+
+#[test]
+fn status_says_what_confines_the_parse_workers() {
+    let daemon = Daemon::start();
+    let status = daemon.status();
+    let sandbox = status
+        .parse_worker_sandbox
+        .expect("status reports the sandbox");
+    assert_sandbox_reported(&sandbox);
+    let human = String::from_utf8(daemon.ctl(&["status"]).stdout).unwrap();
+    assert!(
+        human.contains("parse workers") && human.contains("seccomp on"),
+        "{human}"
+    );
+}
+
+#[test]
+fn a_missing_worker_user_stops_a_root_start_with_the_key_named() {
+    if !is_root() {
+        eprintln!("skipped: only a daemon running as root switches its workers' user");
+        return;
+    }
+    let mut daemon =
+        Daemon::configure("[ingest]\nsettle_ms = 150\nworker_user = \"no-such-user-here\"\n");
+    daemon.launch(|_| {});
+    let status = daemon.wait_exit();
+    assert!(!status.success(), "{status}");
+    let log = daemon.log_text();
+    assert!(
+        log.contains("ingest.worker_user") && log.contains("no-such-user-here"),
+        "{log}"
+    );
+}
+
+#[test]
+fn root_itself_is_refused_as_the_worker_user() {
+    if !is_root() {
+        eprintln!("skipped: only a daemon running as root switches its workers' user");
+        return;
+    }
+    let mut daemon = Daemon::configure("[ingest]\nworker_user = \"root\"\n");
+    daemon.launch(|_| {});
+    assert!(!daemon.wait_exit().success());
+    assert!(
+        daemon.log_text().contains("is root"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[cfg(debug_assertions)]
+mod hooked {
+    use super::*;
+    use ingestd::ingest::formats::{Format, ReadOptions};
+    use ingestd::ingest::isolate::hooks::Hook;
+    use ingestd::ingest::isolate::{Failure, Limits, ParseWorker};
+    use ingestd::protocol::Status;
+    use std::ops::ControlFlow;
+    use std::time::Duration;
+
+    const LIMITS: Limits = Limits {
+        memory: 512_000_000,
+        timeout: Duration::from_secs(30),
+    };
+
+    fn worker() -> ParseWorker {
+        ParseWorker::at(env!("CARGO_BIN_EXE_ingestd"))
+    }
+
+    /// What the `escape` hook found, from its rejection reason.
+    fn escape_report(reason: &str) -> serde_json::Value {
+        serde_json::from_str(reason).unwrap_or_else(|e| panic!("{e}: {reason}"))
+    }
+
+    /// Every way out failed, and the worker is not root when we are.
+    fn assert_nothing_escaped(seen: &serde_json::Value) {
+        for attempt in [
+            "open_etc_passwd",
+            "unix_socket",
+            "tcp_connect",
+            "execve",
+            "setuid_root",
+        ] {
+            let error = seen[attempt]
+                .as_str()
+                .unwrap_or_else(|| panic!("{attempt} succeeded inside the worker: {seen}"));
+            assert!(
+                error.contains("not permitted") || error.contains("EPERM"),
+                "{attempt} failed, but not because the sandbox refused it: {seen}"
+            );
+        }
+        if is_root() {
+            assert_ne!(seen["uid"], 0, "the worker reads as root: {seen}");
+            assert_ne!(seen["gid"], 0, "the worker reads in group root: {seen}");
+            assert_eq!(seen["groups"], serde_json::json!([]), "{seen}");
+        }
+    }
+
+    fn hook_file(hook: Hook) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hook.csv");
+        std::fs::write(&path, hook.file_content()).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_reading_worker_cannot_open_connect_exec_or_be_root() {
+        let (_dir, path) = hook_file(Hook::Escape);
+        let reason = match worker().extract(Format::Csv, &path, &ReadOptions::default(), &LIMITS) {
+            Err(Failure::Rejected(rejection)) => rejection.reason,
+            other => panic!("{other:?}"),
+        };
+        assert_nothing_escaped(&escape_report(&reason));
+    }
+
+    #[test]
+    fn a_row_streaming_worker_is_sandboxed_too() {
+        let (_dir, path) = hook_file(Hook::Escape);
+        let got = worker().stream_rows(
+            Format::Csv,
+            &path,
+            &ReadOptions::default(),
+            &LIMITS,
+            &mut |_| ControlFlow::Continue(()),
+        );
+        // The hook's answer is also a row stream's last line: a rejection.
+        let reason = match got {
+            Err(Failure::Rejected(rejection)) => rejection.reason,
+            other => panic!("{other:?}"),
+        };
+        assert_nothing_escaped(&escape_report(&reason));
+    }
+
+    #[test]
+    fn the_daemons_workers_cannot_open_connect_exec_or_be_root() {
+        let daemon = Daemon::start();
+        daemon.drop_file("g", "escape.csv", &Hook::Escape.file_content());
+        let source = daemon.wait_settled("g", "escape.csv");
+        assert_eq!(source.status, Status::Invalid, "{source:?}");
+        assert_nothing_escaped(&escape_report(&source.reason.unwrap()));
+        // Nothing it tried reached the daemon, which goes on reading ordinary files.
+        daemon.drop_file("g", "fine.csv", b"id,name\n1,a\n");
+        let fine = daemon.wait_stored("g", "fine.csv");
+        assert_eq!(fine.rows, Some(1));
+    }
+}
