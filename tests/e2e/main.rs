@@ -5,6 +5,7 @@
 mod cli;
 mod corpus;
 mod fsck;
+mod headers;
 mod helper;
 mod hostile;
 mod ingest;
