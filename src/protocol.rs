@@ -590,9 +590,46 @@ pub struct VersionInfo {
     /// What the reader noticed: delimiter, encoding, skipped title rows.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Where the header was found and which encoding the text is in.
+    #[serde(default, skip_serializing_if = "Reading::is_empty")]
+    pub reading: Reading,
     pub added_at: String,
     pub added_by: Option<String>,
     pub added_by_uid: Option<u32>,
+}
+
+/// How a reader read a version: where its header is and which encoding its text is in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reading {
+    /// "header on line 4 (3 rows above it skipped: a title, 2 blank)"; `None` for formats
+    /// without a header row (Parquet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// 1-based line (CSV) or sheet row of the header; the lower row of a two-row header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_row: Option<u64>,
+    /// The header spans two rows (`Group / Sub` names).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub two_row_header: bool,
+    /// What each row above the header was: "blank", "title", "total", "note".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows_above: Vec<String>,
+    /// The text encoding, as the WHATWG Encoding Standard names it ("Shift_JIS"); text
+    /// formats only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// How the encoding was found: "byte-order mark", "valid UTF-8", "detected".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_found_by: Option<String>,
+    /// The detector's confidence in a detected encoding: "high" or "low".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_confidence: Option<String>,
+}
+
+impl Reading {
+    pub fn is_empty(&self) -> bool {
+        *self == Reading::default()
+    }
 }
 
 /// Reply to `show`.

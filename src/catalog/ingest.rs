@@ -27,6 +27,8 @@ pub struct Accepted {
     pub skipped: Vec<SkippedColumn>,
     pub rows: u64,
     pub notes: Vec<String>,
+    /// Where the reader found the header, and the encoding.
+    pub reading: crate::protocol::Reading,
     pub actor: Actor,
     pub drop_path: PathBuf,
     pub tmp_path: PathBuf,
@@ -179,8 +181,9 @@ impl Db {
             tx.execute(
                 "INSERT INTO versions (source_id, version_no, status, format, size, sha256, rows,
                     columns, skipped_columns, notes, stored_path, tmp_path, drop_path,
-                    added_by_uid, added_by, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16)",
+                    added_by_uid, added_by, created_at, updated_at, reading)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?16,
+                    ?17)",
                 params![
                     source_id,
                     version_no,
@@ -198,6 +201,7 @@ impl Db {
                     file.actor.uid,
                     file.actor.user,
                     now,
+                    json(&file.reading),
                 ],
             )?;
             let reservation = Reservation {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 const VERSION_COLUMNS: &str = "v.version_no, v.status, v.reason, v.format, v.size, v.sha256, \
      v.rows, v.columns, v.skipped_columns, v.stored_path, v.created_at, v.added_by, \
-     v.added_by_uid, v.updated_at, v.notes";
+     v.added_by_uid, v.updated_at, v.notes, v.reading";
 
 fn version_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<(VersionInfo, i64)>> {
     let Some(status) = r.get::<_, Option<String>>(at + 1)? else {
@@ -44,6 +44,7 @@ fn version_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<(VersionI
         added_by: user.or_else(|| uid.map(|u| u.to_string())),
         added_by_uid: uid,
         notes: serde_json::from_str(&r.get::<_, String>(at + 14)?).unwrap_or_default(),
+        reading: serde_json::from_str(&r.get::<_, String>(at + 15)?).unwrap_or_default(),
     };
     Ok(Some((info, r.get(at + 13)?)))
 }
@@ -139,7 +140,8 @@ impl Db {
                 r.get(0)?,
                 r.get(1)?,
                 version_from_row(r, 2)?,
-                version_from_row(r, 17)?,
+                // The current version's columns follow the latest's.
+                version_from_row(r, 2 + VERSION_COLUMNS.split(',').count())?,
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

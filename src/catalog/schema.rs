@@ -151,6 +151,9 @@ const MIGRATIONS: &[&str] = &[
         ORDER BY v.id;
     UPDATE versions SET status = 'queued'
         WHERE status = 'ready' AND id IN (SELECT version_id FROM jobs WHERE state = 'queued');",
+    // How each version was read: where the header was found and which encoding the text is in
+    // (JSON of `protocol::Reading`); versions from before it read as unknown.
+    "ALTER TABLE versions ADD COLUMN reading TEXT NOT NULL DEFAULT '{}';",
 ];
 
 /// Open `path` in WAL mode and bring its schema up to date.

@@ -1,19 +1,21 @@
 //! Header rules shared by every reader: CSV and TSV, spreadsheets, Parquet.
 //!
 //! This module owns what counts as a column name: which of the first rows is the header
-//! ([`find_header_row`]), how a header cell becomes a name ([`clean_name`]), which cells are
+//! ([`find_header`], in `header`), how a header cell becomes a name ([`clean_name`]), which cells are
 //! skipped and why, and how duplicate names are made unique ([`header_columns`]). Cells of data
 //! rows that stick out past the header are reported once per position ([`ExtraCells`]).
 //!
 //! It is pure: readers hand it strings they already decoded. It never reads files, never
 //! rejects a file itself (it returns what it found and readers phrase the rejection), and never
-//! changes the text of a name beyond trimming, so a name is always recognisable in the source.
+//! changes the text of a name beyond trimming (and joining the two rows of a two-row header with
+//! ` / `), so a name is always recognisable in the source.
+
+mod header;
+
+pub use header::{Above, HEADER_SEARCH_ROWS, Header, NoHeaderRow, find_header};
 
 use crate::protocol::SkippedColumn;
 use std::collections::{HashMap, HashSet};
-
-/// How many leading rows a reader hands to [`find_header_row`].
-pub const HEADER_SEARCH_ROWS: usize = 20;
 
 /// Reason recorded for a header cell that holds no name.
 pub const BLANK_HEADER: &str = "blank header";
@@ -87,85 +89,6 @@ pub fn header_columns(cells: &[String]) -> (Vec<String>, Vec<SkippedColumn>) {
     (columns, skipped)
 }
 
-/// No row among the first ones looks like a header: they are all blank.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no header row (looked at the first {looked_at} rows)")]
-pub struct NoHeaderRow {
-    pub looked_at: usize,
-}
-
-/// Index of the header among the first rows of a table (at most [`HEADER_SEARCH_ROWS`] are
-/// looked at).
-///
-/// Blank rows are skipped, and so are title rows:
-/// - a row with a single filled cell, or one reaching at most half as far right as the rows
-///   below it, when the rows below reach further;
-/// - a row of one or two filled cells, when the rows below hold at least three times as many
-///   (a report title with a date or page note far to the right reaches as far as the table,
-///   but is no header).
-///
-/// "The rows below" is what at least two of them reach (the second largest), or the only one,
-/// so a single over-long data row cannot turn a real header into a title. Widths are extents
-/// (up to the last filled cell), because spreadsheet exports pad every row with empty cells.
-///
-/// Conservative by construction: a first row is never skipped unless at least two rows below
-/// it reach further right, or hold three times as many cells as its one or two, so a file whose
-/// first row is its header gets row 0.
-pub fn find_header_row(rows: &[Vec<String>]) -> Result<usize, NoHeaderRow> {
-    let rows = &rows[..rows.len().min(HEADER_SEARCH_ROWS)];
-    let shapes: Vec<Shape> = rows.iter().map(|row| Shape::of(row)).collect();
-    for (index, shape) in shapes.iter().enumerate() {
-        if shape.filled > 0 && !shape.is_title_above(&shapes[index + 1..]) {
-            return Ok(index);
-        }
-    }
-    Err(NoHeaderRow {
-        looked_at: rows.len(),
-    })
-}
-
-/// How much of a row is filled, for header detection.
-#[derive(Debug, Clone, Copy)]
-struct Shape {
-    /// Non-blank cells.
-    filled: usize,
-    /// 1-based position of the last non-blank cell; 0 for a blank row.
-    extent: usize,
-}
-
-impl Shape {
-    fn of(row: &[String]) -> Self {
-        let filled = row.iter().filter(|cell| !is_blank(cell)).count();
-        let extent = row
-            .iter()
-            .rposition(|cell| !is_blank(cell))
-            .map_or(0, |i| i + 1);
-        Shape { filled, extent }
-    }
-
-    fn is_title_above(self, below: &[Shape]) -> bool {
-        let width = typical(below, |s| s.extent);
-        let short = self.extent < width && (self.filled == 1 || self.extent * 2 <= width);
-        let sparse = self.filled <= 2 && self.filled * 3 <= typical(below, |s| s.filled);
-        short || sparse
-    }
-}
-
-/// What at least two of the non-blank rows reach (the second largest), or the only one.
-fn typical(rows: &[Shape], measure: impl Fn(&Shape) -> usize) -> usize {
-    let (mut largest, mut second, mut count) = (0, 0, 0);
-    for value in rows.iter().filter(|s| s.filled > 0).map(measure) {
-        count += 1;
-        if value > largest {
-            second = largest;
-            largest = value;
-        } else if value > second {
-            second = value;
-        }
-    }
-    if count == 1 { largest } else { second }
-}
-
 /// Positions of data cells to the right of the header, reported once each as
 /// [`NO_HEADER_CELL`]. Readers call [`ExtraCells::mark`] for every filled cell past the header.
 #[derive(Debug, Clone)]
@@ -219,13 +142,6 @@ mod tests {
 
     fn strings(cells: &[&str]) -> Vec<String> {
         cells.iter().map(|c| c.to_string()).collect()
-    }
-
-    /// Rows written as lines of comma-separated cells (no quoting needed in these tables).
-    fn table(text: &str) -> Vec<Vec<String>> {
-        text.lines()
-            .map(|line| line.split(',').map(str::to_string).collect())
-            .collect()
     }
 
     fn blank(position: usize) -> SkippedColumn {
@@ -292,56 +208,6 @@ mod tests {
         assert_eq!(columns[4999], "x_5000");
     }
 
-    #[test]
-    #[rustfmt::skip]
-    fn header_row_detection() {
-        let none = |looked_at| Err(NoHeaderRow { looked_at });
-        let cases: &[(&str, &str, Result<usize, NoHeaderRow>)] = &[
-            // A first row that is the header is always taken.
-            ("plain", "a,b,c\n1,2,3\n4,5,6", Ok(0)),
-            ("header only", "a,b,c", Ok(0)),
-            ("one column", "year\n2001\n2002", Ok(0)),
-            ("one column, one stray wide row", "year\n2001\n2002,x\n2003", Ok(0)),
-            ("index header with blank corner", ",value\n0,1\n1,2", Ok(0)),
-            ("header narrower than one long row", "a,b,c\n1,2,3,4\n5,6,7", Ok(0)),
-            ("header one short of every row", "a,b,c\n1,2,3,4\n5,6,7,8", Ok(0)),
-            ("data rows with empty cells", "a,b,c,d\n1,,,\n,,,4\n,2,,", Ok(0)),
-            ("first row is data", "1,2,3\n4,5,6", Ok(0)),
-            // Title and blank rows above the header are skipped.
-            ("title row", "Sales report\na,b,c\n1,2,3", Ok(1)),
-            ("title padded by export", "Sales report,,,\na,b,c,d\n1,2,3,4\n5,6,7,8", Ok(1)),
-            ("centred title", ",,Sales report,,,\na,b,c,d,e,f\n1,2,3,4,5,6", Ok(1)),
-            ("title above header only", "Report\nid,name", Ok(1)),
-            ("blank lines above", "\n,,\n  ,\na,b\n1,2", Ok(3)),
-            ("title, blank, header", "Report\n,,\na,b,c\n1,2,3\n4,5,6", Ok(2)),
-            ("key-value preamble",
-                "Title:,Phosphates\nYear:,1995\nURL:\n,,,,\nLocation,1995,,,x\nA,1,2,3,4\nB,5,6,7,8", Ok(4)),
-            ("preamble lines", "a preamble\nanother\nh1,h2,h3,h4\na,1,b,2\nc,3,d,4\ne,5,f", Ok(2)),
-            // Two cells over three columns is not "far fewer": conservative, taken as the header.
-            ("two-cell note over three columns", "notes\nmore notes,...\nn,t,d\n1,x,2", Ok(1)),
-            ("report title with a far-right date",
-                "ENRON,,,,,,2001-03-01\nid,a,b,c,d,e,f\n1,2,3,4,5,6,7\n8,9,10,11,12,13,14", Ok(1)),
-            ("header with blanks over full rows", "a,,b,,c,\n1,2,3,4,5,6\n7,8,9,10,11,12", Ok(0)),
-            ("two named cells over rows of six", "a,,,,,b\n1,2,3,4,5,6\n7,8,9,10,11,12", Ok(1)),
-            ("all blank", ",,\n\n , ", none(3)),
-            ("nothing", "", none(0)),
-        ];
-        for (name, text, want) in cases {
-            assert_eq!(&find_header_row(&table(text)), want, "{name}");
-        }
-    }
-
-    #[test]
-    fn only_the_first_rows_are_searched() {
-        let mut rows = vec![vec![String::new(), String::new()]; 25];
-        rows.push(strings(&["a", "b"]));
-        let err = find_header_row(&rows).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "no header row (looked at the first 20 rows)"
-        );
-    }
-
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
@@ -358,18 +224,6 @@ mod tests {
             proptest::prop_assert_eq!(skipped.len(), blanks);
         }
 
-        #[test]
-        fn a_header_row_is_one_of_the_rows(
-            rows in proptest::collection::vec(proptest::collection::vec("[x ]{0,1}", 0..8), 0..30)
-        ) {
-            match find_header_row(&rows) {
-                Ok(index) => {
-                    proptest::prop_assert!(index < rows.len().min(HEADER_SEARCH_ROWS));
-                    proptest::prop_assert!(rows[index].iter().any(|c| !is_blank(c)));
-                }
-                Err(none) => proptest::prop_assert_eq!(none.looked_at, rows.len().min(HEADER_SEARCH_ROWS)),
-            }
-        }
     }
 
     #[test]

@@ -367,6 +367,7 @@ impl Ingestor {
             skipped: extracted.skipped,
             rows: extracted.rows,
             notes: extracted.notes,
+            reading: extracted.reading,
             actor,
             drop_path: path.clone(),
             tmp_path: tmp_path.clone(),

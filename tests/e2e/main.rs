@@ -7,6 +7,7 @@ mod attack_socket;
 mod cli;
 mod corpus;
 mod fsck;
+mod headers;
 mod helper;
 mod hostile;
 mod ingest;

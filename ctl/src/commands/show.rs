@@ -4,7 +4,7 @@
 use super::Options;
 use crate::output;
 use ingestd::client::{Client, ClientError};
-use ingestd::protocol::{Command, JobInfo, SkippedColumn, SourceDetail, VersionInfo};
+use ingestd::protocol::{Command, JobInfo, Reading, SkippedColumn, SourceDetail, VersionInfo};
 use jiff::tz::TimeZone;
 
 pub fn run(
@@ -59,6 +59,17 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
     if let Some(stored) = current.and_then(|v| v.stored_path.clone()) {
         field("stored", stored);
     }
+    if let Some(reading) = current.map(|v| &v.reading) {
+        if let Some(header) = &reading.header {
+            field(
+                "header",
+                header.strip_prefix("header ").unwrap_or(header).to_string(),
+            );
+        }
+        if let Some(encoding) = encoding(reading) {
+            field("encoding", encoding);
+        }
+    }
     if let Some(notes) = current.filter(|v| !v.notes.is_empty()) {
         field("read as", notes.notes.join("; "));
     }
@@ -111,6 +122,17 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
         }
     }
     text
+}
+
+/// "Shift_JIS (detected, high confidence)", "UTF-8 (byte-order mark)".
+fn encoding(reading: &Reading) -> Option<String> {
+    let name = reading.encoding.as_deref()?;
+    let how = match (&reading.encoding_found_by, &reading.encoding_confidence) {
+        (Some(how), Some(confidence)) => format!(" ({how}, {confidence} confidence)"),
+        (Some(how), None) => format!(" ({how})"),
+        (None, _) => String::new(),
+    };
+    Some(format!("{name}{how}"))
 }
 
 fn jobs(jobs: &[JobInfo], tz: &TimeZone) -> String {
@@ -199,6 +221,7 @@ mod tests {
             added_by: None,
             added_by_uid: Some(1001),
             notes: Vec::new(),
+            reading: Reading::default(),
         }
     }
 
@@ -209,10 +232,19 @@ mod tests {
             position: 4,
             reason: "blank header".into(),
         }];
+        let mut v2 = version(Some("v2"), Status::Embedded, None);
+        v2.reading = Reading {
+            header: Some("header on line 4 (3 rows above it skipped: a title, 2 blank)".into()),
+            header_row: Some(4),
+            encoding: Some("Shift_JIS".into()),
+            encoding_found_by: Some("detected".into()),
+            encoding_confidence: Some("high".into()),
+            ..Reading::default()
+        };
         let detail = SourceDetail {
             summary,
             versions: vec![
-                version(Some("v2"), Status::Embedded, None),
+                v2,
                 version(None, Status::Invalid, Some("the file is empty (0 bytes)")),
                 version(Some("v1"), Status::Embedded, None),
             ],
@@ -226,6 +258,8 @@ mod tests {
             "  status   embedded (v2)\n",
             "  format   csv, 12.3 kB\n",
             "  stored   /srv/store/sales/q1_v2.csv\n",
+            "  header   on line 4 (3 rows above it skipped: a title, 2 blank)\n",
+            "  encoding Shift_JIS (detected, high confidence)\n",
             "  added    2026-11-27 01:50:00 by alice\n",
             "\nColumns (3): id, date, amount\n",
             "Skipped columns (1):\n  column 4: blank header\n",

@@ -16,6 +16,7 @@ use super::rows::{MAX_VALUE_BYTES, Sink};
 use super::text::{self, Encoding, InvalidUtf8, SNIFF_BYTES};
 use super::{Extracted, Format, Rejection, disguise, sniff};
 use crate::ingest::columns::{self, ExtraCells, HEADER_SEARCH_ROWS};
+use crate::protocol::Reading;
 use csv::{ByteRecord, Reader, ReaderBuilder};
 use std::fs::File;
 use std::io::{self, Cursor, Read};
@@ -57,7 +58,7 @@ fn read(
     let (file, head) = open_with_head(path)?;
     let encoding = text::detect(&head, kind)?;
     // Only a pure-ASCII start leaves the encoding open: if invalid UTF-8 turns up further down,
-    // the file is most likely Windows-1252 and is read again as such.
+    // the encoding is detected from the bytes there and the file is read again in it.
     let may_retry = encoding == Encoding::Utf8 && head.is_ascii();
     match read_table(file, head, encoding, delimiter, sink.as_deref_mut()) {
         Ok(extracted) => Ok(extracted),
@@ -76,11 +77,11 @@ fn read(
             if let Some(sink) = sink.as_deref_mut() {
                 sink.skip_next(sink.rows());
             }
+            let fallback = text::guess_from(path, offset, line)?;
             let (file, head) = open_with_head(path)?;
-            let fallback = Encoding::Windows1252 { from_line: line };
             read_table(file, head, fallback, delimiter, sink).map_err(|failure| match failure {
                 Failure::Rejected(rejection) => rejection,
-                // Windows-1252 decodes every byte; kept total all the same.
+                // The detected encoding decodes as UTF-8 only; kept total all the same.
                 Failure::NotUtf8 { offset } => {
                     Rejection::new(format!("byte {offset} cannot be read as text"))
                 }
@@ -294,23 +295,28 @@ fn read_table(
         first.push(records.record.clone());
     }
     let cells: Vec<Vec<String>> = first.iter().map(to_strings).collect();
-    let header_index = match columns::find_header_row(&cells) {
-        Ok(index) => index,
+    let found = match columns::find_header(&cells) {
+        Ok(found) => found,
         Err(no_header) => return Err(no_header_reason(&mut records, &first, no_header)?.into()),
     };
-    let header = &cells[header_index];
+    let header_index = found.row;
+    let header = &found.cells(&cells);
     let (names, mut skipped) = columns::header_columns(header);
     let mut notes = vec![encoding.note(), dialect.note];
+    let header_line = records.line_of(&first[header_index]);
+    let described = found.describe("line", header_line);
     if header_index > 0 {
-        let rows_above = match header_index {
-            1 => "1 row".to_string(),
-            n => format!("{n} rows"),
-        };
-        notes.push(format!(
-            "header on line {} ({rows_above} above it skipped)",
-            records.line_of(&first[header_index])
-        ));
+        notes.push(described.clone());
     }
+    let reading = Reading {
+        header: Some(described),
+        header_row: Some(header_line),
+        two_row_header: found.upper.is_some(),
+        rows_above: found.above.iter().map(|k| k.as_str().to_string()).collect(),
+        encoding: Some(encoding.name().to_string()),
+        encoding_found_by: Some(encoding.how().to_string()),
+        encoding_confidence: encoding.confidence().map(str::to_string),
+    };
 
     // The record fields the columns come from: the header cells that were not skipped.
     let kept: Vec<usize> = (0..header.len())
@@ -348,6 +354,7 @@ fn read_table(
         skipped,
         rows,
         notes,
+        reading,
     })
 }
 

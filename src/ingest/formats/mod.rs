@@ -15,6 +15,8 @@
 //! [`Extracted`] and [`Rejection`] are plain data with serde: the isolation layer runs
 //! `extract` (and `stream_rows`) in a child process and sends the result back as JSON.
 
+#[cfg(test)]
+mod agreement;
 mod cells;
 #[cfg(test)]
 pub(crate) mod corpus;
@@ -29,7 +31,7 @@ pub mod spreadsheet;
 mod table;
 mod text;
 
-use crate::protocol::SkippedColumn;
+use crate::protocol::{Reading, SkippedColumn};
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -111,6 +113,9 @@ pub struct Extracted {
     pub rows: u64,
     /// Reader notes worth recording, e.g. "delimiter ';', encoding UTF-8 with BOM".
     pub notes: Vec<String>,
+    /// Where the header was found and the text encoding, as `show` reports them.
+    #[serde(default)]
+    pub reading: Reading,
 }
 
 /// Why a file cannot be accepted: a plain clause, e.g. "it has no header row".

@@ -68,6 +68,7 @@ pub fn extract(path: &Path, options: &ReadOptions) -> Result<Extracted, Rejectio
         skipped,
         rows,
         notes,
+        reading: Default::default(),
     })
 }
 

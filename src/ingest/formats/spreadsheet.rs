@@ -19,6 +19,7 @@ use super::rows::{Sink, truncate};
 use super::table::{self, Refused, Scan, Table, Value};
 use super::{Extracted, Format, ReadOptions, Rejection, disguise, package, sniff};
 use crate::ingest::columns::{BLANK_HEADER, MERGED_HEADER};
+use crate::protocol::Reading;
 use calamine::{Dimensions, Reader, Sheet, SheetType, SheetVisible, Xls, Xlsx};
 use std::fs::File;
 use std::io::BufReader;
@@ -188,12 +189,26 @@ fn read(book: &mut dyn Book, options: &ReadOptions) -> Result<Extracted, Rejecti
     let sheets = book.sheets();
     let (name, table) = find(book, &sheets, options)?;
     let mut notes = vec![sheet_note(&name, &sheets, options.sheet.is_some())];
-    notes.extend(table_notes(&table));
+    let table_notes = table_notes(&table);
+    let reading = Reading {
+        header: table_notes.first().cloned(),
+        header_row: Some(u64::from(table.header_row) + 1),
+        two_row_header: table.header.upper.is_some(),
+        rows_above: table
+            .header
+            .above
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect(),
+        ..Reading::default()
+    };
+    notes.extend(table_notes);
     Ok(Extracted {
         columns: table.columns,
         skipped: table.skipped,
         rows: table.rows,
         notes,
+        reading,
     })
 }
 
@@ -357,18 +372,17 @@ fn sheet_note(name: &str, sheets: &[Sheet], named: bool) -> String {
 
 /// Where the header is and what was left out, for the catalog's notes.
 fn table_notes(table: &Table) -> Vec<String> {
-    let mut header = format!("header on row {}", u64::from(table.header_row) + 1);
+    let mut header = table
+        .header
+        .describe("row", u64::from(table.header_row) + 1);
     if table.left > 0 {
-        header.push_str(&format!(
+        let columns = format!(
             ", columns {} to {}",
             table::column_name(table.left),
             table::column_name(table.right)
-        ));
-    }
-    match table.rows_above {
-        0 => {}
-        1 => header.push_str(" (1 row above it skipped)"),
-        n => header.push_str(&format!(" ({n} rows above it skipped)")),
+        );
+        let at = header.find(" (").unwrap_or(header.len());
+        header.insert_str(at, &columns);
     }
     let mut notes = vec![header];
     if table.cells_left {

@@ -10,7 +10,7 @@
 //! so a sheet that declares a cell at XFD1048576 is refused instead of being allocated by
 //! whoever reads it next. It knows nothing about files or calamine.
 
-use crate::ingest::columns::{self, ExtraCells, HEADER_SEARCH_ROWS};
+use crate::ingest::columns::{self, Above, ExtraCells, HEADER_SEARCH_ROWS};
 use crate::protocol::SkippedColumn;
 
 /// Rows and columns Excel allows; anything beyond is not a real cell.
@@ -53,6 +53,8 @@ pub struct Table {
     pub rows: u64,
     /// Rows with content above the header (titles, notes).
     pub rows_above: usize,
+    /// How the header was found, rows counted from the sheet's first filled row.
+    pub header: columns::Header,
     /// Some cell below the header lies left of the table.
     pub cells_left: bool,
 }
@@ -150,39 +152,49 @@ impl<V: Value> Scan<V> {
         let Some(start) = self.window_start else {
             return;
         };
-        // Shapes are all the header search needs: a marker for each filled cell.
+        // The header search reads the cells' texts: words over typed data mark a header.
         let left_most = window.iter().map(|c| c.1).min().unwrap_or(0);
-        let mut shapes: Vec<Vec<String>> = Vec::new();
-        for (row, column, _) in &window {
+        let mut texts: Vec<Vec<String>> = Vec::new();
+        for (row, column, value) in &window {
             let (r, c) = ((row - start) as usize, (column - left_most) as usize);
-            if shapes.len() <= r {
-                shapes.resize(r + 1, Vec::new());
+            if texts.len() <= r {
+                texts.resize(r + 1, Vec::new());
             }
-            if shapes[r].len() <= c {
-                shapes[r].resize(c + 1, String::new());
+            if texts[r].len() <= c {
+                texts[r].resize(c + 1, String::new());
             }
-            shapes[r][c] = "x".to_string();
+            texts[r][c] = value.text();
         }
-        let header_row = start + columns::find_header_row(&shapes).unwrap_or(0) as u32;
+        let mut header = columns::find_header(&texts).unwrap_or(columns::Header {
+            row: 0,
+            upper: None,
+            above: Vec::new(),
+        });
+        let header_row = start + header.row as u32;
+        let top_row = start + header.upper.unwrap_or(header.row) as u32;
         // The table starts at its leftmost cell from the header down (so a blank header cell
         // over data is reported, as in CSV) and ends at the header's last filled cell: cells
         // further right are under no header cell.
         let left = window
             .iter()
-            .filter(|c| c.0 >= header_row)
+            .filter(|c| c.0 >= top_row)
             .map(|c| c.1)
             .min()
             .unwrap_or(left_most);
-        let right = window
+        let combined = header.cells(&texts);
+        let right = combined
             .iter()
-            .filter(|c| c.0 == header_row)
-            .map(|c| c.1)
-            .max()
-            .unwrap_or(left);
-        let mut cells = vec![String::new(); (right - left + 1) as usize];
-        for (_, column, value) in window.iter().filter(|c| c.0 == header_row) {
-            cells[(column - left) as usize] = value.text();
-        }
+            .rposition(|c| !columns::is_blank(c))
+            .map_or(left, |i| left_most + i as u32)
+            .max(left);
+        let cells: Vec<String> = (left..=right)
+            .map(|column| {
+                combined
+                    .get((column - left_most) as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
         let (columns, mut skipped) = columns::header_columns(&cells);
         let kept = (left..=right)
             .filter(|&column| !columns::is_blank(&cells[(column - left) as usize]))
@@ -190,13 +202,13 @@ impl<V: Value> Scan<V> {
         for skip in &mut skipped {
             skip.position += left as usize;
         }
-        let mut above: Vec<u32> = window
-            .iter()
-            .map(|c| c.0)
-            .filter(|&r| r < header_row)
-            .collect();
-        above.sort_unstable();
-        above.dedup();
+        let rows_above = header.above.iter().filter(|k| **k != Above::Blank).count();
+        // The blank rows above the first filled one were skipped too, as a person counts them
+        // (a sheet that starts far down is not described row by row).
+        if start <= HEADER_SEARCH_ROWS as u32 {
+            let blank = std::iter::repeat_n(Above::Blank, start as usize);
+            header.above.splice(0..0, blank);
+        }
         let mut found = Found {
             table: Table {
                 header_row,
@@ -206,7 +218,8 @@ impl<V: Value> Scan<V> {
                 kept,
                 skipped,
                 rows: 0,
-                rows_above: above.len(),
+                rows_above,
+                header,
                 cells_left: false,
             },
             content: Vec::new(),

@@ -1,12 +1,14 @@
 //! Text below the table: which encoding a delimited file is in, and the streams that turn it
 //! into checked UTF-8 for the csv reader.
 //!
-//! Owns the byte-order marks, the Windows-1252 fallback, the NUL-byte diagnosis of files that
-//! are not text, and two streaming decoders (checked UTF-8 and UTF-32). It decides nothing about
-//! delimiters or rows, and never holds more than one buffer of a file.
+//! Owns the byte-order marks, the detection of legacy encodings (Shift_JIS, windows-1250, …)
+//! with chardetng, the detector Firefox uses, the NUL-byte diagnosis of files that are not text,
+//! and two streaming decoders (checked UTF-8 and UTF-32). It decides nothing about delimiters or
+//! rows, and never holds more than one buffer of a file.
 
 use super::Rejection;
-use encoding_rs::{UTF_16BE, UTF_16LE, WINDOWS_1252};
+use chardetng::EncodingDetector;
+use encoding_rs::{UTF_16BE, UTF_16LE};
 use encoding_rs_io::DecodeReaderBytesBuilder;
 use std::fs::File;
 use std::io::{self, BufRead, Cursor, Read};
@@ -24,8 +26,11 @@ pub(super) enum Encoding {
     Utf16Be,
     Utf32Le,
     Utf32Be,
-    /// Not UTF-8: in the first bytes (`from_line` 0) or further down.
-    Windows1252 {
+    /// Not UTF-8, and detected from the bytes: in the first bytes (`from_line` 0) or further
+    /// down, where the file stopped being UTF-8. `confident` is the detector's own verdict.
+    Detected {
+        encoding: &'static encoding_rs::Encoding,
+        confident: bool,
         from_line: u64,
     },
 }
@@ -40,6 +45,38 @@ const BOMS: &[(&[u8], Encoding)] = &[
 ];
 
 impl Encoding {
+    /// The encoding's name, as the WHATWG Encoding Standard spells it ("Shift_JIS").
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 | Encoding::Utf8Bom => "UTF-8",
+            Encoding::Utf16Le => "UTF-16LE",
+            Encoding::Utf16Be => "UTF-16BE",
+            Encoding::Utf32Le => "UTF-32LE",
+            Encoding::Utf32Be => "UTF-32BE",
+            Encoding::Detected { encoding, .. } => encoding.name(),
+        }
+    }
+
+    /// How it was found: "byte-order mark", "valid UTF-8", "detected".
+    pub(super) fn how(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "valid UTF-8",
+            Encoding::Detected { .. } => "detected",
+            _ => "byte-order mark",
+        }
+    }
+
+    /// The detector's confidence, for a detected encoding.
+    pub(super) fn confidence(self) -> Option<&'static str> {
+        match self {
+            Encoding::Detected {
+                confident: true, ..
+            } => Some("high"),
+            Encoding::Detected { .. } => Some("low"),
+            _ => None,
+        }
+    }
+
     pub(super) fn note(self) -> String {
         let name = match self {
             Encoding::Utf8 => "UTF-8",
@@ -48,13 +85,80 @@ impl Encoding {
             Encoding::Utf16Be => "UTF-16BE with BOM",
             Encoding::Utf32Le => "UTF-32LE with BOM",
             Encoding::Utf32Be => "UTF-32BE with BOM",
-            Encoding::Windows1252 { from_line: 0 } => "Windows-1252 (the file is not valid UTF-8)",
-            Encoding::Windows1252 { from_line } => {
-                return format!("encoding Windows-1252 (line {from_line} is not valid UTF-8)");
+            Encoding::Detected {
+                encoding,
+                confident,
+                from_line,
+            } => {
+                let confidence = if confident { "high" } else { "low" };
+                let from = match from_line {
+                    0 => "the file is not valid UTF-8".to_string(),
+                    line => format!("line {line} is the first that is not valid UTF-8"),
+                };
+                return format!(
+                    "encoding {} (detected, {confidence} confidence; {from})",
+                    encoding.name()
+                );
             }
         };
         format!("encoding {name}")
     }
+}
+
+/// The legacy encoding `bytes` are most likely in (chardetng, without UTF-8, since they are
+/// not UTF-8), checked by decoding them: bytes that are not text in the best guess either are
+/// a rejection rather than a table of mojibake. `last`: `bytes` run to the end of the file.
+pub(super) fn guess(bytes: &[u8], last: bool, from_line: u64) -> Result<Encoding, Rejection> {
+    let mut detector = EncodingDetector::new();
+    detector.feed(bytes, last);
+    let (encoding, confident) = detector.guess_assess(None, false);
+    // A sample cut by the buffer may end inside a character: check whole lines only.
+    let whole = if last {
+        bytes
+    } else {
+        let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        &bytes[..end]
+    };
+    let unreadable = |what: &str| {
+        Rejection::new(format!(
+            "its text cannot be read: it is not UTF-8, and {what} {} (the closest guess); save \
+             it as UTF-8",
+            encoding.name()
+        ))
+    };
+    let Some(text) = encoding.decode_without_bom_handling_and_without_replacement(whole) else {
+        return Err(unreadable("not valid"));
+    };
+    // Control characters are what bytes outside a code page decode to (windows-1252 maps its
+    // five holes to C1 controls): text that holds them was not written in this encoding.
+    if text.chars().any(is_stray_control) {
+        return Err(unreadable("it holds control characters as"));
+    }
+    Ok(Encoding::Detected {
+        encoding,
+        confident,
+        from_line,
+    })
+}
+
+/// A control character no text file holds: C1 controls, and C0 controls other than tab, line
+/// breaks, form feed and the old end-of-file mark.
+fn is_stray_control(c: char) -> bool {
+    matches!(c, '\u{80}'..='\u{9F}')
+        || (c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0C' | '\x1A'))
+}
+
+/// [`guess`] from the bytes at `offset` on, where a file that began as ASCII stopped being
+/// UTF-8 (on line `line`).
+pub(super) fn guess_from(path: &Path, offset: u64, line: u64) -> Result<Encoding, Rejection> {
+    let unreadable = |e: io::Error| Rejection::new(format!("it could not be read: {e}"));
+    let mut file = File::open(path).map_err(unreadable)?;
+    io::Seek::seek(&mut file, io::SeekFrom::Start(offset)).map_err(unreadable)?;
+    let mut bytes = Vec::with_capacity(SNIFF_BYTES);
+    file.take(SNIFF_BYTES as u64)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    guess(&bytes, bytes.len() < SNIFF_BYTES, line)
 }
 
 /// Decide from the first bytes whether the file is text, and in which encoding. `kind` is
@@ -73,7 +177,7 @@ pub(super) fn detect(head: &[u8], kind: &str) -> Result<Encoding, Rejection> {
         Ok(_) => Ok(Encoding::Utf8),
         // A character cut in two by the end of the sample is not an error.
         Err(e) if e.error_len().is_none() && head.len() == SNIFF_BYTES => Ok(Encoding::Utf8),
-        Err(_) => Ok(Encoding::Windows1252 { from_line: 0 }),
+        Err(_) => guess(head, head.len() < SNIFF_BYTES, 0),
     }
 }
 
@@ -114,7 +218,7 @@ pub(super) fn decoded(encoding: Encoding, head: Vec<u8>, file: File) -> Box<dyn 
         Encoding::Utf32Be => return Box::new(Utf32ToUtf8::new(source, false)),
         Encoding::Utf16Le => UTF_16LE,
         Encoding::Utf16Be => UTF_16BE,
-        Encoding::Windows1252 { .. } => WINDOWS_1252,
+        Encoding::Detected { encoding, .. } => encoding,
     };
     let decoder = DecodeReaderBytesBuilder::new()
         .encoding(Some(transcode_from))

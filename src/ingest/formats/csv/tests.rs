@@ -56,15 +56,15 @@ fn reads_small_tables() {
         ("UTF-32LE", wide("première,ß\n1,2\n", 4, true), None, &["première", "ß"], 1, "UTF-32LE"),
         ("UTF-32BE", wide("a,b\n1,2\n", 4, false), None, &["a", "b"], 1, "UTF-32BE"),
         ("Windows-1252", b"caf\xE9,prix \x80\n1,2\n".into(), None, &["café", "prix €"], 1,
-            "Windows-1252"),
+            "windows-1252 (detected"),
         ("sep= line", b"sep=;\na;b\n1;2,5\n".into(), None, &["a", "b"], 1, "';' (from the sep= line)"),
         ("sep= line, CRLF", b"sep=|\r\na|b\r\n1|2\r\n".into(), None, &["a", "b"], 1, "'|'"),
         ("sep= after BOM", "\u{FEFF}SEP=,\na,b\n".into(), None, &["a", "b"], 0, "','"),
         ("sep= beats TSV", b"sep=,\na\tb,c\n".into(), tsv, &["a\tb", "c"], 0, "','"),
         ("title row", b"Monthly report\n\nid,amount\n1,2\n".into(), None, &["id", "amount"], 1,
-            "header on line 3 (1 row above it skipped)"),
+            "header on line 3 (1 row above it skipped: a title)"),
         ("padded title rows", b"Report,,\nMay,,\n,,\nid,a,b\n1,2,3\n".into(), None, &["id", "a", "b"], 1,
-            "header on line 4 (3 rows above it skipped)"),
+            "header on line 4 (3 rows above it skipped: 2 titles, 1 blank)"),
         ("CR-only title", b"Report\r\rid,x\r1,2\r".into(), None, &["id", "x"], 1, "header on line 3"),
         ("title under sep=", b"sep=;\r\nReport\r\n\r\nid;x\r\n1;2".into(), None, &["id", "x"], 1,
             "header on line 4"),
@@ -108,7 +108,7 @@ fn reports_skipped_columns() {
 #[test]
 #[rustfmt::skip]
 fn rejects_what_is_not_a_table() {
-    let blank_then_data = format!("{}a,b\n", ",,\n".repeat(25));
+    let blank_then_data = format!("{}a,b\n", ",,\n".repeat(HEADER_SEARCH_ROWS + 5));
     let binary: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
     let utf16_without_bom: Vec<u8> = wide("a,b\n1,2\n", 2, true)[2..].to_vec();
     let tsv = Some(b'\t');
@@ -120,7 +120,7 @@ fn rejects_what_is_not_a_table() {
         ("UTF-16 BOM and newline", b"\xFF\xFE\n\x00", None, "it is empty"),
         ("only empty cells", b",,\n,,\n", None, "it has no header row (every row is blank)"),
         ("content too far down", blank_then_data.as_bytes(), None,
-            "it has no header row (looked at the first 20 rows)"),
+            "it has no header row (looked at the first 30 rows)"),
         ("binary", &binary, None, "its content is binary, not text (a CSV file must be text)"),
         ("binary TSV", &binary, tsv, "(a TSV file must be text)"),
         ("stray NUL", b"a,b\n\x00,2\n", None, "line 2 contains a NUL byte"),
@@ -162,24 +162,159 @@ fn late(start: &str, tail: &[u8]) -> (Vec<u8>, usize) {
 }
 
 #[test]
-fn invalid_utf8_below_an_ascii_start_is_read_as_windows_1252() {
-    let (input, line) = late("name,city\n", b"Jos\xE9,M\xE1laga\n");
-    let got = extract_bytes(&input, None).expect("read as Windows-1252");
+fn invalid_utf8_below_an_ascii_start_is_detected_there() {
+    let tail = "François,Genève\nAndré,Besançon\nHélène,Orléans\nJérôme,Nîmes\n".repeat(3);
+    let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&tail);
+    let (input, line) = late("name,city\n", &bytes);
+    let got = extract_bytes(&input, None).expect("read as windows-1252");
     assert_eq!(got.columns, ["name", "city"]);
-    assert_eq!(got.rows as usize, line - 1);
-    let want = format!("encoding Windows-1252 (line {line} is not valid UTF-8)");
+    assert_eq!(got.rows as usize, line - 2 + 12);
+    let want = format!(
+        "encoding windows-1252 (detected, high confidence; line {line} is the first that is not \
+         valid UTF-8)"
+    );
     assert_eq!(got.notes[0], want);
+    let rows = super::super::tests::rows_of_bytes(&input);
+    assert_eq!(rows[line - 2], ["François", "Genève"]);
+    assert_eq!(rows[line + 1], ["Jérôme", "Nîmes"]);
 }
 
 #[test]
 fn late_invalid_utf8_is_found_on_lines_ended_by_cr() {
     let (input, line) = late("name,city\n", b"x,y\r\rJos\xE9,M\xE1laga\r");
-    let got = extract_bytes(&input, None).expect("read as Windows-1252");
-    let want = format!(
-        "encoding Windows-1252 (line {} is not valid UTF-8)",
-        line + 2
+    let got = extract_bytes(&input, None).expect("read as windows-1252");
+    let want = format!("line {} is the first that is not valid UTF-8", line + 2);
+    assert!(got.notes[0].contains(&want), "{:?}", got.notes);
+}
+
+/// Legacy encodings, from real bytes made by encoding_rs: (encoding written, encoding
+/// detected, header, a data row). Text in GB18030's two-byte range is GBK, which is what the
+/// detector names (encoding_rs decodes both alike).
+const LEGACY: &[(&str, &str, &str, &str)] = &[
+    (
+        "Shift_JIS",
+        "Shift_JIS",
+        "名前,年齢,住所",
+        "山田太郎,30,東京都千代田区丸の内",
+    ),
+    (
+        "EUC-KR",
+        "EUC-KR",
+        "이름,나이,주소",
+        "김철수,25,서울특별시 종로구 세종대로",
+    ),
+    (
+        "gb18030",
+        "GBK",
+        "姓名,年龄,地址",
+        "张伟,41,北京市朝阳区建国路",
+    ),
+    (
+        "windows-1250",
+        "windows-1250",
+        "Název,Množství,Město",
+        "Šťastný žluťoučký kůň,5,Plzeň",
+    ),
+    (
+        "windows-1251",
+        "windows-1251",
+        "Имя,Возраст,Город",
+        "Иван Петров,33,Москва",
+    ),
+    (
+        "windows-1252",
+        "windows-1252",
+        "Nom,Année,Adresse",
+        "François Müller,1984,Genève",
+    ),
+    // Greek without the few letters where the two differ reads alike in windows-1253.
+    (
+        "ISO-8859-7",
+        "windows-1253",
+        "Όνομα,Ηλικία,Πόλη",
+        "Γιώργος Παπαδόπουλος,52,Αθήνα",
+    ),
+];
+
+/// Rows of realistic length: a detector, like a person, needs a few lines to be sure.
+fn legacy_text(header: &str, row: &str) -> String {
+    let mut text = format!("{header}\n");
+    for _ in 0..12 {
+        text.push_str(row);
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn legacy_encodings_are_detected_and_recorded() {
+    for (label, detected, header, row) in LEGACY {
+        let encoding = encoding_rs::Encoding::for_label(label.as_bytes()).expect(label);
+        let text = legacy_text(header, row);
+        let (bytes, _, unmappable) = encoding.encode(&text);
+        assert!(!unmappable, "{label}: the sample must be encodable");
+        assert!(std::str::from_utf8(&bytes).is_err(), "{label}: not UTF-8");
+        let got = extract_bytes(&bytes, None).unwrap_or_else(|r| panic!("{label}: {r}"));
+        let want: Vec<&str> = header.split(',').collect();
+        assert_eq!(got.columns, want, "{label}");
+        assert_eq!(got.rows, 12, "{label}");
+        let note = format!("encoding {detected} (detected, high confidence;");
+        assert!(got.notes[0].starts_with(&note), "{label}: {:?}", got.notes);
+        assert_eq!(got.reading.encoding.as_deref(), Some(*detected), "{label}");
+        assert_eq!(got.reading.encoding_confidence.as_deref(), Some("high"));
+        let rows = super::super::tests::rows_of_bytes(&bytes);
+        let want: Vec<&str> = row.split(',').collect();
+        assert_eq!(rows[0], want, "{label}: row values decoded");
+    }
+}
+
+#[test]
+fn utf16_with_a_bom_is_read_and_without_one_rejected_with_a_hint() {
+    let text = legacy_text("名前,Année,Город", "山田,1984,Москва");
+    for little_endian in [true, false] {
+        let with_bom = wide(&text, 2, little_endian);
+        let got = extract_bytes(&with_bom, None).expect("UTF-16 with BOM");
+        assert_eq!(got.columns, ["名前", "Année", "Город"]);
+        assert_eq!(got.rows, 12);
+        let name = if little_endian {
+            "UTF-16LE"
+        } else {
+            "UTF-16BE"
+        };
+        assert_eq!(got.reading.encoding.as_deref(), Some(name));
+        assert_eq!(
+            got.reading.encoding_found_by.as_deref(),
+            Some("byte-order mark")
+        );
+        // Without a BOM, as today: mostly Latin text is recognised by its NUL bytes.
+        let latin = legacy_text("name,year,city", "Anne,1984,Lyon");
+        let with_bom = wide(&latin, 2, little_endian);
+        let without = &with_bom[2..];
+        let err = extract_bytes(without, None).expect_err("UTF-16 without BOM");
+        assert!(
+            err.reason.contains("UTF-16 text without a byte-order mark"),
+            "{}",
+            err.reason
+        );
+    }
+}
+
+#[test]
+fn text_that_no_encoding_reads_is_rejected() {
+    // Control bytes among bytes that are not UTF-8: whatever code page is guessed, they
+    // decode to control characters, and no person wrote this as text.
+    let mut bytes = b"name,city\n".to_vec();
+    for _ in 0..20 {
+        bytes.extend_from_slice(b"a\x01\x02\xe9\x03b,c\x81\x04\x9d\n");
+    }
+    let err = extract_bytes(&bytes, None).expect_err("not text in any encoding");
+    assert!(
+        err.reason
+            .starts_with("its text cannot be read: it is not UTF-8"),
+        "{}",
+        err.reason
     );
-    assert_eq!(got.notes[0], want);
+    assert!(err.reason.ends_with("save it as UTF-8"), "{}", err.reason);
 }
 
 #[test]
