@@ -543,6 +543,10 @@ pub struct StatusInfo {
     /// The last config reload (SIGHUP); `None` if there was none since start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadInfo>,
+    /// Why the caller may not change state (the `permission_denied` message it would get);
+    /// absent when it may. Lets a client disable what would be refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<String>,
 }
 
 /// What the last config reload did. A reload never half-applies: if the new file is invalid,

@@ -12,3 +12,4 @@ mod jobs;
 mod manage;
 mod protocol;
 mod service;
+mod ui;

@@ -144,6 +144,7 @@ mod tests {
                 message: "notes.txt is directly in the drop root; put it in a group folder".into(),
             }],
             reload: None,
+            read_only: None,
         }
     }
 
