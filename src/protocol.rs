@@ -710,6 +710,10 @@ pub struct StatusInfo {
     /// What confines the parse workers, as a probe worker found it at start-up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parse_worker_sandbox: Option<WorkerSandbox>,
+    /// Why the caller may not change state (the `permission_denied` message it would get);
+    /// absent when it may. Lets a client disable what would be refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<String>,
 }
 
 /// The confinement of a parse worker, seen from inside one (docs/operations.md, "Parse

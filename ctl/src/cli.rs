@@ -177,6 +177,8 @@ pub enum Commands {
         #[arg(long, conflicts_with = "group")]
         all: bool,
     },
+    /// Full-screen terminal page: groups, sources, detail, queue, actions, live (? for keys)
+    Ui,
 }
 
 #[derive(Debug, Subcommand)]

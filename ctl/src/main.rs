@@ -9,6 +9,7 @@ mod output;
 mod prompt;
 mod since;
 mod socket;
+mod ui;
 mod upload;
 
 use clap::Parser;

@@ -65,7 +65,10 @@ pub async fn handle(
         allow(shared, peer, &command).await?;
     }
     match command {
-        Command::Status {} => read::status(shared).await,
+        Command::Status {} => {
+            let admins = shared.config().server.admins.clone();
+            read::status(shared, auth::check_admin(&admins, peer).err()).await
+        }
         Command::Groups {} => read::groups(shared, current_group(shared, peer).await?).await,
         Command::Ls { group, all } => {
             read::ls(shared, listing_group(shared, peer, group, all).await?).await

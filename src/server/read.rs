@@ -107,7 +107,7 @@ async fn group_list(shared: &Shared) -> Result<Vec<GroupInfo>, ErrorBody> {
     Ok(groups)
 }
 
-pub async fn status(shared: &Shared) -> Result<Value, ErrorBody> {
+pub async fn status(shared: &Shared, read_only: Option<String>) -> Result<Value, ErrorBody> {
     let config = shared.config();
     let groups = group_list(shared).await?;
     let mut by_status: BTreeMap<Status, u64> = BTreeMap::new();
@@ -147,6 +147,7 @@ pub async fn status(shared: &Shared) -> Result<Value, ErrorBody> {
         last_errors: shared.notices.recent(),
         reload: shared.config.last_reload(),
         parse_worker_sandbox: crate::ingest::isolate::sandbox::report(),
+        read_only,
     };
     to_value(&info)
 }

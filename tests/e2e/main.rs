@@ -17,3 +17,4 @@ mod protocol;
 mod retain;
 mod sandbox;
 mod service;
+mod ui;

@@ -21,6 +21,8 @@ mod show;
 mod status;
 mod use_group;
 
+pub(crate) use rm::question as rm_question;
+
 use crate::cli::{Cli, Commands, PrefsAction};
 use crate::socket::{self, NoSocket};
 use ingestd::client::{Client, ClientError, EXIT_FAILED, EXIT_UNREACHABLE};
@@ -98,6 +100,10 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Done, Failure> {
         rm::check_can_confirm(*yes, std::io::stdin().is_terminal())?;
     }
     let socket = socket::resolve(cli.socket.as_deref(), cli.config.as_deref())?;
+    if let Commands::Ui = &cli.command {
+        // The UI connects by itself, and keeps trying while the daemon is away.
+        return run_ui(socket, cli.group.clone());
+    }
     let mut client = Client::connect(&socket)?;
     let options = Options {
         json: cli.json,
@@ -133,8 +139,23 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Done, Failure> {
         } => prefs::set(c, &options, args)?,
         Commands::Audit(args) => Done::text(audit::run(c, &options, args)?),
         Commands::Events { all } => events::run(c, &options, *all, out)?,
+        Commands::Ui => unreachable!("answered before connecting"),
     };
     Ok(done)
+}
+
+/// `ingestctl ui`: only on a terminal, which it hands back as it found it.
+fn run_ui(socket: std::path::PathBuf, group: Option<String>) -> Result<Done, Failure> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(Failure::Usage(
+            "ingestctl ui needs a terminal; for scripts use the other commands, e.g. \
+             `ingestctl ls` or `ingestctl events`"
+                .into(),
+        ));
+    }
+    crate::ui::run(socket, group)
+        .map(|()| Done::default())
+        .map_err(|e| Failure::Failed(format!("the terminal failed: {e}")))
 }
 
 /// The group a command works on: `-g`, else the caller's current group (asked of the daemon),

@@ -75,7 +75,7 @@ pub fn run(
 }
 
 /// "Delete sales.csv (all versions) and q2.csv@v1 from group 'sales'? [y/N] "
-fn question(targets: &[String], group: &str) -> String {
+pub(crate) fn question(targets: &[String], group: &str) -> String {
     let described: Vec<String> = targets
         .iter()
         .map(|t| {

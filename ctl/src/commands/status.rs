@@ -158,6 +158,7 @@ mod tests {
             }],
             reload: None,
             parse_worker_sandbox: None,
+            read_only: None,
         }
     }
 

@@ -1,0 +1,192 @@
+//! The UI's speed and size, measured (not asserted), run by hand with
+//! `cargo test -p ingestctl --release ui::bench -- --ignored --nocapture --test-threads 1`:
+//!
+//! - group switch to a fully drawn list of 1,000 sources: Enter on the group, the `use` and
+//!   `ls` requests over the socket of a real daemon (in this process), the answers applied,
+//!   and the frame drawn (100×30). Median and p99.
+//! - memory of the state holding 10,000 sources and one frame drawn (RSS growth).
+//!
+//! Idle CPU needs the real binary on a real terminal; docs/cli.md says how it was measured.
+
+use super::app::{App, Pane, Request};
+use super::keys::on_key;
+use super::proto::{Client, Command};
+use super::view::{self, Ctx, Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ctx() -> Ctx {
+    Ctx {
+        theme: Theme { color: true },
+        tz: jiff::tz::TimeZone::UTC,
+        socket: "bench".into(),
+    }
+}
+
+fn perform(client: &mut Client, app: &mut App, requests: Vec<Request>) {
+    let mut queue = requests;
+    while !queue.is_empty() {
+        let mut next = Vec::new();
+        for request in queue {
+            let Request::Call(command) = request else {
+                continue;
+            };
+            // The detail of the first source is loaded after the list is drawn; not counted.
+            if matches!(command, Command::Show { .. }) {
+                continue;
+            }
+            let result = client.request(&command).map_err(|e| e.to_string());
+            next.extend(app.on_reply(&command, result));
+        }
+        queue = next;
+    }
+}
+
+#[test]
+#[ignore = "a measurement; run by hand with --ignored --nocapture"]
+fn bench_memory_at_10000_sources() {
+    let before = rss_kib();
+    let sources: Vec<serde_json::Value> = (0..10_000)
+        .map(|i| {
+            json!({
+                "added_at": "2026-11-27T02:12:50.456Z", "added_by": "alice", "added_by_uid": 1000,
+                "columns": ["id", "region", "amount", "date", "comment"], "format": "csv",
+                "group": "big", "name": format!("source-{i:05}.csv"), "reason": null,
+                "rows": 120, "sha256": "fac3227a40619369eb5320e2398af7c1655b538417a5ab47fba88859fb26a71c",
+                "size": 4096, "skipped_columns": [], "status": "embedded",
+                "updated_at": "2026-11-27T02:12:50.457Z", "version": "v1"
+            })
+        })
+        .collect();
+    let data = serde_json::Value::Array(sources);
+    let mut app = App::new(Some("big".into()));
+    app.conn = super::app::Conn::Up;
+    app.on_reply(
+        &Command::Ls {
+            group: Some("big".into()),
+            all: false,
+        },
+        Ok(data),
+    );
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let t = Instant::now();
+    terminal.draw(|f| view::draw(f, &app, &ctx())).unwrap();
+    let draw = t.elapsed();
+    let after = rss_kib();
+    println!(
+        "memory: {} sources held and drawn: RSS {} KiB -> {} KiB (+{} KiB, the answer's JSON \
+         freed); one frame {:.2} ms",
+        app.sources.len(),
+        before,
+        after,
+        after.saturating_sub(before),
+        draw.as_secs_f64() * 1000.0
+    );
+}
+
+#[test]
+#[ignore = "a measurement; run by hand with --ignored --nocapture"]
+fn bench_group_switch_at_1000_sources() {
+    const SOURCES: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("ingestd.toml");
+    std::fs::write(
+        &config_path,
+        "[paths]\ndrop_root = \"drop\"\nstorage_root = \"store\"\ndatabase = \"db.sqlite\"\n\
+         socket = \"s.sock\"\naudit_log = \"audit.jsonl\"\n[ingest]\nsettle_ms = 100\n\
+         [embedding]\nprovider = \"hashing\"\n",
+    )
+    .unwrap();
+    let config = ingestd::config::Config::load(&config_path).unwrap();
+    let socket = config.paths.socket.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime
+            .block_on(ingestd::daemon::run(config, async {
+                let _ = stopped.await;
+            }))
+            .unwrap();
+    });
+    for group in ["big", "other"] {
+        std::fs::create_dir_all(dir.path().join("drop").join(group)).unwrap();
+    }
+    for i in 0..SOURCES {
+        std::fs::write(
+            dir.path().join(format!("drop/big/s{i:04}.csv")),
+            format!("id,region,amount,date,comment\n{i},north,{i}.5,2026-01-01,row {i}\n"),
+        )
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut client = loop {
+        if let Ok(client) = Client::connect(&socket) {
+            break client;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    loop {
+        let list: Vec<super::proto::SourceSummary> = client
+            .call(&Command::Ls {
+                group: Some("big".into()),
+                all: false,
+            })
+            .unwrap();
+        if list.iter().filter(|s| s.status.is_stored()).count() == SOURCES {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sources not ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let mut app = App::new(None);
+    app.conn = super::app::Conn::Up;
+    let groups = client.request(&Command::Groups {});
+    app.on_reply(&Command::Groups {}, groups.map_err(|e| e.to_string()));
+    app.focus = Pane::Groups;
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    let ctx = ctx();
+    let enter = KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE);
+    let mut switch = Vec::new();
+    for i in 0..200 {
+        let target = if i % 2 == 0 { "big" } else { "other" };
+        app.focus = Pane::Groups;
+        app.group_cursor = app.groups.iter().position(|g| g.name == target).unwrap();
+        let t = Instant::now();
+        let (next, requests) = on_key(app, enter);
+        app = next;
+        perform(&mut client, &mut app, requests);
+        terminal.draw(|f| view::draw(f, &app, &ctx)).unwrap();
+        if target == "big" {
+            assert_eq!(app.order.len(), SOURCES);
+            switch.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    switch.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "group switch to a fully drawn list of {SOURCES} sources (use + ls + draw): median {:.2} \
+         ms, p99 {:.2} ms over {} runs",
+        percentile(&switch, 0.5),
+        percentile(&switch, 0.99),
+        switch.len()
+    );
+    let _ = stop.send(());
+    daemon.join().unwrap();
+}

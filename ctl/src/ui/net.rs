@@ -1,0 +1,191 @@
+//! The UI's threads that talk to the daemon: one follows `events` (and reconnects, every
+//! second, whenever the daemon is gone), two perform requests: reads, which a newer read of
+//! the same kind makes stale and which are collapsed, and writes, which never are. Each
+//! answer goes back to the UI loop as a [`Msg`] on one channel.
+//!
+//! Nothing here decides what to ask or how to show an answer; that is the state's job.
+
+use super::app::Request;
+use super::proto::{Client, ClientError, Command, Event, Following, StatusInfo};
+use crate::upload;
+use ratatui::crossterm::event::KeyEvent;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
+
+/// How long to wait before connecting again to a daemon that is not there.
+pub const RECONNECT: Duration = Duration::from_secs(1);
+
+/// How long a state-changing request may take: `rm --force` waits up to 60 s for a job.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Everything the UI loop reacts to.
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    Resize,
+    /// The redraw timer while jobs run.
+    Tick,
+    /// The event stream is (again) following the daemon.
+    Connected,
+    /// The daemon cannot be reached; why.
+    Down(String),
+    Event(Box<Event>),
+    Reply {
+        command: Command,
+        result: Result<Value, String>,
+    },
+    /// A local file was copied into a drop folder (or why not).
+    Added(Result<String, String>),
+    /// SIGTERM, SIGHUP or SIGINT: restore the terminal and leave.
+    Signal,
+}
+
+/// Follow every group's events until the UI is gone, reconnecting when the daemon goes away.
+pub fn follow_events(socket: PathBuf, tx: Sender<Msg>) {
+    loop {
+        let why = match stream(&socket, &tx) {
+            Ok(Stop::UiGone) => return,
+            Ok(Stop::Ended) => "ingestd closed the connection (stopping or restarting?)".into(),
+            Err(e) => e.to_string(),
+        };
+        if tx.send(Msg::Down(why)).is_err() {
+            return;
+        }
+        std::thread::sleep(RECONNECT);
+    }
+}
+
+enum Stop {
+    UiGone,
+    Ended,
+}
+
+fn stream(socket: &Path, tx: &Sender<Msg>) -> Result<Stop, ClientError> {
+    let mut client = Client::connect(socket)?;
+    let _: Following = client.call(&Command::Events {
+        group: None,
+        all: true,
+    })?;
+    // A follower waits for events as long as it likes (the daemon never idles it out).
+    client.set_timeout(None)?;
+    if tx.send(Msg::Connected).is_err() {
+        return Ok(Stop::UiGone);
+    }
+    while let Some(data) = client.next_data()? {
+        // An event this release cannot read is skipped: the next one refetches the same view.
+        let Ok(event) = serde_json::from_value::<Event>(data) else {
+            continue;
+        };
+        if tx.send(Msg::Event(Box::new(event))).is_err() {
+            return Ok(Stop::UiGone);
+        }
+    }
+    Ok(Stop::Ended)
+}
+
+/// Which requests a newer one makes stale: the same read of the same kind.
+fn coalesce_key(request: &Request) -> Option<&'static str> {
+    match request {
+        Request::Call(Command::Status {}) => Some("status"),
+        Request::Call(Command::Groups {}) => Some("groups"),
+        Request::Call(Command::Ls { .. }) => Some("ls"),
+        Request::Call(Command::Show { preview: None, .. }) => Some("show"),
+        Request::Call(Command::Show { preview: Some(_), .. }) => Some("preview"),
+        Request::Call(Command::Jobs { .. }) => Some("jobs"),
+        _ => None,
+    }
+}
+
+/// Keep the newest of each supersedable kind, where it came; keep every other request.
+pub fn coalesce(batch: Vec<Request>) -> Vec<Request> {
+    let mut out: Vec<Request> = Vec::with_capacity(batch.len());
+    for request in batch {
+        if let Some(key) = coalesce_key(&request) {
+            out.retain(|r| coalesce_key(r) != Some(key));
+        }
+        out.push(request);
+    }
+    out
+}
+
+/// Whether the request goes to the read worker.
+pub fn is_read(request: &Request) -> bool {
+    coalesce_key(request).is_some()
+}
+
+/// Perform requests until the UI is gone. Reads that piled up while one ran are collapsed.
+pub fn perform(socket: PathBuf, rx: Receiver<Request>, tx: Sender<Msg>, writes: bool) {
+    let mut client: Option<Client> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        for request in coalesce(batch) {
+            let msg = match request {
+                Request::Call(command) => {
+                    let result = call(&socket, &mut client, &command, writes);
+                    Msg::Reply { command, result }
+                }
+                Request::Add { group, files } => Msg::Added(add(&socket, &mut client, &group, &files)),
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn call(
+    socket: &Path,
+    client: &mut Option<Client>,
+    command: &Command,
+    writes: bool,
+) -> Result<Value, String> {
+    // One fresh connection after a transport error: the daemon may have restarted.
+    for attempt in 0..2 {
+        if client.is_none() {
+            let mut fresh = Client::connect(socket).map_err(|e| e.to_string())?;
+            if writes {
+                fresh.set_timeout(Some(WRITE_TIMEOUT)).map_err(|e| e.to_string())?;
+            }
+            *client = Some(fresh);
+        }
+        let Some(connected) = client.as_mut() else {
+            continue;
+        };
+        match connected.request(command) {
+            Ok(data) => return Ok(data),
+            Err(ClientError::Daemon(body)) => return Err(body.message),
+            // A write is never sent twice: the first may have been done.
+            Err(e) if writes || attempt == 1 => {
+                *client = None;
+                return Err(e.to_string());
+            }
+            Err(_) => *client = None,
+        }
+    }
+    Err("cannot reach ingestd".into())
+}
+
+/// Copy `files` into `group`'s drop folder, as `ingestctl add` does.
+fn add(
+    socket: &Path,
+    client: &mut Option<Client>,
+    group: &str,
+    files: &[PathBuf],
+) -> Result<String, String> {
+    let uploads = upload::check(files).map_err(|problems| problems.join("; "))?;
+    let status = call(socket, client, &Command::Status {}, false)?;
+    let status: StatusInfo = serde_json::from_value(status).map_err(|e| e.to_string())?;
+    let folder = upload::group_folder(Path::new(&status.drop_root), group)?;
+    let mut names = Vec::new();
+    for upload in uploads {
+        upload::place(&upload, &folder)?;
+        names.push(upload.name);
+    }
+    Ok(format!(
+        "added {} to group '{group}'; it appears here once ingestd has taken it",
+        names.join(", ")
+    ))
+}

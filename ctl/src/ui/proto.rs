@@ -1,0 +1,9 @@
+//! The one place the terminal UI names the protocol and its client, so that moving them to
+//! another crate touches this file only. It holds re-exports and nothing else.
+
+pub use ingestd::client::{Client, ClientError};
+pub use ingestd::protocol::{
+    Command, ErrorCode, Event, EventKind, Following, GroupInfo, JobInfo, JobState, PrefsInfo,
+    PrefsSaved, Progress, Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary, Status,
+    StatusInfo, UseInfo,
+};
