@@ -11,4 +11,5 @@ mod ingest;
 mod jobs;
 mod manage;
 mod protocol;
+mod reuse;
 mod service;
