@@ -222,6 +222,8 @@ pub struct OpenAi {
     pub dimensions: u32,
     /// Longest one request may take, seconds.
     pub timeout_secs: u64,
+    /// Requests one job keeps in flight at once (each of `embedding.batch_size` texts).
+    pub max_in_flight: u32,
 }
 
 impl Default for OpenAi {
@@ -233,6 +235,7 @@ impl Default for OpenAi {
             api_key_file: None,
             dimensions: 0,
             timeout_secs: 60,
+            max_in_flight: 4,
         }
     }
 }
@@ -502,6 +505,12 @@ impl Config {
             return invalid(
                 "embedding.openai.timeout_secs",
                 "must be between 1 and 3600".into(),
+            );
+        }
+        if !(1..=64).contains(&self.embedding.openai.max_in_flight) {
+            return invalid(
+                "embedding.openai.max_in_flight",
+                "must be between 1 and 64".into(),
             );
         }
         if self.embedding.openai.dimensions > 65_536 {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod stub;
+
 use ingestd::client::Client;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,11 @@ impl BenchDaemon {
     /// Start it with `extra` TOML after the paths (an `[embedding]` table is added last,
     /// with `embedding` as its keys) and wait until it answers.
     pub fn start(extra: &str, embedding: &str) -> Self {
+        Self::start_provider(extra, "hashing", embedding)
+    }
+
+    /// As [`Self::start`], with `provider` as `embedding.provider`.
+    pub fn start_provider(extra: &str, provider: &str, embedding: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("ingestd.toml");
         std::fs::write(
@@ -98,7 +105,7 @@ impl BenchDaemon {
             format!(
                 "[paths]\ndrop_root = \"drop\"\nstorage_root = \"store\"\n\
                  database = \"db.sqlite\"\nsocket = \"s.sock\"\naudit_log = \"audit.jsonl\"\n\
-                 {extra}\n[embedding]\nprovider = \"hashing\"\n{embedding}"
+                 {extra}\n[embedding]\nprovider = \"{provider}\"\n{embedding}"
             ),
         )
         .unwrap();

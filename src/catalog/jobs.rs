@@ -6,7 +6,13 @@
 //! makes a new generation active and deletes the source's previous one, so a search sees the
 //! old rows or the new rows, never neither. Vectors are written in chunks before the swap with
 //! relaxed durability: a crash loses only a generation that was never active, and start-up
-//! recovery deletes it.
+//! recovery keeps it only as a source of vectors to reuse.
+//!
+//! Reuse: every vector carries a hash of its text. A try that fails with tries left keeps its
+//! generation as `retained`: never searchable, only read by the job's next try, which copies
+//! the vectors of identical texts instead of embedding them again. A retained generation lives
+//! exactly as long as its job is queued or processing; every transaction that ends a job
+//! sweeps the retained generations of jobs that ended, so nothing is left behind.
 
 use super::{CatalogError, Db};
 use crate::audit::AuditRecord;
@@ -30,6 +36,94 @@ pub const RETRY: &str = "retry";
 /// Generation states: vectors being written, or the source's searchable set.
 const WRITING: &str = "writing";
 const ACTIVE: &str = "active";
+/// Written by a try that failed (or was stopped): kept only for the job's next try to reuse.
+const RETAINED: &str = "retained";
+
+/// The hash a vector's text is stored with: the first 16 bytes of its SHA-256. 128 bits make
+/// a collision between two texts of one source far less likely than a disk error, so a
+/// matching hash is taken as the same text without comparing the texts.
+pub fn text_hash(text: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    let mut hash = [0; 16];
+    hash.copy_from_slice(&digest[..16]);
+    hash
+}
+
+/// One row for [`Db::write_vectors`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRow {
+    pub row: u64,
+    pub text: String,
+    /// [`text_hash`] of `text`.
+    pub text_hash: [u8; 16],
+    pub vector: RowVector,
+}
+
+/// Where a row's vector comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowVector {
+    /// Embedded by the provider for this row.
+    Embedded(Vec<f32>),
+    /// Copied, inside the catalog, from a row with the same text: of the source's active or
+    /// retained generation of the same identity, or an earlier row of this generation.
+    Copy { generation: i64, row: u64 },
+}
+
+/// Where a text was already embedded: (generation, row).
+pub type Origin = (i64, u64);
+
+/// Every text a job may reuse, read on a connection of its own so a large source does not
+/// hold up the catalog thread: (hash, generation, row) of the vectors of the job's source in
+/// its active and retained generations made by `identity`, except `generation` (the job's
+/// own, which is empty when this runs).
+pub fn reusable_texts(
+    database: &std::path::Path,
+    job: i64,
+    generation: i64,
+    identity: &Identity,
+) -> Result<Vec<([u8; 16], Origin)>, CatalogError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        database,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| CatalogError::Open {
+        path: database.to_path_buf(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mut stmt = conn.prepare(
+        "SELECT x.text_hash, x.generation_id, x.row_no FROM generations n
+         JOIN vectors x ON x.generation_id = n.id
+         WHERE n.source_id = (SELECT source_id FROM jobs WHERE id = ?1) AND n.id != ?2
+           AND n.state IN ('active', 'retained')
+           AND n.provider = ?3 AND n.model = ?4 AND n.dimension = ?5 AND n.weights_hash = ?6
+           AND x.text_hash IS NOT NULL",
+    )?;
+    let rows = stmt
+        .query_map(
+            params![
+                job,
+                generation,
+                identity.provider,
+                identity.model,
+                identity.dimension as i64,
+                identity.weights_hash
+            ],
+            |r| {
+                let hash: Vec<u8> = r.get(0)?;
+                Ok((hash, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            },
+        )?
+        .filter_map(|row| match row {
+            Ok((hash, generation, row)) => <[u8; 16]>::try_from(hash.as_slice())
+                .ok()
+                .map(|h| Ok((h, (generation, row as u64)))),
+            Err(e) => Some(Err(e)),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
 
 /// What the queue side of the catalog needs from the daemon.
 #[derive(Debug)]
@@ -172,6 +266,24 @@ fn drop_generation(tx: &Transaction<'_>, generation: i64) -> rusqlite::Result<u6
     Ok(rows as u64)
 }
 
+/// Delete the retained generations of jobs that are no longer queued or processing (ended,
+/// or deleted): what makes "retained only while its job may still run" hold. Called in every
+/// transaction that ends a job.
+fn sweep_retained(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let stale: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT n.id FROM generations n LEFT JOIN jobs j ON j.id = n.job_id
+             WHERE n.state = 'retained'
+               AND (j.id IS NULL OR j.state NOT IN ('queued', 'processing'))",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in stale {
+        drop_generation(tx, id)?;
+    }
+    Ok(())
+}
+
 /// Delete every generation of `job` that is still being written.
 fn drop_unfinished(tx: &Transaction<'_>, job: i64) -> rusqlite::Result<()> {
     let ids: Vec<i64> = tx
@@ -235,6 +347,9 @@ pub(super) fn enqueue(
             .detail(format!("job {job} {why}"));
         record.job = Some(*job);
         audit.push(record);
+    }
+    if queued.iter().any(|(_, v)| *v != version_id) {
+        sweep_retained(tx)?;
     }
     tx.execute(
         "INSERT INTO jobs (group_id, source_id, version_id, state, reason, switch_model,
@@ -619,7 +734,7 @@ impl Db {
         &mut self,
         job: i64,
         generation: i64,
-        rows: &[(u64, String, Vec<f32>)],
+        rows: &[NewRow],
         done: u64,
         publish: bool,
     ) -> Result<(), CatalogError> {
@@ -640,14 +755,48 @@ impl Db {
                 )));
             }
             let mut insert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO vectors (generation_id, row_no, text, embedding)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO vectors (generation_id, row_no, text, embedding,
+                                                 text_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            for (row, text, vector) in rows {
-                let blob: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-                insert.execute(params![generation, *row as i64, text, blob])?;
+            // The vector is copied inside SQLite: it never travels through the runner.
+            let mut copy = tx.prepare_cached(
+                "INSERT OR REPLACE INTO vectors (generation_id, row_no, text, embedding,
+                                                 text_hash)
+                 SELECT ?1, ?2, ?3, embedding, ?4 FROM vectors
+                 WHERE generation_id = ?5 AND row_no = ?6",
+            )?;
+            for new in rows {
+                let (row, hash) = (new.row as i64, &new.text_hash[..]);
+                match &new.vector {
+                    RowVector::Embedded(vector) => {
+                        let blob: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        insert.execute(params![generation, row, new.text, blob, hash])?;
+                    }
+                    RowVector::Copy {
+                        generation: from,
+                        row: from_row,
+                    } => {
+                        let copied = copy.execute(params![
+                            generation,
+                            row,
+                            new.text,
+                            hash,
+                            from,
+                            *from_row as i64
+                        ])?;
+                        if copied != 1 {
+                            // Its generation was deleted meanwhile (the version was removed):
+                            // a try that cannot finish, not a row to leave out.
+                            return Err(CatalogError::NotFound(format!(
+                                "the vector of row {from_row} of generation {from}, to reuse \
+                                 for row {row}, is gone"
+                            )));
+                        }
+                    }
+                }
             }
-            drop(insert);
+            drop((insert, copy));
             tx.execute(
                 "UPDATE generations SET rows = rows + ?1 WHERE id = ?2",
                 params![rows.len() as i64, generation],
@@ -702,6 +851,7 @@ impl Db {
                     drop_generation(tx, generation)?;
                 }
                 drop_unfinished(tx, job)?;
+                sweep_retained(tx)?;
                 let settled = if info.state == JobState::Cancelled {
                     Settled::Cancelled
                 } else {
@@ -709,13 +859,24 @@ impl Db {
                 };
                 return Ok((settled, Vec::new()));
             }
-            // Only a success keeps what was written.
-            if ending != Ending::Done
-                && let Some(generation) = generation
-            {
-                drop_generation(tx, generation)?;
+            // A success swaps what was written in; a try that will be tried again (or was
+            // stopped by a daemon stop) keeps it for the next try to reuse; anything else
+            // drops it.
+            if let Some(generation) = generation {
+                match ending {
+                    Ending::Done => {}
+                    Ending::Retry { .. } | Ending::Interrupted => {
+                        tx.execute(
+                            "UPDATE generations SET state = ?1 WHERE id = ?2",
+                            params![RETAINED, generation],
+                        )?;
+                    }
+                    Ending::Failed(_) | Ending::Cancelled => {
+                        drop_generation(tx, generation)?;
+                    }
+                }
             }
-            match ending {
+            let settled = match ending {
                 Ending::Done => {
                     let Some(generation) = generation else {
                         return Err(CatalogError::NotFound(format!(
@@ -744,6 +905,7 @@ impl Db {
                             ],
                         )?;
                         settle_version_status(tx, version_id)?;
+                        sweep_retained(tx)?;
                         return Ok((Settled::Dropped, Vec::new()));
                     }
                     let previous: Vec<(i64, i64)> = tx
@@ -831,7 +993,9 @@ impl Db {
                     settle_version_status(tx, version_id)?;
                     Ok((Settled::Cancelled, Vec::new()))
                 }
-            }
+            };
+            sweep_retained(tx)?;
+            settled
         })?;
         if settled == Settled::Requeued
             && let Some(job) = self.job_info(job)?
@@ -1128,6 +1292,7 @@ impl Db {
                     ],
                 )?;
                 settle_version_status(tx, version_id)?;
+                sweep_retained(tx)?;
                 let mut record = AuditRecord::new(actor.clone(), "cancel", "ok")
                     .on(&job.group, &job.source)
                     .version(Some(job.version.clone()))
@@ -1296,9 +1461,16 @@ impl Db {
     }
 
     /// Start-up: jobs left `processing` by a stop go back to the queue with their attempt
-    /// count; generations that were being written are deleted. Returns (requeued, dropped).
+    /// count. What their generations hold (every chunk that was committed) is retained for
+    /// their next try to reuse; any other generation still being written is deleted.
+    /// Returns (requeued, dropped).
     pub fn recover_jobs(&mut self) -> Result<(u64, u64), CatalogError> {
         let result = self.write(|tx| {
+            tx.execute(
+                "UPDATE generations SET state = ?1 WHERE state = ?2
+                 AND job_id IN (SELECT id FROM jobs WHERE state = 'processing')",
+                params![RETAINED, WRITING],
+            )?;
             let writing: Vec<i64> = tx
                 .prepare("SELECT id FROM generations WHERE state = ?1")?
                 .query_map([WRITING], |r| r.get(0))?
@@ -1319,6 +1491,7 @@ impl Db {
                 )?;
                 set_version_status(tx, *version_id, Status::Queued)?;
             }
+            sweep_retained(tx)?;
             Ok(((stuck.len() as u64, writing.len() as u64), Vec::new()))
         })?;
         self.queue.wake.notify_one();

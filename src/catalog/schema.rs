@@ -151,9 +151,18 @@ const MIGRATIONS: &[&str] = &[
         ORDER BY v.id;
     UPDATE versions SET status = 'queued'
         WHERE status = 'ready' AND id IN (SELECT version_id FROM jobs WHERE state = 'queued');",
-    // How each version was read: where the header was found and which encoding the text is in
+    // 4: how each version was read: where the header was found and which encoding the text is in
     // (JSON of `protocol::Reading`); versions from before it read as unknown.
     "ALTER TABLE versions ADD COLUMN reading TEXT NOT NULL DEFAULT '{}';",
+    // 5: a hash of each vector's text, so a new version, re-embed or retry reuses the vectors
+    // of texts its source already has (docs/embedding.md, "Reuse"). The index covers what a
+    // job reads at its start (hash and row of every vector of a generation) without touching
+    // the 1.5 KB rows, and makes a lookup by (generation, hash) a point query. Older rows keep
+    // a NULL hash and are simply never reused.
+    "ALTER TABLE vectors ADD COLUMN text_hash BLOB;
+    CREATE INDEX vectors_by_text ON vectors (generation_id, text_hash, row_no)
+        WHERE text_hash IS NOT NULL;
+    CREATE INDEX generations_by_state ON generations (state);",
 ];
 
 /// Open `path` in WAL mode and bring its schema up to date.

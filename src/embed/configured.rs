@@ -53,7 +53,12 @@ pub fn preflight(
 pub fn build(embedding: &Embedding) -> Result<Arc<dyn Provider>, EmbedError> {
     Ok(match embedding.provider {
         config::Provider::Hashing => Arc::new(Hashing::default()),
-        config::Provider::Minilm => Arc::new(MiniLm::load(&embedding.model_dir, None)?),
+        // A pool of every core but one, at a lower priority: embedding never takes the core
+        // that ingest and the control socket need (see `priority`).
+        config::Provider::Minilm => Arc::new(MiniLm::load(
+            &embedding.model_dir,
+            Some(super::priority::compute_threads()),
+        )?),
         config::Provider::Openai => {
             let o = &embedding.openai;
             let api_key = match &o.api_key_file {
@@ -69,6 +74,7 @@ pub fn build(embedding: &Embedding) -> Result<Arc<dyn Provider>, EmbedError> {
                 dimensions: (o.dimensions > 0).then_some(o.dimensions as usize),
                 timeout: Duration::from_secs(o.timeout_secs),
                 batch_size: embedding.batch_size as usize,
+                max_in_flight: o.max_in_flight.max(1) as usize,
             })?)
         }
     })

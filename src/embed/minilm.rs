@@ -25,7 +25,9 @@ pub struct MiniLm {
     tokenizer: Tokenizer,
     identity: Identity,
     /// A private pool when a thread count was asked for, so embedding does not take every
-    /// core from the rest of the daemon; `None` uses rayon's global pool.
+    /// core from the rest of the daemon; its threads run at a lower priority
+    /// ([`super::priority`]). `None` uses rayon's global pool. Tokenizing and the forward
+    /// pass both run inside it.
     pool: Option<rayon::ThreadPool>,
 }
 
@@ -111,6 +113,7 @@ impl MiniLm {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n.max(1))
                     .thread_name(|i| format!("minilm-{i}"))
+                    .start_handler(|_| super::priority::lower_this_thread())
                     .build()
                     .map_err(|e| permanent(format_args!("starting {n} embedding threads: {e}")))?,
             ),

@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod hashing;
 pub mod minilm;
 pub mod openai;
+pub mod priority;
 pub mod render;
 
 use std::time::Duration;
@@ -43,8 +44,16 @@ pub enum EmbedError {
 pub trait Provider: Send + Sync {
     fn identity(&self) -> &Identity;
 
-    /// One L2-normalised vector of `identity().dimension` floats per text, in order.
+    /// One L2-normalised vector of `identity().dimension` floats per text, in order. At most
+    /// `batch_size × max_in_flight()` texts per call.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// How many batches one call may carry, all in flight at once: more than 1 only for a
+    /// provider that waits on something else (a server), where overlapping requests is what
+    /// makes a job fast. A job hands it that many batches per call.
+    fn max_in_flight(&self) -> usize {
+        1
+    }
 }
 
 /// Scale `v` to unit length (a zero vector stays zero).

@@ -1,7 +1,10 @@
 //! The OpenAI-compatible HTTP provider: `POST {base_url}/v1/embeddings`, as served by OpenAI,
 //! Ollama, vLLM, TEI and other compatible servers.
 //!
-//! One [`Provider::embed`] call is exactly one HTTP request. This module classifies what went
+//! One [`Provider::embed`] call is one HTTP request per `batch_size` texts, up to
+//! `max_in_flight` of them at once, each on a thread of its own (the agent's connection pool is
+//! shared), answered into the caller's order whatever order they come back in. A job waits on
+//! the server, not the CPU, so overlapping requests is what makes it fast. This module classifies what went
 //! wrong (timeouts, 408, 429 and 5xx are [`EmbedError::Transient`], carrying the server's
 //! `Retry-After`; other 4xx and malformed answers are [`EmbedError::Permanent`]) but never
 //! retries or sleeps: the job queue owns retries, with [`crate::embed::backoff`].
@@ -43,8 +46,11 @@ pub struct OpenAiSettings {
     pub dimensions: Option<usize>,
     /// For the whole request: connect, send, wait, read.
     pub timeout: Duration,
-    /// The most texts one request may carry; callers split larger inputs.
+    /// The most texts one request may carry.
     pub batch_size: usize,
+    /// Requests one [`Provider::embed`] call may have in flight at once (at least 1); a call
+    /// carries at most `batch_size × max_in_flight` texts.
+    pub max_in_flight: usize,
 }
 
 /// The text [`OpenAi::probe`] embeds: short, so the probe is cheap on any model.
@@ -85,6 +91,11 @@ impl OpenAi {
         if settings.batch_size == 0 {
             return Err(EmbedError::Permanent(
                 "the embedding batch size must be at least 1".into(),
+            ));
+        }
+        if settings.max_in_flight == 0 {
+            return Err(EmbedError::Permanent(
+                "embedding.openai.max_in_flight must be at least 1".into(),
             ));
         }
         if settings.dimensions == Some(0) {
@@ -266,13 +277,45 @@ impl Provider for OpenAi {
             // Servers reject an empty `input`; nothing to ask for.
             return Ok(Vec::new());
         }
-        if texts.len() > self.settings.batch_size {
+        let (batch, in_flight) = (self.settings.batch_size, self.settings.max_in_flight);
+        if texts.len() > batch * in_flight {
             return Err(EmbedError::Permanent(format!(
-                "{} texts in one embedding call, more than the batch size {}; split the batch",
+                "{} texts in one embedding call, more than the batch size {batch} × \
+                 {in_flight} requests in flight; split the batch",
                 texts.len(),
-                self.settings.batch_size
             )));
         }
-        self.request(texts, Some(self.identity.dimension))
+        let dimension = Some(self.identity.dimension);
+        if texts.len() <= batch {
+            return self.request(texts, dimension);
+        }
+        // One thread per request: a blocking client, and a handful of requests per call.
+        // Threads inherit the caller's scheduling priority, so they yield as it does.
+        let answers: Vec<Result<Vec<Vec<f32>>, EmbedError>> = std::thread::scope(|scope| {
+            let requests: Vec<_> = texts
+                .chunks(batch)
+                .map(|chunk| scope.spawn(move || self.request(chunk, dimension)))
+                .collect();
+            requests
+                .into_iter()
+                .map(|request| {
+                    request.join().unwrap_or_else(|_| {
+                        Err(EmbedError::Permanent(
+                            "an embedding request thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        // In the caller's order; the first failure (by position) decides.
+        let mut vectors = Vec::with_capacity(texts.len());
+        for answer in answers {
+            vectors.extend(answer?);
+        }
+        Ok(vectors)
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.settings.max_in_flight
     }
 }

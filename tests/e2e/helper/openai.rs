@@ -19,6 +19,12 @@ pub struct Behaviour {
     pub fail_marker: Mutex<Option<String>>,
     /// Every request answers 500.
     pub down: AtomicBool,
+    /// The request with this number (1 for the first the server saw) answers 503; 0: none.
+    pub fail_request: AtomicU64,
+    /// Earlier requests of each group of four take longer: request n waits an extra
+    /// `stagger_ms × (3 − (n − 1) mod 4)`, so answers to requests sent together come back in
+    /// reverse order.
+    pub stagger_ms: AtomicU64,
 }
 
 #[derive(Default)]
@@ -28,6 +34,8 @@ pub struct Seen {
     pub requests: AtomicU64,
     in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
+    /// Request numbers in the order their answers were sent.
+    pub answered: Mutex<Vec<u64>>,
 }
 
 pub struct FakeOpenAi {
@@ -59,10 +67,15 @@ impl FakeOpenAi {
 
     /// The `[embedding]` keys that point a daemon here.
     pub fn embedding_toml(&self, extra: &str) -> String {
+        self.embedding_toml_with(extra, "")
+    }
+
+    /// As [`Self::embedding_toml`], with `openai` added to `[embedding.openai]`.
+    pub fn embedding_toml_with(&self, extra: &str, openai: &str) -> String {
         format!(
             "provider = \"openai\"\nbatch_size = 8\n{extra}\n[embedding.openai]\n\
              base_url = \"{}\"\nmodel = \"fake-model\"\napi_key_env = \"\"\ndimensions = {}\n\
-             timeout_secs = 10\n",
+             timeout_secs = 10\n{openai}\n",
             self.base_url,
             hashing::DIMENSION
         )
@@ -80,7 +93,7 @@ impl FakeOpenAi {
 fn answer(mut request: tiny_http::Request, b: &Behaviour, s: &Seen) {
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    s.requests.fetch_add(1, Ordering::SeqCst);
+    let number = s.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let mut body = String::new();
     let _ = request.as_reader().read_to_string(&mut body);
     let input: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
@@ -89,7 +102,10 @@ fn answer(mut request: tiny_http::Request, b: &Behaviour, s: &Seen) {
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
     s.texts.lock().unwrap().extend(input.iter().cloned());
-    std::thread::sleep(Duration::from_millis(b.delay_ms.load(Ordering::SeqCst)));
+    let stagger = b.stagger_ms.load(Ordering::SeqCst) * (3 - (number - 1) % 4);
+    std::thread::sleep(Duration::from_millis(
+        b.delay_ms.load(Ordering::SeqCst) + stagger,
+    ));
     let marked = b
         .fail_marker
         .lock()
@@ -100,12 +116,13 @@ fn answer(mut request: tiny_http::Request, b: &Behaviour, s: &Seen) {
         .fail_next
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
+    let doomed = b.fail_request.load(Ordering::SeqCst) == number;
     let (status, text) = if b.down.load(Ordering::SeqCst) || marked {
         (
             500,
             r#"{"error":{"message":"the model crashed"}}"#.to_string(),
         )
-    } else if failing {
+    } else if failing || doomed {
         (
             503,
             r#"{"error":{"message":"overloaded, try later"}}"#.to_string(),
@@ -125,6 +142,7 @@ fn answer(mut request: tiny_http::Request, b: &Behaviour, s: &Seen) {
         )
     };
     s.in_flight.fetch_sub(1, Ordering::SeqCst);
+    s.answered.lock().unwrap().push(number);
     let header = tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap();
     let _ = request.respond(
         tiny_http::Response::from_string(text)
