@@ -560,16 +560,23 @@ impl Ingestor {
 impl Ingestor {
     /// What the watcher does with `file` after `outcome`.
     fn next_step(&self, file: &SettledFile, outcome: &Outcome) -> Next {
-        // Bookkeeping only (is the name still there?); nothing is opened or changed by path.
-        let still_there = std::fs::symlink_metadata(&file.path).is_ok();
-        let written = self
+        // Bookkeeping only (what is at the name now?); nothing is opened or changed by path.
+        let now = std::fs::symlink_metadata(&file.path)
+            .ok()
+            .map(|meta| Identity::of(&meta));
+        let still_there = now.is_some();
+        // Written since it settled, or replaced by a new drop while this one was stored: its
+        // events came while the file was busy, so look again now. The same file left in place
+        // (its removal failed and was reported) is not taken again and again.
+        let renewed = self
             .in_flight
             .writers()
-            .active_since(&file.path, file.writes);
+            .active_since(&file.path, file.writes)
+            || (still_there && now != file.settled);
         match outcome {
             Outcome::Again { .. } => Next::LookAgain,
             Outcome::Waiting { why } if still_there => Next::RetryLater(why.clone()),
-            Outcome::Accepted { .. } | Outcome::Unchanged { .. } if still_there && written => {
+            Outcome::Accepted { .. } | Outcome::Unchanged { .. } if still_there && renewed => {
                 Next::LookAgain
             }
             _ => Next::Forget,

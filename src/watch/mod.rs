@@ -256,8 +256,9 @@ struct WatchState {
     /// Settled files waiting for a free ingest worker.
     ready: VecDeque<SettledFile>,
     known_groups: HashSet<String>,
-    /// Files that failed for a transient reason: (failures so far, when to try again).
-    retries: HashMap<PathBuf, (u32, Instant)>,
+    /// Files that failed for a transient reason: (failures so far, when to try again; `None`
+    /// while the try is under way).
+    retries: HashMap<PathBuf, (u32, Option<Instant>)>,
     ingest: Sender<SettledFile>,
     /// Only used to keep the `done` channel open while the watcher lives.
     #[allow(dead_code)]
@@ -275,7 +276,7 @@ impl WatchState {
         loop {
             self.follow_reload();
             self.dispatch();
-            let next_retry = self.retries.values().map(|(_, due)| *due).min();
+            let next_retry = self.retries.values().filter_map(|(_, due)| *due).min();
             let timeout = [self.settler.next_deadline(), next_retry]
                 .into_iter()
                 .flatten()
@@ -370,7 +371,7 @@ impl WatchState {
                 let failures = self.retries.get(&path).map_or(0, |(n, _)| *n);
                 let delay = retry_delay(failures);
                 self.retries
-                    .insert(path.clone(), (failures + 1, Instant::now() + delay));
+                    .insert(path.clone(), (failures + 1, Some(Instant::now() + delay)));
                 let shown = format!("{reason}; trying again in {} s", delay.as_secs().max(1));
                 self.ctx.in_flight.set_waiting(&group, &name, &shown);
             }
@@ -383,13 +384,21 @@ impl WatchState {
         let due: Vec<PathBuf> = self
             .retries
             .iter()
-            .filter(|(path, (_, at))| *at <= now && !self.busy.contains(*path))
+            .filter(|(path, (_, at))| at.is_some_and(|at| at <= now) && !self.busy.contains(*path))
             .map(|(path, _)| path.clone())
             .collect();
         for path in due {
+            if std::fs::symlink_metadata(&path).is_err() {
+                // Gone meanwhile: nothing waits any more.
+                self.retries.remove(&path);
+                if let Some((group, name, _)) = group_and_name(&self.ctx.root, &path) {
+                    self.ctx.in_flight.clear(&group, &name);
+                }
+                continue;
+            }
             if let Some(entry) = self.retries.get_mut(&path) {
                 // Not due again until it fails again (then `finished` sets the next time).
-                entry.1 = now + RETRY_MAX * 1000;
+                entry.1 = None;
             }
             self.on_path(&path);
         }

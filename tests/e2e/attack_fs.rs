@@ -438,7 +438,10 @@ fn a_writer_that_pauses_with_the_file_open_is_not_cut_off() {
     let source = daemon.wait_stored("g", "slow.csv");
     assert_eq!(source.rows, Some(2));
     assert_eq!(source.version.as_deref(), Some("v1"));
-    assert!(!g.join("slow.csv").exists());
+    // Removed right after the version is marked ready (which `ls` shows first).
+    wait_for("the original to be removed", || {
+        (!g.join("slow.csv").exists()).then_some(())
+    });
 }
 
 /// A header row and no data rows is a valid file of 0 rows (docs/formats.md).

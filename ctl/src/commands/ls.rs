@@ -65,6 +65,17 @@ fn render(sources: &[SourceSummary], tz: &TimeZone) -> String {
             text.push_str(&format!("  {}/{}: {reason}\n", source.group, source.name));
         }
     }
+    let waiting: Vec<_> = sources
+        .iter()
+        .filter(|s| s.status == Status::Pending && s.reason.is_some())
+        .collect();
+    if !waiting.is_empty() {
+        text.push_str("\nWaiting (the file stays in its drop folder and is tried again):\n");
+        for source in waiting {
+            let reason = source.reason.as_deref().unwrap_or_default();
+            text.push_str(&format!("  {}/{}: {reason}\n", source.group, source.name));
+        }
+    }
     text
 }
 
@@ -143,5 +154,18 @@ pub(super) mod tests {
             text.contains("  sales/bad.xlsx: sheet 'Q1' has no header row\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn pending_sources_that_wait_show_why() {
+        let mut waiting = summary("sales", "q.csv", Status::Pending);
+        waiting.reason = Some("catalog error; trying again in 4 s".into());
+        let settling = summary("sales", "r.csv", Status::Pending);
+        let text = render(&[waiting, settling], &TimeZone::UTC);
+        assert!(
+            text.contains("Waiting (the file stays in its drop folder and is tried again):\n  sales/q.csv: catalog error; trying again in 4 s\n"),
+            "{text}"
+        );
+        assert!(!text.contains("sales/r.csv:"), "{text}");
     }
 }
