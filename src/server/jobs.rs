@@ -248,7 +248,7 @@ pub async fn add_preview(
     };
     // Wait for a worker place; the wait is not a refusal.
     let _place = previews
-        .global(config.ingest.workers as usize)
+        .global(config.ingest.workers)
         .acquire_owned()
         .await
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;

@@ -692,8 +692,11 @@ fn attacker_child() {
     };
     println!("ATTACK {report}");
     std::io::stdout().flush().unwrap();
-    while hold {
-        std::thread::park();
+    if hold {
+        // The connections stay open until the test kills this process.
+        loop {
+            std::thread::park();
+        }
     }
 }
 
