@@ -173,3 +173,56 @@ mod hooked {
         assert_eq!(fine.rows, Some(1));
     }
 }
+
+/// The filter takes nothing a reader needs: every file of the corpus (CSV, TSV, XLS, XLSX,
+/// XLSM, Parquet with each of its codecs — snappy, gzip, brotli, zstd, lz4) reads to the same
+/// columns and rows, or the same rejection, in a sandboxed worker as in this process.
+#[test]
+fn every_corpus_file_reads_the_same_in_the_sandbox_as_here() {
+    use ingestd::ingest::formats::{self, Format, ReadOptions};
+    use ingestd::ingest::isolate::{Failure, Limits, ParseWorker};
+    let corpus = crate::helper::corpus();
+    let Ok(manifest) = std::fs::read_to_string(corpus.join("MANIFEST.tsv")) else {
+        eprintln!("skipped: no fixture corpus at {}", corpus.display());
+        return;
+    };
+    let worker = ParseWorker::at(env!("CARGO_BIN_EXE_ingestd"));
+    // Roomy limits: only the sandbox may differ between the two readings.
+    let limits = Limits {
+        memory: 4_000_000_000,
+        timeout: std::time::Duration::from_secs(120),
+    };
+    let options = ReadOptions::default();
+    let (mut compared, mut by_format) = (0, std::collections::BTreeMap::<&str, u32>::new());
+    let mut differ = Vec::new();
+    for line in manifest.lines().skip(1) {
+        let Some(path) = line.split('\t').next().filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let Some(format) = std::path::Path::new(path)
+            .extension()
+            .and_then(|e| e.to_str())
+            .and_then(Format::from_extension)
+        else {
+            continue;
+        };
+        let file = corpus.join(path);
+        let here = formats::extract(format, &file, &options).map_err(|r| r.reason);
+        let there = match worker.extract(format, &file, &options, &limits) {
+            Ok(extracted) => Ok(extracted),
+            Err(Failure::Rejected(rejection)) => Err(rejection.reason),
+            Err(Failure::Worker(error)) => {
+                differ.push(format!("{path}: the worker failed: {error}"));
+                continue;
+            }
+        };
+        if here != there {
+            differ.push(format!("{path}: here {here:?}, in the worker {there:?}"));
+        }
+        compared += 1;
+        *by_format.entry(format.as_str()).or_default() += 1;
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    assert!(compared > 200, "only {compared} corpus files compared");
+    eprintln!("{compared} corpus files read alike: {by_format:?}");
+}
