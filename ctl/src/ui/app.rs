@@ -23,23 +23,6 @@ pub enum Request {
     Add { group: String, files: Vec<PathBuf> },
 }
 
-impl Request {
-    /// Whether only the newest request of its kind matters (a read that a newer read of the
-    /// same kind makes stale), so a burst of them can be collapsed into one.
-    pub fn supersedable(&self) -> bool {
-        matches!(
-            self,
-            Request::Call(
-                Command::Status {}
-                    | Command::Groups {}
-                    | Command::Ls { .. }
-                    | Command::Show { .. }
-                    | Command::Jobs { .. }
-            )
-        )
-    }
-}
-
 /// The connection to the daemon, as the events stream sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Conn {
@@ -304,7 +287,7 @@ impl App {
             // Newest first: what just changed is what one looks for.
             Sort::Updated => order.sort_by(|&a, &b| {
                 updated(&sources[b])
-                    .cmp(updated(&sources[a]))
+                    .cmp(&updated(&sources[a]))
                     .then_with(|| sources[a].name.cmp(&sources[b].name))
             }),
             Sort::Status => order.sort_by(|&a, &b| {
