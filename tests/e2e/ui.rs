@@ -41,7 +41,18 @@ impl Tui {
         let out = Command::new("tmux")
             .arg("-S")
             .arg(&tmux)
-            .args(["-f", "/dev/null", "new-session", "-d", "-x", "100", "-y", "30", "-s", "ui"])
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-x",
+                "100",
+                "-y",
+                "30",
+                "-s",
+                "ui",
+            ])
             .arg("sh")
             .arg("-c")
             .arg(script)
@@ -174,7 +185,8 @@ fn ui_shows_a_dropped_file_reach_embedded_without_a_key() {
     tui.shows("No files in group 'g' yet");
     daemon.drop_file("g", "fresh.csv", &csv(3, 5));
     tui.wait("fresh.csv embedded", |s| {
-        s.lines().any(|l| l.contains("fresh.csv") && l.contains("embedded"))
+        s.lines()
+            .any(|l| l.contains("fresh.csv") && l.contains("embedded"))
     });
     tui.shows("embeddings: 5 rows of v1");
     tui.keys(&["q"]);
@@ -196,7 +208,8 @@ fn ui_reembeds_with_moving_progress_and_deletes_through_the_guard() {
     // The queue pane: the job processing, its bar filling as events come.
     tui.keys(&["J"]);
     let first = tui.wait("a running job with progress", |s| {
-        s.lines().any(|l| l.contains("processing") && l.contains("[#"))
+        s.lines()
+            .any(|l| l.contains("processing") && l.contains("[#"))
     });
     // The job's row (the pane's title says "processing" too, without a bar).
     let bar = |screen: &str| -> usize {
@@ -220,7 +233,12 @@ fn ui_reembeds_with_moving_progress_and_deletes_through_the_guard() {
     crate::helper::wait_for("big.csv to be deleted", || {
         daemon.ls(Some("g")).is_empty().then_some(())
     });
-    assert!(daemon.jobs().iter().all(|j| j.state != JobState::Processing));
+    assert!(
+        daemon
+            .jobs()
+            .iter()
+            .all(|j| j.state != JobState::Processing)
+    );
     tui.shows("No files in group 'g' yet");
     tui.keys(&["q"]);
     tui.ended();

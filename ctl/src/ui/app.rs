@@ -23,23 +23,6 @@ pub enum Request {
     Add { group: String, files: Vec<PathBuf> },
 }
 
-impl Request {
-    /// Whether only the newest request of its kind matters (a read that a newer read of the
-    /// same kind makes stale), so a burst of them can be collapsed into one.
-    pub fn supersedable(&self) -> bool {
-        matches!(
-            self,
-            Request::Call(
-                Command::Status {}
-                    | Command::Groups {}
-                    | Command::Ls { .. }
-                    | Command::Show { .. }
-                    | Command::Jobs { .. }
-            )
-        )
-    }
-}
-
 /// The connection to the daemon, as the events stream sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Conn {
@@ -89,7 +72,10 @@ pub enum Mode {
     Filter,
     Help,
     /// Asked before deleting `targets` of `group`.
-    ConfirmDelete { group: String, targets: Vec<String> },
+    ConfirmDelete {
+        group: String,
+        targets: Vec<String>,
+    },
     /// A delete was refused because jobs are embedding the targets: cancel them, or force.
     Guard {
         group: String,
@@ -98,7 +84,10 @@ pub enum Mode {
         message: String,
     },
     /// The path prompt of `a`.
-    Add { input: String, hint: Option<String> },
+    Add {
+        input: String,
+        hint: Option<String>,
+    },
     /// Typing a search; `results` once answered.
     Search {
         input: String,
@@ -261,7 +250,10 @@ impl App {
         if !self.marked.is_empty() {
             return self.marked.iter().cloned().collect();
         }
-        self.selected().map(|s| s.name.clone()).into_iter().collect()
+        self.selected()
+            .map(|s| s.name.clone())
+            .into_iter()
+            .collect()
     }
 
     /// The job under the queue cursor.
@@ -304,7 +296,7 @@ impl App {
             // Newest first: what just changed is what one looks for.
             Sort::Updated => order.sort_by(|&a, &b| {
                 updated(&sources[b])
-                    .cmp(updated(&sources[a]))
+                    .cmp(&updated(&sources[a]))
                     .then_with(|| sources[a].name.cmp(&sources[b].name))
             }),
             Sort::Status => order.sort_by(|&a, &b| {
@@ -400,7 +392,11 @@ impl App {
                 // The first answer decides what is on view when no -g was given.
                 if self.viewing.is_none() && info.group.is_some() {
                     self.viewing = info.group;
-                    if let Some(at) = self.groups.iter().position(|g| Some(&g.name) == self.viewing.as_ref()) {
+                    if let Some(at) = self
+                        .groups
+                        .iter()
+                        .position(|g| Some(&g.name) == self.viewing.as_ref())
+                    {
                         self.group_cursor = at;
                     }
                     out.extend(self.load_view());
@@ -480,7 +476,10 @@ impl App {
                     edit.saved = Some(saved.prefs);
                     // The daemon renders the preview with the saved preferences: ask again.
                     edit.preview = None;
-                    out.extend(super::keys::preview(&edit.group, edit.preview_source.clone()));
+                    out.extend(super::keys::preview(
+                        &edit.group,
+                        edit.preview_source.clone(),
+                    ));
                 }
                 self.info(text);
             }
@@ -544,7 +543,12 @@ impl App {
     fn on_rm(&mut self, group: String, targets: &[String], outcomes: Vec<RmOutcome>) {
         let guarded: Vec<&RmOutcome> = outcomes
             .iter()
-            .filter(|o| !o.ok && o.job.as_ref().is_some_and(|j| j.state == JobState::Processing))
+            .filter(|o| {
+                !o.ok
+                    && o.job
+                        .as_ref()
+                        .is_some_and(|j| j.state == JobState::Processing)
+            })
             .collect();
         if let Some(first) = guarded.first() {
             // The embed-in-progress guard: the daemon's own message, and the ways out.
@@ -557,7 +561,10 @@ impl App {
             };
         }
         self.marked.retain(|m| !targets.contains(m));
-        self.summarize("delete", outcomes.iter().map(|o| (o.ok, o.message.as_str())));
+        self.summarize(
+            "delete",
+            outcomes.iter().map(|o| (o.ok, o.message.as_str())),
+        );
     }
 
     /// After cancelling from the guard, the delete that was refused is sent again.
@@ -614,10 +621,7 @@ pub fn call(command: Command) -> Request {
 }
 
 fn updated(source: &SourceSummary) -> Option<&str> {
-    source
-        .updated_at
-        .as_deref()
-        .or(source.added_at.as_deref())
+    source.updated_at.as_deref().or(source.added_at.as_deref())
 }
 
 fn job_rank(state: JobState) -> u8 {

@@ -317,7 +317,9 @@ fn move_by(app: &mut App, delta: isize) -> Vec<Request> {
         if len == 0 {
             return 0;
         }
-        (at as isize).saturating_add(delta).clamp(0, len as isize - 1) as usize
+        (at as isize)
+            .saturating_add(delta)
+            .clamp(0, len as isize - 1) as usize
     };
     match app.focus {
         Pane::Groups => {
@@ -374,7 +376,12 @@ fn filter(app: &mut App, key: KeyEvent) -> Vec<Request> {
     }
 }
 
-fn confirm_delete(app: &mut App, key: KeyEvent, group: String, targets: Vec<String>) -> Vec<Request> {
+fn confirm_delete(
+    app: &mut App,
+    key: KeyEvent,
+    group: String,
+    targets: Vec<String>,
+) -> Vec<Request> {
     if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
         return vec![call(Command::Rm {
             targets,
@@ -477,7 +484,10 @@ pub fn complete(input: &str) -> (String, Option<String>) {
         expand_home(dir_part)
     };
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return (input.to_string(), Some(format!("no folder {}", dir.display())));
+        return (
+            input.to_string(),
+            Some(format!("no folder {}", dir.display())),
+        );
     };
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
@@ -591,7 +601,11 @@ fn prefs(app: &mut App, key: KeyEvent, mut edit: PrefsEdit) -> Vec<Request> {
         KeyCode::Char('e') => edit.editing_template = true,
         KeyCode::Char('v') => {
             // Preview the next source of the group.
-            let names: Vec<String> = app.order.iter().map(|&i| app.sources[i].name.clone()).collect();
+            let names: Vec<String> = app
+                .order
+                .iter()
+                .map(|&i| app.sources[i].name.clone())
+                .collect();
             let at = edit
                 .preview_source
                 .as_ref()

@@ -136,7 +136,11 @@ fn event_loop(
             return Ok(());
         }
         for request in net::coalesce(requests) {
-            let worker = if net::is_read(&request) { reads } else { writes };
+            let worker = if net::is_read(&request) {
+                reads
+            } else {
+                writes
+            };
             // A worker is gone only when the UI is ending.
             let _ = worker.send(request);
         }

@@ -92,7 +92,9 @@ fn coalesce_key(request: &Request) -> Option<&'static str> {
         Request::Call(Command::Groups {}) => Some("groups"),
         Request::Call(Command::Ls { .. }) => Some("ls"),
         Request::Call(Command::Show { preview: None, .. }) => Some("show"),
-        Request::Call(Command::Show { preview: Some(_), .. }) => Some("preview"),
+        Request::Call(Command::Show {
+            preview: Some(_), ..
+        }) => Some("preview"),
         Request::Call(Command::Jobs { .. }) => Some("jobs"),
         _ => None,
     }
@@ -127,7 +129,9 @@ pub fn perform(socket: PathBuf, rx: Receiver<Request>, tx: Sender<Msg>, writes: 
                     let result = call(&socket, &mut client, &command, writes);
                     Msg::Reply { command, result }
                 }
-                Request::Add { group, files } => Msg::Added(add(&socket, &mut client, &group, &files)),
+                Request::Add { group, files } => {
+                    Msg::Added(add(&socket, &mut client, &group, &files))
+                }
             };
             if tx.send(msg).is_err() {
                 return;
@@ -147,7 +151,9 @@ fn call(
         if client.is_none() {
             let mut fresh = Client::connect(socket).map_err(|e| e.to_string())?;
             if writes {
-                fresh.set_timeout(Some(WRITE_TIMEOUT)).map_err(|e| e.to_string())?;
+                fresh
+                    .set_timeout(Some(WRITE_TIMEOUT))
+                    .map_err(|e| e.to_string())?;
             }
             *client = Some(fresh);
         }

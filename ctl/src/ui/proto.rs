@@ -3,7 +3,6 @@
 
 pub use ingestd::client::{Client, ClientError};
 pub use ingestd::protocol::{
-    Command, ErrorCode, Event, EventKind, Following, GroupInfo, JobInfo, JobState, PrefsInfo,
-    PrefsSaved, Progress, Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary, Status,
-    StatusInfo, UseInfo,
+    Command, Event, EventKind, Following, GroupInfo, JobInfo, JobState, PrefsInfo, PrefsSaved,
+    Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary, StatusInfo, UseInfo,
 };

@@ -309,21 +309,34 @@ fn screen_daemon_down_and_reconnect() {
     // Back: everything on screen is asked for again.
     let requests = app.on_connected();
     assert_eq!(app.conn, Conn::Up);
-    for wanted in [Command::Status {}, Command::Groups {}, ls("sales"), show("big.csv")] {
-        assert!(requests.contains(&call(wanted.clone())), "{wanted:?} in {requests:?}");
+    for wanted in [
+        Command::Status {},
+        Command::Groups {},
+        ls("sales"),
+        show("big.csv"),
+    ] {
+        assert!(
+            requests.contains(&call(wanted.clone())),
+            "{wanted:?} in {requests:?}"
+        );
     }
 }
 
 #[test]
 fn screen_read_only() {
     let mut app = loaded();
-    app.readonly = Some(
-        "permission denied: bob is not in server.admins (alice); ask an administrator".into(),
-    );
+    app.readonly =
+        Some("permission denied: bob is not in server.admins (alice); ask an administrator".into());
     let (app, requests) = press(app, KeyCode::Char('d'));
     assert!(requests.is_empty());
     assert_eq!(app.mode, Mode::Normal);
-    assert!(app.message.as_ref().unwrap().text.starts_with("read-only: "));
+    assert!(
+        app.message
+            .as_ref()
+            .unwrap()
+            .text
+            .starts_with("read-only: ")
+    );
     snapshot!("read_only", render(&app, 80, 24));
 }
 
@@ -347,7 +360,11 @@ fn no_color_draws_no_colour() {
     };
     terminal.draw(|f| view::draw(f, &app, &colour)).unwrap();
     let coloured = terminal.backend().buffer().content().iter();
-    assert!(coloured.into_iter().any(|c| c.fg != ratatui::style::Color::Reset));
+    assert!(
+        coloured
+            .into_iter()
+            .any(|c| c.fg != ratatui::style::Color::Reset)
+    );
 }
 
 /// Key handling: state + key → state + requests.
@@ -355,20 +372,38 @@ fn no_color_draws_no_colour() {
 fn keys_are_pure_transitions() {
     type Check = fn(&App);
     let cases: Vec<(&str, Vec<KeyCode>, Vec<Request>, Check)> = vec![
-        ("q quits", vec![KeyCode::Char('q')], vec![], |a| assert!(a.quit)),
-        ("j moves and loads the detail", vec![KeyCode::Char('j')], vec![call(show("notes.txt"))], |a| {
-            assert_eq!(a.source_cursor, 1)
+        ("q quits", vec![KeyCode::Char('q')], vec![], |a| {
+            assert!(a.quit)
         }),
-        ("k at the top stays", vec![KeyCode::Char('k')], vec![], |a| assert_eq!(a.source_cursor, 0)),
-        ("G goes to the end", vec![KeyCode::Char('G')], vec![call(show("q1.csv"))], |a| {
-            assert_eq!(a.source_cursor, 2)
+        (
+            "j moves and loads the detail",
+            vec![KeyCode::Char('j')],
+            vec![call(show("notes.txt"))],
+            |a| assert_eq!(a.source_cursor, 1),
+        ),
+        (
+            "k at the top stays",
+            vec![KeyCode::Char('k')],
+            vec![],
+            |a| assert_eq!(a.source_cursor, 0),
+        ),
+        (
+            "G goes to the end",
+            vec![KeyCode::Char('G')],
+            vec![call(show("q1.csv"))],
+            |a| assert_eq!(a.source_cursor, 2),
+        ),
+        ("tab cycles panes", vec![KeyCode::Tab], vec![], |a| {
+            assert_eq!(a.focus, Pane::Groups)
         }),
-        ("tab cycles panes", vec![KeyCode::Tab], vec![], |a| assert_eq!(a.focus, Pane::Groups)),
         (
             "enter on a group uses it and loads it",
             vec![KeyCode::Left, KeyCode::Up, KeyCode::Enter],
             vec![
-                call(Command::Use { group: Some("hr".into()), clear: false }),
+                call(Command::Use {
+                    group: Some("hr".into()),
+                    clear: false,
+                }),
                 call(ls("hr")),
             ],
             |a| {
@@ -377,15 +412,29 @@ fn keys_are_pure_transitions() {
                 assert_eq!(a.focus, Pane::Sources);
             },
         ),
-        ("o sorts by updated", vec![KeyCode::Char('o')], vec![], |a| {
-            assert_eq!(a.sort, Sort::Updated);
-            assert_eq!(a.selected().unwrap().name, "big.csv");
-        }),
-        ("o twice sorts by status", vec![KeyCode::Char('o'), KeyCode::Char('o')], vec![], |a| {
-            assert_eq!(a.sort, Sort::Status);
-            let names: Vec<&str> = a.order.iter().map(|&i| a.sources[i].name.as_str()).collect();
-            assert_eq!(names, ["big.csv", "q1.csv", "notes.txt"]);
-        }),
+        (
+            "o sorts by updated",
+            vec![KeyCode::Char('o')],
+            vec![],
+            |a| {
+                assert_eq!(a.sort, Sort::Updated);
+                assert_eq!(a.selected().unwrap().name, "big.csv");
+            },
+        ),
+        (
+            "o twice sorts by status",
+            vec![KeyCode::Char('o'), KeyCode::Char('o')],
+            vec![],
+            |a| {
+                assert_eq!(a.sort, Sort::Status);
+                let names: Vec<&str> = a
+                    .order
+                    .iter()
+                    .map(|&i| a.sources[i].name.as_str())
+                    .collect();
+                assert_eq!(names, ["big.csv", "q1.csv", "notes.txt"]);
+            },
+        ),
         (
             "/ filters as you type",
             vec![KeyCode::Char('/'), KeyCode::Char('q')],
@@ -418,13 +467,21 @@ fn keys_are_pure_transitions() {
         (
             "R re-embeds the group",
             vec![KeyCode::Char('R')],
-            vec![call(Command::Reembed { sources: vec![], group: Some("sales".into()), all: true })],
+            vec![call(Command::Reembed {
+                sources: vec![],
+                group: Some("sales".into()),
+                all: true,
+            })],
             |_| {},
         ),
         (
             "t retries the group's failed jobs",
             vec![KeyCode::Char('t')],
-            vec![call(Command::Retry { jobs: vec![], failed: true, group: Some("sales".into()) })],
+            vec![call(Command::Retry {
+                jobs: vec![],
+                failed: true,
+                group: Some("sales".into()),
+            })],
             |_| {},
         ),
         (
@@ -436,7 +493,10 @@ fn keys_are_pure_transitions() {
         ("d asks first", vec![KeyCode::Char('d')], vec![], |a| {
             assert_eq!(
                 a.mode,
-                Mode::ConfirmDelete { group: "sales".into(), targets: vec!["big.csv".into()] }
+                Mode::ConfirmDelete {
+                    group: "sales".into(),
+                    targets: vec!["big.csv".into()]
+                }
             )
         }),
         (
@@ -449,30 +509,50 @@ fn keys_are_pure_transitions() {
             })],
             |a| assert_eq!(a.mode, Mode::Normal),
         ),
-        ("d then n keeps", vec![KeyCode::Char('d'), KeyCode::Char('n')], vec![], |a| {
-            assert_eq!(a.mode, Mode::Normal);
-            assert_eq!(a.message.as_ref().unwrap().text, "cancelled; nothing was deleted");
-        }),
+        (
+            "d then n keeps",
+            vec![KeyCode::Char('d'), KeyCode::Char('n')],
+            vec![],
+            |a| {
+                assert_eq!(a.mode, Mode::Normal);
+                assert_eq!(
+                    a.message.as_ref().unwrap().text,
+                    "cancelled; nothing was deleted"
+                );
+            },
+        ),
         (
             "a, a path and Enter adds it",
             vec![KeyCode::Char('a'), KeyCode::Char('x'), KeyCode::Enter],
-            vec![Request::Add { group: "sales".into(), files: vec!["x".into()] }],
+            vec![Request::Add {
+                group: "sales".into(),
+                files: vec!["x".into()],
+            }],
             |a| assert_eq!(a.mode, Mode::Normal),
         ),
         (
             "s, text and Enter searches",
             vec![KeyCode::Char('s'), KeyCode::Char('n'), KeyCode::Enter],
-            vec![call(Command::Search { text: "n".into(), group: Some("sales".into()), k: Some(20) })],
+            vec![call(Command::Search {
+                text: "n".into(),
+                group: Some("sales".into()),
+                k: Some(20),
+            })],
             |a| assert!(matches!(a.mode, Mode::Search { .. })),
         ),
         ("J shows the queue", vec![KeyCode::Char('J')], vec![], |a| {
             assert!(a.show_queue);
             assert_eq!(a.focus, Pane::Queue);
         }),
-        ("? opens help, any key closes it", vec![KeyCode::Char('?'), KeyCode::Char('x')], vec![], |a| {
-            assert_eq!(a.mode, Mode::Normal);
-            assert!(!a.quit);
-        }),
+        (
+            "? opens help, any key closes it",
+            vec![KeyCode::Char('?'), KeyCode::Char('x')],
+            vec![],
+            |a| {
+                assert_eq!(a.mode, Mode::Normal);
+                assert!(!a.quit);
+            },
+        ),
     ];
     for (name, keys, want, check) in cases {
         let mut app = loaded();
@@ -494,7 +574,10 @@ fn keys_are_pure_transitions() {
 #[test]
 fn ctrl_c_quits_from_any_dialog() {
     let (app, _) = press(loaded(), KeyCode::Char('s'));
-    let (app, _) = on_key(app, KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    let (app, _) = on_key(
+        app,
+        KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+    );
     assert!(app.quit);
 }
 
@@ -552,12 +635,24 @@ fn events_refetch_what_they_change_and_progress_moves_in_place() {
         .unwrap()
     };
     let requests = app.on_event(&event("accepted", "sales", "big.csv"));
-    for wanted in [Command::Groups {}, Command::Status {}, ls("sales"), show("big.csv")] {
-        assert!(requests.contains(&call(wanted.clone())), "{wanted:?} in {requests:?}");
+    for wanted in [
+        Command::Groups {},
+        Command::Status {},
+        ls("sales"),
+        show("big.csv"),
+    ] {
+        assert!(
+            requests.contains(&call(wanted.clone())),
+            "{wanted:?} in {requests:?}"
+        );
     }
     // Another group: only the counts.
     let requests = app.on_event(&event("accepted", "hr", "x.csv"));
-    assert!(!requests.iter().any(|r| matches!(r, Request::Call(Command::Ls { .. }))));
+    assert!(
+        !requests
+            .iter()
+            .any(|r| matches!(r, Request::Call(Command::Ls { .. })))
+    );
     // Progress: no request, the bar moves.
     let requests = app.on_event(&event("job_progress", "sales", "big.csv"));
     assert!(requests.is_empty());
@@ -572,11 +667,18 @@ fn stale_answers_are_ignored_and_errors_go_to_the_status_line() {
     app.on_reply(&ls("hr"), Ok(json!([])));
     assert_eq!(app.sources.len(), 3);
     app.on_reply(
-        &Command::Reembed { sources: vec!["x".into()], group: Some("sales".into()), all: false },
+        &Command::Reembed {
+            sources: vec!["x".into()],
+            group: Some("sales".into()),
+            all: false,
+        },
         Err("permission denied: bob is not in server.admins (alice); ask an administrator".into()),
     );
     let message = app.message.clone().unwrap();
-    assert!(message.error && message.text.contains("permission denied"), "{message:?}");
+    assert!(
+        message.error && message.text.contains("permission denied"),
+        "{message:?}"
+    );
     // A garbled answer is a message, not a crash.
     app.on_reply(&Command::Groups {}, Ok(json!({"not": "a list"})));
     assert!(app.message.unwrap().text.contains("cannot read"));

@@ -2,8 +2,8 @@
 //! reasons, its columns (skipped ones marked), the active embeddings and its jobs with
 //! progress.
 
-use super::{Ctx, block};
 use super::queue::bar;
+use super::{Ctx, block};
 use crate::output;
 use crate::ui::app::App;
 use ratatui::Frame;
@@ -88,7 +88,10 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
         let mut spans = vec![
             Span::raw(format!("job {} {} ", job.id, job.version)),
             Span::styled(format!("{state:<10}"), theme.status(state)),
-            Span::raw(format!(" {} ", bar(job.progress.done, job.progress.total, 12))),
+            Span::raw(format!(
+                " {} ",
+                bar(job.progress.done, job.progress.total, 12)
+            )),
             Span::raw(format!("{}/{}", job.progress.done, job.progress.total)),
         ];
         if let Some(error) = &job.error {

@@ -30,7 +30,9 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, body: Rect) {
         }
         Mode::Add { input, hint } => {
             let group = app.viewing.as_deref().unwrap_or("");
-            let mut text = format!("Add a file to group '{group}' (Tab completes, Enter adds, Esc closes)\n\n> {input}▏");
+            let mut text = format!(
+                "Add a file to group '{group}' (Tab completes, Enter adds, Esc closes)\n\n> {input}▏"
+            );
             if let Some(hint) = hint {
                 text.push_str(&format!("\n\n{hint}"));
             }
@@ -56,9 +58,11 @@ fn popup(frame: &mut Frame, ctx: &Ctx, body: Rect, title: &str, text: String, w:
     let area = centered(body, w, h);
     frame.render_widget(Clear, area);
     frame.render_widget(
-        Paragraph::new(text)
-            .wrap(Wrap { trim: false })
-            .block(block(title.to_string(), true, ctx.theme)),
+        Paragraph::new(text).wrap(Wrap { trim: false }).block(block(
+            title.to_string(),
+            true,
+            ctx.theme,
+        )),
         area,
     );
 }
@@ -74,8 +78,12 @@ fn help(frame: &mut Frame, app: &App, ctx: &Ctx, body: Rect) {
         lines.push(Line::from(format!("{key:>8}  {what}{note}")));
     }
     lines.push(Line::from(""));
-    lines.push(Line::from("Filter: / then type; Enter keeps it, Esc clears it."));
-    lines.push(Line::from("Queue pane: t retries, c cancels the job under the cursor."));
+    lines.push(Line::from(
+        "Filter: / then type; Enter keeps it, Esc clears it.",
+    ));
+    lines.push(Line::from(
+        "Queue pane: t retries, c cancels the job under the cursor.",
+    ));
     if let Some(reason) = &app.readonly {
         lines.push(Line::from(Span::styled(
             format!("Read-only: {reason}"),
@@ -106,7 +114,9 @@ fn search(
     let group = app.viewing.as_deref().unwrap_or("");
     let width = area.width.saturating_sub(2) as usize;
     let mut lines = vec![
-        Line::from(format!("Search group '{group}' (Enter searches, Esc closes)")),
+        Line::from(format!(
+            "Search group '{group}' (Enter searches, Esc closes)"
+        )),
         Line::from(format!("> {input}▏")),
         Line::from(""),
     ];
@@ -122,7 +132,10 @@ fn search(
                 ctx.theme.dim(),
             )));
             for hit in &r.hits {
-                let head = format!("{:>6.3}  {} {} row {}  ", hit.score, hit.source, hit.version, hit.row);
+                let head = format!(
+                    "{:>6.3}  {} {} row {}  ",
+                    hit.score, hit.source, hit.version, hit.row
+                );
                 let room = width.saturating_sub(head.chars().count());
                 lines.push(Line::from(vec![
                     Span::styled(head, ctx.theme.title()),
@@ -143,7 +156,11 @@ fn search(
 fn prefs(frame: &mut Frame, ctx: &Ctx, body: Rect, edit: &PrefsEdit) {
     let area = centered(body, body.width.saturating_sub(2), body.height);
     frame.render_widget(Clear, area);
-    let outer = block(format!(" Preferences of '{}' ", edit.group), true, ctx.theme);
+    let outer = block(
+        format!(" Preferences of '{}' ", edit.group),
+        true,
+        ctx.theme,
+    );
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     let [left, right] =
@@ -159,8 +176,16 @@ fn prefs(frame: &mut Frame, ctx: &Ctx, body: Rect, edit: &PrefsEdit) {
         }
         Some(saved) => {
             for (i, column) in saved.known_columns.iter().enumerate() {
-                let emb = if edit.columns.contains(column) { "[x]" } else { "[ ]" };
-                let cx = if edit.context.contains(column) { "[x]" } else { "[ ]" };
+                let emb = if edit.columns.contains(column) {
+                    "[x]"
+                } else {
+                    "[ ]"
+                };
+                let cx = if edit.context.contains(column) {
+                    "[x]"
+                } else {
+                    "[ ]"
+                };
                 let line = format!("{emb} {cx} {column}");
                 let style = if i == edit.cursor && !edit.editing_template {
                     ctx.theme.cursor(true)

@@ -43,10 +43,7 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
             style = style.patch(ctx.theme.cursor(focused));
         }
         let name = format!("{mark}{} ({})", group.name, group.sources);
-        lines.push(Line::from(Span::styled(
-            format!("{name:<width$}"),
-            style,
-        )));
+        lines.push(Line::from(Span::styled(format!("{name:<width$}"), style)));
         let counts: Vec<String> = group
             .by_status
             .iter()
@@ -57,7 +54,10 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
         } else {
             counts.join(", ")
         };
-        lines.push(Line::from(Span::styled(format!("  {counts}"), ctx.theme.dim())));
+        lines.push(Line::from(Span::styled(
+            format!("  {counts}"),
+            ctx.theme.dim(),
+        )));
     }
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }

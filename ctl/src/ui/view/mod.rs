@@ -112,8 +112,11 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx) {
     match &app.conn {
         Conn::Up => body_panes(frame, app, ctx, body),
         Conn::Connecting => frame.render_widget(
-            Paragraph::new(format!("Connecting to ingestd at {}…", ctx.socket))
-                .block(block(" ingestd ".into(), false, ctx.theme)),
+            Paragraph::new(format!("Connecting to ingestd at {}…", ctx.socket)).block(block(
+                " ingestd ".into(),
+                false,
+                ctx.theme,
+            )),
             body,
         ),
         Conn::Down(why) => frame.render_widget(
@@ -234,7 +237,10 @@ fn footer_line(app: &App, theme: Theme) -> Line<'static> {
         } else {
             Style::default()
         };
-        spans.push(Span::styled(format!(" {key}"), style.add_modifier(Modifier::BOLD)));
+        spans.push(Span::styled(
+            format!(" {key}"),
+            style.add_modifier(Modifier::BOLD),
+        ));
         spans.push(Span::styled(format!(" {what}"), style));
     }
     Line::from(spans)

@@ -29,33 +29,39 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
     }
     let height = area.height.saturating_sub(3) as usize;
     let offset = app.job_cursor.saturating_sub(height.saturating_sub(1));
-    let rows = app.jobs.iter().enumerate().skip(offset).take(height).map(|(at, job)| {
-        let state = job.state.as_str();
-        let position = job
-            .position
-            .map_or("-".to_string(), |p| format!("{}/{}", p.group, p.overall));
-        let row = Row::new(vec![
-            Cell::from(job.id.to_string()),
-            Cell::from(format!("{}/{} {}", job.group, job.source, job.version)),
-            Cell::from(Span::styled(state, ctx.theme.status(state))),
-            Cell::from(position),
-            Cell::from(format!("{}/{}", job.attempt, job.max_attempts)),
-            Cell::from(format!(
-                "{} {}",
-                bar(job.progress.done, job.progress.total, 10),
-                percent(job.progress.done, job.progress.total)
-            )),
-            Cell::from(Span::styled(
-                job.error.clone().unwrap_or_default(),
-                ctx.theme.error(),
-            )),
-        ]);
-        if at == app.job_cursor {
-            row.style(ctx.theme.cursor(focused))
-        } else {
-            row
-        }
-    });
+    let rows = app
+        .jobs
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(height)
+        .map(|(at, job)| {
+            let state = job.state.as_str();
+            let position = job
+                .position
+                .map_or("-".to_string(), |p| format!("{}/{}", p.group, p.overall));
+            let row = Row::new(vec![
+                Cell::from(job.id.to_string()),
+                Cell::from(format!("{}/{} {}", job.group, job.source, job.version)),
+                Cell::from(Span::styled(state, ctx.theme.status(state))),
+                Cell::from(position),
+                Cell::from(format!("{}/{}", job.attempt, job.max_attempts)),
+                Cell::from(format!(
+                    "{} {}",
+                    bar(job.progress.done, job.progress.total, 10),
+                    percent(job.progress.done, job.progress.total)
+                )),
+                Cell::from(Span::styled(
+                    job.error.clone().unwrap_or_default(),
+                    ctx.theme.error(),
+                )),
+            ]);
+            if at == app.job_cursor {
+                row.style(ctx.theme.cursor(focused))
+            } else {
+                row
+            }
+        });
     let header = Row::new(["JOB", "SOURCE", "STATE", "POS", "TRY", "PROGRESS", "ERROR"])
         .style(ctx.theme.title());
     let table = Table::new(

@@ -23,9 +23,11 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
              there."
         };
         frame.render_widget(
-            Paragraph::new(text)
-                .wrap(Wrap { trim: false })
-                .block(block(" Sources ".into(), focused, ctx.theme)),
+            Paragraph::new(text).wrap(Wrap { trim: false }).block(block(
+                " Sources ".into(),
+                focused,
+                ctx.theme,
+            )),
             area,
         );
         return;
@@ -66,8 +68,11 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
     }
     if app.order.is_empty() {
         frame.render_widget(
-            Paragraph::new(format!("No source matches the filter '{}'. Esc clears it.", app.filter))
-                .block(block),
+            Paragraph::new(format!(
+                "No source matches the filter '{}'. Esc clears it.",
+                app.filter
+            ))
+            .block(block),
             area,
         );
         return;
@@ -82,7 +87,11 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
         .take(height)
         .map(|(at, &i)| {
             let s = &app.sources[i];
-            let mark = if app.marked.contains(&s.name) { "●" } else { " " };
+            let mark = if app.marked.contains(&s.name) {
+                "●"
+            } else {
+                " "
+            };
             let status = s.status.as_str();
             let row = Row::new(vec![
                 Cell::from(mark),
@@ -102,8 +111,8 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
                 row
             }
         });
-    let header = Row::new(["", "NAME", "VER", "STATUS", "ROWS", "COLS", "UPDATED"])
-        .style(ctx.theme.title());
+    let header =
+        Row::new(["", "NAME", "VER", "STATUS", "ROWS", "COLS", "UPDATED"]).style(ctx.theme.title());
     let table = Table::new(
         rows,
         [
