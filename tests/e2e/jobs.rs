@@ -142,7 +142,11 @@ fn a_dropped_file_ends_with_one_active_generation_of_all_its_rows() {
 fn the_concurrency_cap_holds_across_ten_groups_of_five_files() {
     let server = FakeOpenAi::start();
     server.behaviour.delay_ms.store(25, Ordering::SeqCst);
-    let daemon = Daemon::start_embedding(&server.embedding_toml("concurrency = 3"), "");
+    // One request in flight per job: the server's count of requests is a count of jobs.
+    let daemon = Daemon::start_embedding(
+        &server.embedding_toml_with("concurrency = 3", "max_in_flight = 1"),
+        "",
+    );
     for g in 0..10 {
         for f in 0..5 {
             daemon.drop_file(&format!("g{g}"), &format!("f{f}.csv"), &csv(g * 10 + f, 20));
@@ -204,7 +208,11 @@ fn jobs_of_a_group_start_in_the_order_they_were_queued() {
 fn transient_failures_are_retried_with_backoff() {
     let server = FakeOpenAi::start();
     server.behaviour.fail_next.store(2, Ordering::SeqCst);
-    let daemon = Daemon::start_embedding(&server.embedding_toml("max_attempts = 3"), "");
+    // One request at a time, so each failing request fails a try of its own.
+    let daemon = Daemon::start_embedding(
+        &server.embedding_toml_with("max_attempts = 3", "max_in_flight = 1"),
+        "",
+    );
     daemon.drop_file("g", "a.csv", &csv(3, 12));
     daemon.wait_embedded("g", "a.csv", "v1");
     let job = &daemon.jobs()[0];
@@ -274,7 +282,8 @@ fn a_provider_that_always_fails_leaves_the_previous_embeddings_searchable() {
 #[test]
 fn cancel_stops_a_processing_job_and_keeps_the_previous_embeddings() {
     let server = FakeOpenAi::start();
-    let daemon = Daemon::start_embedding(&server.embedding_toml(""), "");
+    // One request at a time keeps the job slow enough to cancel.
+    let daemon = Daemon::start_embedding(&server.embedding_toml_with("", "max_in_flight = 1"), "");
     daemon.drop_file("g", "a.csv", &csv(5, 16));
     daemon.wait_embedded("g", "a.csv", "v1");
     let before = active_rows(&daemon, "g", "a.csv");
@@ -366,7 +375,10 @@ fn a_job_killed_mid_way_resumes_after_restart_without_orphans() {
 #[test]
 fn reembed_single_batch_and_a_queued_job_is_returned_not_duplicated() {
     let server = FakeOpenAi::start();
-    let daemon = Daemon::start_embedding(&server.embedding_toml("concurrency = 1"), "");
+    let daemon = Daemon::start_embedding(
+        &server.embedding_toml_with("concurrency = 1", "max_in_flight = 1"),
+        "",
+    );
     daemon.drop_file("g", "a.csv", &csv(9, 10));
     daemon.drop_file("g", "b.csv", &csv(10, 10));
     daemon.wait_embedded("g", "a.csv", "v1");
@@ -378,9 +390,13 @@ fn reembed_single_batch_and_a_queued_job_is_returned_not_duplicated() {
     assert!(text.contains("queued a.csv v1 as job"), "{text}");
     assert!(text.contains("completed, 10 rows embedded"), "{text}");
 
-    // Hold the worker on a.csv so b.csv's re-embed stays queued, then ask twice.
+    // Hold the worker on a.csv so b.csv's re-embed stays queued, then ask twice. A re-embed
+    // of unchanged a.csv would reuse every vector and end at once: a v2 has new texts.
     server.behaviour.delay_ms.store(150, Ordering::SeqCst);
-    daemon.ctl(&["reembed", "a.csv", "-g", "g"]);
+    daemon.drop_file("g", "a.csv", &csv(11, 40));
+    wait_job(&daemon, "a.csv v2 to be embedding", |j| {
+        j.version == "v2" && j.state == JobState::Processing
+    });
     let first: Vec<Queued> =
         serde_json::from_value(daemon.ctl_json(&["reembed", "b.csv", "-g", "g", "--json"]))
             .unwrap();
@@ -686,7 +702,7 @@ fn sigterm_gives_a_processing_job_its_grace_then_returns_it_to_the_queue() {
     server.behaviour.delay_ms.store(100, Ordering::SeqCst);
     // A 2 s stop budget: the job gets 1.5 s of it, far less than its 400 rows need.
     let mut daemon = Daemon::start_embedding(
-        &server.embedding_toml(""),
+        &server.embedding_toml_with("", "max_in_flight = 1"),
         "[server]\nshutdown_timeout_secs = 2\n",
     );
     daemon.drop_file("g", "a.csv", &csv(4, 400));
