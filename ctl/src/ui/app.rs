@@ -93,7 +93,7 @@ pub enum Mode {
         input: String,
         results: Option<SearchResult>,
     },
-    Prefs(PrefsEdit),
+    Prefs(Box<PrefsEdit>),
 }
 
 /// The preferences editor: the saved preferences, the edits and the live preview.

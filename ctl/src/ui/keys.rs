@@ -217,7 +217,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
             }
             let group = app.viewing.clone().unwrap_or_default();
             let preview_source = app.selected().map(|s| s.name.clone());
-            app.mode = Mode::Prefs(PrefsEdit {
+            app.mode = Mode::Prefs(Box::new(PrefsEdit {
                 group: group.clone(),
                 saved: None,
                 columns: Vec::new(),
@@ -227,7 +227,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
                 editing_template: false,
                 preview_source: preview_source.clone(),
                 preview: None,
-            });
+            }));
             let mut out = vec![call(Command::Prefs {
                 group: Some(group.clone()),
             })];
@@ -563,7 +563,7 @@ pub fn preview(group: &str, source: Option<String>) -> Option<Request> {
     }))
 }
 
-fn prefs(app: &mut App, key: KeyEvent, mut edit: PrefsEdit) -> Vec<Request> {
+fn prefs(app: &mut App, key: KeyEvent, mut edit: Box<PrefsEdit>) -> Vec<Request> {
     let mut out = Vec::new();
     let known = edit
         .saved
@@ -615,18 +615,17 @@ fn prefs(app: &mut App, key: KeyEvent, mut edit: PrefsEdit) -> Vec<Request> {
             edit.preview = None;
             out.extend(preview(&edit.group, edit.preview_source.clone()));
         }
-        KeyCode::Char('w') | KeyCode::Char('W') => {
-            if may_change(app) {
-                out.push(call(Command::PrefsSet {
-                    group: Some(edit.group.clone()),
-                    columns: Some(edit.columns.clone()),
-                    context: Some(edit.context.clone()),
-                    template: Some(edit.template.clone()),
-                    sheet: None,
-                    clear: false,
-                    reembed: key.code == KeyCode::Char('W'),
-                }));
-            }
+        // A read-only caller gets the reason in the status line, and nothing is sent.
+        KeyCode::Char('w') | KeyCode::Char('W') if may_change(app) => {
+            out.push(call(Command::PrefsSet {
+                group: Some(edit.group.clone()),
+                columns: Some(edit.columns.clone()),
+                context: Some(edit.context.clone()),
+                template: Some(edit.template.clone()),
+                sheet: None,
+                clear: false,
+                reembed: key.code == KeyCode::Char('W'),
+            }));
         }
         _ => {}
     }
