@@ -41,7 +41,8 @@ fn fsck_finds_and_repairs_without_deleting_a_file() {
          INSERT INTO generations (id, source_id, version_id, state, provider, model, dimension,
                                   weights_hash, created_at)
              VALUES (9000, 1, 9999, 'active', 'hashing', 'x', 384, 'none', 0);
-         INSERT INTO vectors VALUES (9000, 1, 'lost', x'00000000'), (9000, 2, 'lost', x'00000000');
+         INSERT INTO vectors (generation_id, row_no, text, embedding)
+             VALUES (9000, 1, 'lost', x'00000000'), (9000, 2, 'lost', x'00000000');
          UPDATE jobs SET state = 'processing', started_at = 0
              WHERE id = (SELECT j.id FROM jobs j JOIN sources s ON s.id = j.source_id
                          WHERE s.name = 'a.csv');",

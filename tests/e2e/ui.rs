@@ -199,8 +199,11 @@ fn ui_reembeds_with_moving_progress_and_deletes_through_the_guard() {
     let daemon = Daemon::start_embedding(&server.embedding_toml(""), "");
     daemon.drop_file("g", "big.csv", &csv(7, 600));
     daemon.wait_embedded("g", "big.csv", "v1");
-    // Slow from now on, so the re-embed is seen running.
+    // Slow from now on, so the re-embed is seen running; and new text for every row, since a
+    // re-embed of unchanged text copies the vectors it has instead of asking the server.
     server.behaviour.delay_ms.store(150, Ordering::SeqCst);
+    let out = daemon.ctl(&["prefs", "set", "-g", "g", "--columns", "name"]);
+    assert!(out.status.success(), "{out:?}");
     let tui = Tui::start(&daemon.socket, &["-g", "g"]);
     tui.shows("big.csv");
     tui.keys(&["r"]);
