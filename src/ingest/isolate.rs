@@ -340,24 +340,36 @@ const PROBE_ARG: &str = "probe";
 
 /// Open the file a worker will read: the daemon opens it, so the worker needs no path and no
 /// right to open anything. `O_NOFOLLOW` and `O_NONBLOCK` (a FIFO put in its place must not
-/// hang us), and only a regular file is handed on. A file that cannot be opened is rejected
-/// as unreadable, as the readers themselves did when they opened it by path.
+/// hang us), and only a regular file is handed on.
 fn open_input(path: &Path) -> Result<File, Failure> {
-    let open_failed = |error: std::io::Error| {
-        Failure::Rejected(Rejection::new(format!("it could not be read: {error}")))
-    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path)
-        .map_err(open_failed)?;
-    let metadata = file.metadata().map_err(open_failed)?;
+        .map_err(open_failure)?;
+    let metadata = file.metadata().map_err(open_failure)?;
     if !metadata.file_type().is_file() {
-        return Err(open_failed(std::io::Error::other(
-            "it is not a regular file",
+        return Err(Failure::Rejected(Rejection::new(
+            "it could not be read: it is not a regular file",
         )));
     }
     Ok(file)
+}
+
+/// Whose fault a failed open or stat is. Only a file that is gone (`ENOENT`) or a symlink
+/// (`ELOOP`, from `O_NOFOLLOW`) is the file's doing and rejected; anything else (out of file
+/// descriptors or memory, an interrupted call, a permission or I/O error) is ours and
+/// transient: the file stays in the drop folder and is tried again, never rejected for good.
+fn open_failure(error: std::io::Error) -> Failure {
+    match error.raw_os_error() {
+        Some(nix::libc::ENOENT | nix::libc::ELOOP) => {
+            Failure::Rejected(Rejection::new(format!("it could not be read: {error}")))
+        }
+        _ => Failure::Worker(WorkerError::Io {
+            about: "open the file for",
+            source: error,
+        }),
+    }
 }
 
 /// A started worker, counted among the running ones until this is dropped; dropping it also
@@ -507,6 +519,51 @@ pub fn kill_running_workers() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_missing_file_or_a_symlink_is_the_files_fault() {
+        use std::io::Error;
+        for errno in [nix::libc::ENOENT, nix::libc::ELOOP] {
+            assert!(matches!(
+                open_failure(Error::from_raw_os_error(errno)),
+                Failure::Rejected(_)
+            ));
+        }
+        for errno in [
+            nix::libc::EMFILE,
+            nix::libc::ENFILE,
+            nix::libc::ENOMEM,
+            nix::libc::EINTR,
+            nix::libc::EACCES,
+            nix::libc::EIO,
+        ] {
+            assert!(
+                matches!(
+                    open_failure(Error::from_raw_os_error(errno)),
+                    Failure::Worker(_)
+                ),
+                "errno {errno} must be transient"
+            );
+        }
+        assert!(matches!(
+            open_failure(Error::other("no errno")),
+            Failure::Worker(_)
+        ));
+    }
+
+    #[test]
+    fn a_directory_or_a_symlink_is_rejected_and_a_file_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.csv");
+        std::fs::write(&file, "a\n1\n").unwrap();
+        assert!(open_input(&file).is_ok());
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(open_input(&link), Err(Failure::Rejected(_))));
+        assert!(matches!(open_input(dir.path()), Err(Failure::Rejected(_))));
+        let gone = dir.path().join("gone.csv");
+        assert!(matches!(open_input(&gone), Err(Failure::Rejected(_))));
+    }
 
     #[test]
     fn limits_and_options_come_from_the_config() {

@@ -41,6 +41,8 @@ pub struct SocketLimits {
     pub(super) refusals: super::refusals::Refusals,
     /// Previews running per uid, and the global queue they wait in.
     pub(super) previews: super::jobs::Previews,
+    /// Recent admin answers per caller, so no user lookup runs on the reactor.
+    pub(super) admins: auth::AdminCache,
 }
 
 impl Shared {
@@ -66,8 +68,10 @@ pub async fn handle(
     }
     match command {
         Command::Status {} => {
-            let admins = shared.config().server.admins.clone();
-            read::status(shared, auth::check_admin(&admins, peer).err()).await
+            let config = shared.config();
+            let refused = shared.limits.admins.check(&config, peer).await.err();
+            drop(config);
+            read::status(shared, refused).await
         }
         Command::Groups {} => read::groups(shared, current_group(shared, peer).await?).await,
         Command::Ls { group, all } => {
@@ -213,8 +217,10 @@ pub async fn handle(
 /// of one uid are coalesced (`refusals`): the first of a window is audited with a bounded
 /// detail, the rest are counted into one summary.
 async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result<(), ErrorBody> {
-    let admins = shared.config().server.admins.clone();
-    let Err(message) = auth::check_admin(&admins, peer) else {
+    let config = shared.config();
+    let checked = shared.limits.admins.check(&config, peer).await;
+    drop(config);
+    let Err(message) = checked else {
         return Ok(());
     };
     let action = match command {

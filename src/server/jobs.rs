@@ -240,7 +240,7 @@ pub async fn add_preview(
     }
     let config = shared.config();
     let previews = &shared.limits.previews;
-    let _turn = if super::auth::is_privileged(&config.server.admins, peer) {
+    let _turn = if shared.limits.admins.privileged(&config, peer).await {
         None
     } else {
         let uid = peer.map_or(u32::MAX, |p| p.uid);

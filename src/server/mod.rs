@@ -170,7 +170,7 @@ pub async fn serve(listener: Listener, shared: Arc<Shared>, shutdown: Cancellati
                 })
             });
             let config = shared.config();
-            let privileged = auth::is_privileged(&config.server.admins, peer);
+            let privileged = shared.limits.admins.privileged(&config, peer).await;
             let limits = slots::Limits::of(&config.server);
             let span = tracing::debug_span!("connection", uid = peer.map(|p| p.uid));
             match slots.admit(peer.map(|p| p.uid), privileged, &limits) {

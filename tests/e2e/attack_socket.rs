@@ -530,6 +530,8 @@ fn previews_are_capped_per_uid_and_queued_globally() {
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let most = watcher.join().unwrap();
     eprintln!("at most {most} parse workers ran for 6 parallel previews");
+    // At least one: a poller that never saw a worker proves nothing about the cap.
+    assert!(most >= 1, "the poller never saw a parse worker");
     assert!(most <= 2, "{most} parse workers at once");
 }
 

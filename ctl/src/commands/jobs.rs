@@ -19,6 +19,24 @@ use std::time::Duration;
 /// How often `--wait` asks for the jobs' state.
 const POLL: Duration = Duration::from_millis(200);
 
+/// At most this many job ids per `jobs` request while following: the default of the daemon's
+/// `server.max_targets`, so a `--wait` on more jobs than that asks in several requests instead
+/// of being refused after the jobs were queued.
+const POLL_IDS: usize = 1000;
+
+/// The `jobs` requests that ask for the state of `ids`, none naming more than `POLL_IDS`.
+fn poll_requests(ids: &[i64]) -> Vec<Command> {
+    ids.chunks(POLL_IDS)
+        .map(|chunk| Command::Jobs {
+            group: None,
+            all: false,
+            state: None,
+            ids: chunk.to_vec(),
+            limit: None,
+        })
+        .collect()
+}
+
 pub fn reembed(
     client: &mut Client,
     options: &Options,
@@ -142,13 +160,10 @@ fn follow(client: &mut Client, ids: &[i64], options: &Options) -> Result<Vec<Job
         .progress_chars("=> ");
     let mut shown: BTreeMap<i64, ProgressBar> = BTreeMap::new();
     loop {
-        let jobs: Vec<JobInfo> = client.call(&Command::Jobs {
-            group: None,
-            all: false,
-            state: None,
-            ids: ids.to_vec(),
-            limit: None,
-        })?;
+        let mut jobs: Vec<JobInfo> = Vec::with_capacity(ids.len());
+        for request in poll_requests(ids) {
+            jobs.extend(client.call::<Vec<JobInfo>>(&request)?);
+        }
         for job in &jobs {
             let bar = shown.entry(job.id).or_insert_with(|| {
                 let bar = bars.add(ProgressBar::new(job.progress.total));
@@ -232,6 +247,25 @@ fn render(jobs: &[JobInfo], tz: &TimeZone) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn following_many_jobs_asks_in_requests_the_daemon_accepts() {
+        let ids: Vec<i64> = (1..=2_500).collect();
+        let requests = poll_requests(&ids);
+        assert_eq!(requests.len(), 3);
+        let mut asked = Vec::new();
+        for request in &requests {
+            // The daemon's own bound, at its default of 1,000 targets.
+            assert_eq!(request.check_bounds(1000), Ok(()));
+            let Command::Jobs { ids, .. } = request else {
+                panic!("not a jobs request: {request:?}");
+            };
+            asked.extend_from_slice(ids);
+        }
+        assert_eq!(asked, ids, "every id once, in order");
+        assert_eq!(poll_requests(&ids[..1000]).len(), 1);
+        assert!(poll_requests(&[]).is_empty());
+    }
     use ingestd::protocol::{Progress, QueuePosition};
 
     pub fn job(id: i64, state: JobState) -> JobInfo {
