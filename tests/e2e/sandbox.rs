@@ -1,7 +1,8 @@
 //! The parse worker's sandbox: a reader taken over by a hostile file gets nothing worth
 //! stealing. From inside a worker (the `escape` test hook, debug builds only) opening
-//! `/etc/passwd`, creating a socket, connecting, `execve` and regaining root all fail, and the
-//! worker is not root when the daemon is; `status` says what confines the workers; a start as
+//! `/etc/passwd`, creating a socket, connecting, `execve`, regaining root, executable memory,
+//! `fork`/`clone`, killing or tracing its parent and reading its parent's limits all fail; the
+//! worker is not root when the daemon is, and then cannot even stat `/etc/passwd`; `status` says what confines the workers; a start as
 //! root with a worker user that does not exist is refused with the key's name.
 
 use crate::helper::Daemon;
@@ -109,6 +110,13 @@ mod hooked {
             "tcp_connect",
             "execve",
             "setuid_root",
+            "mmap_exec",
+            "mprotect_exec",
+            "fork",
+            "clone",
+            "kill_parent",
+            "ptrace_parent",
+            "prlimit_parent",
         ] {
             let error = seen[attempt]
                 .as_str()
@@ -122,6 +130,18 @@ mod hooked {
             assert_ne!(seen["uid"], 0, "the worker reads as root: {seen}");
             assert_ne!(seen["gid"], 0, "the worker reads in group root: {seen}");
             assert_eq!(seen["groups"], serde_json::json!([]), "{seen}");
+            // Rooted in an empty directory, no path resolves, even through the stat the
+            // filter has to let by.
+            let stat = seen["stat_etc_passwd"]
+                .as_str()
+                .unwrap_or_else(|| panic!("the worker can stat /etc/passwd: {seen}"));
+            assert!(stat.contains("No such file"), "{seen}");
+        } else {
+            eprintln!(
+                "not root: the worker is not chrooted, so stat of a path with AT_EMPTY_PATH \
+                 is not checked (got {})",
+                seen["stat_etc_passwd"]
+            );
         }
     }
 

@@ -37,7 +37,9 @@ pub enum Hook {
     Inspect,
     /// Answer with a rejection whose reason reports, as JSON, what an attacker who took over
     /// the reader gets: opening `/etc/passwd`, creating a socket, `execve`, regaining root
-    /// (each an error message, or `null` if it worked), and the uid, gid and groups it holds.
+    /// (each an error message, or `null` if it worked), and the uid, gid and groups it holds;
+    /// also executable memory (`mmap`, `mprotect`), `fork`, a raw `clone`, killing or tracing
+    /// the daemon, another process's limits, and stat of `/etc/passwd` with `AT_EMPTY_PATH`.
     Escape,
 }
 
@@ -184,7 +186,8 @@ fn escape() -> serde_json::Value {
             .map(drop)
             .map_err(|e| e.to_string());
     let root = setuid(Uid::from_raw(0)).map_err(|e| e.to_string());
-    serde_json::json!({
+    let more = escape_more();
+    let mut seen = serde_json::json!({
         "open_etc_passwd": outcome(open),
         "unix_socket": outcome(socket),
         "tcp_connect": outcome(tcp),
@@ -193,5 +196,126 @@ fn escape() -> serde_json::Value {
         "uid": getuid().as_raw(),
         "gid": getgid().as_raw(),
         "groups": getgroups().map(|g| g.iter().map(|g| g.as_raw()).collect::<Vec<_>>()).ok(),
-    })
+    });
+    for (key, result) in more {
+        seen[key] = outcome(result);
+    }
+    seen
+}
+
+/// The attempts made through raw system calls, each `Err(message)` when refused.
+fn escape_more() -> Vec<(&'static str, Result<(), String>)> {
+    use nix::libc;
+    let last = || Err(std::io::Error::last_os_error().to_string());
+    let page = 4096;
+    // SAFETY: anonymous mappings of one page, unmapped again if they were made; no pointer of
+    // ours is passed to the kernel but the mapping's own.
+    let mmap_exec = unsafe {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            page,
+            libc::PROT_READ | libc::PROT_EXEC,
+            flags,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            last()
+        } else {
+            libc::munmap(p, page);
+            Ok(())
+        }
+    };
+    // SAFETY: as above; the page is ours and unmapped after.
+    let mprotect_exec = unsafe {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            Err(format!(
+                "mmap without PROT_EXEC failed: {}",
+                std::io::Error::last_os_error()
+            ))
+        } else {
+            let r = if libc::mprotect(p, page, libc::PROT_READ | libc::PROT_EXEC) == 0 {
+                Ok(())
+            } else {
+                last()
+            };
+            libc::munmap(p, page);
+            r
+        }
+    };
+    // A child that exists ends at once, without running anything of ours.
+    // SAFETY: the worker is single-threaded; a child only calls _exit.
+    let fork = match unsafe { libc::fork() } {
+        -1 => last(),
+        0 => unsafe { libc::_exit(0) },
+        _ => Ok(()),
+    };
+    // SAFETY: clone with no new stack behaves as fork; the child only calls _exit.
+    let clone = match unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD, 0, 0, 0, 0) } {
+        -1 => last(),
+        0 => unsafe { libc::_exit(0) },
+        _ => Ok(()),
+    };
+    let parent = nix::unistd::getppid().as_raw();
+    // A hole here kills the daemon (or the test), which fails as loudly as it should.
+    // SAFETY: kill takes no pointer.
+    let kill = match unsafe { libc::kill(parent, libc::SIGKILL) } {
+        0 => Ok(()),
+        _ => last(),
+    };
+    // SAFETY: PTRACE_ATTACH takes no pointer; a parent stopped by a successful attach is
+    // released at once.
+    let ptrace = unsafe {
+        let null = std::ptr::null_mut::<libc::c_void>();
+        if libc::ptrace(libc::PTRACE_ATTACH, parent, null, null) == 0 {
+            libc::ptrace(libc::PTRACE_DETACH, parent, null, null);
+            Ok(())
+        } else {
+            last()
+        }
+    };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: reads into a local rlimit; no new limit is passed.
+    let parent_limits =
+        match unsafe { libc::prlimit(parent, libc::RLIMIT_NOFILE, std::ptr::null(), &mut limit) } {
+            0 => Ok(()),
+            _ => last(),
+        };
+    // The path-taking stat the filter cannot tell from fstat (see sandbox::empty_root).
+    // SAFETY: a NUL-terminated path and a local stat buffer.
+    let stat = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        match libc::fstatat(
+            libc::AT_FDCWD,
+            c"/etc/passwd".as_ptr(),
+            &mut st,
+            libc::AT_EMPTY_PATH,
+        ) {
+            0 => Ok(()),
+            _ => last(),
+        }
+    };
+    vec![
+        ("mmap_exec", mmap_exec),
+        ("mprotect_exec", mprotect_exec),
+        ("fork", fork),
+        ("clone", clone),
+        ("kill_parent", kill),
+        ("ptrace_parent", ptrace),
+        ("prlimit_parent", parent_limits),
+        ("stat_etc_passwd", stat),
+    ]
 }

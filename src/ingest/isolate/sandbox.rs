@@ -9,7 +9,9 @@
 //! access (where the kernel has Landlock), and under a seccomp filter that allows reading and
 //! writing the descriptors it already holds, memory, time, signals and exit — no `open`, no
 //! `socket`, no `execve`, no `fork`. The file arrives already open (its stdin), so nothing
-//! needs a path.
+//! needs a path. When the daemon is root the worker is also chrooted into an empty, deleted
+//! directory before it drops root, so the one path-taking call the filter cannot tell from
+//! `fstat` (`newfstatat`/`statx` with `AT_EMPTY_PATH`) finds nothing.
 //!
 //! The uid change, no-new-privs and seccomp fail closed: a worker that cannot apply one of them
 //! exits with an error before reading, and its file is reported, never read unconfined.
@@ -141,6 +143,10 @@ pub(super) fn enter(
     user: Option<WorkerUser>,
     parent: u32,
 ) -> Result<WorkerSandbox, SandboxFailure> {
+    // Root only: chroot needs the privilege the uid switch gives up.
+    if user.is_some() {
+        empty_root()?;
+    }
     switch_user(user)?;
     // A change of credentials clears the death signal: arm it again (`prctl` is refused once
     // the filter is in), and make sure the daemon did not die in between.
@@ -170,6 +176,36 @@ pub(super) fn enter(
         seccomp: seccomp_mode() == Some(2),
         error: None,
     })
+}
+
+/// Make an empty, deleted directory this process's root, so that no path names anything.
+///
+/// The filter must let `fstat` through, and glibc's `fstat` is `newfstatat`/`statx` with
+/// `AT_EMPTY_PATH`; a BPF filter cannot read the path argument, so the same call with a real
+/// path passes the filter, and Landlock does not cover stat. Rooted in a directory that no
+/// longer exists, every path lookup below `/` ends in ENOENT: a taken-over reader cannot learn
+/// whether a path exists, its size or owner. The directory is removed before the chroot, so
+/// nothing is left behind and nothing can be created in it (a deleted directory takes no new
+/// entries, even for root).
+fn empty_root() -> Result<(), SandboxFailure> {
+    use std::os::unix::fs::DirBuilderExt;
+    // The environment is cleared, so this is /tmp: sticky, so no one else can rename or
+    // replace a root-owned directory in it between the steps below.
+    let dir = std::env::temp_dir().join(format!("ingestd-worker-root-{}", std::process::id()));
+    // A directory left by a worker of the same pid that died between mkdir and rmdir.
+    let _ = std::fs::remove_dir(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o555)
+        .create(&dir)
+        .map_err(|e| failed("create an empty root directory")(format!("{}: {e}", dir.display())))?;
+    let entered = nix::unistd::chdir(&dir);
+    let removed = std::fs::remove_dir(&dir);
+    entered.map_err(|e| failed("enter the empty root directory")(e.to_string()))?;
+    removed.map_err(|e| failed("remove the empty root directory")(e.to_string()))?;
+    nix::unistd::chroot(".")
+        .map_err(|e| failed("chroot into an empty directory")(e.to_string()))?;
+    nix::unistd::chdir("/").map_err(|e| failed("chroot into an empty directory")(e.to_string()))?;
+    Ok(())
 }
 
 /// Become `user`, in no supplementary group, for good; or, with no user, make sure we are not
@@ -310,7 +346,9 @@ fn seccomp_program() -> Result<seccompiler::BpfProgram, String> {
     let no_exec = || cond(2, Len::Dword, Op::MaskedEq(libc::PROT_EXEC as u64), 0);
     rules.insert(libc::SYS_mmap, vec![rule(vec![no_exec()?])?]);
     rules.insert(libc::SYS_mprotect, vec![rule(vec![no_exec()?])?]);
-    // fstat of a descriptor (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)).
+    // fstat of a descriptor (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)). The path is a
+    // pointer the filter cannot read, so a real path with AT_EMPTY_PATH passes too: when the
+    // daemon is root, `empty_root` leaves no path to stat; otherwise see docs/operations.md.
     let empty_path = libc::AT_EMPTY_PATH as u64;
     rules.insert(
         libc::SYS_newfstatat,
@@ -336,10 +374,13 @@ fn seccomp_program() -> Result<seccompiler::BpfProgram, String> {
         .map(|cmd| rule(vec![cond(1, Len::Dword, Op::Eq, cmd as u64)?]))
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_fcntl, fcntl);
-    // Reading limits, never setting them.
+    // Reading its own limits (pid 0), never setting them, never reading another process's.
     rules.insert(
         libc::SYS_prlimit64,
-        vec![rule(vec![cond(2, Len::Qword, Op::Eq, 0)?])?],
+        vec![rule(vec![
+            cond(0, Len::Dword, Op::Eq, 0)?,
+            cond(2, Len::Qword, Op::Eq, 0)?,
+        ])?],
     );
     // Reading the worker's own state (the debug hooks report it).
     let prctl = [
