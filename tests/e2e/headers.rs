@@ -76,3 +76,42 @@ fn a_csv_whose_text_no_encoding_reads_is_rejected_with_the_reason() {
         None => panic!("accepted as {:?}", source.columns),
     }
 }
+
+/// A CSV that is plain ASCII for more than the first 64 KiB and has one Windows-1252 byte
+/// further down: the encoding is only found where that byte is, by a second look at the file
+/// from there. That look happens inside the sandboxed parse worker, which may open nothing.
+#[test]
+fn a_late_windows_1252_byte_is_read_in_the_sandboxed_worker() {
+    let daemon = Daemon::start();
+    // Long rows, so that the last one is within the rows a preview may show.
+    let note = "n".repeat(100);
+    let mut bytes = b"name,city,note\n".to_vec();
+    let mut rows = 1;
+    while bytes.len() < 70 * 1024 {
+        bytes.extend_from_slice(format!("person {rows},Paris,{note}\n").as_bytes());
+        rows += 1;
+    }
+    // "José" in Windows-1252: é is the single byte 0xE9, invalid as UTF-8.
+    bytes.extend_from_slice(b"Jos\xe9,Lyon,x\n");
+    daemon.drop_file("g", "late.csv", &bytes);
+    let source = daemon.wait_settled("g", "late.csv");
+    assert_eq!(source.reason, None, "rejected");
+    assert_eq!(source.columns, ["name", "city", "note"]);
+    assert_eq!(source.rows, Some(rows));
+
+    let preview = daemon.ctl_json(&[
+        "show",
+        "-g",
+        "g",
+        "late.csv",
+        "--preview",
+        &rows.to_string(),
+    ]);
+    let all = preview["preview"].to_string();
+    assert!(all.contains("José"), "{all}");
+    let json = daemon.ctl_json(&["show", "-g", "g", "late.csv"]);
+    assert_eq!(
+        json["versions"][0]["reading"]["encoding"], "windows-1252",
+        "{json}"
+    );
+}

@@ -14,6 +14,7 @@
 //! does, apart from joining two header rows with ` / `.
 
 use super::is_blank;
+use std::collections::HashMap;
 
 /// How many leading rows a reader hands to [`find_header`].
 pub const HEADER_SEARCH_ROWS: usize = 30;
@@ -21,6 +22,10 @@ pub const HEADER_SEARCH_ROWS: usize = 30;
 /// Data rows below a candidate that are compared with it: enough to see a column's type, few
 /// enough that notes far below the table do not count.
 const PROFILE_ROWS: usize = 10;
+
+/// The widest rows searched for a two-row header: the search is linear in the width, but a
+/// header that wide is a machine's, never merged labels over names.
+const MAX_GROUP_WIDTH: usize = 16_384;
 
 /// No row among the first ones looks like a header: they are all blank.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,7 +96,7 @@ impl Header {
             .map(|i| {
                 let sub = lower.get(i).map_or("", |c| super::clean_name(c));
                 let own = upper.get(i).map_or("", |c| super::clean_name(c));
-                let group = groups.get(i).map_or("", String::as_str);
+                let group = groups.get(i).copied().unwrap_or("");
                 match (group.is_empty(), sub.is_empty()) {
                     (false, false) => format!("{group} / {sub}"),
                     (true, _) => sub.to_string(),
@@ -103,12 +108,15 @@ impl Header {
             .collect()
     }
 
-    /// "header on row 4 (3 rows above it skipped: a title, 2 blank)", with 1-based `row` as the
-    /// reader numbers it (a line or a sheet row) and the rows above as counted.
-    pub fn describe(&self, unit: &str, number: u64) -> String {
+    /// "header on row 4 (3 rows above it skipped: a title, 2 blank)", with `number` giving the
+    /// 1-based number of a row handed to [`find_header`] as the reader counts it (a line or a
+    /// sheet row): each row of a two-row header is named by its own number, since a CSV's
+    /// blank lines and quoted line breaks put more than one line between them.
+    pub fn describe(&self, unit: &str, number: impl Fn(usize) -> u64) -> String {
+        let row = number(self.row);
         let mut text = match self.upper {
-            Some(_) => format!("two-row header on {unit}s {} and {number}", number - 1),
-            None => format!("header on {unit} {number}"),
+            Some(upper) => format!("two-row header on {unit}s {} and {row}", number(upper)),
+            None => format!("header on {unit} {row}"),
         };
         if !self.above.is_empty() {
             let n = self.above.len();
@@ -167,8 +175,12 @@ pub fn find_header(rows: &[Vec<String>]) -> Result<Header, NoHeaderRow> {
             looked_at: rows.len(),
         })?;
     let row = better_header(&facts, first).unwrap_or(first);
+    // Only a row the search kept may be a group row: one skipped as a title stays above. Past
+    // MAX_GROUP_WIDTH columns no one reads two header rows as one, and it is not looked for.
     let upper = row
         .checked_sub(1)
+        .filter(|&u| u >= first)
+        .filter(|&u| rows[u].len().max(rows[row].len()) <= MAX_GROUP_WIDTH)
         .filter(|&u| is_group_row(&facts[u], &rows[u], &rows[row]));
     let top = upper.unwrap_or(row);
     let above = facts[..top].iter().map(Row::kind_above).collect();
@@ -239,29 +251,33 @@ fn is_group_row(upper: &Row, upper_cells: &[String], lower_cells: &[String]) -> 
         return true;
     }
     // Or its labels, carried right as merged cells are, tell apart names the lower row repeats.
+    // A repeated name is told apart when its label is no other's of the same name: counted
+    // once per name and per (name, label), so a wide row costs its width, not its square.
     let groups = filled_forward(upper_cells, lower_cells.len());
     let names: Vec<&str> = lower_cells.iter().map(|c| super::clean_name(c)).collect();
-    let repeated =
-        |i: usize| !names[i].is_empty() && names.iter().filter(|n| **n == names[i]).count() > 1;
-    let told_apart = (0..names.len())
-        .filter(|&i| repeated(i))
-        .filter(|&i| {
-            let mut same = (0..names.len()).filter(|&j| names[j] == names[i] && j != i);
-            !groups[i].is_empty() && same.all(|j| groups[j] != groups[i])
-        })
-        .count();
-    told_apart > 0
+    let mut per_name: HashMap<&str, usize> = HashMap::new();
+    let mut per_label: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, name) in names.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
+        *per_name.entry(name).or_default() += 1;
+        *per_label.entry((name, groups[i])).or_default() += 1;
+    }
+    names.iter().enumerate().any(|(i, name)| {
+        !name.is_empty()
+            && !groups[i].is_empty()
+            && per_name[name] > 1
+            && per_label[&(*name, groups[i])] == 1
+    })
 }
 
 /// Each position's group label: the nearest filled cell at or left of it, within `width`.
-fn filled_forward(cells: &[String], width: usize) -> Vec<String> {
-    let mut current = String::new();
+fn filled_forward(cells: &[String], width: usize) -> Vec<&str> {
+    let mut current = "";
     (0..width.max(cells.len()))
         .map(|i| {
             if let Some(cell) = cells.get(i).filter(|c| !is_blank(c)) {
-                current = super::clean_name(cell).to_string();
+                current = super::clean_name(cell);
             }
-            current.clone()
+            current
         })
         .collect()
 }
@@ -289,7 +305,8 @@ struct Row {
     has_total: bool,
     /// A "Key: value" line: its first cell, and only that one, ends with a colon.
     keyed: bool,
-    /// A units row: two or more cells, every one in parentheses or brackets.
+    /// A units row: two or more cells, every one words in parentheses or brackets (`(1200)` is
+    /// an accounting negative, not a unit).
     units: bool,
 }
 
@@ -302,14 +319,16 @@ impl Row {
             .iter()
             .rposition(|k| *k != Kind::Blank)
             .map_or(0, |i| i + 1);
-        // A total line: a "Total:" cell with a number right after it. A column named "Total"
-        // in a header has another name next to it.
+        // A total line: a "Total:" cell with a number right after it that ends the row. A
+        // column named "Total" in a header has another name next to it, or more after the
+        // number (`Country,Total,2019,2020`: years as names). A row narrow next to the table
+        // is skipped as a title whatever it holds.
         let has_total = cells.iter().enumerate().any(|(i, c)| {
             is_total(c)
                 && cells[i + 1..]
                     .iter()
-                    .find(|c| !is_blank(c))
-                    .is_some_and(|next| kind(next) == Kind::Typed)
+                    .position(|c| !is_blank(c))
+                    .is_some_and(|at| kinds[i + 1 + at] == Kind::Typed && i + 2 + at == extent)
         });
         let mut labels = cells
             .iter()
@@ -320,8 +339,9 @@ impl Row {
         let units = filled >= 2
             && cells.iter().map(|c| super::clean_name(c)).all(|c| {
                 c.is_empty()
-                    || (c.starts_with('(') && c.ends_with(')'))
-                    || (c.starts_with('[') && c.ends_with(']'))
+                    || (((c.starts_with('(') && c.ends_with(')'))
+                        || (c.starts_with('[') && c.ends_with(']')))
+                        && kind(c) == Kind::Text)
             });
         Row {
             kinds,

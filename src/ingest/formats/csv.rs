@@ -13,7 +13,7 @@
 //! a quoted field runs). It never writes, and never decides anything from the file's name.
 
 use super::rows::{MAX_VALUE_BYTES, Sink};
-use super::text::{self, Encoding, InvalidUtf8, SNIFF_BYTES};
+use super::text::{self, Encoding, InvalidUtf8, NotInEncoding, SNIFF_BYTES};
 use super::{Extracted, Format, Rejection, disguise, sniff};
 use crate::ingest::columns::{self, ExtraCells, HEADER_SEARCH_ROWS};
 use crate::protocol::Reading;
@@ -63,6 +63,9 @@ fn read(
     match read_table(file, head, encoding, delimiter, sink.as_deref_mut()) {
         Ok(extracted) => Ok(extracted),
         Err(Failure::Rejected(rejection)) => Err(rejection),
+        Err(Failure::NotInEncoding { offset, encoding }) => {
+            Err(not_in_encoding(path, offset, encoding))
+        }
         Err(Failure::NotUtf8 { offset }) => {
             let line = text::line_at(path, offset)?;
             if !may_retry {
@@ -81,6 +84,9 @@ fn read(
             let (file, head) = open_with_head(path)?;
             read_table(file, head, fallback, delimiter, sink).map_err(|failure| match failure {
                 Failure::Rejected(rejection) => rejection,
+                Failure::NotInEncoding { offset, encoding } => {
+                    not_in_encoding(path, offset, encoding)
+                }
                 // The detected encoding decodes as UTF-8 only; kept total all the same.
                 Failure::NotUtf8 { offset } => {
                     Rejection::new(format!("byte {offset} cannot be read as text"))
@@ -98,6 +104,35 @@ enum Failure {
     NotUtf8 {
         offset: u64,
     },
+    /// At this byte of the file, text the detected encoding does not read.
+    NotInEncoding {
+        offset: u64,
+        encoding: &'static str,
+    },
+}
+
+/// The rejection of a file whose detected encoding stops reading it at byte `offset`.
+fn not_in_encoding(path: &Path, offset: u64, encoding: &str) -> Rejection {
+    match text::line_at(path, offset) {
+        Ok(line) => Rejection::new(format!(
+            "line {line} cannot be read: it is not valid {encoding}, the encoding detected from \
+             the text before it; save the whole file as UTF-8"
+        )),
+        Err(rejection) => rejection,
+    }
+}
+
+/// The failure an I/O error from the decoded text stands for, if it is about the text.
+fn text_failure(error: &io::Error) -> Option<Failure> {
+    let inner = error.get_ref()?;
+    if let Some(InvalidUtf8(offset)) = inner.downcast_ref::<InvalidUtf8>() {
+        return Some(Failure::NotUtf8 { offset: *offset });
+    }
+    let NotInEncoding { offset, encoding } = inner.downcast_ref::<NotInEncoding>()?;
+    Some(Failure::NotInEncoding {
+        offset: *offset,
+        encoding,
+    })
 }
 
 impl From<Rejection> for Failure {
@@ -108,13 +143,9 @@ impl From<Rejection> for Failure {
 
 impl From<io::Error> for Failure {
     fn from(error: io::Error) -> Self {
-        match error
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<InvalidUtf8>())
-        {
-            Some(InvalidUtf8(offset)) => Failure::NotUtf8 { offset: *offset },
-            None => Failure::Rejected(Rejection::new(format!("it could not be read: {error}"))),
-        }
+        text_failure(&error).unwrap_or_else(|| {
+            Failure::Rejected(Rejection::new(format!("it could not be read: {error}")))
+        })
     }
 }
 
@@ -304,7 +335,7 @@ fn read_table(
     let (names, mut skipped) = columns::header_columns(header);
     let mut notes = vec![encoding.note(), dialect.note];
     let header_line = records.line_of(&first[header_index]);
-    let described = found.describe("line", header_line);
+    let described = found.describe("line", |i| records.line_of(&first[i]));
     if header_index > 0 {
         notes.push(described.clone());
     }
@@ -375,8 +406,8 @@ impl Records {
     /// Read the next record into `self.record`; `false` at the end of the file.
     fn advance(&mut self) -> Result<bool, Failure> {
         self.csv.read_byte_record(&mut self.record).map_err(|e| {
-            if let Some(offset) = invalid_utf8_offset(&e) {
-                return Failure::NotUtf8 { offset };
+            if let Some(failure) = text_failure_of(&e) {
+                return failure;
             }
             let line = e.position().map_or(0, |p| p.line()) + self.line_offset;
             Rejection::new(format!("line {line} cannot be read: {e}")).into()
@@ -405,12 +436,11 @@ impl Records {
     }
 }
 
-fn invalid_utf8_offset(error: &csv::Error) -> Option<u64> {
+fn text_failure_of(error: &csv::Error) -> Option<Failure> {
     let csv::ErrorKind::Io(io) = error.kind() else {
         return None;
     };
-    let InvalidUtf8(offset) = io.get_ref()?.downcast_ref::<InvalidUtf8>()?;
-    Some(*offset)
+    text_failure(io)
 }
 
 /// The rejection for a file whose first rows are all blank: empty, blank throughout, or with

@@ -372,9 +372,9 @@ fn sheet_note(name: &str, sheets: &[Sheet], named: bool) -> String {
 
 /// Where the header is and what was left out, for the catalog's notes.
 fn table_notes(table: &Table) -> Vec<String> {
-    let mut header = table
-        .header
-        .describe("row", u64::from(table.header_row) + 1);
+    let mut header = table.header.describe("row", |i| {
+        u64::from(table.header_row) + 1 + i as u64 - table.header.row as u64
+    });
     if table.left > 0 {
         let columns = format!(
             ", columns {} to {}",

@@ -152,7 +152,7 @@ fn is_stray_control(c: char) -> bool {
 /// UTF-8 (on line `line`).
 pub(super) fn guess_from(path: &Path, offset: u64, line: u64) -> Result<Encoding, Rejection> {
     let unreadable = |e: io::Error| Rejection::new(format!("it could not be read: {e}"));
-    let mut file = File::open(path).map_err(unreadable)?;
+    let mut file = super::input::open(path).map_err(unreadable)?;
     io::Seek::seek(&mut file, io::SeekFrom::Start(offset)).map_err(unreadable)?;
     let mut bytes = Vec::with_capacity(SNIFF_BYTES);
     file.take(SNIFF_BYTES as u64)
@@ -218,7 +218,11 @@ pub(super) fn decoded(encoding: Encoding, head: Vec<u8>, file: File) -> Box<dyn 
         Encoding::Utf32Be => return Box::new(Utf32ToUtf8::new(source, false)),
         Encoding::Utf16Le => UTF_16LE,
         Encoding::Utf16Be => UTF_16BE,
-        Encoding::Detected { encoding, .. } => encoding,
+        // A guess checked on the first bytes only: the rest is checked as it is decoded, so
+        // bytes the guess cannot read reject the file instead of turning into U+FFFD.
+        Encoding::Detected { encoding, .. } => {
+            return Box::new(StrictDecoder::new(source, encoding));
+        }
     };
     let decoder = DecodeReaderBytesBuilder::new()
         .encoding(Some(transcode_from))
@@ -236,6 +240,104 @@ pub(super) fn line_breaks(text: &[u8], mut previous: u8) -> u64 {
         previous = byte;
     }
     breaks
+}
+
+/// Bytes at this offset of the file that are not text in the encoding detected for it.
+#[derive(Debug, thiserror::Error)]
+#[error("byte {offset} is not valid {encoding}")]
+pub(super) struct NotInEncoding {
+    pub(super) offset: u64,
+    pub(super) encoding: &'static str,
+}
+
+/// A legacy encoding decoded to UTF-8 without replacement: the first malformed sequence ends
+/// the stream with a [`NotInEncoding`] error rather than a U+FFFD in the table.
+pub(super) struct StrictDecoder<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    encoding: &'static encoding_rs::Encoding,
+    input: Box<[u8]>,
+    /// Undecoded bytes are `input[start..end]`.
+    start: usize,
+    end: usize,
+    /// File offset of `input[start]`.
+    offset: u64,
+    output: Box<[u8]>,
+    /// Decoded bytes not handed out yet are `output[out_start..out_end]`.
+    out_start: usize,
+    out_end: usize,
+    /// The input has ended (and the decoder was told so).
+    ended: bool,
+}
+
+impl<R: Read> StrictDecoder<R> {
+    pub(super) fn new(inner: R, encoding: &'static encoding_rs::Encoding) -> Self {
+        let decoder = encoding.new_decoder_without_bom_handling();
+        // Room for any one chunk of input: no legacy encoding triples in UTF-8 and more.
+        let room = decoder
+            .max_utf8_buffer_length_without_replacement(SNIFF_BYTES)
+            .unwrap_or(4 * SNIFF_BYTES);
+        Self {
+            inner,
+            decoder,
+            encoding,
+            input: vec![0; SNIFF_BYTES].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            offset: 0,
+            output: vec![0; room].into_boxed_slice(),
+            out_start: 0,
+            out_end: 0,
+            ended: false,
+        }
+    }
+
+    /// Decode the next chunk into `output`; `false` at the end of the input.
+    fn refill(&mut self) -> io::Result<bool> {
+        (self.out_start, self.out_end) = (0, 0);
+        while self.out_end == 0 {
+            if self.ended {
+                return Ok(false);
+            }
+            if self.start == self.end {
+                (self.start, self.end) = (0, read_retrying(&mut self.inner, &mut self.input)?);
+            }
+            let last = self.start == self.end;
+            let (result, read, written) = self.decoder.decode_to_utf8_without_replacement(
+                &self.input[self.start..self.end],
+                &mut self.output,
+                last,
+            );
+            self.start += read;
+            self.offset += read as u64;
+            self.out_end = written;
+            match result {
+                encoding_rs::DecoderResult::InputEmpty => self.ended = last,
+                encoding_rs::DecoderResult::OutputFull => {}
+                encoding_rs::DecoderResult::Malformed(bad, after) => {
+                    let offset = self
+                        .offset
+                        .saturating_sub(u64::from(bad) + u64::from(after));
+                    let encoding = self.encoding.name();
+                    let error = NotInEncoding { offset, encoding };
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, error));
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for StrictDecoder<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.out_start == self.out_end && !self.refill()? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.out_end - self.out_start);
+        out[..n].copy_from_slice(&self.output[self.out_start..self.out_start + n]);
+        self.out_start += n;
+        Ok(n)
+    }
 }
 
 /// Invalid UTF-8 at this byte of the file.

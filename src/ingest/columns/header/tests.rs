@@ -103,8 +103,7 @@ fn rows_above_are_described() {
     ];
     for (text, want) in cases {
         let header = find_header(&table(text)).expect(text);
-        let number = header.row as u64 + 1;
-        assert_eq!(header.describe("line", number), *want, "{text}");
+        assert_eq!(header.describe("line", |i| i as u64 + 1), *want, "{text}");
     }
 }
 
@@ -198,7 +197,7 @@ proptest::proptest! {
                 }
                 let cells = header.cells(&rows);
                 proptest::prop_assert!(cells.len() >= rows[header.row].len());
-                let _ = header.describe("row", header.row as u64 + 1);
+                let _ = header.describe("row", |i| i as u64 + 1);
             }
             Err(none) => proptest::prop_assert_eq!(none.looked_at, rows.len().min(HEADER_SEARCH_ROWS)),
         }
@@ -212,4 +211,68 @@ proptest::proptest! {
             let _ = header.cells(&rows);
         }
     }
+}
+
+/// A `Total` column with years after it is a header, not a total line: a total line ends with
+/// its number (`Total:,45.92`).
+#[test]
+fn a_total_column_before_years_is_a_header() {
+    let rows = table("Country,Total,2019,2020\nFR,5,2,3\nDE,9,4,5");
+    let header = find_header(&rows).unwrap();
+    assert_eq!(header.row, 0);
+    assert_eq!(header.cells(&rows), ["Country", "Total", "2019", "2020"]);
+    // The number is the last filled cell: a total line, however wide.
+    let rows = table("Summary,,Total:,45.92\nname,city,street,zip\nA,B,C,D\nE,F,G,H");
+    let header = find_header(&rows).unwrap();
+    assert_eq!(
+        (header.row, header.above.as_slice()),
+        (1, &[Above::Total][..])
+    );
+}
+
+/// A title skipped above the header is never glued onto it as a group-label row.
+#[test]
+fn a_skipped_title_is_no_group_row() {
+    let rows = table("Report,2024-05-01\nDate,Open,Date,Close\n2024-05-01,1,2024-05-02,2");
+    let header = find_header(&rows).unwrap();
+    assert_eq!((header.row, header.upper), (1, None));
+    assert_eq!(header.cells(&rows), ["Date", "Open", "Date", "Close"]);
+    assert_eq!(header.above, [Above::Title]);
+}
+
+/// Accounting negatives `(1200)` under the names are data, not a row of units.
+#[test]
+fn negatives_in_parentheses_are_no_units_row() {
+    let rows = table("a,b,c\n(1200),(300),(5)\n4,5,6");
+    let header = find_header(&rows).unwrap();
+    assert_eq!((header.row, header.upper), (0, None));
+    assert_eq!(header.cells(&rows), ["a", "b", "c"]);
+}
+
+/// A very wide header takes time in proportion to its width: 200,000 columns, half of them
+/// repeated names under group labels, would take minutes were any step quadratic.
+#[test]
+fn a_very_wide_header_is_searched_in_linear_time() {
+    let width = 200_000;
+    let groups: Vec<String> = (0..width)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("g{i}")
+            } else {
+                String::new()
+            }
+        })
+        .collect();
+    let names: Vec<String> = (0..width).map(|i| format!("n{}", i % 2)).collect();
+    let data: Vec<String> = (0..width).map(|i| i.to_string()).collect();
+    let rows = vec![groups, names, data.clone(), data];
+    let header = find_header(&rows).unwrap();
+    assert_eq!(header.cells(&rows).len(), width);
+    // Too wide to be searched for a group row from the header search, but the test itself is
+    // linear too.
+    assert_eq!(header.upper, None);
+    assert!(is_group_row(&Row::of(&rows[0]), &rows[0], &rows[1]));
+    // The same shape, narrow: the group row is taken.
+    let narrow = table(",g0,,g1,\nid,n,m,n,m\n1,2,3,4,5\n6,7,8,9,10");
+    assert_eq!(find_header(&narrow).unwrap().upper, Some(0));
 }

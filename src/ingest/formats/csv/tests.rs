@@ -68,6 +68,9 @@ fn reads_small_tables() {
         ("CR-only title", b"Report\r\rid,x\r1,2\r".into(), None, &["id", "x"], 1, "header on line 3"),
         ("title under sep=", b"sep=;\r\nReport\r\n\r\nid;x\r\n1;2".into(), None, &["id", "x"], 1,
             "header on line 4"),
+        ("two-row header across a blank line", b",2023,,2024,\n\nRegion,Q1,Q2,Q1,Q2\nNorth,1,2,3,4\n".into(),
+            None, &["Region", "2023 / Q1", "2023 / Q2", "2024 / Q1", "2024 / Q2"], 1,
+            "two-row header on lines 1 and 3"),
         ("duplicates", b"a,a,a_2\n1,2,3\n".into(), None, &["a", "a_3", "a_2"], 1, ""),
         ("blank headers", b"a,,c, \n1,2,3,4\n".into(), None, &["a", "c"], 1, ""),
         ("invisible", "\u{A0}id\u{200B},name \n1,2\n".into(), None, &["id", "name"], 1, ""),
@@ -542,4 +545,31 @@ proptest::proptest! {
             Err(rejection) => proptest::prop_assert!(!rejection.reason.trim().is_empty()),
         }
     }
+}
+
+/// A detected encoding is checked on the whole file, not only on the start it was guessed
+/// from: bytes further down that it cannot read reject the file, naming their line, instead of
+/// turning into U+FFFD.
+#[test]
+fn bytes_the_detected_encoding_cannot_read_further_down_are_rejected() {
+    let (row, _, _) = encoding_rs::SHIFT_JIS.encode("山田太郎,30,東京都千代田区\n");
+    let mut input = encoding_rs::SHIFT_JIS
+        .encode("名前,年齢,住所\n")
+        .0
+        .into_owned();
+    while input.len() <= 2 * SNIFF_BYTES {
+        input.extend_from_slice(&row);
+    }
+    let line = 1 + input.iter().filter(|&&b| b == b'\n').count();
+    // 0xFF starts no Shift_JIS character.
+    input.extend_from_slice(b"\xff\xff,1,x\n");
+    input.extend_from_slice(&row);
+    let got = extract_bytes(&input, None).expect_err("a byte Shift_JIS does not read");
+    let want = format!("line {line} cannot be read: it is not valid Shift_JIS");
+    assert!(got.reason.starts_with(&want), "{}", got.reason);
+    // The same file without that line is read whole.
+    input.truncate(input.len() - row.len() - 8);
+    input.extend_from_slice(&row);
+    let got = extract_bytes(&input, None).expect("read as Shift_JIS");
+    assert_eq!(got.columns, ["名前", "年齢", "住所"]);
 }
