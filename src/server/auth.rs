@@ -81,7 +81,10 @@ pub fn check_admin(admins: &[String], peer: Option<Peer>) -> Result<(), String> 
 
 /// Does `peer` get the connection slots kept for administrators? Root, the daemon's own user
 /// and, when `server.admins` is set, its members. With no admins configured everyone may
-/// change state, but only root and the daemon's user get the reserved slots.
+/// change state, but only root and the daemon's user get the reserved slots. The daemon asks
+/// through [`AdminCache::privileged`], which answers the same without blocking; this plain
+/// form states the rule for the tests.
+#[cfg(test)]
 pub fn is_privileged(admins: &[String], peer: Option<Peer>) -> bool {
     let Some(who) = peer else {
         return false;
@@ -121,7 +124,8 @@ impl AdminCache {
         .await
     }
 
-    /// [`is_privileged`] under `config`, without blocking the caller's thread.
+    /// Does `peer` get the connection slots kept for administrators? Root, the daemon's own
+    /// user and, when `server.admins` is set, its members; without blocking the caller's thread.
     pub async fn privileged(&self, config: &Arc<Config>, peer: Option<Peer>) -> bool {
         let Some(who) = peer else {
             return false;

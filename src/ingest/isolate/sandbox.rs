@@ -191,9 +191,13 @@ fn empty_root() -> Result<(), SandboxFailure> {
     use std::os::unix::fs::DirBuilderExt;
     // The environment is cleared, so this is /tmp: sticky, so no one else can rename or
     // replace a root-owned directory in it between the steps below.
-    let dir = std::env::temp_dir().join(format!("ingestd-worker-root-{}", std::process::id()));
-    // A directory left by a worker of the same pid that died between mkdir and rmdir.
-    let _ = std::fs::remove_dir(&dir);
+    // A random name, so nobody can plant a folder or link there first and make every worker
+    // refuse to start (create_dir never follows or reuses what is there).
+    let dir = std::env::temp_dir().join(format!(
+        "ingestd-worker-root-{}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     std::fs::DirBuilder::new()
         .mode(0o555)
         .create(&dir)
