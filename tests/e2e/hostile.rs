@@ -185,7 +185,13 @@ mod hooked {
             "SIGKILL when the daemon dies: {seen}"
         );
         assert_eq!(seen["own_group"], true, "{seen}");
-        assert_eq!(seen["cwd"], "/", "{seen}");
+        if nix::unistd::geteuid().is_root() {
+            // Chrooted into an empty directory that was removed before the worker read a
+            // byte: even its own working directory has no path any more.
+            assert_eq!(seen["cwd"], serde_json::Value::Null, "{seen}");
+        } else {
+            assert_eq!(seen["cwd"], "/", "{seen}");
+        }
     }
 
     #[test]
