@@ -7,30 +7,16 @@
 //! `HTTP_BENCH_IN_FLIGHT` (default "1,4"); rows/s from the job's start to its swap, against
 //! the yardstick `max_in_flight × 32 / 0.05`.
 
-use ingestd::client::Client;
-use ingestd::protocol::{Command, JobInfo, JobState};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
 use common::stub::Stub;
-use common::{BenchDaemon, csv_of_rows, median};
+use common::{BenchDaemon, csv_of_rows, job_secs, median};
 
 const RUNS: usize = 3;
 const BATCH: usize = 32;
 const LATENCY: Duration = Duration::from_millis(50);
-
-fn jobs(client: &mut Client) -> Vec<JobInfo> {
-    client
-        .call(&Command::Jobs {
-            group: None,
-            all: true,
-            state: None,
-            ids: Vec::new(),
-            limit: None,
-        })
-        .unwrap()
-}
 
 fn main() {
     let rows: usize = std::env::var("HTTP_BENCH_ROWS")
@@ -58,26 +44,7 @@ fn main() {
                 &format!("rows{run}.csv"),
                 &csv_of_rows(rows, 100 + run as u64),
             );
-            let deadline = Instant::now() + Duration::from_secs(600);
-            let job = loop {
-                let all = jobs(&mut client);
-                if all.len() == run + 1
-                    && let Some(job) = all.last().filter(|j| j.state.is_final())
-                {
-                    break job.clone();
-                }
-                assert!(Instant::now() < deadline, "the job did not end");
-                std::thread::sleep(Duration::from_millis(20));
-            };
-            assert_eq!(job.state, JobState::Completed, "{job:?}");
-            let ms = |t: &Option<String>| {
-                t.as_deref()
-                    .unwrap()
-                    .parse::<jiff::Timestamp>()
-                    .unwrap()
-                    .as_millisecond()
-            };
-            let secs = (ms(&job.finished_at) - ms(&job.started_at)) as f64 / 1000.0;
+            let secs = job_secs(&mut client, &format!("rows{run}.csv"), "v1");
             rates.push(rows as f64 / secs);
         }
         let rate = median(rates);

@@ -12,29 +12,15 @@
 
 use ingestd::catalog::jobs::{NewRow, RowVector, text_hash};
 use ingestd::catalog::{Catalog, Ending};
-use ingestd::client::Client;
 use ingestd::events::Events;
 use ingestd::identity::Actor;
-use ingestd::protocol::{Command, JobInfo, JobState};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 mod common;
 
-use common::{BenchDaemon, csv_of_rows, median, peak_rss_mb};
+use common::{BenchDaemon, csv_of_rows, job_secs, median, peak_rss_mb};
 
 const RUNS: usize = 3;
-
-fn jobs(client: &mut Client) -> Vec<JobInfo> {
-    client
-        .call(&Command::Jobs {
-            group: None,
-            all: true,
-            state: None,
-            ids: Vec::new(),
-            limit: None,
-        })
-        .unwrap()
-}
 
 fn overhead() {
     let rows: usize = std::env::var("PIPELINE_BENCH_ROWS")
@@ -48,26 +34,7 @@ fn overhead() {
         // A new source each run: a re-embed of the same one would reuse every vector and
         // measure the copy (benches/reuse.rs does that), not the pipeline.
         daemon.drop_file("g", &format!("rows{run}.csv"), &csv_of_rows(rows, 7));
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let job = loop {
-            let all = jobs(&mut client);
-            if all.len() == run + 1
-                && let Some(job) = all.last().filter(|j| j.state.is_final())
-            {
-                break job.clone();
-            }
-            assert!(Instant::now() < deadline, "the job did not end");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert_eq!(job.state, JobState::Completed, "{job:?}");
-        let ms = |t: &Option<String>| {
-            t.as_deref()
-                .unwrap()
-                .parse::<jiff::Timestamp>()
-                .unwrap()
-                .as_millisecond()
-        };
-        let secs = (ms(&job.finished_at) - ms(&job.started_at)) as f64 / 1000.0;
+        let secs = job_secs(&mut client, &format!("rows{run}.csv"), "v1");
         rates.push(rows as f64 / secs);
     }
     println!(

@@ -12,55 +12,17 @@
 //! - `hashing`: no model cost at all, so both jobs are bound by SQLite (writing against
 //!   copying vectors): the floor of what reuse costs.
 
-use ingestd::client::Client;
-use ingestd::protocol::{Command, JobInfo, JobState};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
 use common::stub::Stub;
-use common::{BenchDaemon, csv_of_rows, median};
+use common::{BenchDaemon, csv_of_rows, job_secs, median};
 
 const RUNS: usize = 3;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-fn jobs(client: &mut Client) -> Vec<JobInfo> {
-    client
-        .call(&Command::Jobs {
-            group: None,
-            all: true,
-            state: None,
-            ids: Vec::new(),
-            limit: None,
-        })
-        .unwrap()
-}
-
-/// Wait for the job of `source` `version` to end; its start-to-swap time in seconds.
-fn job_secs(client: &mut Client, source: &str, version: &str) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(3600);
-    let job = loop {
-        if let Some(job) = jobs(client)
-            .into_iter()
-            .find(|j| j.source == source && j.version == version && j.state.is_final())
-        {
-            break job;
-        }
-        assert!(Instant::now() < deadline, "the job did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(job.state, JobState::Completed, "{job:?}");
-    let ms = |t: &Option<String>| {
-        t.as_deref()
-            .unwrap()
-            .parse::<jiff::Timestamp>()
-            .unwrap()
-            .as_millisecond()
-    };
-    (ms(&job.finished_at) - ms(&job.started_at)) as f64 / 1000.0
 }
 
 /// `v1` with every hundredth data row's comment changed.

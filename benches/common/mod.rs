@@ -6,6 +6,7 @@
 pub mod stub;
 
 use ingestd::client::Client;
+use ingestd::protocol::{JobInfo, JobState};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -152,4 +153,41 @@ impl Drop for BenchDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every job the daemon knows.
+pub fn jobs(client: &mut Client) -> Vec<JobInfo> {
+    client
+        .call(&ingestd::protocol::Command::Jobs {
+            group: None,
+            all: true,
+            state: None,
+            ids: Vec::new(),
+            limit: None,
+        })
+        .unwrap()
+}
+
+/// Wait for the job of `source` `version` to end; its start-to-swap time in seconds.
+pub fn job_secs(client: &mut Client, source: &str, version: &str) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    let job = loop {
+        if let Some(job) = jobs(client)
+            .into_iter()
+            .find(|j| j.source == source && j.version == version && j.state.is_final())
+        {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(job.state, JobState::Completed, "{job:?}");
+    let ms = |t: &Option<String>| {
+        t.as_deref()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond()
+    };
+    (ms(&job.finished_at) - ms(&job.started_at)) as f64 / 1000.0
 }
