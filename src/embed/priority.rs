@@ -5,30 +5,39 @@
 //! them even when the scheduler would share.
 //!
 //! It only ever changes the calling thread's own priority, never another thread's or the
-//! process's, and never raises a priority: it is relative to whatever the daemon runs at
-//! (a unit's `Nice=` stays in force below it).
+//! process's, and never raises a priority: it is relative to whatever the daemon's main
+//! thread runs at (a unit's `Nice=` stays in force below it), so a thread spawned by an
+//! already lowered thread, which inherits its nice value, is not lowered twice.
 
 /// How many nice levels embedding threads run below the daemon's other threads.
 pub const NICE_STEP: i32 = 10;
 
-/// Lower the calling thread's scheduling priority by [`NICE_STEP`] (capped at 19). Best
-/// effort: a platform without per-thread priorities keeps the thread as it is.
+/// Put the calling thread [`NICE_STEP`] nice levels below the daemon's main thread (capped at
+/// 19), unless it already runs that low or lower. Best effort: a platform without per-thread
+/// priorities keeps the thread as it is.
 pub fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     {
         use nix::errno::Errno;
         use nix::libc;
-        let tid = nix::unistd::gettid().as_raw() as libc::id_t;
         // On Linux, PRIO_PROCESS with a thread id reads and sets that one thread's nice value
-        // (threads do not share it, unlike POSIX says). getpriority may legitimately return
-        // -1, so errno tells an error apart.
-        Errno::clear();
-        // SAFETY: plain system calls on this thread's own id; no memory is passed.
-        let now = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
-        if now == -1 && Errno::last_raw() != 0 {
+        // (threads do not share it, unlike POSIX says); the process id is the main thread's.
+        // getpriority may legitimately return -1, so errno tells an error apart.
+        let nice_of = |id: libc::id_t| {
+            Errno::clear();
+            // SAFETY: a plain system call on a thread id of this process; no memory is passed.
+            let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, id) };
+            (nice != -1 || Errno::last_raw() == 0).then_some(nice)
+        };
+        let tid = nix::unistd::gettid().as_raw() as libc::id_t;
+        let main = nix::unistd::getpid().as_raw() as libc::id_t;
+        let (Some(now), Some(base)) = (nice_of(tid), nice_of(main)) else {
+            return;
+        };
+        let target = (base + NICE_STEP).min(19);
+        if now >= target {
             return;
         }
-        let target = (now + NICE_STEP).min(19);
         // SAFETY: as above. Lowering one's own priority needs no privilege.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, target) } != 0 {
             tracing::debug!(error = %Errno::last(), "cannot lower an embedding thread's priority");
@@ -70,6 +79,30 @@ mod tests {
             before,
             "the caller's thread is untouched"
         );
+    }
+
+    /// A pool thread spawned by an embedding thread inherits its lowered nice value; lowering
+    /// it again must not push it further down (a compute pool started from a job's runner ran
+    /// at 19 instead of 10).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_spawned_by_a_lowered_thread_is_not_lowered_twice() {
+        let base = nice_of_this_thread();
+        let (outer, inner) = std::thread::spawn(|| {
+            lower_this_thread();
+            let outer = nice_of_this_thread();
+            let inner = std::thread::spawn(|| {
+                lower_this_thread();
+                nice_of_this_thread()
+            })
+            .join()
+            .unwrap();
+            (outer, inner)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(outer, (base + NICE_STEP).min(19));
+        assert_eq!(inner, outer);
     }
 
     #[test]
