@@ -86,7 +86,7 @@ fn main() {
     loop {
         let mut client = ingestd::client::Client::connect(&socket).unwrap();
         let list: Vec<ingestd::protocol::SourceSummary> = client
-            .call(&ingestd::protocol::Command::Ls {
+            .call(&ingestd::protocol::cmd::Ls {
                 group: Some("big".into()),
                 all: false,
             })

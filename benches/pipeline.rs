@@ -13,7 +13,7 @@
 use ingestd::catalog::jobs::{NewRow, RowVector, text_hash};
 use ingestd::catalog::{Catalog, Ending};
 use ingestd::events::Events;
-use ingestd::identity::Actor;
+use ingestd::identity::{Actor, Resolve};
 use std::time::Instant;
 
 mod common;

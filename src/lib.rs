@@ -4,11 +4,11 @@
 //! The modules follow the path of a file: [`watch`] finds and settles it, [`ingest`] validates
 //! and stores it (with [`ingest::formats`] reading each format), [`catalog`] records it, [`queue`] embeds it with an [`embed`] provider,
 //! [`server`] answers the control socket, and [`daemon`] wires them together and owns
-//! shutdown. [`protocol`] and [`client`] are shared with `ingestctl` and the tests.
+//! shutdown. [`protocol`] and [`client`] are the `ingestd-proto` crate's (`ctl/proto/`), shared
+//! with `ingestctl` and the tests; they are re-exported here so `ingestd::protocol::…` names them.
 
 pub mod audit;
 pub mod catalog;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -18,7 +18,6 @@ pub mod identity;
 pub mod inflight;
 pub mod ingest;
 pub mod notices;
-pub mod protocol;
 pub mod queue;
 pub mod server;
 pub mod service;
@@ -26,3 +25,4 @@ pub mod template;
 pub mod watch;
 
 pub use daemon::run;
+pub use ingestd_proto::{client, protocol};

@@ -158,7 +158,7 @@ impl Drop for BenchDaemon {
 /// Every job the daemon knows.
 pub fn jobs(client: &mut Client) -> Vec<JobInfo> {
     client
-        .call(&ingestd::protocol::Command::Jobs {
+        .call(&ingestd::protocol::cmd::Jobs {
             group: None,
             all: true,
             state: None,

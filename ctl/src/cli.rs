@@ -4,9 +4,9 @@
 //! socket or the config; usage errors exit with 2 through clap.
 
 use crate::since::Since;
+use crate::socket::{CONFIG_ENV, SOCKET_ENV};
 use clap::{ArgGroup, Args, Parser, Subcommand};
-use ingestd::config::{CONFIG_ENV, SOCKET_ENV};
-use ingestd::protocol::JobState;
+use ingestd_proto::protocol::JobState;
 use std::path::PathBuf;
 
 const AFTER_HELP: &str = "\

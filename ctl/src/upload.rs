@@ -4,7 +4,7 @@
 //!
 //! Local file work only: no socket. Messages name the file or folder and what to do.
 
-use ingestd::watch::names::is_ignored_name;
+use ingestd_proto::names::is_ignored_name;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};

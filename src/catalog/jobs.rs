@@ -18,7 +18,7 @@ use super::{CatalogError, Db};
 use crate::audit::AuditRecord;
 use crate::clock;
 use crate::embed::Identity;
-use crate::identity::Actor;
+use crate::identity::{Actor, Resolve};
 use crate::protocol::{
     ActiveEmbeddings, Event, EventKind, JobInfo, JobState, PrefsInfo, Progress, QueuePosition,
     Queued, Status,

@@ -22,7 +22,7 @@
 use super::{CatalogError, Db};
 use crate::audit::AuditRecord;
 use crate::clock;
-use crate::identity::Actor;
+use crate::identity::{Actor, Resolve};
 use rusqlite::params;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@ pub mod store;
 
 use crate::catalog::{Accepted, Catalog, Decision, Rejected};
 use crate::config::{Config, LiveConfig};
-use crate::identity::{Actor, Via};
+use crate::identity::{Actor, Resolve, Via};
 use crate::inflight::InFlight;
 use crate::notices::Notices;
 use crate::watch::names::{MAX_SOURCE_NAME, safe_name};

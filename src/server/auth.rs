@@ -10,7 +10,7 @@
 //! while, and makes a missing one on the blocking pool.
 
 use crate::config::Config;
-use crate::identity::{Actor, Via};
+use crate::identity::{Actor, Resolve, Via};
 use nix::unistd::{Gid, Group, Uid, User};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

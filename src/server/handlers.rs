@@ -13,7 +13,7 @@ use crate::config::{Config, LiveConfig};
 use crate::events::Events;
 use crate::inflight::InFlight;
 use crate::notices::Notices;
-use crate::protocol::{Command, ErrorBody, ErrorCode};
+use crate::protocol::{Command, ErrorBody, ErrorCode, cmd};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,25 +63,25 @@ pub async fn handle(
     command
         .check_bounds(max_targets)
         .map_err(|message| ErrorBody::new(ErrorCode::BadArgs, message))?;
-    if command.changes_state() {
-        allow(shared, peer, &command).await?;
-    }
+    allow(shared, peer, &command).await?;
     match command {
-        Command::Status {} => {
+        Command::Status(cmd::Status {}) => {
             let config = shared.config();
             let refused = shared.limits.admins.check(&config, peer).await.err();
             drop(config);
             read::status(shared, refused).await
         }
-        Command::Groups {} => read::groups(shared, current_group(shared, peer).await?).await,
-        Command::Ls { group, all } => {
+        Command::Groups(cmd::Groups {}) => {
+            read::groups(shared, current_group(shared, peer).await?).await
+        }
+        Command::Ls(cmd::Ls { group, all }) => {
             read::ls(shared, listing_group(shared, peer, group, all).await?).await
         }
-        Command::Show {
+        Command::Show(cmd::Show {
             source,
             group,
             preview,
-        } => {
+        }) => {
             let group = listing_group(shared, peer, group, false).await?;
             let mut detail = read::show(shared, source, group).await?;
             if let Some(rows) = preview {
@@ -89,11 +89,13 @@ pub async fn handle(
             }
             to_value(&detail)
         }
-        Command::Use { group, clear } => manage::use_group(shared, peer, group, clear).await,
-        Command::Prefs { group } => {
+        Command::Use(cmd::Use { group, clear }) => {
+            manage::use_group(shared, peer, group, clear).await
+        }
+        Command::Prefs(cmd::Prefs { group }) => {
             manage::prefs(shared, need_group(shared, peer, group).await?).await
         }
-        Command::PrefsSet {
+        Command::PrefsSet(cmd::PrefsSet {
             group,
             columns,
             context,
@@ -101,7 +103,7 @@ pub async fn handle(
             sheet,
             clear,
             reembed,
-        } => {
+        }) => {
             let group = need_group(shared, peer, group).await?;
             let change = manage::PrefsRequest {
                 columns,
@@ -135,11 +137,11 @@ pub async fn handle(
             }
             to_value(&saved)
         }
-        Command::Rm {
+        Command::Rm(cmd::Rm {
             targets,
             group,
             force,
-        } => {
+        }) => {
             manage::rm(
                 shared,
                 peer,
@@ -149,11 +151,11 @@ pub async fn handle(
             )
             .await
         }
-        Command::Reembed {
+        Command::Reembed(cmd::Reembed {
             sources,
             group,
             all,
-        } => {
+        }) => {
             let group = need_group(shared, peer, group).await?;
             if all != sources.is_empty() {
                 return Err(ErrorBody::new(
@@ -163,13 +165,13 @@ pub async fn handle(
             }
             to_value(&jobs::reembed(shared, peer, group, sources, all).await?)
         }
-        Command::Jobs {
+        Command::Jobs(cmd::Jobs {
             group,
             all,
             state,
             ids,
             limit,
-        } => {
+        }) => {
             let group = if ids.is_empty() {
                 listing_group(shared, peer, group, all).await?
             } else {
@@ -177,11 +179,11 @@ pub async fn handle(
             };
             jobs::list(shared, group, state, ids, limit).await
         }
-        Command::Retry {
+        Command::Retry(cmd::Retry {
             jobs: ids,
             failed,
             group,
-        } => {
+        }) => {
             let group = if failed {
                 Some(need_group(shared, peer, group).await?)
             } else {
@@ -189,24 +191,24 @@ pub async fn handle(
             };
             jobs::retry(shared, peer, ids, group).await
         }
-        Command::Cancel { jobs: ids } => jobs::cancel(shared, peer, ids).await,
-        Command::Fsck { repair } => jobs::fsck(shared, peer, repair).await,
-        Command::Search { text, group, k } => {
+        Command::Cancel(cmd::Cancel { jobs: ids }) => jobs::cancel(shared, peer, ids).await,
+        Command::Fsck(cmd::Fsck { repair }) => jobs::fsck(shared, peer, repair).await,
+        Command::Search(cmd::Search { text, group, k }) => {
             let group = need_group(shared, peer, group).await?;
             jobs::search(shared, group, text, k).await
         }
-        Command::Audit {
+        Command::Audit(cmd::Audit {
             group,
             all,
             since,
             action,
             limit,
             before,
-        } => {
+        }) => {
             let group = listing_group(shared, peer, group, all).await?;
             manage::audit(shared, group, since, action, limit, before).await
         }
-        Command::Events { .. } => Err(ErrorBody::new(
+        Command::Events(_) => Err(ErrorBody::new(
             ErrorCode::Internal,
             "events is a stream and is answered by the connection itself",
         )),
@@ -217,20 +219,15 @@ pub async fn handle(
 /// of one uid are coalesced (`refusals`): the first of a window is audited with a bounded
 /// detail, the rest are counted into one summary.
 async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result<(), ErrorBody> {
+    // A command without an audit action only reads: open to anyone who can connect.
+    let Some(action) = command.audit_action() else {
+        return Ok(());
+    };
     let config = shared.config();
     let checked = shared.limits.admins.check(&config, peer).await;
     drop(config);
     let Err(message) = checked else {
         return Ok(());
-    };
-    let action = match command {
-        Command::Rm { .. } => "delete",
-        Command::PrefsSet { .. } => "prefs",
-        Command::Reembed { .. } => "reembed",
-        Command::Retry { .. } => "retry",
-        Command::Cancel { .. } => "cancel",
-        Command::Fsck { .. } => "fsck",
-        _ => "command",
     };
     let actor = peer
         .map(|p| p.actor())
@@ -247,15 +244,15 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
         return Err(ErrorBody::new(ErrorCode::PermissionDenied, message));
     }
     let detail = match command {
-        Command::Rm { targets, .. } => {
+        Command::Rm(cmd::Rm { targets, .. }) => {
             refusals::bound_list(&format!("{message}; wanted to delete "), targets)
         }
         _ => refusals::bound_detail(message.clone()),
     };
     let mut record = AuditRecord::new(actor, action, "refused").detail(detail);
-    if let Command::Rm { group: Some(g), .. }
-    | Command::PrefsSet { group: Some(g), .. }
-    | Command::Reembed { group: Some(g), .. } = command
+    if let Command::Rm(cmd::Rm { group: Some(g), .. })
+    | Command::PrefsSet(cmd::PrefsSet { group: Some(g), .. })
+    | Command::Reembed(cmd::Reembed { group: Some(g), .. }) = command
     {
         record.group = Some(g.clone());
     }

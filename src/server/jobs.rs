@@ -298,7 +298,7 @@ pub async fn fsck(shared: &Shared, peer: Option<Peer>, repair: bool) -> Result<V
     let actor = match peer {
         Some(peer) => peer.actor(),
         None if repair => known_peer(peer)?.actor(),
-        None => crate::identity::Actor::daemon(),
+        None => <crate::identity::Actor as crate::identity::Resolve>::daemon(),
     };
     let storage_root = shared.config().paths.storage_root.clone();
     let running_at = crate::clock::now_ms();

@@ -24,7 +24,7 @@ pub use handlers::{Shared, SocketLimits};
 use reply::write_response;
 use slots::Slots;
 
-use crate::protocol::{self, Command, ErrorBody, ErrorCode, MAX_LINE_BYTES, Response};
+use crate::protocol::{self, Command, ErrorBody, ErrorCode, MAX_LINE_BYTES, Response, cmd};
 use codec::{Frame, LineCodec};
 use futures_util::StreamExt;
 use interprocess::local_socket::tokio::{Listener, Stream};
@@ -277,7 +277,7 @@ async fn connection(
             )),
             Frame::Line(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Frame::Line(line) => match protocol::parse_request(&line) {
-                Ok(Command::Events { group, all }) => match slot.follow(&limits) {
+                Ok(Command::Events(cmd::Events { group, all })) => match slot.follow(&limits) {
                     Ok(()) => {
                         // The connection becomes the event stream until either side ends it.
                         stream::follow(

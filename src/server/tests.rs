@@ -8,7 +8,7 @@ use super::handlers::{Shared, handle};
 use crate::catalog::Catalog;
 use crate::config::{Config, LiveConfig};
 use crate::events::Events;
-use crate::protocol::{Command, ErrorCode};
+use crate::protocol::{Command, ErrorCode, cmd};
 use std::sync::Arc;
 
 /// A uid no system gives anyone, so no name lookup can make it an admin.
@@ -50,17 +50,17 @@ fn shared(dir: &std::path::Path) -> Shared {
 fn state_changing() -> Vec<Command> {
     let g = Some("g".to_string());
     vec![
-        Command::Rm {
+        Command::Rm(cmd::Rm {
             targets: vec!["a.csv".into()],
             group: g.clone(),
             force: false,
-        },
-        Command::Rm {
+        }),
+        Command::Rm(cmd::Rm {
             targets: vec!["a.csv".into()],
             group: g.clone(),
             force: true,
-        },
-        Command::PrefsSet {
+        }),
+        Command::PrefsSet(cmd::PrefsSet {
             group: g.clone(),
             columns: Some(vec!["name".into()]),
             context: None,
@@ -68,8 +68,8 @@ fn state_changing() -> Vec<Command> {
             sheet: None,
             clear: false,
             reembed: false,
-        },
-        Command::PrefsSet {
+        }),
+        Command::PrefsSet(cmd::PrefsSet {
             group: g.clone(),
             columns: None,
             context: None,
@@ -77,62 +77,62 @@ fn state_changing() -> Vec<Command> {
             sheet: None,
             clear: false,
             reembed: true,
-        },
-        Command::Reembed {
+        }),
+        Command::Reembed(cmd::Reembed {
             sources: Vec::new(),
             group: g.clone(),
             all: true,
-        },
-        Command::Retry {
+        }),
+        Command::Retry(cmd::Retry {
             jobs: vec![1],
             failed: false,
             group: None,
-        },
-        Command::Retry {
+        }),
+        Command::Retry(cmd::Retry {
             jobs: Vec::new(),
             failed: true,
             group: g.clone(),
-        },
-        Command::Cancel { jobs: vec![1] },
-        Command::Fsck { repair: true },
+        }),
+        Command::Cancel(cmd::Cancel { jobs: vec![1] }),
+        Command::Fsck(cmd::Fsck { repair: true }),
     ]
 }
 
 fn read_only() -> Vec<Command> {
     let g = Some("g".to_string());
     vec![
-        Command::Status {},
-        Command::Groups {},
-        Command::Ls {
+        Command::Status(cmd::Status {}),
+        Command::Groups(cmd::Groups {}),
+        Command::Ls(cmd::Ls {
             group: g.clone(),
             all: false,
-        },
-        Command::Prefs { group: g.clone() },
-        Command::Jobs {
+        }),
+        Command::Prefs(cmd::Prefs { group: g.clone() }),
+        Command::Jobs(cmd::Jobs {
             group: None,
             all: true,
             state: None,
             ids: Vec::new(),
             limit: None,
-        },
-        Command::Audit {
+        }),
+        Command::Audit(cmd::Audit {
             group: None,
             all: true,
             since: None,
             action: None,
             limit: Some(10),
             before: None,
-        },
-        Command::Fsck { repair: false },
+        }),
+        Command::Fsck(cmd::Fsck { repair: false }),
         // `use` changes only the caller's own current group, so it is open to everyone.
-        Command::Use {
+        Command::Use(cmd::Use {
             group: g.clone(),
             clear: false,
-        },
-        Command::Use {
+        }),
+        Command::Use(cmd::Use {
             group: None,
             clear: true,
-        },
+        }),
     ]
 }
 
@@ -188,11 +188,11 @@ async fn refusals_of_one_uid_are_audited_once_per_window_with_a_bounded_detail()
         let error = handle(
             &shared,
             Some(STRANGER),
-            Command::Rm {
+            Command::Rm(cmd::Rm {
                 targets: targets.clone(),
                 group: Some("g".into()),
                 force: false,
-            },
+            }),
         )
         .await
         .unwrap_err();
@@ -235,16 +235,16 @@ async fn refusals_of_one_uid_are_audited_once_per_window_with_a_bounded_detail()
 async fn requests_that_name_too_much_are_refused_before_the_gate() {
     let dir = tempfile::tempdir().unwrap();
     let shared = shared(dir.path());
-    let too_many = Command::Rm {
+    let too_many = Command::Rm(cmd::Rm {
         targets: (0..1001).map(|i| format!("{i}.csv")).collect(),
         group: Some("g".into()),
         force: false,
-    };
-    let too_long = Command::Reembed {
+    });
+    let too_long = Command::Reembed(cmd::Reembed {
         sources: vec!["x".repeat(300)],
         group: Some("g".into()),
         all: false,
-    };
+    });
     for command in [too_many, too_long] {
         let error = handle(&shared, Some(STRANGER), command).await.unwrap_err();
         assert_eq!(error.code, ErrorCode::BadArgs, "{error:?}");

@@ -1,14 +1,18 @@
 //! Which paths under the drop root mean what: group folders, files to ingest, names to ignore.
 //!
 //! Pure functions of a path and the drop root. The watcher and the start-up scan both classify
-//! through here, so a name is treated the same however it was found.
+//! through here, so a name is treated the same however it was found. The rules for single names
+//! (valid groups, ignored files) live in `ingestd_proto::names`, shared with `ingestctl`.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-/// Longest group name.
-pub const MAX_GROUP_NAME: usize = 64;
+// The name rules are the protocol crate's, shared with `ingestctl add`; re-exported so the
+// daemon names them where it classifies paths.
+pub use ingestd_proto::names::{
+    MAX_GROUP_NAME, group_name_problem, is_ignored_name, valid_group_name,
+};
 
 /// What a path under the drop root is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,34 +37,6 @@ pub enum PathKind {
     Nested(PathBuf),
     /// Not under the drop root at all.
     Outside,
-}
-
-/// A group name is 1–64 of `[A-Za-z0-9._-]`, not starting with `.`.
-pub fn valid_group_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_GROUP_NAME
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Why a group name is not valid, for messages.
-pub fn group_name_problem(name: &str) -> String {
-    format!(
-        "{name:?} is not a valid group name: use 1 to {MAX_GROUP_NAME} letters, digits, '.', '_' \
-         or '-', not starting with '.'"
-    )
-}
-
-/// Hidden and temporary names that writers and editors leave behind.
-pub fn is_ignored_name(name: &str) -> bool {
-    const SUFFIXES: &[&str] = &[".tmp", ".part", ".crdownload", ".swp"];
-    let lower = name.to_ascii_lowercase();
-    name.starts_with('.')
-        || name.starts_with("~$")
-        || name.ends_with('~')
-        || SUFFIXES.iter().any(|s| lower.ends_with(s))
 }
 
 /// Classify `path` (a file or folder, as `is_dir` says) under `root`.
@@ -165,42 +141,6 @@ pub fn safe_name(raw: &OsStr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn group_names() {
-        for ok in ["sales", "Q1.2026", "a", "a-b_c", &"x".repeat(64)] {
-            assert!(valid_group_name(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            ".hidden",
-            "a b",
-            "ü",
-            "a/b",
-            &"x".repeat(65),
-            "semi;colon",
-        ] {
-            assert!(!valid_group_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn ignored_names() {
-        for ignored in [
-            ".x.csv",
-            "~$book.xlsx",
-            "a.csv.tmp",
-            "a.PART",
-            "a.crdownload",
-            ".a.swp",
-            "a.csv~",
-        ] {
-            assert!(is_ignored_name(ignored), "{ignored}");
-        }
-        for taken in ["sales.csv", "tmp.csv", "part.xlsx", "a~b.csv"] {
-            assert!(!is_ignored_name(taken), "{taken}");
-        }
-    }
 
     #[test]
     fn safe_names_are_printable_and_short_enough() {

@@ -8,7 +8,7 @@
 
 use crate::helper::{Daemon, TIMEOUT, csv, ingestctl_path};
 use ingestd::client::Client;
-use ingestd::protocol::{AuditEntry, Command, ErrorCode};
+use ingestd::protocol::{AuditEntry, Command, ErrorCode, cmd};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -256,7 +256,7 @@ fn audit_pages_with_a_cursor_and_refuses_more_than_the_cap() {
     let mut client = daemon.client();
     let page = |client: &mut Client, before: Option<i64>| -> Vec<AuditEntry> {
         client
-            .call(&Command::Audit {
+            .call(&cmd::Audit {
                 group: None,
                 all: true,
                 since: None,
@@ -287,7 +287,7 @@ fn audit_pages_with_a_cursor_and_refuses_more_than_the_cap() {
     ids.dedup();
     assert_eq!(ids.len(), 2500, "no record twice");
     let error = client
-        .request(&Command::Audit {
+        .request(&cmd::Audit {
             group: None,
             all: true,
             since: None,
@@ -425,7 +425,7 @@ fn events_followers_are_capped_per_uid_but_not_for_root() {
     for _ in 0..4 {
         let mut client = daemon.client();
         client
-            .request(&Command::Events {
+            .request(&cmd::Events {
                 group: None,
                 all: true,
             })
@@ -515,7 +515,7 @@ fn previews_are_capped_per_uid_and_queued_globally() {
             std::thread::spawn(move || {
                 let mut client = Client::connect(&socket).unwrap();
                 client.set_timeout(Some(TIMEOUT)).unwrap();
-                client.request(&Command::Show {
+                client.request(&cmd::Show {
                     source: "big.xlsx".into(),
                     group: Some("g".into()),
                     preview: Some(3),

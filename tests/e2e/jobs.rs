@@ -5,7 +5,7 @@
 use crate::helper::openai::FakeOpenAi;
 use crate::helper::{Daemon, csv, wait_for};
 use ingestd::protocol::{
-    AuditEntry, Command, JobInfo, JobState, Queued, SearchHit, SearchResult, Status,
+    AuditEntry, Command, JobInfo, JobState, Queued, SearchHit, SearchResult, Status, cmd,
 };
 use std::sync::atomic::Ordering;
 
@@ -254,7 +254,7 @@ fn a_provider_that_always_fails_leaves_the_previous_embeddings_searchable() {
     // Still searchable (the query itself has no marker, so the server embeds it).
     let result: SearchResult = daemon
         .client()
-        .call(&Command::Search {
+        .call(&cmd::Search {
             text: before[4].1.clone(),
             group: Some("g".into()),
             k: Some(1),
@@ -418,7 +418,7 @@ fn reembed_single_batch_and_a_queued_job_is_returned_not_duplicated() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("no source named \"nope.csv\""));
     let audit: Vec<AuditEntry> = daemon
         .client()
-        .call(&Command::Audit {
+        .call(&cmd::Audit {
             group: Some("g".into()),
             all: false,
             since: None,
@@ -484,7 +484,7 @@ fn a_group_never_mixes_models_until_reembed_all_switches_it() {
     // Search compares only like with like and names what it skipped.
     let result: SearchResult = daemon
         .client()
-        .call(&Command::Search {
+        .call(&cmd::Search {
             text: "north".into(),
             group: Some("g".into()),
             k: Some(3),
@@ -508,17 +508,21 @@ fn bad_job_requests_get_clear_errors() {
     let daemon = Daemon::start();
     let mut client = daemon.client();
     for (command, needle) in [
-        (Command::Cancel { jobs: vec![4242] }, "no job 4242"),
         (
-            Command::Retry {
+            Command::Cancel(cmd::Cancel { jobs: vec![4242] }),
+            "no job 4242",
+        ),
+        (
+            Command::Retry(cmd::Retry {
                 jobs: vec![4242],
                 failed: false,
                 group: None,
-            },
+            }),
             "no job 4242",
         ),
     ] {
-        let outcomes: Vec<Queued> = client.call(&command).unwrap();
+        let outcomes: Vec<Queued> =
+            serde_json::from_value(client.request(&command).unwrap()).unwrap();
         assert!(!outcomes[0].ok && outcomes[0].message.contains(needle));
     }
     daemon.drop_file("g", "a.csv", &csv(1, 3));

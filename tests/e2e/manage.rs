@@ -5,7 +5,7 @@ use crate::helper::{Daemon, csv, wait_for};
 use ingestd::client::Client;
 use ingestd::protocol::{
     AuditEntry, Command, ErrorCode, EventKind, GroupInfo, PrefsInfo, PrefsSaved, Response,
-    RmOutcome, SourceSummary, Status, UseInfo,
+    RmOutcome, SourceSummary, Status, UseInfo, cmd,
 };
 
 fn me() -> (u32, String) {
@@ -22,7 +22,7 @@ fn error_of(result: Result<serde_json::Value, ingestd::client::ClientError>) -> 
 
 fn use_group(client: &mut Client, group: Option<&str>, clear: bool) -> UseInfo {
     client
-        .call(&Command::Use {
+        .call(&cmd::Use {
             group: group.map(str::to_string),
             clear,
         })
@@ -44,7 +44,7 @@ fn the_current_group_is_per_user_and_survives_a_restart() {
 
     // Every command now defaults to b.
     let listed: Vec<SourceSummary> = client
-        .call(&Command::Ls {
+        .call(&cmd::Ls {
             group: None,
             all: false,
         })
@@ -54,13 +54,13 @@ fn the_current_group_is_per_user_and_survives_a_restart() {
         ["two.csv"]
     );
     let everything: Vec<SourceSummary> = client
-        .call(&Command::Ls {
+        .call(&cmd::Ls {
             group: None,
             all: true,
         })
         .unwrap();
     assert_eq!(everything.len(), 2);
-    let groups: Vec<GroupInfo> = client.call(&Command::Groups {}).unwrap();
+    let groups: Vec<GroupInfo> = client.call(&cmd::Groups {}).unwrap();
     let current: Vec<_> = groups
         .iter()
         .filter(|g| g.current)
@@ -70,7 +70,7 @@ fn the_current_group_is_per_user_and_survives_a_restart() {
 
     // A group that does not exist is refused, naming the ones there are.
     let err = client
-        .request(&Command::Use {
+        .request(&cmd::Use {
             group: Some("nope".into()),
             clear: false,
         })
@@ -103,7 +103,7 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
     let mut client = daemon.client();
 
     let saved: PrefsSaved = client
-        .call(&Command::PrefsSet {
+        .call(&cmd::PrefsSet {
             group: Some("sales".into()),
             columns: Some(vec!["amount".into(), "regoin".into()]),
             context: Some(vec!["region".into()]),
@@ -120,10 +120,10 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
 
     // Another group keeps its own (empty) preferences; switching back restores them exactly.
     use_group(&mut client, Some("hr"), false);
-    let hr: PrefsInfo = client.call(&Command::Prefs { group: None }).unwrap();
+    let hr: PrefsInfo = client.call(&cmd::Prefs { group: None }).unwrap();
     assert!(hr.columns.is_empty() && hr.template.is_none());
     use_group(&mut client, Some("sales"), false);
-    let sales: PrefsInfo = client.call(&Command::Prefs { group: None }).unwrap();
+    let sales: PrefsInfo = client.call(&cmd::Prefs { group: None }).unwrap();
     assert_eq!(sales.columns, saved.prefs.columns);
     assert_eq!(sales.context, ["region"]);
     assert_eq!(sales.template.as_deref(), Some("{region} sold {amount}"));
@@ -131,7 +131,7 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
 
     // Changing one field keeps the others; an empty template removes it.
     let changed: PrefsSaved = client
-        .call(&Command::PrefsSet {
+        .call(&cmd::PrefsSet {
             group: None,
             columns: None,
             context: None,
@@ -147,7 +147,7 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
 
     // Malformed templates and empty changes are refused with a reason.
     for (template, clear) in [(Some("{region".to_string()), false), (None, false)] {
-        let code = error_of(client.request(&Command::PrefsSet {
+        let code = error_of(client.request(&cmd::PrefsSet {
             group: None,
             columns: None,
             context: None,
@@ -159,7 +159,7 @@ fn preferences_round_trip_per_group_and_warn_about_unknown_names() {
         assert_eq!(code, ErrorCode::BadArgs);
     }
     let audit: Vec<AuditEntry> = client
-        .call(&Command::Audit {
+        .call(&cmd::Audit {
             group: Some("sales".into()),
             all: false,
             since: None,
@@ -196,7 +196,7 @@ fn rm_deletes_a_source_or_one_version_and_reports_each_target() {
 
     let mut client = daemon.client();
     let outcomes: Vec<RmOutcome> = client
-        .call(&Command::Rm {
+        .call(&cmd::Rm {
             targets: vec![
                 "a.csv@v2".into(),
                 "nope.csv".into(),
@@ -264,7 +264,7 @@ fn the_audit_trail_names_real_users_and_filters() {
     let mut client = daemon.client();
     let audit = |client: &mut Client, group: Option<&str>, action: Option<&str>, limit| {
         client
-            .call::<Vec<AuditEntry>>(&Command::Audit {
+            .call(&cmd::Audit {
                 group: group.map(str::to_string),
                 all: group.is_none(),
                 since: None,
@@ -295,7 +295,7 @@ fn the_audit_trail_names_real_users_and_filters() {
     assert_eq!(audit(&mut client, None, None, Some(1)).len(), 1);
     let future = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600);
     let none: Vec<AuditEntry> = client
-        .call(&Command::Audit {
+        .call(&cmd::Audit {
             group: None,
             all: true,
             since: Some(future.to_string()),
@@ -305,7 +305,7 @@ fn the_audit_trail_names_real_users_and_filters() {
         })
         .unwrap();
     assert!(none.is_empty());
-    let code = error_of(client.request(&Command::Audit {
+    let code = error_of(client.request(&cmd::Audit {
         group: None,
         all: true,
         since: Some("yesterday-ish".into()),
@@ -366,7 +366,7 @@ fn a_hundred_concurrent_clients_and_a_stalled_one_are_all_served() {
                 let mut client = Client::connect(&socket).expect("connect");
                 for _ in 0..10 {
                     let list: Vec<SourceSummary> = client
-                        .call(&Command::Ls {
+                        .call(&cmd::Ls {
                             group: Some("g".into()),
                             all: false,
                         })
@@ -468,7 +468,7 @@ fn the_group_sheet_preference_picks_the_sheet_that_is_read() {
 
     let saved: PrefsSaved = daemon
         .client()
-        .call(&Command::PrefsSet {
+        .call(&cmd::PrefsSet {
             group: Some("g".into()),
             columns: None,
             context: None,

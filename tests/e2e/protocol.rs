@@ -2,7 +2,7 @@
 //! error, and the connection and the daemon stay healthy after each.
 
 use crate::helper::Daemon;
-use ingestd::protocol::{Command, ErrorCode, MAX_LINE_BYTES, StatusInfo};
+use ingestd::protocol::{Command, ErrorCode, MAX_LINE_BYTES, StatusInfo, cmd};
 use std::io::Write;
 
 fn error_code(response: &ingestd::protocol::Response) -> ErrorCode {
@@ -40,7 +40,7 @@ fn malformed_requests_get_errors_and_the_connection_stays_up() {
             String::from_utf8_lossy(line)
         );
         // The same connection still answers a good request.
-        let status: StatusInfo = client.call(&Command::Status {}).expect("still healthy");
+        let status: StatusInfo = client.call(&cmd::Status {}).expect("still healthy");
         assert_eq!(status.protocol, ingestd::protocol::PROTOCOL_VERSION);
     }
 }
@@ -54,9 +54,7 @@ fn a_two_mib_line_is_refused_and_the_next_request_works() {
     huge.extend_from_slice(b"\"}");
     let response = client.send_raw_line(&huge).expect("a response");
     assert_eq!(error_code(&response), ErrorCode::LineTooLong);
-    let status: StatusInfo = client
-        .call(&Command::Status {})
-        .expect("same connection works");
+    let status: StatusInfo = client.call(&cmd::Status {}).expect("same connection works");
     assert!(status.uptime_secs < 3600);
 }
 

@@ -9,10 +9,9 @@
 //! further requests on it; connect again.
 
 use crate::protocol::{
-    Command, ErrorBody, MAX_RESPONSE_BYTES, PROTOCOL_VERSION, Request, Response,
+    Call, Command, ErrorBody, MAX_RESPONSE_BYTES, PROTOCOL_VERSION, Request, Response,
 };
 use interprocess::local_socket::{GenericFilePath, Stream, prelude::*};
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -173,13 +172,15 @@ impl Client {
         Ok(())
     }
 
-    /// Send `command` and return the `data` of the answer (`null` if the daemon sent none), or
-    /// the daemon's error as [`ClientError::Daemon`].
+    /// Send `command` (a [`Command`] or any request of [`crate::protocol::cmd`]) and return the
+    /// `data` of the answer as it came (`null` if the daemon sent none), or the daemon's error
+    /// as [`ClientError::Daemon`]. For answers passed on untouched (`--json`) and for callers
+    /// that hold requests of several kinds; everyone else uses [`Client::call`].
     ///
     /// After a pause (a question on the terminal, a long copy) the request goes on a fresh
     /// connection, since the daemon closes connections that wait long for a request.
-    pub fn request(&mut self, command: &Command) -> Result<Value, ClientError> {
-        let mut line = serde_json::to_vec(&Request::new(command.clone()))
+    pub fn request<C: Into<Command> + Clone>(&mut self, command: &C) -> Result<Value, ClientError> {
+        let mut line = serde_json::to_vec(&Request::new(command.clone().into()))
             .expect("a request always serializes");
         line.push(b'\n');
         if !self.out_of_step && self.used.elapsed() >= REUSE_WITHIN {
@@ -193,17 +194,15 @@ impl Client {
         self.data_of(response)
     }
 
-    /// Send `command` and decode the `data` of the answer as `T` (e.g. `Vec<SourceSummary>`
-    /// for `ls`).
-    pub fn call<T: DeserializeOwned>(&mut self, command: &Command) -> Result<T, ClientError> {
-        let data = self.request(command)?;
+    /// Send `request` and decode the `data` of the answer as its reply type: `cmd::Ls`
+    /// gives `Vec<SourceSummary>`.
+    pub fn call<R: Call>(&mut self, request: &R) -> Result<R::Reply, ClientError> {
+        let command: Command = request.clone().into();
+        let data = self.request(&command)?;
         serde_json::from_value(data).map_err(|e| {
-            let name = serde_json::to_value(command)
-                .ok()
-                .and_then(|v| v.get("cmd").and_then(Value::as_str).map(str::to_owned))
-                .unwrap_or_default();
             self.decode(format!(
-                "the data of {name:?} has an unexpected shape ({e}){SAME_RELEASE}"
+                "the data of {:?} has an unexpected shape ({e}){SAME_RELEASE}",
+                command.name()
             ))
         })
     }
@@ -364,7 +363,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::protocol::{ErrorCode, SourceSummary, cmd};
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::thread::JoinHandle;
 
@@ -417,12 +416,12 @@ mod tests {
             r#"{"ok":true,"v":1,"data":[]}"#,
         ]);
         let mut client = Client::connect(&fake.socket).unwrap();
-        let data = client.request(&Command::Status {}).unwrap();
+        let data = client.request(&cmd::Status {}).unwrap();
         assert_eq!(data, serde_json::json!({"answer": 42}));
         assert_eq!(sent.recv().unwrap(), "{\"v\":1,\"cmd\":\"status\"}\n");
 
-        let rows: Vec<u32> = client
-            .call(&Command::Ls {
+        let rows: Vec<SourceSummary> = client
+            .call(&cmd::Ls {
                 group: Some("sales".into()),
                 all: false,
             })
@@ -442,7 +441,7 @@ mod tests {
         ]);
         let mut client = Client::connect(&fake.socket).unwrap();
         let err = client
-            .request(&Command::Show {
+            .request(&cmd::Show {
                 source: "x.csv".into(),
                 group: None,
                 preview: None,
@@ -499,10 +498,10 @@ mod tests {
         client
             .set_timeout(Some(Duration::from_millis(100)))
             .unwrap();
-        let err = client.request(&Command::Status {}).unwrap_err();
+        let err = client.request(&cmd::Status {}).unwrap_err();
         assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
         assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
-        let again = client.request(&Command::Status {}).unwrap_err();
+        let again = client.request(&cmd::Status {}).unwrap_err();
         assert!(again.to_string().contains("connect again"), "{again}");
         release.send(()).unwrap();
         fake.thread.join().unwrap();
@@ -514,7 +513,7 @@ mod tests {
             read_line(reader);
         });
         let mut client = Client::connect(&fake.socket).unwrap();
-        let err = client.request(&Command::Groups {}).unwrap_err();
+        let err = client.request(&cmd::Groups {}).unwrap_err();
         assert!(matches!(err, ClientError::Closed { .. }), "{err:?}");
         assert_eq!(err.exit_code(), EXIT_UNREACHABLE);
         fake.thread.join().unwrap();
@@ -534,7 +533,7 @@ mod tests {
                 writeln!(writer, "{answer}").unwrap();
             });
             let mut client = Client::connect(&fake.socket).unwrap();
-            let err = client.request(&Command::Status {}).unwrap_err();
+            let err = client.request(&cmd::Status {}).unwrap_err();
             assert!(matches!(err, ClientError::Decode { .. }), "{err:?}");
             assert!(err.to_string().contains(needle), "{err}");
             assert_eq!(err.exit_code(), EXIT_FAILED);
@@ -547,7 +546,7 @@ mod tests {
         let (fake, _sent) = canned(&[r#"{"ok":true,"v":1,"data":{"not":"a list"}}"#]);
         let mut client = Client::connect(&fake.socket).unwrap();
         let err = client
-            .call::<Vec<crate::protocol::SourceSummary>>(&Command::Ls {
+            .call(&cmd::Ls {
                 group: None,
                 all: false,
             })
@@ -566,7 +565,7 @@ mod tests {
         });
         let mut client = Client::connect(&fake.socket).unwrap();
         let first = client
-            .request(&Command::Events {
+            .request(&cmd::Events {
                 group: Some("g".into()),
                 all: false,
             })
@@ -594,7 +593,7 @@ mod tests {
         });
         let mut client = Client::connect(&fake.socket).unwrap();
         client
-            .request(&Command::Events {
+            .request(&cmd::Events {
                 group: None,
                 all: true,
             })
@@ -615,7 +614,7 @@ mod tests {
             let _ = writer.write_all(&vec![b'x'; MAX_RESPONSE_BYTES + 10]);
         });
         let mut client = Client::connect(&fake.socket).unwrap();
-        let err = client.request(&Command::Status {}).unwrap_err();
+        let err = client.request(&cmd::Status {}).unwrap_err();
         assert!(err.to_string().contains("longer than"), "{err}");
         drop(client);
         fake.thread.join().unwrap();

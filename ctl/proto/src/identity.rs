@@ -1,9 +1,11 @@
-//! Who did something: the uid behind a drop (the file's owner) or a socket request (its peer
-//! credentials), and the user name it resolves to. Nothing here trusts a name a client sends.
+//! Who did something, as audit records and events carry it: the uid behind a drop (the file's
+//! owner) or a socket request (its peer credentials), the user name it resolved to, and how it
+//! reached the daemon.
+//!
+//! Only the shapes live here. Resolving a uid to a name is the daemon's job (its
+//! `identity` module), done from the kernel's word: nothing here trusts a name a client sends.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
 
 /// How the action reached the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,19 +28,6 @@ pub struct Actor {
 }
 
 impl Actor {
-    pub fn from_uid(uid: u32, via: Via) -> Self {
-        Self {
-            uid: Some(uid),
-            user: user_name(uid),
-            via,
-        }
-    }
-
-    pub fn daemon() -> Self {
-        let uid = nix::unistd::geteuid().as_raw();
-        Self::from_uid(uid, Via::Daemon)
-    }
-
     /// "alice", or "uid 1234" when the uid has no name.
     pub fn display_name(&self) -> Option<String> {
         match (&self.user, self.uid) {
@@ -49,33 +38,28 @@ impl Actor {
     }
 }
 
-/// The user name of `uid`, cached: the passwd lookup may be slow (NSS, LDAP).
-pub fn user_name(uid: u32) -> Option<String> {
-    // Short critical sections only, no await inside: a std Mutex is right here.
-    static CACHE: OnceLock<Mutex<HashMap<u32, Option<String>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(name) = cache.lock().ok().and_then(|c| c.get(&uid).cloned()) {
-        return name;
-    }
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name);
-    if let Ok(mut c) = cache.lock() {
-        c.insert(uid, name.clone());
-    }
-    name
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn root_has_a_name_and_unknown_uids_do_not() {
-        assert_eq!(user_name(0).as_deref(), Some("root"));
-        let ghost = Actor::from_uid(4_000_000_001, Via::Drop);
-        assert_eq!(ghost.user, None);
+    fn a_uid_without_a_name_is_shown_as_the_uid() {
+        let ghost = Actor {
+            uid: Some(4_000_000_001),
+            user: None,
+            via: Via::Drop,
+        };
         assert_eq!(ghost.display_name().as_deref(), Some("uid 4000000001"));
+        let named = Actor {
+            user: Some("alice".into()),
+            ..ghost.clone()
+        };
+        assert_eq!(named.display_name().as_deref(), Some("alice"));
+        let nobody = Actor {
+            uid: None,
+            user: None,
+            via: Via::Socket,
+        };
+        assert_eq!(nobody.display_name(), None);
     }
 }

@@ -51,186 +51,122 @@ impl Request {
     }
 }
 
-/// Every command the daemon understands. One variant ↔ one handler ↔ one `ingestctl` subcommand.
+pub mod cmd;
+
+pub use cmd::Call;
+
+/// Every command the daemon understands, each a struct of [`cmd`] under the `cmd` tag. One
+/// variant ↔ one handler ↔ one `ingestctl` subcommand.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
-    /// Daemon version, uptime, roots, queue summary, recent errors.
-    // Written `{}` so that unknown fields are refused: serde ignores them on unit variants.
-    Status {},
-    /// Groups with counts of sources by status.
-    Groups {},
-    /// Sources of one group: `group`, else the caller's current group, else every group.
-    /// `all` lists every group whatever the current group is.
-    Ls {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        all: bool,
-    },
-    /// One source with all its versions, rejected attempts and jobs. `preview` asks for the
-    /// texts the first N rows of the newest version render to (what would be embedded).
-    Show {
-        source: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        preview: Option<u32>,
-    },
-    /// Set (`group`) or show (no `group`) the caller's current group; `clear` forgets it.
-    Use {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        clear: bool,
-    },
-    /// A group's preferences (the ColumnPreferenceSet).
-    Prefs {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-    },
-    /// Change a group's preferences. Absent fields keep their value; `clear` resets all
-    /// first; an empty `template` or `sheet` removes it.
-    PrefsSet {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        columns: Option<Vec<String>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        context: Option<Vec<String>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        template: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sheet: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        clear: bool,
-        /// Also queue a re-embed of every source of the group.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        reembed: bool,
-    },
-    /// Delete sources (`sales.csv`) or single versions (`sales.csv@v2`) of one group. A
-    /// target with a processing job is refused unless `force`, which cancels the job first.
-    Rm {
-        targets: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        force: bool,
-    },
-    /// Queue re-embeds of the newest version of `sources`, or of every source of the group
-    /// (`all`). A source that already has a queued job gets that job back.
-    Reembed {
-        #[serde(default)]
-        sources: Vec<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        all: bool,
-    },
-    /// Embedding jobs, oldest first: of `group` (else the current group, else every group;
-    /// `all` ignores the current group), optionally only those in `state`, or exactly `ids`.
-    Jobs {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        all: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        state: Option<JobState>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        ids: Vec<i64>,
-        /// Most jobs returned (the newest ones); default 1000.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        limit: Option<u32>,
-    },
-    /// Queue failed or cancelled jobs again: `jobs` by id, or every failed job of the group
-    /// (`failed`).
-    Retry {
-        #[serde(default)]
-        jobs: Vec<i64>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        failed: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-    },
-    /// Cancel queued or processing jobs. A processing job stops within one batch; the
-    /// source's previous embeddings stay active.
-    Cancel { jobs: Vec<i64> },
-    /// Check the catalog against the storage folder, vectors and jobs; `repair` fixes what
-    /// it found without deleting any file.
-    Fsck {
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        repair: bool,
-    },
-    /// The `k` rows of the group whose active embeddings are nearest to `text`.
-    Search {
-        text: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        k: Option<u32>,
-    },
-    /// The audit trail, newest first.
-    Audit {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        all: bool,
-        /// RFC 3339 time; only records at or after it.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        since: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        action: Option<String>,
-        /// Most records returned, 1 to [`AUDIT_MAX`]; default 100.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        limit: Option<u32>,
-        /// The cursor: only records older than the record with this `id` (the `id` of the
-        /// last record of the previous page).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        before: Option<i64>,
-    },
-    /// Follow live events. The response is a stream: one line saying what is followed, then
-    /// one line per event, until the client closes the connection.
-    Events {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        group: Option<String>,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        all: bool,
-    },
+    Status(cmd::Status),
+    Groups(cmd::Groups),
+    Ls(cmd::Ls),
+    Show(cmd::Show),
+    Use(cmd::Use),
+    Prefs(cmd::Prefs),
+    PrefsSet(cmd::PrefsSet),
+    Rm(cmd::Rm),
+    Reembed(cmd::Reembed),
+    Jobs(cmd::Jobs),
+    Retry(cmd::Retry),
+    Cancel(cmd::Cancel),
+    Fsck(cmd::Fsck),
+    Search(cmd::Search),
+    Audit(cmd::Audit),
+    Events(cmd::Events),
 }
 
 impl Command {
-    /// The names accepted in `cmd`, for the `unknown_command` message.
-    pub const NAMES: &'static [&'static str] = &[
-        "status",
-        "groups",
-        "ls",
-        "show",
-        "use",
-        "prefs",
-        "prefs_set",
-        "rm",
-        "audit",
-        "events",
-        "reembed",
-        "jobs",
-        "retry",
-        "cancel",
-        "search",
-        "fsck",
-    ];
+    /// The command's name on the wire (its `cmd`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Status(_) => "status",
+            Command::Groups(_) => "groups",
+            Command::Ls(_) => "ls",
+            Command::Show(_) => "show",
+            Command::Use(_) => "use",
+            Command::Prefs(_) => "prefs",
+            Command::PrefsSet(_) => "prefs_set",
+            Command::Rm(_) => "rm",
+            Command::Reembed(_) => "reembed",
+            Command::Jobs(_) => "jobs",
+            Command::Retry(_) => "retry",
+            Command::Cancel(_) => "cancel",
+            Command::Fsck(_) => "fsck",
+            Command::Search(_) => "search",
+            Command::Audit(_) => "audit",
+            Command::Events(_) => "events",
+        }
+    }
 
-    /// Whether the command changes shared state (and so may be limited to `server.admins`).
-    /// `use` changes only the caller's own current group.
+    /// The audit action of a command that changes shared state (and so may be limited to
+    /// `server.admins`, and a refusal of it is audited under this action); `None` for a
+    /// command that only reads. `use` changes only the caller's own current group.
+    pub fn audit_action(&self) -> Option<&'static str> {
+        match self {
+            Command::PrefsSet(_) => Some("prefs"),
+            Command::Rm(_) => Some("delete"),
+            Command::Reembed(_) => Some("reembed"),
+            Command::Retry(_) => Some("retry"),
+            Command::Cancel(_) => Some("cancel"),
+            Command::Fsck(cmd::Fsck { repair }) => repair.then_some("fsck"),
+            Command::Status(_)
+            | Command::Groups(_)
+            | Command::Ls(_)
+            | Command::Show(_)
+            | Command::Use(_)
+            | Command::Prefs(_)
+            | Command::Jobs(_)
+            | Command::Search(_)
+            | Command::Audit(_)
+            | Command::Events(_) => None,
+        }
+    }
+
+    /// Whether the command changes shared state: it has an [`Command::audit_action`].
     pub fn changes_state(&self) -> bool {
-        matches!(
-            self,
-            Command::PrefsSet { .. }
-                | Command::Rm { .. }
-                | Command::Reembed { .. }
-                | Command::Retry { .. }
-                | Command::Cancel { .. }
-                | Command::Fsck { repair: true }
-        )
+        self.audit_action().is_some()
+    }
+
+    /// The names accepted in `cmd`, for the `unknown_command` message. Taken from serde's
+    /// own list of [`Command`]'s variants, so it can never miss one: deserializing a request
+    /// whose `cmd` names nothing makes serde report the names it expected, which
+    /// [`ExpectedNames`] keeps.
+    pub fn names() -> &'static [&'static str] {
+        static NAMES: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+        NAMES.get_or_init(|| {
+            let probe = serde::de::value::MapDeserializer::<_, ExpectedNames>::new(
+                std::iter::once(("cmd", "")),
+            );
+            match Command::deserialize(probe) {
+                Err(ExpectedNames(Some(names))) => names,
+                _ => &[],
+            }
+        })
+    }
+}
+
+/// A deserializer error that keeps the variant names serde expected (see [`Command::names`]).
+#[derive(Debug)]
+struct ExpectedNames(Option<&'static [&'static str]>);
+
+impl std::fmt::Display for ExpectedNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("probing the command names")
+    }
+}
+
+impl std::error::Error for ExpectedNames {}
+
+impl serde::de::Error for ExpectedNames {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        ExpectedNames(None)
+    }
+
+    fn unknown_variant(_: &str, expected: &'static [&'static str]) -> Self {
+        ExpectedNames(Some(expected))
     }
 }
 
@@ -276,23 +212,23 @@ impl Command {
             name(what, value.iter().map(String::as_str), MAX_NAME_BYTES)
         };
         match self {
-            Command::Status {} | Command::Groups {} | Command::Fsck { .. } => Ok(()),
-            Command::Ls { group, .. }
-            | Command::Use { group, .. }
-            | Command::Prefs { group }
-            | Command::Events { group, .. } => short("group", group),
-            Command::Show { source, group, .. } => {
+            Command::Status(_) | Command::Groups(_) | Command::Fsck(_) => Ok(()),
+            Command::Ls(cmd::Ls { group, .. })
+            | Command::Use(cmd::Use { group, .. })
+            | Command::Prefs(cmd::Prefs { group })
+            | Command::Events(cmd::Events { group, .. }) => short("group", group),
+            Command::Show(cmd::Show { source, group, .. }) => {
                 short("group", group)?;
                 name("source", std::iter::once(source.as_str()), MAX_NAME_BYTES)
             }
-            Command::PrefsSet {
+            Command::PrefsSet(cmd::PrefsSet {
                 group,
                 columns,
                 context,
                 template,
                 sheet,
                 ..
-            } => {
+            }) => {
                 short("group", group)?;
                 short("sheet", sheet)?;
                 for (what, list) in [("columns", columns), ("context", context)] {
@@ -306,31 +242,31 @@ impl Command {
                     MAX_TEMPLATE_BYTES,
                 )
             }
-            Command::Rm { targets, group, .. } => {
+            Command::Rm(cmd::Rm { targets, group, .. }) => {
                 short("group", group)?;
                 // `name@vN` may be a few bytes longer than a name.
                 names("targets", targets, max, MAX_NAME_BYTES + 24)
             }
-            Command::Reembed { sources, group, .. } => {
+            Command::Reembed(cmd::Reembed { sources, group, .. }) => {
                 short("group", group)?;
                 names("sources", sources, max, MAX_NAME_BYTES)
             }
-            Command::Jobs { group, ids, .. } => {
+            Command::Jobs(cmd::Jobs { group, ids, .. }) => {
                 short("group", group)?;
                 count("ids", ids.len(), max)
             }
-            Command::Retry { jobs, group, .. } => {
+            Command::Retry(cmd::Retry { jobs, group, .. }) => {
                 short("group", group)?;
                 count("jobs", jobs.len(), max)
             }
-            Command::Cancel { jobs } => count("jobs", jobs.len(), max),
-            Command::Search { group, .. } => short("group", group),
-            Command::Audit {
+            Command::Cancel(cmd::Cancel { jobs }) => count("jobs", jobs.len(), max),
+            Command::Search(cmd::Search { group, .. }) => short("group", group),
+            Command::Audit(cmd::Audit {
                 group,
                 since,
                 action,
                 ..
-            } => {
+            }) => {
                 short("group", group)?;
                 short("since", since)?;
                 short("action", action)
@@ -460,12 +396,12 @@ pub fn parse_request(line: &[u8]) -> Result<Command, ErrorBody> {
             ));
         }
     };
-    if !Command::NAMES.contains(&name.as_str()) {
+    if !Command::names().contains(&name.as_str()) {
         return Err(ErrorBody::new(
             ErrorCode::UnknownCommand,
             format!(
                 "unknown command {name:?}; known commands: {}",
-                Command::NAMES.join(", ")
+                Command::names().join(", ")
             ),
         ));
     }
@@ -1077,33 +1013,33 @@ mod tests {
     #[test]
     fn parses_each_command() {
         let cases: &[(&str, Command)] = &[
-            (r#"{"v":1,"cmd":"status"}"#, Command::Status {}),
-            (r#"{"v":1,"cmd":"groups"}"#, Command::Groups {}),
+            (r#"{"v":1,"cmd":"status"}"#, Command::Status(cmd::Status {})),
+            (r#"{"v":1,"cmd":"groups"}"#, Command::Groups(cmd::Groups {})),
             (
                 r#"{"v":1,"cmd":"ls"}"#,
-                Command::Ls {
+                Command::Ls(cmd::Ls {
                     group: None,
                     all: false,
-                },
+                }),
             ),
             (
                 r#"{"v":1,"cmd":"ls","group":"sales"}"#,
-                Command::Ls {
+                Command::Ls(cmd::Ls {
                     group: Some("sales".into()),
                     all: false,
-                },
+                }),
             ),
             (
                 r#"{"v":1,"cmd":"rm","targets":["a.csv@v2"],"group":"g"}"#,
-                Command::Rm {
+                Command::Rm(cmd::Rm {
                     targets: vec!["a.csv@v2".into()],
                     group: Some("g".into()),
                     force: false,
-                },
+                }),
             ),
             (
                 r#"{"v":1,"cmd":"prefs_set","columns":["a"],"template":""}"#,
-                Command::PrefsSet {
+                Command::PrefsSet(cmd::PrefsSet {
                     group: None,
                     columns: Some(vec!["a".into()]),
                     context: None,
@@ -1111,15 +1047,15 @@ mod tests {
                     sheet: None,
                     clear: false,
                     reembed: false,
-                },
+                }),
             ),
             (
                 r#"{"cmd":"show","v":1,"source":"a.csv"}"#,
-                Command::Show {
+                Command::Show(cmd::Show {
                     source: "a.csv".into(),
                     group: None,
                     preview: None,
-                },
+                }),
             ),
         ];
         for (line, want) in cases {
@@ -1152,13 +1088,78 @@ mod tests {
         }
     }
 
+    /// One request line per command, written as a client sends it (fields in declaration
+    /// order, absent ones left out), with the audit action of the command.
+    const EVERY_COMMAND: &[(&str, Option<&str>)] = &[
+        (r#"{"v":1,"cmd":"status"}"#, None),
+        (r#"{"v":1,"cmd":"groups"}"#, None),
+        (r#"{"v":1,"cmd":"ls","all":true}"#, None),
+        (r#"{"v":1,"cmd":"show","source":"a.csv","preview":3}"#, None),
+        (r#"{"v":1,"cmd":"use","group":"g"}"#, None),
+        (r#"{"v":1,"cmd":"prefs"}"#, None),
+        (
+            r#"{"v":1,"cmd":"prefs_set","group":"g","clear":true}"#,
+            Some("prefs"),
+        ),
+        (
+            r#"{"v":1,"cmd":"rm","targets":["a.csv"],"force":true}"#,
+            Some("delete"),
+        ),
+        (
+            r#"{"v":1,"cmd":"reembed","sources":[],"all":true}"#,
+            Some("reembed"),
+        ),
+        (r#"{"v":1,"cmd":"jobs","state":"failed","ids":[4]}"#, None),
+        (
+            r#"{"v":1,"cmd":"retry","jobs":[],"failed":true}"#,
+            Some("retry"),
+        ),
+        (r#"{"v":1,"cmd":"cancel","jobs":[1,2]}"#, Some("cancel")),
+        (r#"{"v":1,"cmd":"fsck"}"#, None),
+        (r#"{"v":1,"cmd":"fsck","repair":true}"#, Some("fsck")),
+        (r#"{"v":1,"cmd":"search","text":"north","k":3}"#, None),
+        (
+            r#"{"v":1,"cmd":"audit","since":"2026-01-01T00:00:00Z","limit":5}"#,
+            None,
+        ),
+        (r#"{"v":1,"cmd":"events","all":true}"#, None),
+    ];
+
+    #[test]
+    fn every_command_is_named_as_on_the_wire_and_written_back_byte_for_byte() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (line, action) in EVERY_COMMAND {
+            let command = parse_request(line.as_bytes()).unwrap();
+            let wire: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(Some(command.name()), wire["cmd"].as_str(), "{line}");
+            assert_eq!(command.audit_action(), *action, "{line}");
+            assert_eq!(command.changes_state(), action.is_some(), "{line}");
+            let written = serde_json::to_string(&Request::new(command.clone())).unwrap();
+            assert_eq!(&written, line, "the request is written back as it was read");
+            seen.insert(command.name());
+        }
+        // `names()` comes from serde's own variant list: a command missing above fails here.
+        let names: std::collections::BTreeSet<_> = Command::names().iter().copied().collect();
+        assert_eq!(names.len(), 16, "{names:?}");
+        assert_eq!(seen, names);
+    }
+
+    #[test]
+    fn an_unknown_command_is_told_every_known_name() {
+        let error = parse_request(br#"{"v":1,"cmd":"explode"}"#).unwrap_err();
+        assert_eq!(error.code, ErrorCode::UnknownCommand);
+        for name in ["status", "prefs_set", "events"] {
+            assert!(error.message.contains(name), "{}", error.message);
+        }
+    }
+
     #[test]
     fn request_round_trips() {
-        let request = Request::new(Command::Show {
+        let request = Request::new(Command::Show(cmd::Show {
             source: "sales.csv".into(),
             group: Some("g".into()),
             preview: Some(5),
-        });
+        }));
         let line = serde_json::to_vec(&request).unwrap();
         assert_eq!(parse_request(&line).unwrap(), request.command);
     }

@@ -6,9 +6,9 @@
 use super::{Done, Failure, NO_GROUP, Options, group_or_current};
 use crate::output;
 use crate::upload::{self, Upload};
-use ingestd::client::{Client, ClientError, EXIT_FAILED};
-use ingestd::protocol::{Command, Event, EventKind, Following, StatusInfo};
-use ingestd::watch::names::{group_name_problem, valid_group_name};
+use ingestd_proto::client::{Client, ClientError, EXIT_FAILED};
+use ingestd_proto::names::{group_name_problem, valid_group_name};
+use ingestd_proto::protocol::{Event, EventKind, Following, StatusInfo, cmd};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub fn run(
     let uploads = upload::check(files).map_err(|problems| {
         Failure::Failed(format!("nothing was added:\n  {}", problems.join("\n  ")))
     })?;
-    let status: StatusInfo = client.call(&Command::Status {})?;
+    let status: StatusInfo = client.call(&cmd::Status {})?;
     let folder =
         upload::group_folder(Path::new(&status.drop_root), &group).map_err(Failure::Failed)?;
     // Subscribed before the first copy, so no verdict can come before we listen.
@@ -104,7 +104,7 @@ pub fn run(
 /// A second connection following `group`'s events, ready before anything is copied.
 fn follow(socket: &Path, group: &str) -> Result<Client, Failure> {
     let mut events = Client::connect(socket)?;
-    let _: Following = events.call(&Command::Events {
+    let _: Following = events.call(&cmd::Events {
         group: Some(group.to_string()),
         all: false,
     })?;

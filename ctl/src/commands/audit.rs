@@ -5,9 +5,9 @@
 use super::{Failure, Options};
 use crate::cli::AuditArgs;
 use crate::output;
-use ingestd::client::Client;
-use ingestd::identity::{Actor, Via};
-use ingestd::protocol::{AuditEntry, Command};
+use ingestd_proto::client::Client;
+use ingestd_proto::identity::{Actor, Via};
+use ingestd_proto::protocol::{AuditEntry, cmd};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -22,7 +22,7 @@ pub fn run(client: &mut Client, options: &Options, args: &AuditArgs) -> Result<S
         }
         None => None,
     };
-    let command = Command::Audit {
+    let command = cmd::Audit {
         group: options.group.clone(),
         all: args.all,
         since,

@@ -4,9 +4,9 @@
 
 use super::{Done, Failure, Options};
 use crate::output;
-use ingestd::client::Client;
-use ingestd::identity::Via;
-use ingestd::protocol::{Command, Event, EventKind, Following};
+use ingestd_proto::client::Client;
+use ingestd_proto::identity::Via;
+use ingestd_proto::protocol::{Event, EventKind, Following, cmd};
 use jiff::tz::TimeZone;
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
@@ -17,7 +17,7 @@ pub fn run(
     all: bool,
     out: &mut dyn Write,
 ) -> Result<Done, Failure> {
-    let command = Command::Events {
+    let command = cmd::Events {
         group: options.group.clone(),
         all,
     };
@@ -125,7 +125,7 @@ fn kind(kind: EventKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ingestd::identity::Actor;
+    use ingestd_proto::identity::Actor;
 
     fn event(kind: EventKind, source: Option<&str>, version: Option<&str>) -> Event {
         Event {

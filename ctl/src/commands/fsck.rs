@@ -4,11 +4,11 @@
 
 use super::{Done, Failure, Options};
 use crate::output;
-use ingestd::client::{Client, EXIT_FAILED};
-use ingestd::protocol::{Command, FsckReport};
+use ingestd_proto::client::{Client, EXIT_FAILED};
+use ingestd_proto::protocol::{FsckReport, cmd};
 
 pub fn run(client: &mut Client, options: &Options, repair: bool) -> Result<Done, Failure> {
-    let data = client.request(&Command::Fsck { repair })?;
+    let data = client.request(&cmd::Fsck { repair })?;
     let report: FsckReport = serde_json::from_value(data.clone()).map_err(|e| {
         Failure::Failed(format!(
             "ingestd answered fsck in a shape this client cannot read ({e})"

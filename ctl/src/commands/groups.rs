@@ -3,15 +3,15 @@
 
 use super::{Options, drop_root, no_files_guidance, status::by_status};
 use crate::output;
-use ingestd::client::{Client, ClientError};
-use ingestd::protocol::{Command, GroupInfo};
+use ingestd_proto::client::{Client, ClientError};
+use ingestd_proto::protocol::{GroupInfo, cmd};
 use jiff::tz::TimeZone;
 
 pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
     if options.json {
-        return Ok(output::json(&client.request(&Command::Groups {})?));
+        return Ok(output::json(&client.request(&cmd::Groups {})?));
     }
-    let groups: Vec<GroupInfo> = client.call(&Command::Groups {})?;
+    let groups: Vec<GroupInfo> = client.call(&cmd::Groups {})?;
     if groups.is_empty() {
         let root = drop_root(client);
         return Ok(no_files_guidance(None, root.as_deref()));
@@ -42,7 +42,7 @@ fn render(groups: &[GroupInfo], tz: &TimeZone) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ingestd::protocol::Status;
+    use ingestd_proto::protocol::Status;
     use std::collections::BTreeMap;
 
     #[test]

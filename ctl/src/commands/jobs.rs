@@ -9,8 +9,8 @@
 use super::{Done, Failure, Options};
 use crate::output;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ingestd::client::{Client, EXIT_FAILED};
-use ingestd::protocol::{Command, JobInfo, JobState, Queued};
+use ingestd_proto::client::{Client, EXIT_FAILED};
+use ingestd_proto::protocol::{Call, JobInfo, JobState, Queued, cmd};
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -25,9 +25,9 @@ const POLL: Duration = Duration::from_millis(200);
 const POLL_IDS: usize = 1000;
 
 /// The `jobs` requests that ask for the state of `ids`, none naming more than `POLL_IDS`.
-fn poll_requests(ids: &[i64]) -> Vec<Command> {
+fn poll_requests(ids: &[i64]) -> Vec<cmd::Jobs> {
     ids.chunks(POLL_IDS)
-        .map(|chunk| Command::Jobs {
+        .map(|chunk| cmd::Jobs {
             group: None,
             all: false,
             state: None,
@@ -44,7 +44,7 @@ pub fn reembed(
     all: bool,
     wait: bool,
 ) -> Result<Done, Failure> {
-    let command = Command::Reembed {
+    let command = cmd::Reembed {
         sources: sources.to_vec(),
         group: options.group.clone(),
         all,
@@ -59,7 +59,7 @@ pub fn retry(
     failed: bool,
     wait: bool,
 ) -> Result<Done, Failure> {
-    let command = Command::Retry {
+    let command = cmd::Retry {
         jobs: jobs.to_vec(),
         failed,
         group: options.group.clone(),
@@ -68,22 +68,23 @@ pub fn retry(
 }
 
 pub fn cancel(client: &mut Client, options: &Options, jobs: &[i64]) -> Result<Done, Failure> {
-    let command = Command::Cancel {
+    let command = cmd::Cancel {
         jobs: jobs.to_vec(),
     };
     queued(client, options, &command, false, "nothing to cancel")
 }
 
 /// Send a command answered with one [`Queued`] per target; print them; wait if asked.
-fn queued(
+fn queued<R: Call<Reply = Vec<Queued>>>(
     client: &mut Client,
     options: &Options,
-    command: &Command,
+    command: &R,
     wait: bool,
     nothing: &str,
 ) -> Result<Done, Failure> {
     let data = client.request(command)?;
-    let outcomes: Vec<Queued> = serde_json::from_value(data.clone()).map_err(|e| {
+    // The answer is kept as it came for `--json`, and read as the command's reply.
+    let outcomes: R::Reply = serde_json::from_value(data.clone()).map_err(|e| {
         Failure::Failed(format!(
             "ingestd answered in a shape this client cannot read ({e}); `ingestctl jobs` shows \
              the queue"
@@ -162,7 +163,7 @@ fn follow(client: &mut Client, ids: &[i64], options: &Options) -> Result<Vec<Job
     loop {
         let mut jobs: Vec<JobInfo> = Vec::with_capacity(ids.len());
         for request in poll_requests(ids) {
-            jobs.extend(client.call::<Vec<JobInfo>>(&request)?);
+            jobs.extend(client.call(&request)?);
         }
         for job in &jobs {
             let bar = shown.entry(job.id).or_insert_with(|| {
@@ -196,7 +197,7 @@ pub fn list(
     state: Option<JobState>,
     ids: &[i64],
 ) -> Result<String, Failure> {
-    let command = Command::Jobs {
+    let command = cmd::Jobs {
         group: options.group.clone(),
         all,
         state,
@@ -256,17 +257,15 @@ mod tests {
         let mut asked = Vec::new();
         for request in &requests {
             // The daemon's own bound, at its default of 1,000 targets.
-            assert_eq!(request.check_bounds(1000), Ok(()));
-            let Command::Jobs { ids, .. } = request else {
-                panic!("not a jobs request: {request:?}");
-            };
-            asked.extend_from_slice(ids);
+            let command = ingestd_proto::protocol::Command::from(request.clone());
+            assert_eq!(command.check_bounds(1000), Ok(()));
+            asked.extend_from_slice(&request.ids);
         }
         assert_eq!(asked, ids, "every id once, in order");
         assert_eq!(poll_requests(&ids[..1000]).len(), 1);
         assert!(poll_requests(&[]).is_empty());
     }
-    use ingestd::protocol::{Progress, QueuePosition};
+    use ingestd_proto::protocol::{Progress, QueuePosition};
 
     pub fn job(id: i64, state: JobState) -> JobInfo {
         JobInfo {

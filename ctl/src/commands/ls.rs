@@ -4,12 +4,12 @@
 
 use super::{Options, drop_root, group_or_current, no_files_guidance};
 use crate::output;
-use ingestd::client::{Client, ClientError};
-use ingestd::protocol::{Command, SourceSummary, Status};
+use ingestd_proto::client::{Client, ClientError};
+use ingestd_proto::protocol::{SourceSummary, Status, cmd};
 use jiff::tz::TimeZone;
 
 pub fn run(client: &mut Client, options: &Options, all: bool) -> Result<String, ClientError> {
-    let command = Command::Ls {
+    let command = cmd::Ls {
         group: options.group.clone(),
         all,
     };

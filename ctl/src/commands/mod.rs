@@ -25,8 +25,8 @@ pub(crate) use rm::question as rm_question;
 
 use crate::cli::{Cli, Commands, PrefsAction};
 use crate::socket::{self, NoSocket};
-use ingestd::client::{Client, ClientError, EXIT_FAILED, EXIT_UNREACHABLE};
-use ingestd::protocol::{Command, StatusInfo, UseInfo};
+use ingestd_proto::client::{Client, ClientError, EXIT_FAILED, EXIT_UNREACHABLE};
+use ingestd_proto::protocol::{StatusInfo, UseInfo, cmd};
 use jiff::tz::TimeZone;
 use std::io::{IsTerminal, Write};
 
@@ -164,7 +164,7 @@ fn group_or_current(client: &mut Client, options: &Options) -> Result<Option<Str
     if let Some(group) = &options.group {
         return Ok(Some(group.clone()));
     }
-    let current: UseInfo = client.call(&Command::Use {
+    let current: UseInfo = client.call(&cmd::Use {
         group: None,
         clear: false,
     })?;
@@ -175,7 +175,7 @@ fn group_or_current(client: &mut Client, options: &Options) -> Result<Option<Str
 /// says where to look instead of failing the command).
 fn drop_root(client: &mut Client) -> Option<String> {
     client
-        .call::<StatusInfo>(&Command::Status {})
+        .call(&cmd::Status {})
         .ok()
         .map(|status| status.drop_root)
 }
@@ -249,16 +249,20 @@ mod tests {
             socket: "/s".into(),
         });
         assert_eq!(unreachable.exit_code(), 3);
-        let refused = Failure::from(ClientError::Daemon(ingestd::protocol::ErrorBody::new(
-            ingestd::protocol::ErrorCode::NotFound,
-            "no such source",
-        )));
+        let refused = Failure::from(ClientError::Daemon(
+            ingestd_proto::protocol::ErrorBody::new(
+                ingestd_proto::protocol::ErrorCode::NotFound,
+                "no such source",
+            ),
+        ));
         assert_eq!(refused.exit_code(), 1);
         assert_eq!(refused.to_string(), "no such source");
-        let lagged = Failure::from(ClientError::Daemon(ingestd::protocol::ErrorBody::new(
-            ingestd::protocol::ErrorCode::Lagged,
-            "you fell behind",
-        )));
+        let lagged = Failure::from(ClientError::Daemon(
+            ingestd_proto::protocol::ErrorBody::new(
+                ingestd_proto::protocol::ErrorCode::Lagged,
+                "you fell behind",
+            ),
+        ));
         assert_eq!(lagged.exit_code(), 1);
         assert_eq!(Failure::Usage(NO_GROUP.into()).exit_code(), 2);
         assert_eq!(Failure::Failed("x".into()).exit_code(), 1);

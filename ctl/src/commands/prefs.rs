@@ -6,12 +6,12 @@
 use super::{Done, Failure, Options};
 use crate::cli::PrefsSetArgs;
 use crate::output;
-use ingestd::client::{Client, ClientError};
-use ingestd::protocol::{Command, PrefsInfo, PrefsSaved};
+use ingestd_proto::client::{Client, ClientError};
+use ingestd_proto::protocol::{PrefsInfo, PrefsSaved, cmd};
 use jiff::tz::TimeZone;
 
 pub fn show(client: &mut Client, options: &Options) -> Result<String, ClientError> {
-    let command = Command::Prefs {
+    let command = cmd::Prefs {
         group: options.group.clone(),
     };
     if options.json {
@@ -25,7 +25,7 @@ pub fn set(client: &mut Client, options: &Options, args: &PrefsSetArgs) -> Resul
     let columns = PrefsSetArgs::names(&args.columns);
     let context = PrefsSetArgs::names(&args.context);
     let asked: Vec<String> = columns.iter().chain(&context).flatten().cloned().collect();
-    let command = Command::PrefsSet {
+    let command = cmd::PrefsSet {
         group: options.group.clone(),
         columns,
         context,

@@ -5,8 +5,8 @@
 use super::{Done, Failure, NO_GROUP, Options, group_or_current};
 use crate::output;
 use crate::prompt::{self, Confirm};
-use ingestd::client::{Client, EXIT_FAILED};
-use ingestd::protocol::{Command, RmOutcome};
+use ingestd_proto::client::{Client, EXIT_FAILED};
+use ingestd_proto::protocol::{RmOutcome, cmd};
 use std::io::{self, IsTerminal};
 
 /// Fail early, before connecting, when no one can confirm and `--yes` was not given.
@@ -45,7 +45,7 @@ pub fn run(
         }
         group = Some(current);
     }
-    let command = Command::Rm {
+    let command = cmd::Rm {
         targets: targets.to_vec(),
         group,
         force,

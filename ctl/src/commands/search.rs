@@ -5,8 +5,8 @@
 
 use super::{Done, Failure, Options};
 use crate::output;
-use ingestd::client::Client;
-use ingestd::protocol::{Command, SearchResult};
+use ingestd_proto::client::Client;
+use ingestd_proto::protocol::{SearchResult, cmd};
 
 pub fn run(
     client: &mut Client,
@@ -14,7 +14,7 @@ pub fn run(
     text: &[String],
     k: u32,
 ) -> Result<Done, Failure> {
-    let command = Command::Search {
+    let command = cmd::Search {
         text: text.join(" "),
         group: options.group.clone(),
         k: Some(k),
@@ -70,7 +70,7 @@ fn render(result: &SearchResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ingestd::protocol::SearchHit;
+    use ingestd_proto::protocol::SearchHit;
 
     #[test]
     fn hits_print_best_first_with_the_model() {

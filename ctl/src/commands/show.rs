@@ -3,8 +3,8 @@
 
 use super::Options;
 use crate::output;
-use ingestd::client::{Client, ClientError};
-use ingestd::protocol::{Command, JobInfo, Reading, SkippedColumn, SourceDetail, VersionInfo};
+use ingestd_proto::client::{Client, ClientError};
+use ingestd_proto::protocol::{JobInfo, Reading, SkippedColumn, SourceDetail, VersionInfo, cmd};
 use jiff::tz::TimeZone;
 
 pub fn run(
@@ -13,7 +13,7 @@ pub fn run(
     source: &str,
     preview: Option<u32>,
 ) -> Result<String, ClientError> {
-    let command = Command::Show {
+    let command = cmd::Show {
         source: source.to_string(),
         group: options.group.clone(),
         preview,
@@ -203,7 +203,7 @@ fn versions(versions: &[VersionInfo], tz: &TimeZone) -> String {
 mod tests {
     use super::*;
     use crate::commands::ls::tests::summary;
-    use ingestd::protocol::Status;
+    use ingestd_proto::protocol::Status;
 
     fn version(label: Option<&str>, status: Status, reason: Option<&str>) -> VersionInfo {
         VersionInfo {

@@ -3,16 +3,16 @@
 
 use super::Options;
 use crate::output;
-use ingestd::client::{Client, ClientError};
-use ingestd::protocol::{Command, ReloadInfo, Status, StatusInfo};
+use ingestd_proto::client::{Client, ClientError};
+use ingestd_proto::protocol::{ReloadInfo, Status, StatusInfo, cmd};
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
 
 pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
     if options.json {
-        return Ok(output::json(&client.request(&Command::Status {})?));
+        return Ok(output::json(&client.request(&cmd::Status {})?));
     }
-    let status: StatusInfo = client.call(&Command::Status {})?;
+    let status: StatusInfo = client.call(&cmd::Status {})?;
     Ok(render(&status, &options.tz))
 }
 
@@ -124,7 +124,7 @@ fn reload_lines(reload: &ReloadInfo, tz: &TimeZone) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ingestd::protocol::{Notice, QueueSummary};
+    use ingestd_proto::protocol::{Notice, QueueSummary};
 
     fn status() -> StatusInfo {
         StatusInfo {
@@ -184,7 +184,7 @@ mod tests {
             at: "2026-11-27T02:10:00Z".into(),
             file: "/etc/ingestd/ingestd.toml".into(),
             applied: vec!["ingest.max_file_size".into()],
-            refused: vec![ingestd::protocol::RefusedKey {
+            refused: vec![ingestd_proto::protocol::RefusedKey {
                 key: "paths.storage_root".into(),
                 reason: "restart ingestd to move them".into(),
             }],

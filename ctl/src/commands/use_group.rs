@@ -4,8 +4,8 @@
 
 use super::{Done, Failure, Options};
 use crate::output;
-use ingestd::client::Client;
-use ingestd::protocol::{Command, UseInfo};
+use ingestd_proto::client::Client;
+use ingestd_proto::protocol::{UseInfo, cmd};
 
 pub fn run(
     client: &mut Client,
@@ -13,7 +13,7 @@ pub fn run(
     name: Option<&str>,
     clear: bool,
 ) -> Result<Done, Failure> {
-    let command = Command::Use {
+    let command = cmd::Use {
         group: chosen(name, options.group.as_deref(), clear)?,
         clear,
     };

@@ -8,7 +8,7 @@
 
 use super::proto::{
     Command, Event, EventKind, GroupInfo, JobInfo, JobState, PrefsInfo, PrefsSaved, Queued,
-    RmOutcome, SearchResult, SourceDetail, SourceSummary, StatusInfo, UseInfo,
+    RmOutcome, SearchResult, SourceDetail, SourceSummary, StatusInfo, UseInfo, cmd,
 };
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -188,9 +188,9 @@ impl App {
     pub fn on_connected(&mut self) -> Vec<Request> {
         self.conn = Conn::Up;
         let mut out = vec![
-            call(Command::Status {}),
-            call(Command::Groups {}),
-            call(Command::Use {
+            call(cmd::Status {}),
+            call(cmd::Groups {}),
+            call(cmd::Use {
                 group: None,
                 clear: false,
             }),
@@ -207,7 +207,7 @@ impl App {
     pub fn load_view(&self) -> Vec<Request> {
         let mut out = Vec::new();
         if let Some(group) = &self.viewing {
-            out.push(call(Command::Ls {
+            out.push(call(cmd::Ls {
                 group: Some(group.clone()),
                 all: false,
             }));
@@ -220,7 +220,7 @@ impl App {
     }
 
     pub fn load_jobs(&self) -> Request {
-        call(Command::Jobs {
+        call(cmd::Jobs {
             group: None,
             all: true,
             state: None,
@@ -231,7 +231,7 @@ impl App {
 
     pub fn load_detail(&self) -> Option<Request> {
         let source = self.selected()?;
-        Some(call(Command::Show {
+        Some(call(cmd::Show {
             source: source.name.clone(),
             group: Some(source.group.clone()),
             preview: None,
@@ -337,16 +337,16 @@ impl App {
     fn on_failure(&mut self, command: &Command, message: String) -> Vec<Request> {
         match command {
             // The viewed group is gone (deleted folder, a typo in -g): say so and show none.
-            Command::Ls { group, .. } if *group == self.viewing => {
+            Command::Ls(cmd::Ls { group, .. }) if *group == self.viewing => {
                 self.sources.clear();
                 self.sources_loaded = true;
                 self.reorder();
                 self.error(message);
             }
             // A detail of a source that just went away is not worth a red line.
-            Command::Show { .. } => self.detail = None,
-            Command::Status {} | Command::Groups {} => {}
-            Command::Search { .. } => {
+            Command::Show(_) => self.detail = None,
+            Command::Status(cmd::Status {}) | Command::Groups(cmd::Groups {}) => {}
+            Command::Search(_) => {
                 if let Mode::Search { results, .. } = &mut self.mode {
                     *results = None;
                 }
@@ -360,12 +360,12 @@ impl App {
     fn apply(&mut self, command: &Command, data: Value) -> Result<Vec<Request>, serde_json::Error> {
         let mut out = Vec::new();
         match command {
-            Command::Status {} => {
+            Command::Status(cmd::Status {}) => {
                 let status: StatusInfo = serde_json::from_value(data)?;
                 self.readonly = status.read_only.clone();
                 self.status = Some(status);
             }
-            Command::Groups {} => {
+            Command::Groups(cmd::Groups {}) => {
                 let groups: Vec<GroupInfo> = serde_json::from_value(data)?;
                 let at = self.groups.get(self.group_cursor).map(|g| g.name.clone());
                 self.groups = groups;
@@ -377,7 +377,7 @@ impl App {
                     .and_then(|name| self.groups.iter().position(|g| g.name == name))
                     .unwrap_or(0);
             }
-            Command::Use { group, .. } => {
+            Command::Use(cmd::Use { group, .. }) => {
                 let info: UseInfo = serde_json::from_value(data)?;
                 self.current = info.group.clone();
                 for g in &mut self.groups {
@@ -402,7 +402,7 @@ impl App {
                     out.extend(self.load_view());
                 }
             }
-            Command::Ls { group, .. } => {
+            Command::Ls(cmd::Ls { group, .. }) => {
                 // An answer for a group no longer on view is stale.
                 if *group != self.viewing {
                     return Ok(out);
@@ -420,11 +420,11 @@ impl App {
                     out.extend(self.load_detail());
                 }
             }
-            Command::Show {
+            Command::Show(cmd::Show {
                 source,
                 group,
                 preview,
-            } => {
+            }) => {
                 let detail: SourceDetail = serde_json::from_value(data)?;
                 if preview.is_some() {
                     if let Mode::Prefs(edit) = &mut self.mode
@@ -441,7 +441,7 @@ impl App {
                     self.detail = Some(detail);
                 }
             }
-            Command::Jobs { .. } => {
+            Command::Jobs(_) => {
                 let mut jobs: Vec<JobInfo> = serde_json::from_value(data)?;
                 // Running and waiting work first, then the newest finished.
                 jobs.sort_by_key(|j| (job_rank(j.state), -j.id));
@@ -451,7 +451,7 @@ impl App {
                     .and_then(|id| self.jobs.iter().position(|j| j.id == id))
                     .unwrap_or(self.job_cursor.min(self.jobs.len().saturating_sub(1)));
             }
-            Command::Prefs { .. } => {
+            Command::Prefs(_) => {
                 let prefs: PrefsInfo = serde_json::from_value(data)?;
                 if let Mode::Prefs(edit) = &mut self.mode
                     && edit.group == prefs.group
@@ -462,7 +462,7 @@ impl App {
                     edit.saved = Some(prefs);
                 }
             }
-            Command::PrefsSet { reembed, .. } => {
+            Command::PrefsSet(cmd::PrefsSet { reembed, .. }) => {
                 let saved: PrefsSaved = serde_json::from_value(data)?;
                 let mut text = format!("saved the preferences of group '{}'", saved.prefs.group);
                 if *reembed {
@@ -483,26 +483,26 @@ impl App {
                 }
                 self.info(text);
             }
-            Command::Rm { group, targets, .. } => {
+            Command::Rm(cmd::Rm { group, targets, .. }) => {
                 let outcomes: Vec<RmOutcome> = serde_json::from_value(data)?;
                 self.on_rm(group.clone().unwrap_or_default(), targets, outcomes);
                 out.extend(self.load_view());
             }
-            Command::Reembed { .. } | Command::Retry { .. } | Command::Cancel { .. } => {
+            Command::Reembed(_) | Command::Retry(_) | Command::Cancel(_) => {
                 let outcomes: Vec<Queued> = serde_json::from_value(data)?;
                 let verb = match command {
-                    Command::Reembed { .. } => "re-embed",
-                    Command::Retry { .. } => "retry",
+                    Command::Reembed(_) => "re-embed",
+                    Command::Retry(_) => "retry",
                     _ => "cancel",
                 };
                 self.summarize(verb, outcomes.iter().map(|o| (o.ok, o.message.as_str())));
-                if matches!(command, Command::Cancel { .. }) {
+                if matches!(command, Command::Cancel(_)) {
                     out.extend(self.after_cancel());
                 }
                 self.marked.clear();
                 out.extend(self.load_view());
             }
-            Command::Search { .. } => {
+            Command::Search(_) => {
                 let result: SearchResult = serde_json::from_value(data)?;
                 if let Mode::Search { results, .. } = &mut self.mode {
                     *results = Some(result);
@@ -570,7 +570,7 @@ impl App {
     /// After cancelling from the guard, the delete that was refused is sent again.
     fn after_cancel(&mut self) -> Vec<Request> {
         if let Mode::Guard { group, targets, .. } = &self.mode {
-            let retry = call(Command::Rm {
+            let retry = call(cmd::Rm {
                 targets: targets.clone(),
                 group: Some(group.clone()),
                 force: false,
@@ -598,10 +598,10 @@ impl App {
             }
             return out;
         }
-        out.push(call(Command::Groups {}));
-        out.push(call(Command::Status {}));
+        out.push(call(cmd::Groups {}));
+        out.push(call(cmd::Status {}));
         if event.group.is_some() && event.group == self.viewing {
-            out.push(call(Command::Ls {
+            out.push(call(cmd::Ls {
                 group: self.viewing.clone(),
                 all: false,
             }));
@@ -616,8 +616,8 @@ impl App {
     }
 }
 
-pub fn call(command: Command) -> Request {
-    Request::Call(command)
+pub fn call(command: impl Into<Command>) -> Request {
+    Request::Call(command.into())
 }
 
 fn updated(source: &SourceSummary) -> Option<&str> {

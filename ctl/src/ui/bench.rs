@@ -10,7 +10,7 @@
 
 use super::app::{App, Pane, Request};
 use super::keys::on_key;
-use super::proto::{Client, Command};
+use super::proto::{Client, Command, cmd};
 use super::view::{self, Ctx, Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -48,7 +48,7 @@ fn perform(client: &mut Client, app: &mut App, requests: Vec<Request>) {
                 continue;
             };
             // The detail of the first source is loaded after the list is drawn; not counted.
-            if matches!(command, Command::Show { .. }) {
+            if matches!(command, Command::Show(_)) {
                 continue;
             }
             let result = client.request(&command).map_err(|e| e.to_string());
@@ -78,10 +78,10 @@ fn bench_memory_at_10000_sources() {
     let mut app = App::new(Some("big".into()));
     app.conn = super::app::Conn::Up;
     app.on_reply(
-        &Command::Ls {
+        &Command::Ls(cmd::Ls {
             group: Some("big".into()),
             all: false,
-        },
+        }),
         Ok(data),
     );
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
@@ -144,7 +144,7 @@ fn bench_group_switch_at_1000_sources() {
     };
     loop {
         let list: Vec<super::proto::SourceSummary> = client
-            .call(&Command::Ls {
+            .call(&cmd::Ls {
                 group: Some("big".into()),
                 all: false,
             })
@@ -158,8 +158,11 @@ fn bench_group_switch_at_1000_sources() {
 
     let mut app = App::new(None);
     app.conn = super::app::Conn::Up;
-    let groups = client.request(&Command::Groups {});
-    app.on_reply(&Command::Groups {}, groups.map_err(|e| e.to_string()));
+    let groups = client.request(&cmd::Groups {});
+    app.on_reply(
+        &Command::Groups(cmd::Groups {}),
+        groups.map_err(|e| e.to_string()),
+    );
     app.focus = Pane::Groups;
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
     let ctx = ctx();

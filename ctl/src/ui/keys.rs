@@ -6,7 +6,7 @@
 //! prompt.
 
 use super::app::{App, Mode, Pane, PrefsEdit, Request, call};
-use super::proto::{Command, JobState};
+use super::proto::{Command, JobState, cmd};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::path::{Path, PathBuf};
 
@@ -160,7 +160,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
             if !may_change(app) || !needs_group(app) || sources.is_empty() {
                 return Vec::new();
             }
-            vec![call(Command::Reembed {
+            vec![call(cmd::Reembed {
                 sources,
                 group: app.viewing.clone(),
                 all: false,
@@ -170,7 +170,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
             if !may_change(app) || !needs_group(app) {
                 return Vec::new();
             }
-            vec![call(Command::Reembed {
+            vec![call(cmd::Reembed {
                 sources: Vec::new(),
                 group: app.viewing.clone(),
                 all: true,
@@ -183,7 +183,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
             // On the queue, the job under the cursor; elsewhere every failed job of the group.
             if app.focus == Pane::Queue {
                 return match app.selected_job() {
-                    Some(job) => vec![call(Command::Retry {
+                    Some(job) => vec![call(cmd::Retry {
                         jobs: vec![job.id],
                         failed: false,
                         group: None,
@@ -194,7 +194,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
             if !needs_group(app) {
                 return Vec::new();
             }
-            vec![call(Command::Retry {
+            vec![call(cmd::Retry {
                 jobs: Vec::new(),
                 failed: true,
                 group: app.viewing.clone(),
@@ -209,7 +209,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
                 app.info("nothing to cancel: no queued or processing job is selected");
                 return Vec::new();
             }
-            vec![call(Command::Cancel { jobs })]
+            vec![call(cmd::Cancel { jobs })]
         }
         KeyCode::Char('p') => {
             if !needs_group(app) {
@@ -228,7 +228,7 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
                 preview_source: preview_source.clone(),
                 preview: None,
             }));
-            let mut out = vec![call(Command::Prefs {
+            let mut out = vec![call(cmd::Prefs {
                 group: Some(group.clone()),
             })];
             out.extend(preview(&group, preview_source));
@@ -303,7 +303,7 @@ fn switch_group(app: &mut App) -> Vec<Request> {
         app.detail = None;
     }
     app.focus = Pane::Sources;
-    let mut out = vec![call(Command::Use {
+    let mut out = vec![call(cmd::Use {
         group: Some(group),
         clear: false,
     })];
@@ -383,7 +383,7 @@ fn confirm_delete(
     targets: Vec<String>,
 ) -> Vec<Request> {
     if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
-        return vec![call(Command::Rm {
+        return vec![call(cmd::Rm {
             targets,
             group: Some(group),
             force: false,
@@ -404,7 +404,7 @@ fn guard(
     match key.code {
         // Cancel the jobs; the delete is sent again once the cancel is answered.
         KeyCode::Char('c') => {
-            let cancel = call(Command::Cancel { jobs: jobs.clone() });
+            let cancel = call(cmd::Cancel { jobs: jobs.clone() });
             app.mode = Mode::Guard {
                 group,
                 targets,
@@ -413,7 +413,7 @@ fn guard(
             };
             vec![cancel]
         }
-        KeyCode::Char('f') => vec![call(Command::Rm {
+        KeyCode::Char('f') => vec![call(cmd::Rm {
             targets,
             group: Some(group),
             force: true,
@@ -538,7 +538,7 @@ fn search(
             if input.trim().is_empty() {
                 app.error("give the text to search for");
             } else {
-                out.push(call(Command::Search {
+                out.push(call(cmd::Search {
                     text: input.clone(),
                     group: app.viewing.clone(),
                     k: Some(SEARCH_K),
@@ -556,7 +556,7 @@ fn search(
 }
 
 pub fn preview(group: &str, source: Option<String>) -> Option<Request> {
-    Some(call(Command::Show {
+    Some(call(cmd::Show {
         source: source?,
         group: Some(group.to_string()),
         preview: Some(PREVIEW_ROWS),
@@ -617,7 +617,7 @@ fn prefs(app: &mut App, key: KeyEvent, mut edit: Box<PrefsEdit>) -> Vec<Request>
         }
         // A read-only caller gets the reason in the status line, and nothing is sent.
         KeyCode::Char('w') | KeyCode::Char('W') if may_change(app) => {
-            out.push(call(Command::PrefsSet {
+            out.push(call(cmd::PrefsSet {
                 group: Some(edit.group.clone()),
                 columns: Some(edit.columns.clone()),
                 context: Some(edit.context.clone()),

@@ -6,7 +6,7 @@
 //! Nothing here decides what to ask or how to show an answer; that is the state's job.
 
 use super::app::Request;
-use super::proto::{Client, ClientError, Command, Event, Following, StatusInfo};
+use super::proto::{Client, ClientError, Command, Event, Following, StatusInfo, cmd};
 use crate::upload;
 use ratatui::crossterm::event::KeyEvent;
 use serde_json::Value;
@@ -64,7 +64,7 @@ enum Stop {
 
 fn stream(socket: &Path, tx: &Sender<Msg>) -> Result<Stop, ClientError> {
     let mut client = Client::connect(socket)?;
-    let _: Following = client.call(&Command::Events {
+    let _: Following = client.call(&cmd::Events {
         group: None,
         all: true,
     })?;
@@ -88,14 +88,14 @@ fn stream(socket: &Path, tx: &Sender<Msg>) -> Result<Stop, ClientError> {
 /// Which requests a newer one makes stale: the same read of the same kind.
 fn coalesce_key(request: &Request) -> Option<&'static str> {
     match request {
-        Request::Call(Command::Status {}) => Some("status"),
-        Request::Call(Command::Groups {}) => Some("groups"),
-        Request::Call(Command::Ls { .. }) => Some("ls"),
-        Request::Call(Command::Show { preview: None, .. }) => Some("show"),
-        Request::Call(Command::Show {
+        Request::Call(Command::Status(cmd::Status {})) => Some("status"),
+        Request::Call(Command::Groups(cmd::Groups {})) => Some("groups"),
+        Request::Call(Command::Ls(_)) => Some("ls"),
+        Request::Call(Command::Show(cmd::Show { preview: None, .. })) => Some("show"),
+        Request::Call(Command::Show(cmd::Show {
             preview: Some(_), ..
-        }) => Some("preview"),
-        Request::Call(Command::Jobs { .. }) => Some("jobs"),
+        })) => Some("preview"),
+        Request::Call(Command::Jobs(_)) => Some("jobs"),
         _ => None,
     }
 }
@@ -182,7 +182,7 @@ fn add(
     files: &[PathBuf],
 ) -> Result<String, String> {
     let uploads = upload::check(files).map_err(|problems| problems.join("; "))?;
-    let status = call(socket, client, &Command::Status {}, false)?;
+    let status = call(socket, client, &Command::Status(cmd::Status {}), false)?;
     let status: StatusInfo = serde_json::from_value(status).map_err(|e| e.to_string())?;
     let folder = upload::group_folder(Path::new(&status.drop_root), group)?;
     let mut names = Vec::new();

@@ -1,8 +1,8 @@
 //! The one place the terminal UI names the protocol and its client, so that moving them to
 //! another crate touches this file only. It holds re-exports and nothing else.
 
-pub use ingestd::client::{Client, ClientError};
-pub use ingestd::protocol::{
+pub use ingestd_proto::client::{Client, ClientError};
+pub use ingestd_proto::protocol::{
     Command, Event, EventKind, Following, GroupInfo, JobInfo, JobState, PrefsInfo, PrefsSaved,
-    Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary, StatusInfo, UseInfo,
+    Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary, StatusInfo, UseInfo, cmd,
 };

@@ -5,7 +5,7 @@
 
 use super::app::{App, Conn, Mode, Pane, Request, Sort, call};
 use super::keys::on_key;
-use super::proto::{Command, Event, JobState};
+use super::proto::{Command, Event, JobState, cmd};
 use super::view::{self, Ctx, Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -95,30 +95,30 @@ fn jobs() -> Value {
 }
 
 fn ls(group: &str) -> Command {
-    Command::Ls {
+    Command::Ls(cmd::Ls {
         group: Some(group.into()),
         all: false,
-    }
+    })
 }
 
 fn show(source: &str) -> Command {
-    Command::Show {
+    Command::Show(cmd::Show {
         source: source.into(),
         group: Some("sales".into()),
         preview: None,
-    }
+    })
 }
 
 /// The state after connecting to a daemon with three groups, `sales` current and loaded.
 fn loaded() -> App {
     let mut app = App::new(None);
     app.on_connected();
-    app.on_reply(&Command::Status {}, Ok(status()));
-    app.on_reply(&Command::Groups {}, Ok(groups()));
-    let use_ = Command::Use {
+    app.on_reply(&Command::Status(cmd::Status {}), Ok(status()));
+    app.on_reply(&Command::Groups(cmd::Groups {}), Ok(groups()));
+    let use_ = Command::Use(cmd::Use {
         group: None,
         clear: false,
-    };
+    });
     app.on_reply(&use_, Ok(json!({"group": "sales", "uid": 1000})));
     app.on_reply(&ls("sales"), Ok(sources()));
     app.on_reply(&show("big.csv"), Ok(detail_big()));
@@ -262,8 +262,8 @@ fn screen_prefs_editor() {
 fn screen_empty_no_groups() {
     let mut app = App::new(None);
     app.on_connected();
-    app.on_reply(&Command::Status {}, Ok(status()));
-    app.on_reply(&Command::Groups {}, Ok(json!([])));
+    app.on_reply(&Command::Status(cmd::Status {}), Ok(status()));
+    app.on_reply(&Command::Groups(cmd::Groups {}), Ok(json!([])));
     snapshot!("empty_no_groups", render(&app, 80, 24));
 }
 
@@ -271,10 +271,10 @@ fn screen_empty_no_groups() {
 fn screen_empty_no_current_group() {
     let mut app = App::new(None);
     app.on_connected();
-    app.on_reply(&Command::Status {}, Ok(status()));
+    app.on_reply(&Command::Status(cmd::Status {}), Ok(status()));
     let mut list = groups();
     list[2]["current"] = json!(false);
-    app.on_reply(&Command::Groups {}, Ok(list));
+    app.on_reply(&Command::Groups(cmd::Groups {}), Ok(list));
     snapshot!("empty_no_current_group", render(&app, 80, 24));
 }
 
@@ -310,8 +310,8 @@ fn screen_daemon_down_and_reconnect() {
     let requests = app.on_connected();
     assert_eq!(app.conn, Conn::Up);
     for wanted in [
-        Command::Status {},
-        Command::Groups {},
+        Command::Status(cmd::Status {}),
+        Command::Groups(cmd::Groups {}),
         ls("sales"),
         show("big.csv"),
     ] {
@@ -400,7 +400,7 @@ fn keys_are_pure_transitions() {
             "enter on a group uses it and loads it",
             vec![KeyCode::Left, KeyCode::Up, KeyCode::Enter],
             vec![
-                call(Command::Use {
+                call(cmd::Use {
                     group: Some("hr".into()),
                     clear: false,
                 }),
@@ -457,7 +457,7 @@ fn keys_are_pure_transitions() {
         (
             "space marks and r re-embeds the marked",
             vec![KeyCode::Char(' '), KeyCode::Char(' '), KeyCode::Char('r')],
-            vec![call(Command::Reembed {
+            vec![call(cmd::Reembed {
                 sources: vec!["big.csv".into(), "notes.txt".into()],
                 group: Some("sales".into()),
                 all: false,
@@ -467,7 +467,7 @@ fn keys_are_pure_transitions() {
         (
             "R re-embeds the group",
             vec![KeyCode::Char('R')],
-            vec![call(Command::Reembed {
+            vec![call(cmd::Reembed {
                 sources: vec![],
                 group: Some("sales".into()),
                 all: true,
@@ -477,7 +477,7 @@ fn keys_are_pure_transitions() {
         (
             "t retries the group's failed jobs",
             vec![KeyCode::Char('t')],
-            vec![call(Command::Retry {
+            vec![call(cmd::Retry {
                 jobs: vec![],
                 failed: true,
                 group: Some("sales".into()),
@@ -487,7 +487,7 @@ fn keys_are_pure_transitions() {
         (
             "c cancels the selected source's running job",
             vec![KeyCode::Char('c')],
-            vec![call(Command::Cancel { jobs: vec![7] })],
+            vec![call(cmd::Cancel { jobs: vec![7] })],
             |_| {},
         ),
         ("d asks first", vec![KeyCode::Char('d')], vec![], |a| {
@@ -502,7 +502,7 @@ fn keys_are_pure_transitions() {
         (
             "d then y deletes",
             vec![KeyCode::Char('d'), KeyCode::Char('y')],
-            vec![call(Command::Rm {
+            vec![call(cmd::Rm {
                 targets: vec!["big.csv".into()],
                 group: Some("sales".into()),
                 force: false,
@@ -533,7 +533,7 @@ fn keys_are_pure_transitions() {
         (
             "s, text and Enter searches",
             vec![KeyCode::Char('s'), KeyCode::Char('n'), KeyCode::Enter],
-            vec![call(Command::Search {
+            vec![call(cmd::Search {
                 text: "n".into(),
                 group: Some("sales".into()),
                 k: Some(20),
@@ -564,7 +564,7 @@ fn keys_are_pure_transitions() {
         }
         // J's request is checked in `screen_queue`; here only that nothing else is asked.
         if name.starts_with("J ") {
-            last.retain(|r| !matches!(r, Request::Call(Command::Jobs { .. })));
+            last.retain(|r| !matches!(r, Request::Call(Command::Jobs(_))));
         }
         assert_eq!(last, want, "{name}");
         check(&app);
@@ -591,14 +591,14 @@ fn the_guard_offers_cancel_then_deletes_again() {
         message: "being embedded".into(),
     };
     let (mut app, requests) = press(app, KeyCode::Char('c'));
-    assert_eq!(requests, vec![call(Command::Cancel { jobs: vec![7] })]);
+    assert_eq!(requests, vec![call(cmd::Cancel { jobs: vec![7] })]);
     let mut cancelled = job(7, "big.csv", "cancelled", 384, 3000);
     cancelled["error"] = json!("cancelled by alice");
     let answer = json!([{"existing": false, "job": cancelled, "ok": true, "target": "7",
         "message": "cancelled job 7 (big.csv v1); the previous embeddings stay active"}]);
-    let again = app.on_reply(&Command::Cancel { jobs: vec![7] }, Ok(answer));
+    let again = app.on_reply(&Command::Cancel(cmd::Cancel { jobs: vec![7] }), Ok(answer));
     assert!(
-        again.contains(&call(Command::Rm {
+        again.contains(&call(cmd::Rm {
             targets: vec!["big.csv".into()],
             group: Some("sales".into()),
             force: false
@@ -617,7 +617,7 @@ fn the_guard_offers_cancel_then_deletes_again() {
     let (_, requests) = press(app, KeyCode::Char('f'));
     assert_eq!(
         requests,
-        vec![call(Command::Rm {
+        vec![call(cmd::Rm {
             targets: vec!["big.csv".into()],
             group: Some("sales".into()),
             force: true
@@ -636,8 +636,8 @@ fn events_refetch_what_they_change_and_progress_moves_in_place() {
     };
     let requests = app.on_event(&event("accepted", "sales", "big.csv"));
     for wanted in [
-        Command::Groups {},
-        Command::Status {},
+        Command::Groups(cmd::Groups {}),
+        Command::Status(cmd::Status {}),
         ls("sales"),
         show("big.csv"),
     ] {
@@ -651,7 +651,7 @@ fn events_refetch_what_they_change_and_progress_moves_in_place() {
     assert!(
         !requests
             .iter()
-            .any(|r| matches!(r, Request::Call(Command::Ls { .. })))
+            .any(|r| matches!(r, Request::Call(Command::Ls(_))))
     );
     // Progress: no request, the bar moves.
     let requests = app.on_event(&event("job_progress", "sales", "big.csv"));
@@ -667,11 +667,11 @@ fn stale_answers_are_ignored_and_errors_go_to_the_status_line() {
     app.on_reply(&ls("hr"), Ok(json!([])));
     assert_eq!(app.sources.len(), 3);
     app.on_reply(
-        &Command::Reembed {
+        &Command::Reembed(cmd::Reembed {
             sources: vec!["x".into()],
             group: Some("sales".into()),
             all: false,
-        },
+        }),
         Err("permission denied: bob is not in server.admins (alice); ask an administrator".into()),
     );
     let message = app.message.clone().unwrap();
@@ -680,24 +680,27 @@ fn stale_answers_are_ignored_and_errors_go_to_the_status_line() {
         "{message:?}"
     );
     // A garbled answer is a message, not a crash.
-    app.on_reply(&Command::Groups {}, Ok(json!({"not": "a list"})));
+    app.on_reply(
+        &Command::Groups(cmd::Groups {}),
+        Ok(json!({"not": "a list"})),
+    );
     assert!(app.message.unwrap().text.contains("cannot read"));
 }
 
 #[test]
 fn bursts_of_reads_collapse_to_the_newest() {
     let batch = vec![
-        call(Command::Groups {}),
+        call(cmd::Groups {}),
         call(ls("sales")),
-        call(Command::Cancel { jobs: vec![1] }),
-        call(Command::Groups {}),
+        call(cmd::Cancel { jobs: vec![1] }),
+        call(cmd::Groups {}),
         call(ls("hr")),
     ];
     assert_eq!(
         super::net::coalesce(batch),
         vec![
-            call(Command::Cancel { jobs: vec![1] }),
-            call(Command::Groups {}),
+            call(cmd::Cancel { jobs: vec![1] }),
+            call(cmd::Groups {}),
             call(ls("hr")),
         ]
     );

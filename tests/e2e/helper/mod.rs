@@ -6,7 +6,7 @@
 use ingestd::client::Client;
 pub mod openai;
 
-use ingestd::protocol::{Command, JobInfo, SourceDetail, SourceSummary, StatusInfo};
+use ingestd::protocol::{Command, JobInfo, SourceDetail, SourceSummary, StatusInfo, cmd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Output, Stdio};
 use std::sync::OnceLock;
@@ -156,17 +156,17 @@ impl Daemon {
         let mut client = Client::connect(&self.socket).ok()?;
         // Short: at start-up the socket file may still be an old one nobody answers on.
         client.set_timeout(Some(Duration::from_secs(1))).ok()?;
-        client.call(&Command::Status {}).ok()
+        client.call(&cmd::Status {}).ok()
     }
 
     pub fn status(&self) -> StatusInfo {
-        self.client().call(&Command::Status {}).expect("status")
+        self.client().call(&cmd::Status {}).expect("status")
     }
 
     /// Sources through the protocol.
     pub fn ls(&self, group: Option<&str>) -> Vec<SourceSummary> {
         self.client()
-            .call(&Command::Ls {
+            .call(&cmd::Ls {
                 group: group.map(str::to_string),
                 all: false,
             })
@@ -176,7 +176,7 @@ impl Daemon {
     /// Jobs of every group, oldest first.
     pub fn jobs(&self) -> Vec<JobInfo> {
         self.client()
-            .call(&Command::Jobs {
+            .call(&cmd::Jobs {
                 group: None,
                 all: true,
                 state: None,
@@ -190,7 +190,7 @@ impl Daemon {
     pub fn job(&self, id: i64) -> JobInfo {
         let jobs: Vec<JobInfo> = self
             .client()
-            .call(&Command::Jobs {
+            .call(&cmd::Jobs {
                 group: None,
                 all: false,
                 state: None,
@@ -208,7 +208,7 @@ impl Daemon {
             || {
                 let detail: SourceDetail = self
                     .client()
-                    .call(&Command::Show {
+                    .call(&cmd::Show {
                         source: source.to_string(),
                         group: Some(group.to_string()),
                         preview: None,
@@ -241,7 +241,7 @@ impl Daemon {
 
     pub fn show(&self, group: &str, source: &str) -> SourceDetail {
         self.client()
-            .call(&Command::Show {
+            .call(&cmd::Show {
                 source: source.to_string(),
                 group: Some(group.to_string()),
                 preview: None,
