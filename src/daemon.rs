@@ -1,23 +1,29 @@
 //! Wiring and lifecycle: open the catalog, recover, bind the socket, start the watcher, the
 //! ingest workers and the server, then stop them in order when `shutdown` resolves.
 //!
-//! Critical errors (the catalog cannot open, the socket cannot bind, the drop root cannot be
-//! watched) return from `run`; everything after start-up is a runtime error that is recorded
-//! and survived. Shutdown stops taking new files first, lets workers finish the file in hand,
-//! then closes the catalog and removes the socket. Nothing here touches process-global signal
-//! state: the caller decides what `shutdown` is, and hands reload requests and a passed
-//! listener in through [`Service`].
+//! Start-up is a row of small steps, each returning what it started. Critical errors (the
+//! catalog cannot open, the socket cannot bind, the drop root cannot be watched) return from
+//! `run`. After start-up, a bad file or a failed embedding call is a runtime error that is
+//! recorded and survived; but the long-lived async tasks (server, queue, reloads, heartbeat)
+//! run under one [`Supervisor`], and the first of them to panic or end is critical too: the
+//! daemon tells systemd why, stops in the usual order and `run` returns the failure, so the
+//! process exits non-zero and `Restart=on-failure` brings it back. Shutdown stops taking new
+//! requests and files first, lets workers finish the file in hand, then closes the catalog and
+//! removes the socket. Nothing here touches process-global signal state: the caller decides
+//! what `shutdown` is, and hands reload requests and a passed listener in through [`Service`].
 
-use crate::catalog::{Catalog, CatalogError};
-use crate::config::{Config, LiveConfig};
+use crate::catalog::{Catalog, CatalogError, CatalogThread};
+use crate::config::Config;
 use crate::events::Events;
 use crate::inflight::InFlight;
 use crate::ingest::{Ingestor, Workers, recover};
 use crate::notices::Notices;
 use crate::queue::Queue;
 use crate::server::{self, ServerError, Shared};
+use crate::service::live::LiveConfig;
+use crate::service::supervisor::{Supervisor, TaskFailure};
 use crate::service::{self, Service, notify};
-use crate::watch::{self, WatchContext, WatchError};
+use crate::watch::{self, WatchContext, WatchError, WatchHandle};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,6 +48,9 @@ pub enum DaemonError {
     Model(String),
     #[error("start-up task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// A supervised task panicked or ended while the daemon ran.
+    #[error(transparent)]
+    Task(#[from] TaskFailure),
     #[error(transparent)]
     WorkerUser(#[from] crate::ingest::isolate::sandbox::UserError),
 }
@@ -83,35 +92,37 @@ fn job_grace(config: &Config) -> Duration {
     Duration::from_secs(config.server.shutdown_timeout_secs) * 3 / 4
 }
 
-/// Apply reloaded embedding settings to the queue (cap, attempts, provider settings).
-fn service_reconfigure(
-    live: &LiveConfig,
-    queue: &Arc<Queue>,
-    catalog: &Catalog,
+/// Apply reloaded embedding settings to the queue (cap, attempts, provider settings), until
+/// `stop`.
+async fn reconfigure(
+    live: LiveConfig,
+    queue: Arc<Queue>,
+    catalog: Catalog,
     stop: CancellationToken,
 ) {
     let mut changes = live.subscribe();
-    let (queue, catalog) = (Arc::clone(queue), catalog.clone());
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                _ = stop.cancelled() => return,
-            }
-            let config = Arc::clone(&changes.borrow_and_update());
-            queue.reconfigure(&config);
-            let max_attempts = config.embedding.max_attempts;
-            let retention = retention(&config);
-            let _ = catalog
-                .call(move |db| {
-                    db.queue.max_attempts = max_attempts;
-                    db.retention = retention;
-                    db.queue.wake.notify_one();
-                    Ok(())
-                })
-                .await;
+    loop {
+        tokio::select! {
+            // The sender lives in `live`, held by this task, so this never fails; if it did,
+            // there would be nothing left to follow, and ending before the stop would read as
+            // a failure.
+            changed = changes.changed() => if changed.is_err() { break },
+            _ = stop.cancelled() => return,
         }
-    });
+        let config = Arc::clone(&changes.borrow_and_update());
+        queue.reconfigure(&config);
+        let max_attempts = config.embedding.max_attempts;
+        let retention = retention(&config);
+        let _ = catalog
+            .call(move |db| {
+                db.queue.max_attempts = max_attempts;
+                db.retention = retention;
+                db.queue.wake.notify_one();
+                Ok(())
+            })
+            .await;
+    }
+    stop.cancelled().await;
 }
 
 /// Removes the socket file when the daemon stops, however it stops.
@@ -136,13 +147,55 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     run_with(config, shutdown, Service::default()).await
 }
 
-/// Run the daemon until `shutdown` resolves, as `service` says (reloads, a passed listener,
-/// the log filter).
+/// Run the daemon until `shutdown` resolves or one of its tasks fails, as `service` says
+/// (reloads, a passed listener, the log filter). A failed task is returned as an error after
+/// the same ordered stop a signal gets, so the binary exits non-zero.
 pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()>,
     service: Service,
 ) -> Result<(), DaemonError> {
+    let mut running = start(config, service).await?;
+    let failure = tokio::select! {
+        () = shutdown => None,
+        failure = running.supervisor.next_ended() => Some(failure),
+    };
+    match &failure {
+        None => notify::stopping(),
+        Some(failure) => {
+            tracing::error!(
+                task = failure.task,
+                "{failure}; stopping so that the service manager restarts ingestd"
+            );
+            notify::failing(&failure.reason());
+        }
+    }
+    let failures = running.stop().await?;
+    match failure.or(failures.into_iter().next()) {
+        Some(failure) => Err(DaemonError::Task(failure)),
+        None => Ok(()),
+    }
+}
+
+/// What start-up leaves running, and what a stop must end, in the order it ends them.
+struct Running {
+    supervisor: Supervisor,
+    /// Ends the socket server and the service tasks: the first step of a stop.
+    stop: CancellationToken,
+    /// Ends the embedding queue, once nobody can ask for more work.
+    stop_queue: CancellationToken,
+    live: LiveConfig,
+    watcher: WatchHandle,
+    workers: Workers,
+    catalog_thread: CatalogThread,
+    socket_file: Option<SocketFile>,
+}
+
+/// The task a stop leaves for last: processing jobs get most of the stop's deadline.
+const QUEUE_TASK: &str = "queue";
+
+/// Start-up, step by step; any error here is critical and the daemon does not start.
+async fn start(config: Config, service: Service) -> Result<Running, DaemonError> {
     let Service {
         reloads,
         log_filter,
@@ -153,6 +206,106 @@ pub async fn run_with(
     let started_ms = crate::clock::now_ms();
     let config = Arc::new(config);
     start_parse_workers(&config).await?;
+    create_folders(&config)?;
+    let events = Events::default();
+    let (catalog, catalog_thread) = open_catalog(&config, events.clone()).await?;
+    check_model(&config).await?;
+    let queue = Queue::new(&config);
+    let (listener, socket_file) = open_socket(&config, passed_listener).await?;
+    // What may change on reload is read through this handle by ingest, watch and server.
+    let live = LiveConfig::new(Arc::clone(&config));
+    let notices = Notices::default();
+    let in_flight = InFlight::default();
+    let (workers, watcher) = start_ingest(&live, &catalog, &in_flight, &notices, &events)?;
+
+    let mut supervisor = Supervisor::default();
+    let (stop, stop_queue) = (CancellationToken::new(), CancellationToken::new());
+    // ---- the embedding queue: starts jobs until the stop, then drains ----
+    supervisor.spawn(
+        QUEUE_TASK,
+        crate::queue::run(
+            Arc::clone(&queue),
+            catalog.clone(),
+            live.clone(),
+            stop_queue.clone(),
+            {
+                let live = live.clone();
+                move || job_grace(&live.get())
+            },
+        ),
+    );
+    supervisor.spawn(
+        "reconfigure",
+        reconfigure(
+            live.clone(),
+            Arc::clone(&queue),
+            catalog.clone(),
+            stop.clone(),
+        ),
+    );
+    let shared = Arc::new(Shared {
+        config: live.clone(),
+        catalog: catalog.clone(),
+        in_flight: in_flight.clone(),
+        notices: notices.clone(),
+        events,
+        queue,
+        started_ms,
+        started,
+        limits: Default::default(),
+    });
+    supervisor.spawn("server", server::serve(listener, shared, stop.clone()));
+
+    // ---- service manager: ready, watchdog and status, reloads ----
+    if notify::enabled() {
+        let summary = notify::summary(&catalog, &in_flight)
+            .await
+            .unwrap_or_default();
+        notify::ready(&format!("ready: {summary}"));
+        supervisor.spawn(
+            "heartbeat",
+            notify::heartbeat(
+                catalog.clone(),
+                in_flight.clone(),
+                notify::watchdog_interval(),
+                stop.clone(),
+            ),
+        );
+    }
+    if let Some(requests) = reloads {
+        supervisor.spawn(
+            "reload",
+            service::reload::serve(
+                live.clone(),
+                notices.clone(),
+                log_filter,
+                log_from_env,
+                requests,
+                stop.clone(),
+            ),
+        );
+    }
+    tracing::info!(
+        drop_root = %config.paths.drop_root.display(),
+        socket = %config.paths.socket.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        tasks = ?supervisor.running(),
+        "ingestd is ready"
+    );
+    Ok(Running {
+        supervisor,
+        stop,
+        stop_queue,
+        live,
+        watcher,
+        workers,
+        catalog_thread,
+        socket_file,
+    })
+}
+
+/// The drop and storage roots, and the folders of the database and the audit log.
+fn create_folders(config: &Config) -> Result<(), DaemonError> {
     let paths = &config.paths;
     create_dir(&paths.drop_root, "create the drop root")?;
     create_dir(&paths.storage_root, "create the storage root")?;
@@ -161,21 +314,26 @@ pub async fn run_with(
             create_dir(parent, "create the folder of")?;
         }
     }
+    Ok(())
+}
 
-    let events = Events::default();
-    let (catalog, catalog_thread) =
-        Catalog::open(&paths.database, &paths.audit_log, events.clone())?;
+/// Open the catalog and its thread, recover what the last run left half done (files, prunes,
+/// embedding jobs that were processing), and set the queue's limits from the config.
+async fn open_catalog(
+    config: &Arc<Config>,
+    events: Events,
+) -> Result<(Catalog, CatalogThread), DaemonError> {
+    let paths = &config.paths;
+    let (catalog, catalog_thread) = Catalog::open(&paths.database, &paths.audit_log, events)?;
     let recovered = {
-        let config = Arc::clone(&config);
+        let config = Arc::clone(config);
         let catalog = catalog.clone();
         tokio::task::spawn_blocking(move || recover::recover(&config, &catalog)).await??
     };
     tracing::debug!(?recovered, "start-up recovery done");
-
-    // The embedding queue: jobs a stop left processing go back to the queue, and the model
-    // is checked (fetched, with auto_fetch) before the daemon says it is ready.
+    // Jobs a stop left processing go back to the queue.
     let max_attempts = config.embedding.max_attempts;
-    let retention = retention(&config);
+    let retention = retention(config);
     let (requeued, dropped) = catalog
         .call(move |db| {
             db.queue.max_attempts = max_attempts;
@@ -192,38 +350,53 @@ pub async fn run_with(
             "embedding jobs interrupted by the last stop were queued again"
         );
     }
-    {
-        let (embedding, file) = (config.embedding.clone(), config.file.clone());
-        tokio::task::spawn_blocking(move || {
-            crate::embed::configured::preflight(&embedding, file.as_deref())
-        })
-        .await?
-        .map_err(DaemonError::Model)?;
+    Ok((catalog, catalog_thread))
+}
+
+/// The model is checked (fetched, with auto_fetch) before the daemon says it is ready.
+async fn check_model(config: &Config) -> Result<(), DaemonError> {
+    let (embedding, file) = (config.embedding.clone(), config.file.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::embed::configured::preflight(&embedding, file.as_deref())
+    })
+    .await?
+    .map_err(DaemonError::Model)
+}
+
+/// The control socket: passed by the service manager (its path is systemd's to keep), or
+/// bound here and removed at exit.
+async fn open_socket(
+    config: &Config,
+    passed: Option<std::os::fd::OwnedFd>,
+) -> Result<
+    (
+        interprocess::local_socket::tokio::Listener,
+        Option<SocketFile>,
+    ),
+    DaemonError,
+> {
+    let paths = &config.paths;
+    if let Some(fd) = passed {
+        tracing::info!(socket = %paths.socket.display(), "serving the socket passed by systemd");
+        return Ok((server::adopt(fd, &paths.socket)?, None));
     }
-    let queue = Queue::new(&config);
+    let mode = config.socket_mode().unwrap_or(0o660);
+    // Binding may wait up to 2 s for an old socket's owner to answer: not on the reactor.
+    let (path, group) = (paths.socket.clone(), config.server.socket_group.clone());
+    let listener = tokio::task::spawn_blocking(move || server::bind(&path, mode, &group)).await??;
+    Ok((listener, Some(SocketFile(paths.socket.clone()))))
+}
 
-    // The control socket: passed by the service manager (its path is systemd's to keep), or
-    // bound here and removed at exit.
-    let (listener, socket_file) = match passed_listener {
-        Some(fd) => {
-            tracing::info!(socket = %paths.socket.display(), "serving the socket passed by systemd");
-            (server::adopt(fd, &paths.socket)?, None)
-        }
-        None => {
-            let mode = config.socket_mode().unwrap_or(0o660);
-            // Binding may wait up to 2 s for an old socket's owner to answer: not on the reactor.
-            let listener = {
-                let (path, group) = (paths.socket.clone(), config.server.socket_group.clone());
-                tokio::task::spawn_blocking(move || server::bind(&path, mode, &group)).await??
-            };
-            (listener, Some(SocketFile(paths.socket.clone())))
-        }
-    };
-    // What may change on reload is read through this handle by ingest, watch and server.
-    let live = LiveConfig::new(Arc::clone(&config));
-
-    let notices = Notices::default();
-    let in_flight = InFlight::default();
+/// The ingest worker threads and the watcher thread that feeds them.
+fn start_ingest(
+    live: &LiveConfig,
+    catalog: &Catalog,
+    in_flight: &InFlight,
+    notices: &Notices,
+    events: &Events,
+) -> Result<(Workers, WatchHandle), DaemonError> {
+    let config = live.get();
+    let paths = &config.paths;
     let ingestor = Arc::new(Ingestor::new(
         live.clone(),
         catalog.clone(),
@@ -251,108 +424,62 @@ pub async fn run_with(
         done_rx,
         done_tx,
     )?;
+    Ok((workers, watcher))
+}
 
-    let shared = Arc::new(Shared {
-        config: live.clone(),
-        catalog: catalog.clone(),
-        in_flight: in_flight.clone(),
-        notices: notices.clone(),
-        events,
-        queue: Arc::clone(&queue),
-        started_ms,
-        started,
-        limits: Default::default(),
-    });
-    // ---- the embedding queue: starts jobs until the stop, then drains ----
-    let stop_queue = CancellationToken::new();
-    let scheduler = tokio::spawn(crate::queue::run(
-        Arc::clone(&queue),
-        catalog.clone(),
-        live.clone(),
-        stop_queue.clone(),
-        {
-            let live = live.clone();
-            move || job_grace(&live.get())
-        },
-    ));
-    service_reconfigure(&live, &queue, &catalog, stop_queue.clone());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(server::serve(listener, shared, stop.clone()));
-
-    // ---- service manager: ready, watchdog and status, reloads ----
-    let mut service_tasks = Vec::new();
-    if notify::enabled() {
-        let summary = notify::summary(&catalog, &in_flight)
+impl Running {
+    /// The ordered stop: no new requests or files, then the embedding queue drains, the
+    /// watcher and the ingest workers finish the file in hand, and the catalog is flushed.
+    /// Returns the tasks that panicked while stopping.
+    async fn stop(self) -> Result<Vec<TaskFailure>, DaemonError> {
+        let Running {
+            mut supervisor,
+            stop,
+            stop_queue,
+            live,
+            watcher,
+            workers,
+            catalog_thread,
+            socket_file,
+        } = self;
+        tracing::info!("stopping: no new files are taken; finishing the files in hand");
+        stop.cancel();
+        let mut failures = supervisor.join_all_but(&[QUEUE_TASK]).await;
+        // Every step below shares this deadline; whatever is not done by then is abandoned,
+        // and the files it held stay in the drop folder for the next start. Processing
+        // embedding jobs get most of it to finish; the rest are returned to the queue.
+        stop_queue.cancel();
+        let deadline = Duration::from_secs(live.get().server.shutdown_timeout_secs);
+        let watcher_stopped = tokio::task::spawn_blocking(move || watcher.stop());
+        let stopping = async {
+            // Jobs first: their row streams run in parse workers, which are killed below.
+            failures.extend(supervisor.join_all_but(&[]).await);
+            watcher_stopped.await?;
+            tokio::task::spawn_blocking(move || {
+                // A file being read stays in the drop folder; waiting out its parse timeout
+                // would only delay the stop.
+                let killed = crate::ingest::isolate::kill_running_workers();
+                if killed > 0 {
+                    tracing::info!(
+                        killed,
+                        "stopped parse workers; their files stay in the drop folder"
+                    );
+                }
+                workers.join();
+                // Every catalog handle is gone now: the thread finishes its queue and ends.
+                catalog_thread.join();
+            })
             .await
-            .unwrap_or_default();
-        notify::ready(&format!("ready: {summary}"));
-        service_tasks.push(tokio::spawn(notify::heartbeat(
-            catalog.clone(),
-            in_flight.clone(),
-            notify::watchdog_interval(),
-            stop.clone(),
-        )));
+        };
+        match tokio::time::timeout(deadline, stopping).await {
+            Ok(joined) => joined?,
+            Err(_) => tracing::warn!(
+                timeout_secs = deadline.as_secs(),
+                "stopping took longer than server.shutdown_timeout_secs; exiting anyway"
+            ),
+        }
+        drop(socket_file);
+        tracing::info!("stopped");
+        Ok(failures)
     }
-    if let Some(requests) = reloads {
-        service_tasks.push(tokio::spawn(service::reload::serve(
-            live.clone(),
-            notices.clone(),
-            log_filter,
-            log_from_env,
-            requests,
-            stop.clone(),
-        )));
-    }
-    drop(catalog);
-    tracing::info!(
-        drop_root = %config.paths.drop_root.display(),
-        socket = %config.paths.socket.display(),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "ingestd is ready"
-    );
-
-    shutdown.await;
-    notify::stopping();
-    tracing::info!("stopping: no new files are taken; finishing the files in hand");
-    stop.cancel();
-    let _ = server.await;
-    for task in service_tasks {
-        let _ = task.await;
-    }
-    // Every step below shares this deadline; whatever is not done by then is abandoned, and
-    // the files it held stay in the drop folder for the next start. Processing embedding jobs
-    // get most of it to finish; the rest are returned to the queue.
-    stop_queue.cancel();
-    let deadline = Duration::from_secs(live.get().server.shutdown_timeout_secs);
-    let watcher_stopped = tokio::task::spawn_blocking(move || watcher.stop());
-    let stopping = async move {
-        // Jobs first: their row streams run in parse workers, which are killed below.
-        let _ = scheduler.await;
-        watcher_stopped.await?;
-        tokio::task::spawn_blocking(move || {
-            // A file being read stays in the drop folder; waiting out its parse timeout would
-            // only delay the stop.
-            let killed = crate::ingest::isolate::kill_running_workers();
-            if killed > 0 {
-                tracing::info!(
-                    killed,
-                    "stopped parse workers; their files stay in the drop folder"
-                );
-            }
-            workers.join();
-            // Every catalog handle is gone now: the thread finishes its queue and ends.
-            catalog_thread.join();
-        })
-        .await
-    };
-    match tokio::time::timeout(deadline, stopping).await {
-        Ok(joined) => joined?,
-        Err(_) => tracing::warn!(
-            timeout_secs = deadline.as_secs(),
-            "stopping took longer than server.shutdown_timeout_secs; exiting anyway"
-        ),
-    }
-    drop(socket_file);
-    tracing::info!("stopped");
-    Ok(())
 }

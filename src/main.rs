@@ -138,13 +138,18 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let (requests, forward_sighup) = reload_requests();
         let service = Service {
-            reloads: Some(reload_requests()),
+            reloads: Some(requests),
             log_filter: Some(log_filter),
             log_from_env,
             listener,
         };
-        ingestd::daemon::run_with(config, shutdown_signal(), service).await
+        // The SIGHUP loop runs beside the daemon, not as a spawned task: it ends with it.
+        tokio::select! {
+            result = ingestd::daemon::run_with(config, shutdown_signal(), service) => result,
+            never = forward_sighup => match never {},
+        }
     });
     // A stop that gave up waiting (server.shutdown_timeout_secs) may leave a blocking task.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -221,26 +226,34 @@ fn init_logging(config: &Config) -> (LogFilter, bool) {
     (set, from_env.is_some())
 }
 
-/// One reload request per SIGHUP. Capacity 1: a request already waiting covers any SIGHUP that
-/// comes before it is served, so a full channel drops nothing that matters.
-fn reload_requests() -> tokio::sync::mpsc::Receiver<()> {
+/// One reload request per SIGHUP: the receiver for the daemon, and the loop that feeds it, which
+/// never ends. Capacity 1: a request already waiting covers any SIGHUP that comes before it is
+/// served, so a full channel drops nothing that matters.
+fn reload_requests() -> (
+    tokio::sync::mpsc::Receiver<()>,
+    impl std::future::Future<Output = std::convert::Infallible>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    match signal(SignalKind::hangup()) {
-        Ok(mut hup) => {
-            tokio::spawn(async move {
+    // Installed now, before the daemon starts, so a SIGHUP during start-up is not lost.
+    let hup = signal(SignalKind::hangup());
+    let forward = async move {
+        match hup {
+            Ok(mut hup) => {
                 while hup.recv().await.is_some() {
                     tracing::info!("SIGHUP received: reloading the config");
-                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) = tx.try_send(())
-                    {
-                        break;
-                    }
+                    // Full: a request is already waiting. Closed: the daemon is stopping.
+                    let _ = tx.try_send(());
                 }
-            });
+            }
+            Err(error) => {
+                tracing::error!("cannot handle SIGHUP ({error}); config reload is off");
+                drop(tx);
+            }
         }
-        Err(error) => tracing::error!("cannot handle SIGHUP ({error}); config reload is off"),
-    }
-    rx
+        std::future::pending().await
+    };
+    (rx, forward)
 }
 
 /// `ingestd model fetch`: download (if needed) and verify the model files.

@@ -18,14 +18,25 @@ pub fn preflight(
     embedding: &Embedding,
     config_file: Option<&std::path::Path>,
 ) -> Result<(), String> {
-    if embedding.provider != config::Provider::Minilm || fetch::model_present(&embedding.model_dir)
-    {
+    if embedding.provider != config::Provider::Minilm {
         return Ok(());
     }
+    // The folder may come from the config, an override or a test's environment: whoever
+    // filled it, its weights must be the pinned ones, or the vectors would be labelled
+    // all-MiniLM-L6-v2 while another (or a damaged) model made them.
+    let altered = if fetch::model_present(&embedding.model_dir) {
+        match unpinned_weights(&embedding.model_dir) {
+            None => return Ok(()),
+            problem => problem,
+        }
+    } else {
+        None
+    };
     if embedding.auto_fetch {
         tracing::info!(
             model_dir = %embedding.model_dir.display(),
-            "the embedding model is missing; fetching it (embedding.auto_fetch = true)"
+            problem = altered.as_deref().unwrap_or("missing"),
+            "the embedding model is missing or altered; fetching it (embedding.auto_fetch = true)"
         );
         return fetch::fetch_model(&embedding.model_dir)
             .map(|report| {
@@ -42,11 +53,32 @@ pub fn preflight(
         Some(file) => format!("ingestd model fetch --config {}", file.display()),
         None => fetch::FETCH_COMMAND.to_string(),
     };
+    if let Some(problem) = altered {
+        return Err(format!(
+            "{problem}; replace it with the pinned all-MiniLM-L6-v2 with `{command}`, or set \
+             embedding.auto_fetch = true"
+        ));
+    }
     Err(format!(
         "the embedding model is missing from {} (embedding.model_dir); download it with \
          `{command}`, or set embedding.auto_fetch = true, or choose another embedding.provider",
         embedding.model_dir.display()
     ))
+}
+
+/// Why the weights in `model_dir` are not the pinned all-MiniLM-L6-v2, or `None` if they are.
+/// Blocking: reads the 90 MB file once.
+pub fn unpinned_weights(model_dir: &std::path::Path) -> Option<String> {
+    let path = model_dir.join(fetch::WEIGHTS_FILE);
+    match fetch::sha256_file(&path) {
+        Ok(hash) if hash == fetch::WEIGHTS_SHA256 => None,
+        Ok(hash) => Some(format!(
+            "{}: sha256 is {hash}, not the pinned {} of all-MiniLM-L6-v2",
+            path.display(),
+            fetch::WEIGHTS_SHA256
+        )),
+        Err(error) => Some(format!("{}: cannot read it: {error}", path.display())),
+    }
 }
 
 /// Build the provider `embedding` names.

@@ -7,7 +7,7 @@
 //! pads every input to 128, which would waste most of the work on short rows) and texts are
 //! truncated at 256 tokens, the model's `max_seq_length`.
 
-use super::fetch::{FETCH_COMMAND, MODEL_FILES, WEIGHTS_FILE, hex};
+use super::fetch::{FETCH_COMMAND, MODEL_FILES, WEIGHTS_FILE, WEIGHTS_SHA256, hex};
 use super::{EmbedError, Identity, Provider, normalize};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -52,8 +52,7 @@ impl MiniLm {
         if !missing.is_empty() {
             return Err(permanent(format_args!(
                 "embedding model folder {} lacks {}; run `{FETCH_COMMAND}` to download \
-                 all-MiniLM-L6-v2 there, or set embedding.model_dir to a sentence-transformers \
-                 BERT folder",
+                 all-MiniLM-L6-v2 there, or set embedding.model_dir to a folder holding it",
                 model_dir.display(),
                 missing.join(", ")
             )));
@@ -92,6 +91,16 @@ impl MiniLm {
         let weights = read(WEIGHTS_FILE)?;
         let weights_hash = hex(&Sha256::digest(&weights));
         let weights_path = model_dir.join(WEIGHTS_FILE);
+        // This provider's identity names all-MiniLM-L6-v2: other or damaged weights would make
+        // vectors under that name. Checked here too, not only at start, because the folder can
+        // change while the daemon runs and the model is built again after a reload.
+        if weights_hash != WEIGHTS_SHA256 {
+            return Err(permanent(format_args!(
+                "{}: sha256 is {weights_hash}, not the pinned {WEIGHTS_SHA256} of \
+                 all-MiniLM-L6-v2; run `{FETCH_COMMAND}` to replace it",
+                weights_path.display()
+            )));
+        }
         let vb = VarBuilder::from_buffered_safetensors(weights, DTYPE, &Device::Cpu)
             .map_err(|e| permanent(format_args!("{}: {e}", weights_path.display())))?;
         let model = BertModel::load(vb, &config).map_err(|e| {

@@ -1,17 +1,21 @@
 //! Running as a service: what the `ingestd` binary hands the daemon beyond its config (reload
-//! requests, the log filter handle, a listener passed by systemd), and the pieces that speak to
+//! requests, the log filter handle, a listener passed by systemd), the config in force while it
+//! runs ([`live`]), and the pieces that speak to
 //! the service manager and the operator: sd_notify and the watchdog ([`notify`]), config reload
 //! ([`reload`]), the pid file of `--daemonize` ([`pidfile`]), socket activation
-//! ([`activation`]) and `ingestd check-config` ([`check`]).
+//! ([`activation`]), `ingestd check-config` ([`check`]) and the supervision of the daemon's
+//! long-lived tasks ([`supervisor`]).
 //!
 //! Nothing here installs signal handlers: the binary turns signals into a shutdown future and
 //! reload requests, so tests can run the daemon in-process without process-global state.
 
 pub mod activation;
 pub mod check;
+pub mod live;
 pub mod notify;
 pub mod pidfile;
 pub mod reload;
+pub mod supervisor;
 
 use std::os::fd::OwnedFd;
 

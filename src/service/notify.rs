@@ -53,6 +53,15 @@ pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 
+/// A critical error stops the daemon: `STATUS=` says why, so `systemctl status` shows the
+/// reason while the unit is restarted.
+pub fn failing(reason: &str) {
+    send(&[
+        NotifyState::Stopping,
+        NotifyState::Status(&format!("failed: {reason}")),
+    ]);
+}
+
 /// Half the watchdog timeout systemd asked for (`WATCHDOG_USEC`, for this pid), if any.
 pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled()

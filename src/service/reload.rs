@@ -9,7 +9,8 @@
 //! `Config` is in it.
 
 use super::LogFilter;
-use crate::config::{Config, LiveConfig};
+use super::live::LiveConfig;
+use crate::config::Config;
 use crate::notices::Notices;
 use crate::protocol::{RefusedKey, ReloadInfo};
 use std::sync::Arc;
@@ -241,7 +242,12 @@ pub async fn serve(
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            request = requests.recv() => if request.is_none() { break },
+            request = requests.recv() => if request.is_none() {
+                // No more requests can come (SIGHUP could not be handled): reloads are off,
+                // which is not a reason to stop the daemon, so wait for the stop.
+                stop.cancelled().await;
+                break;
+            },
         }
         super::notify::reloading();
         let (config, filter) = (live.clone(), log_filter.clone());
@@ -442,6 +448,75 @@ mod tests {
             KEYS.len(),
             "the table names a key the config lacks"
         );
+    }
+
+    /// `section.key` of every row of the key tables in docs/configuration.md: the tables under
+    /// a `` ### `[section]` `` heading whose first column is `key`.
+    fn documented_keys() -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+        let text = std::fs::read_to_string(path).expect("read docs/configuration.md");
+        let mut section: Option<&str> = None;
+        let mut in_key_table = false;
+        let mut keys = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') {
+                // A `[section]` heading opens a section; any other heading at its level or
+                // above closes it. Deeper headings (`#### Parse workers`) stay inside it.
+                let title = line.trim_start_matches('#').trim();
+                let level = line.len() - line.trim_start_matches('#').len();
+                if let Some(name) = title.strip_prefix("`[").and_then(|t| t.strip_suffix("]`")) {
+                    section = Some(name);
+                } else if level <= 3 {
+                    section = None;
+                }
+                in_key_table = false;
+                continue;
+            }
+            if !line.starts_with('|') {
+                in_key_table = false;
+                continue;
+            }
+            let first = line.split('|').nth(1).unwrap_or("").trim();
+            if first == "key" {
+                in_key_table = section.is_some();
+                continue;
+            }
+            if !in_key_table || first.starts_with("---") {
+                continue;
+            }
+            let name = first.trim_matches('`');
+            keys.push(format!("{}.{name}", section.unwrap()));
+        }
+        keys
+    }
+
+    #[test]
+    fn docs_list_every_config_key_and_no_other() {
+        let documented = documented_keys();
+        // The parser itself: it must find the tables, or the checks below prove nothing.
+        assert!(documented.len() > 30, "{documented:?}");
+        assert!(documented.contains(&"embedding.openai.max_in_flight".to_string()));
+        let missing: Vec<&str> = KEYS
+            .iter()
+            .map(|k| k.name)
+            .filter(|name| !documented.iter().any(|d| d == name))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/configuration.md lacks {missing:?}: add a row to its section's table"
+        );
+        let unknown: Vec<&String> = documented
+            .iter()
+            .filter(|d| !KEYS.iter().any(|k| k.name == d.as_str()))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "docs/configuration.md documents {unknown:?}, which the config does not have"
+        );
+        let mut unique = documented.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), documented.len(), "a key is documented twice");
     }
 
     #[test]

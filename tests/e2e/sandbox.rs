@@ -47,7 +47,7 @@ fn status_says_what_confines_the_parse_workers() {
 #[test]
 fn a_missing_worker_user_stops_a_root_start_with_the_key_named() {
     if !is_root() {
-        eprintln!("skipped: only a daemon running as root switches its workers' user");
+        crate::helper::skip("only a daemon running as root switches its workers' user");
         return;
     }
     let mut daemon =
@@ -65,7 +65,7 @@ fn a_missing_worker_user_stops_a_root_start_with_the_key_named() {
 #[test]
 fn root_itself_is_refused_as_the_worker_user() {
     if !is_root() {
-        eprintln!("skipped: only a daemon running as root switches its workers' user");
+        crate::helper::skip("only a daemon running as root switches its workers' user");
         return;
     }
     let mut daemon = Daemon::configure("[ingest]\nworker_user = \"root\"\n");
@@ -203,7 +203,7 @@ fn every_corpus_file_reads_the_same_in_the_sandbox_as_here() {
     use ingestd::ingest::isolate::{Failure, Limits, ParseWorker};
     let corpus = crate::helper::corpus();
     let Ok(manifest) = std::fs::read_to_string(corpus.join("MANIFEST.tsv")) else {
-        eprintln!("skipped: no fixture corpus at {}", corpus.display());
+        crate::helper::skip(&format!("no fixture corpus at {}", corpus.display()));
         return;
     };
     let worker = ParseWorker::at(env!("CARGO_BIN_EXE_ingestd"));

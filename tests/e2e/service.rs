@@ -13,7 +13,7 @@ use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 /// Receive notify datagrams until one satisfies `done`; returns every message seen.
-fn receive_until(
+pub(crate) fn receive_until(
     socket: &UnixDatagram,
     what: &str,
     mut done: impl FnMut(&str) -> bool,

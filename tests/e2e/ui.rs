@@ -285,7 +285,7 @@ fn ui_waits_for_a_daemon_that_is_not_running_and_sigterm_restores_the_terminal()
 fn ui_disables_state_changing_keys_for_a_non_admin_with_the_reason() {
     use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("not root: cannot run the ui as another user; skipping");
+        crate::helper::skip("not root: cannot run the ui as another user");
         return;
     }
     let daemon = Daemon::start_with(

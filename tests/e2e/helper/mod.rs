@@ -5,6 +5,8 @@
 
 use ingestd::client::Client;
 pub mod openai;
+mod skip;
+pub use skip::skip;
 
 use ingestd::protocol::{Command, JobInfo, SourceDetail, SourceSummary, StatusInfo, cmd};
 use std::path::{Path, PathBuf};

@@ -1,12 +1,12 @@
 //! An OpenAI-compatible embeddings server on loopback that the test steers: how long each
-//! request takes, which requests fail and how, and what it saw (texts in order, the most
-//! requests in flight at once). Vectors are the `hashing` provider's, so search results are
-//! predictable.
+//! request takes, which requests fail and how, which are held until the test lets them go,
+//! and what it saw (texts in order, when each request arrived, the most requests in flight at
+//! once). Vectors are the `hashing` provider's, so search results are predictable.
 
 use ingestd::embed::hashing;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What the server does; change it while it runs.
 #[derive(Default)]
@@ -25,6 +25,11 @@ pub struct Behaviour {
     /// `stagger_ms × (3 − (n − 1) mod 4)`, so answers to requests sent together come back in
     /// reverse order.
     pub stagger_ms: AtomicU64,
+    /// Requests with a text containing one of these wait (before anything else) until the
+    /// test removes that marker: a job stays processing exactly as long as the test needs.
+    pub hold: Mutex<Vec<String>>,
+    /// Failed answers (503) carry `Retry-After: N` seconds; 0: no header.
+    pub retry_after_secs: AtomicU64,
 }
 
 #[derive(Default)]
@@ -36,6 +41,10 @@ pub struct Seen {
     pub max_in_flight: AtomicU64,
     /// Request numbers in the order their answers were sent.
     pub answered: Mutex<Vec<u64>>,
+    /// Every request as it arrived: when, and its texts.
+    pub arrivals: Mutex<Vec<(Instant, Vec<String>)>>,
+    /// Requests waiting on a hold marker now.
+    pub held: AtomicU64,
 }
 
 pub struct FakeOpenAi {
@@ -88,6 +97,45 @@ impl FakeOpenAi {
     pub fn texts(&self) -> Vec<String> {
         self.seen.texts.lock().unwrap().clone()
     }
+
+    /// Hold every request with a text containing `marker` until [`Self::release`].
+    pub fn hold(&self, marker: &str) {
+        self.behaviour.hold.lock().unwrap().push(marker.to_string());
+    }
+
+    /// Let the requests held by `marker` go, and every later one.
+    pub fn release(&self, marker: &str) {
+        self.behaviour.hold.lock().unwrap().retain(|m| m != marker);
+    }
+
+    /// Requests waiting on a hold marker now.
+    pub fn held(&self) -> u64 {
+        self.seen.held.load(Ordering::SeqCst)
+    }
+
+    /// Every request as it arrived: when, and its texts.
+    pub fn arrivals(&self) -> Vec<(Instant, Vec<String>)> {
+        self.seen.arrivals.lock().unwrap().clone()
+    }
+}
+
+/// Wait while one of the hold markers is in `input`.
+fn wait_while_held(input: &[String], b: &Behaviour, s: &Seen) {
+    let held = |b: &Behaviour| {
+        b.hold
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| input.iter().any(|t| t.contains(m.as_str())))
+    };
+    if !held(b) {
+        return;
+    }
+    s.held.fetch_add(1, Ordering::SeqCst);
+    while held(b) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s.held.fetch_sub(1, Ordering::SeqCst);
 }
 
 fn answer(mut request: tiny_http::Request, b: &Behaviour, s: &Seen) {
@@ -102,6 +150,11 @@ fn answer(mut request: tiny_http::Request, b: &Behaviour, s: &Seen) {
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
     s.texts.lock().unwrap().extend(input.iter().cloned());
+    s.arrivals
+        .lock()
+        .unwrap()
+        .push((Instant::now(), input.clone()));
+    wait_while_held(&input, b, s);
     let stagger = b.stagger_ms.load(Ordering::SeqCst) * (3 - (number - 1) % 4);
     std::thread::sleep(Duration::from_millis(
         b.delay_ms.load(Ordering::SeqCst) + stagger,
@@ -144,9 +197,14 @@ fn answer(mut request: tiny_http::Request, b: &Behaviour, s: &Seen) {
     s.in_flight.fetch_sub(1, Ordering::SeqCst);
     s.answered.lock().unwrap().push(number);
     let header = tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap();
-    let _ = request.respond(
-        tiny_http::Response::from_string(text)
-            .with_status_code(status)
-            .with_header(header),
-    );
+    let mut response = tiny_http::Response::from_string(text)
+        .with_status_code(status)
+        .with_header(header);
+    let retry_after = b.retry_after_secs.load(Ordering::SeqCst);
+    if status == 503 && retry_after > 0 {
+        response.add_header(
+            tiny_http::Header::from_bytes("Retry-After", retry_after.to_string()).unwrap(),
+        );
+    }
+    let _ = request.respond(response);
 }
