@@ -6,7 +6,7 @@
 use ingestd::client::Client;
 pub mod openai;
 
-use ingestd::protocol::{Command, JobInfo, SourceDetail, SourceSummary, StatusInfo, cmd};
+use ingestd::protocol::{JobInfo, SourceDetail, SourceSummary, StatusInfo, cmd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Output, Stdio};
 use std::sync::OnceLock;
