@@ -8,7 +8,7 @@
 
 use crate::helper::{Daemon, TIMEOUT, csv, ingestctl_path};
 use ingestd::client::Client;
-use ingestd::protocol::{AuditEntry, Command, ErrorCode, cmd};
+use ingestd::protocol::{AuditEntry, ErrorCode, cmd};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;

@@ -4,8 +4,8 @@
 use crate::helper::{Daemon, csv, wait_for};
 use ingestd::client::Client;
 use ingestd::protocol::{
-    AuditEntry, Command, ErrorCode, EventKind, GroupInfo, PrefsInfo, PrefsSaved, Response,
-    RmOutcome, SourceSummary, Status, UseInfo, cmd,
+    AuditEntry, ErrorCode, EventKind, GroupInfo, PrefsInfo, PrefsSaved, Response, RmOutcome,
+    SourceSummary, Status, UseInfo, cmd,
 };
 
 fn me() -> (u32, String) {

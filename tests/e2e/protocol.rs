@@ -2,7 +2,7 @@
 //! error, and the connection and the daemon stay healthy after each.
 
 use crate::helper::Daemon;
-use ingestd::protocol::{Command, ErrorCode, MAX_LINE_BYTES, StatusInfo, cmd};
+use ingestd::protocol::{ErrorCode, MAX_LINE_BYTES, StatusInfo, cmd};
 use std::io::Write;
 
 fn error_code(response: &ingestd::protocol::Response) -> ErrorCode {

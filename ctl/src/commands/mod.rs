@@ -26,7 +26,7 @@ pub(crate) use rm::question as rm_question;
 use crate::cli::{Cli, Commands, PrefsAction};
 use crate::socket::{self, NoSocket};
 use ingestd_proto::client::{Client, ClientError, EXIT_FAILED, EXIT_UNREACHABLE};
-use ingestd_proto::protocol::{StatusInfo, UseInfo, cmd};
+use ingestd_proto::protocol::{UseInfo, cmd};
 use jiff::tz::TimeZone;
 use std::io::{IsTerminal, Write};
 

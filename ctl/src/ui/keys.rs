@@ -6,7 +6,7 @@
 //! prompt.
 
 use super::app::{App, Mode, Pane, PrefsEdit, Request, call};
-use super::proto::{Command, JobState, cmd};
+use super::proto::{JobState, cmd};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::path::{Path, PathBuf};
 

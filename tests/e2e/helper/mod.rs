@@ -8,7 +8,7 @@ pub mod openai;
 mod skip;
 pub use skip::skip;
 
-use ingestd::protocol::{Command, JobInfo, SourceDetail, SourceSummary, StatusInfo, cmd};
+use ingestd::protocol::{JobInfo, SourceDetail, SourceSummary, StatusInfo, cmd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Output, Stdio};
 use std::sync::OnceLock;
