@@ -123,11 +123,12 @@ impl Drop for SocketFile {
     }
 }
 
-fn create_dir(path: &Path, about: &'static str) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(path).map_err(|source| DaemonError::Io {
+/// Create a folder the daemon needs, with exactly `mode` (never the umask) where it creates one.
+fn create_dir(path: &Path, mode: u32, about: &'static str) -> Result<(), DaemonError> {
+    crate::ingest::dirs::create_all(path, mode).map_err(|e| DaemonError::Io {
         about,
         path: path.to_path_buf(),
-        source,
+        source: std::io::Error::other(e),
     })
 }
 
@@ -154,11 +155,12 @@ pub async fn run_with(
     let config = Arc::new(config);
     start_parse_workers(&config).await?;
     let paths = &config.paths;
-    create_dir(&paths.drop_root, "create the drop root")?;
-    create_dir(&paths.storage_root, "create the storage root")?;
+    let (_, folder_mode) = config.ingest.storage_modes();
+    create_dir(&paths.drop_root, folder_mode, "create the drop root")?;
+    create_dir(&paths.storage_root, folder_mode, "create the storage root")?;
     for file in [&paths.database, &paths.audit_log] {
         if let Some(parent) = file.parent() {
-            create_dir(parent, "create the folder of")?;
+            create_dir(parent, folder_mode, "create the folder of")?;
         }
     }
 
@@ -224,12 +226,17 @@ pub async fn run_with(
 
     let notices = Notices::default();
     let in_flight = InFlight::default();
-    let ingestor = Arc::new(Ingestor::new(
-        live.clone(),
-        catalog.clone(),
-        in_flight.clone(),
-        notices.clone(),
-    ));
+    // One cap on parse workers, shared by ingest and previews.
+    let parse_slots = crate::ingest::isolate::slots::ParseSlots::new(config.ingest.workers);
+    let ingestor = Arc::new(
+        Ingestor::new(
+            live.clone(),
+            catalog.clone(),
+            in_flight.clone(),
+            notices.clone(),
+        )
+        .with_parse_slots(parse_slots.clone()),
+    );
     let ((files_tx, files_rx), (done_tx, done_rx)) = watch::channels(config.ingest.workers);
     let workers = Workers::start(config.ingest.workers, ingestor, files_rx, done_tx.clone())
         .map_err(|e| DaemonError::Io {
@@ -261,7 +268,7 @@ pub async fn run_with(
         queue: Arc::clone(&queue),
         started_ms,
         started,
-        limits: Default::default(),
+        limits: crate::server::SocketLimits::sharing(parse_slots),
     });
     // ---- the embedding queue: starts jobs until the stop, then drains ----
     let stop_queue = CancellationToken::new();

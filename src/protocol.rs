@@ -30,6 +30,9 @@ pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 /// Most audit records one `audit` request returns; page further with `before`.
 pub const AUDIT_MAX: u32 = 1000;
 
+/// Most jobs one `jobs` request returns; page further with `before`.
+pub const JOBS_MAX: u32 = 1000;
+
 /// Longest response line. Responses may be larger than requests (`ls` of every group), but
 /// are still bounded so a client never reads without limit.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -138,9 +141,13 @@ pub enum Command {
         state: Option<JobState>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ids: Vec<i64>,
-        /// Most jobs returned (the newest ones); default 1000.
+        /// Most jobs returned (the newest ones), 1 to [`JOBS_MAX`]; default 1000.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
+        /// The cursor: only jobs older than the job with this `id` (the `id` of the first,
+        /// oldest, job of the previous page).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<i64>,
     },
     /// Queue failed or cancelled jobs again: `jobs` by id, or every failed job of the group
     /// (`failed`).
