@@ -12,6 +12,7 @@
 //! removes the socket. Nothing here touches process-global signal state: the caller decides
 //! what `shutdown` is, and hands reload requests and a passed listener in through [`Service`].
 
+use crate::ingest::isolate::slots::ParseSlots;
 use crate::catalog::{Catalog, CatalogError, CatalogThread};
 use crate::config::Config;
 use crate::events::Events;
@@ -134,11 +135,12 @@ impl Drop for SocketFile {
     }
 }
 
-fn create_dir(path: &Path, about: &'static str) -> Result<(), DaemonError> {
-    std::fs::create_dir_all(path).map_err(|source| DaemonError::Io {
+/// Create a folder the daemon needs, with exactly `mode` (never the umask) where it creates one.
+fn create_dir(path: &Path, mode: u32, about: &'static str) -> Result<(), DaemonError> {
+    crate::ingest::dirs::create_all(path, mode).map_err(|e| DaemonError::Io {
         about,
         path: path.to_path_buf(),
-        source,
+        source: std::io::Error::other(e),
     })
 }
 
@@ -216,7 +218,10 @@ async fn start(config: Config, service: Service) -> Result<Running, DaemonError>
     let live = LiveConfig::new(Arc::clone(&config));
     let notices = Notices::default();
     let in_flight = InFlight::default();
-    let (workers, watcher) = start_ingest(&live, &catalog, &in_flight, &notices, &events)?;
+    // One cap on parse workers, shared by ingest and previews.
+    let parse_slots = ParseSlots::new(config.ingest.workers);
+    let (workers, watcher) =
+        start_ingest(&live, &catalog, &in_flight, &notices, &events, &parse_slots)?;
 
     let mut supervisor = Supervisor::default();
     let (stop, stop_queue) = (CancellationToken::new(), CancellationToken::new());
@@ -252,7 +257,7 @@ async fn start(config: Config, service: Service) -> Result<Running, DaemonError>
         queue,
         started_ms,
         started,
-        limits: Default::default(),
+        limits: crate::server::SocketLimits::sharing(parse_slots),
     });
     supervisor.spawn("server", server::serve(listener, shared, stop.clone()));
 
@@ -307,11 +312,12 @@ async fn start(config: Config, service: Service) -> Result<Running, DaemonError>
 /// The drop and storage roots, and the folders of the database and the audit log.
 fn create_folders(config: &Config) -> Result<(), DaemonError> {
     let paths = &config.paths;
-    create_dir(&paths.drop_root, "create the drop root")?;
-    create_dir(&paths.storage_root, "create the storage root")?;
+    let (_, folder_mode) = config.ingest.storage_modes();
+    create_dir(&paths.drop_root, folder_mode, "create the drop root")?;
+    create_dir(&paths.storage_root, folder_mode, "create the storage root")?;
     for file in [&paths.database, &paths.audit_log] {
         if let Some(parent) = file.parent() {
-            create_dir(parent, "create the folder of")?;
+            create_dir(parent, folder_mode, "create the folder of")?;
         }
     }
     Ok(())
@@ -394,15 +400,19 @@ fn start_ingest(
     in_flight: &InFlight,
     notices: &Notices,
     events: &Events,
+    parse_slots: &ParseSlots,
 ) -> Result<(Workers, WatchHandle), DaemonError> {
     let config = live.get();
     let paths = &config.paths;
-    let ingestor = Arc::new(Ingestor::new(
-        live.clone(),
-        catalog.clone(),
-        in_flight.clone(),
-        notices.clone(),
-    ));
+    let ingestor = Arc::new(
+        Ingestor::new(
+            live.clone(),
+            catalog.clone(),
+            in_flight.clone(),
+            notices.clone(),
+        )
+        .with_parse_slots(parse_slots.clone()),
+    );
     let ((files_tx, files_rx), (done_tx, done_rx)) = watch::channels(config.ingest.workers);
     let workers = Workers::start(config.ingest.workers, ingestor, files_rx, done_tx.clone())
         .map_err(|e| DaemonError::Io {

@@ -155,17 +155,28 @@ impl Drop for BenchDaemon {
     }
 }
 
-/// Every job the daemon knows.
+/// Every job the daemon knows (every page, oldest first).
 pub fn jobs(client: &mut Client) -> Vec<JobInfo> {
-    client
-        .call(&ingestd::protocol::cmd::Jobs {
-            group: None,
-            all: true,
-            state: None,
-            ids: Vec::new(),
-            limit: None,
-        })
-        .unwrap()
+    let mut all = Vec::new();
+    let mut before = None;
+    loop {
+        let page: Vec<JobInfo> = client
+            .call(&ingestd::protocol::cmd::Jobs {
+                group: None,
+                all: true,
+                state: None,
+                ids: Vec::new(),
+                limit: None,
+                before,
+            })
+            .unwrap();
+        let Some(first) = page.first() else {
+            break;
+        };
+        before = Some(first.id);
+        all.splice(0..0, page);
+    }
+    all
 }
 
 /// Wait for the job of `source` `version` to end; its start-to-swap time in seconds.

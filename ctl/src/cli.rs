@@ -124,6 +124,10 @@ pub enum Commands {
         /// Only these jobs
         #[arg(value_name = "JOB")]
         ids: Vec<i64>,
+        /// Only jobs older than the job with this id: the next page, as the previous page
+        /// began
+        #[arg(long, value_name = "ID", conflicts_with = "ids")]
+        before: Option<i64>,
     },
     /// Queue failed or cancelled jobs again
     Retry {

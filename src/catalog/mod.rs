@@ -6,8 +6,10 @@
 //! the records to `audit.jsonl` only after the transaction commits.
 
 pub mod fsck;
+mod drops;
 mod ingest;
 pub mod jobs;
+mod jobs_page;
 mod manage;
 mod read;
 pub mod retain;

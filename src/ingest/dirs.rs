@@ -279,6 +279,44 @@ fn explain<Fd: AsFd>(dir: Fd, name: &OsStr, shown: PathBuf, e: rustix::io::Errno
     }
 }
 
+/// Create the operator-configured folder `path` and any missing parents, each created one
+/// with exactly `mode` (never the umask); folders already there are left as they are. The
+/// last component of each is never followed if it is a link.
+pub fn create_all(path: &Path, mode: u32) -> Result<(), DirError> {
+    let mut missing = Vec::new();
+    let mut at = path;
+    loop {
+        match std::fs::symlink_metadata(at) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(at),
+            Err(source) => {
+                return Err(DirError::Io {
+                    path: at.to_path_buf(),
+                    about: "look at",
+                    source,
+                });
+            }
+        }
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    for folder in missing.into_iter().rev() {
+        let (Some(parent), Some(name)) = (folder.parent(), folder.file_name()) else {
+            continue;
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        Dir::open(parent)?.child_or_create(name, mode)?;
+    }
+    // What is there now must be a folder, not a link to one.
+    Dir::open(path).map(drop)
+}
+
 /// Open the file at the operator-configured `path`, creating it with exactly `mode` if it is
 /// missing, and take from an existing one any permission bits beyond `mode` (older versions
 /// created it under the umask). Its last component is never followed if it is a link. For

@@ -27,6 +27,7 @@ mod judge;
 mod pipes;
 mod rows;
 pub mod sandbox;
+pub mod slots;
 pub mod worker;
 
 #[cfg(debug_assertions)]

@@ -61,6 +61,9 @@ pub struct Ingestor {
     notices: Notices,
     /// Reads every file in a child process: the daemon never parses untrusted content itself.
     parse_worker: isolate::ParseWorker,
+    /// The parse-worker places shared with previews; a worker holds one per file. None in
+    /// programs with no previews (benchmarks, tests of the ingest path alone).
+    parse_slots: Option<isolate::slots::ParseSlots>,
     /// Rejected files that could not be moved out of the drop folder, by identity, so a rescan
     /// does not reject them again and again. Short sections, no await: a std Mutex.
     stuck: Mutex<HashSet<(PathBuf, Identity)>>,
@@ -81,6 +84,7 @@ impl Ingestor {
             in_flight,
             notices,
             parse_worker: isolate::ParseWorker::current(),
+            parse_slots: None,
             stuck: Mutex::new(HashSet::new()),
         }
     }
@@ -89,6 +93,13 @@ impl Ingestor {
     /// the ingest path inside a program that is not `ingestd`.
     pub fn with_parse_worker(mut self, worker: isolate::ParseWorker) -> Self {
         self.parse_worker = worker;
+        self
+    }
+
+    /// Hold one of `slots` for each file, so previews and ingest share one cap on parse
+    /// workers (`ingest.workers`).
+    pub fn with_parse_slots(mut self, slots: isolate::slots::ParseSlots) -> Self {
+        self.parse_slots = Some(slots);
         self
     }
 
@@ -107,7 +118,10 @@ impl Ingestor {
         let span = tracing::info_span!("ingest", group = %file.group, file = %file.name);
         let _entered = span.enter();
         let started = std::time::Instant::now();
+        // The whole file counts as one parse worker: previews wait behind it, and it behind them.
+        let slot = self.parse_slots.as_ref().map(|slots| slots.take_blocking());
         let outcome = self.ingest_inner(file);
+        drop(slot);
         self.in_flight.clear(&file.group, &file.name);
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         match &outcome {
@@ -464,11 +478,16 @@ impl Ingestor {
             return;
         }
         match store::remove_if_same(at.dir, at.file.file_name(), at.identity) {
-            Ok(true) => {}
-            Ok(false) => tracing::info!(
+            Ok(store::Removal::Removed) => {}
+            Ok(store::Removal::Changed | store::Removal::Restored) => tracing::info!(
                 path = %at.file.path.display(),
                 "the drop file changed after it was read; it will be taken again"
             ),
+            Ok(store::Removal::KeptAs(kept)) => self.notices.report(format!(
+                "a file moved onto {} while its stored original was being removed is kept as \
+                 {kept} beside it (the name had been taken again)",
+                at.file.path.display()
+            )),
             Err(e) => self.notices.report(format!(
                 "stored {} but cannot remove it from the drop folder: {e}",
                 at.file.path.display()
@@ -513,7 +532,7 @@ impl Ingestor {
         // again), never a moved file whose rejection was not recorded.
         let prepared = rejected::open(at.dir).and_then(|kept| {
             let target = store::free_name(&kept.dir, &safe);
-            let error_name = format!("{target}.error.txt");
+            let error_name = store::error_file_name(&target);
             store::write_atomic(&kept.dir, &error_name, &sentence, kept.file_mode, kept.gid)
                 .map_err(|e| rejected::RejectedDirError::Write {
                     path: kept.dir.shown_child(&error_name),

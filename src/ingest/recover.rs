@@ -5,6 +5,10 @@
 //! complete), it is finished; otherwise it is undone, and the drop original — never removed
 //! before `ready` — is ingested again by the start-up scan. Deletions marked but not finished
 //! are finished. Leftover temporary copies are deleted last: by then nothing refers to them.
+//!
+//! A drop original found under an aside name (`.ingestd-rm-…`, see `store::remove_if_same`)
+//! was being removed when the daemon stopped: it is removed only if the catalog holds exactly
+//! its content as a version of its name, and otherwise given its name back (or a free one).
 
 use super::dirs::Dir;
 use super::store;
@@ -21,6 +25,9 @@ pub struct Recovered {
     pub drops_removed: usize,
     pub deletions_finished: usize,
     pub temporaries_removed: usize,
+    /// Drop originals a crash left set aside mid-removal that were given back their name (or
+    /// a free one): not proven to be stored content.
+    pub asides_restored: usize,
 }
 
 /// Run recovery. Blocking; call before the watcher starts.
@@ -56,6 +63,9 @@ pub fn recover(config: &Config, catalog: &Catalog) -> Result<Recovered, CatalogE
     }
     report.deletions_finished = catalog.call_blocking(|db| db.finish_deletions())?;
     report.temporaries_removed = storage.as_ref().map(clean_temporaries).unwrap_or(0);
+    if let Some(drops) = &drops {
+        resolve_asides(drops, catalog, &mut report);
+    }
     if report != Recovered::default() {
         tracing::info!(?report, "recovered from an interrupted run");
     }
@@ -107,7 +117,10 @@ fn remove_drop_if_stored(drops: &Dir, r: &Reservation) -> bool {
     };
     let identity = store::Identity::of_stat(&stat);
     if sha256_in(&group, OsStr::new(&r.name)).is_some_and(|sha| sha == r.sha256) {
-        return store::remove_if_same(&group, &r.name, &identity).unwrap_or(false);
+        return matches!(
+            store::remove_if_same(&group, &r.name, &identity),
+            Ok(store::Removal::Removed)
+        );
     }
     false
 }
@@ -125,4 +138,47 @@ fn clean_temporaries(storage: &Dir) -> usize {
         }
     }
     removed
+}
+
+/// Resolve every aside name a crash left in the group folders (see the module comment).
+fn resolve_asides(drops: &Dir, catalog: &Catalog, report: &mut Recovered) {
+    for group_name in drops.names().unwrap_or_default() {
+        let Ok(group) = drops.child(&group_name) else {
+            continue;
+        };
+        let group_text = group_name.to_string_lossy().into_owned();
+        for name in group.names().unwrap_or_default() {
+            if store::aside_original(&name).is_none() {
+                continue;
+            }
+            let stored = |original: &OsStr, sha256: &str| {
+                let (group, source, sha) = (
+                    group_text.clone(),
+                    original.to_string_lossy().into_owned(),
+                    sha256.to_string(),
+                );
+                catalog
+                    .call_blocking(move |db| db.holds_content(&group, &source, &sha))
+                    .unwrap_or(false)
+            };
+            match store::resolve_aside(&group, &name, stored) {
+                Ok(store::AsideFate::Removed) => report.drops_removed += 1,
+                Ok(store::AsideFate::Restored(fate)) => {
+                    report.asides_restored += 1;
+                    tracing::warn!(
+                        folder = %group.shown().display(),
+                        aside = %name.to_string_lossy(),
+                        ?fate,
+                        "a drop file set aside by an interrupted removal was put back"
+                    );
+                }
+                Err(error) => tracing::warn!(
+                    folder = %group.shown().display(),
+                    aside = %name.to_string_lossy(),
+                    %error,
+                    "cannot resolve a drop file set aside by an interrupted removal"
+                ),
+            }
+        }
+    }
 }

@@ -171,13 +171,14 @@ pub async fn handle(
             state,
             ids,
             limit,
+            before,
         }) => {
             let group = if ids.is_empty() {
                 listing_group(shared, peer, group, all).await?
             } else {
                 None
             };
-            jobs::list(shared, group, state, ids, limit).await
+            jobs::list(shared, group, state, ids, limit, before).await
         }
         Command::Retry(cmd::Retry {
             jobs: ids,

@@ -11,17 +11,16 @@ use super::handlers::{Shared, catalog_error, to_value};
 use super::manage::known_peer;
 use crate::embed::EmbedError;
 use crate::embed::render::Renderer;
-use crate::protocol::{ErrorBody, ErrorCode, JobState, Queued, SourceDetail};
+use crate::protocol::{ErrorBody, ErrorCode, JOBS_MAX, JobState, Queued, SourceDetail};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use crate::ingest::isolate::slots::ParseSlots;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
-/// Jobs returned when no limit is given, and the most a request may ask for.
-const JOBS_DEFAULT: u32 = 1000;
-const JOBS_MAX: u32 = 100_000;
+/// Jobs returned when no limit is given (the most is `protocol::JOBS_MAX`; `before` pages on).
+const JOBS_DEFAULT: u32 = JOBS_MAX;
 /// Search results when no `k` is given, and the most a request may ask for.
 const K_DEFAULT: u32 = 10;
 const K_MAX: u32 = 1000;
@@ -55,14 +54,18 @@ pub async fn list(
     state: Option<JobState>,
     ids: Vec<i64>,
     limit: Option<u32>,
+    before: Option<i64>,
 ) -> Result<Value, ErrorBody> {
     let limit = limit.unwrap_or(JOBS_DEFAULT);
     if limit == 0 || limit > JOBS_MAX {
-        return Err(bad_args(format!("limit must be between 1 and {JOBS_MAX}")));
+        return Err(bad_args(format!(
+            "limit must be between 1 and {JOBS_MAX}; page further with before (the id of the \
+             first job of a page)"
+        )));
     }
     let jobs = shared
         .catalog
-        .call(move |db| db.list_jobs(group.as_deref(), state, &ids, limit))
+        .call(move |db| db.jobs_page(group.as_deref(), state, &ids, limit, before))
         .await
         .map_err(catalog_error)?;
     to_value(&jobs)
@@ -156,14 +159,25 @@ pub async fn search(
 }
 
 /// The parse workers previews run: per uid (refused beyond `server.previews_per_uid` for
-/// users who are not admins) and in all (at most `ingest.workers` at once; the rest wait
-/// their turn, they are not refused).
+/// users who are not admins) and in all (one of the `ingest.workers` places ingest holds
+/// too; a preview waits its turn for one, it is not refused).
 #[derive(Debug, Default)]
 pub struct Previews {
     /// Short sections with no await: a std lock.
     per_uid: Mutex<HashMap<u32, usize>>,
-    /// Sized from `ingest.workers` (a restart key) at the first preview.
-    global: OnceLock<Arc<Semaphore>>,
+    /// The daemon's places, shared with ingest; in a program that shares none (tests of the
+    /// handlers), made from `ingest.workers` at the first preview.
+    global: OnceLock<ParseSlots>,
+}
+
+impl super::handlers::SocketLimits {
+    /// Limits whose previews take their parse-worker places from `slots`, the places ingest
+    /// takes too.
+    pub fn sharing(slots: ParseSlots) -> Self {
+        let limits = Self::default();
+        let _ = limits.previews.global.set(slots);
+        limits
+    }
 }
 
 /// A running preview of one uid; dropping it frees its place.
@@ -195,11 +209,8 @@ impl Previews {
         })
     }
 
-    fn global(&self, workers: usize) -> Arc<Semaphore> {
-        Arc::clone(
-            self.global
-                .get_or_init(|| Arc::new(Semaphore::new(workers.max(1)))),
-        )
+    fn global(&self, workers: usize) -> &ParseSlots {
+        self.global.get_or_init(|| ParseSlots::new(workers))
     }
 
     #[cfg(test)]
@@ -240,19 +251,25 @@ pub async fn add_preview(
     }
     let config = shared.config();
     let previews = &shared.limits.previews;
+    let uid = peer.map_or(u32::MAX, |p| p.uid);
     let _turn = if shared.limits.admins.privileged(&config, peer).await {
         None
     } else {
-        let uid = peer.map_or(u32::MAX, |p| p.uid);
         Some(previews.start(uid, config.server.previews_per_uid as usize)?)
     };
-    // Wait for a worker place; the wait is not a refusal.
-    let _place = previews
-        .global(config.ingest.workers)
-        .acquire_owned()
-        .await
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    // Wait for a parse-worker place, in line with ingest; the wait is not a refusal.
+    let slots = previews.global(config.ingest.workers);
     drop(config);
+    let _place = match slots.try_take() {
+        Some(place) => place,
+        None => {
+            tracing::info!(
+                uid,
+                "a preview waits for a parse worker: every place (ingest.workers) is taken"
+            );
+            slots.take().await
+        }
+    };
     let (group, source) = (detail.summary.group.clone(), detail.summary.name.clone());
     let version = shared
         .catalog

@@ -80,7 +80,9 @@ pub fn bind(path: &Path, mode: u32, group: &str) -> Result<Listener, ServerError
         std::fs::remove_file(path).map_err(bind_err)?;
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(bind_err)?;
+        // Created 0755 whatever the umask: who may connect is the socket's own mode and group.
+        crate::ingest::dirs::create_all(parent, 0o755)
+            .map_err(|e| bind_err(std::io::Error::other(e)))?;
     }
     let name = path.to_fs_name::<GenericFilePath>().map_err(bind_err)?;
     let listener = ListenerOptions::new()

@@ -319,7 +319,8 @@ fn a_file_with_more_than_one_link_is_rejected_unread() {
     );
 }
 
-/// Modes come from `ingest.storage_mode`, never from the umask, even a umask of 000.
+/// Modes come from `ingest.storage_mode`, never from the umask, even a umask of 000: stored
+/// copies, storage folders, and the folders the daemon creates at start.
 #[test]
 fn stored_copies_and_the_catalog_get_explicit_modes_whatever_the_umask() {
     let mut daemon = Daemon::configure("[ingest]\nsettle_ms = 150\n");
@@ -338,6 +339,12 @@ fn stored_copies_and_the_catalog_get_explicit_modes_whatever_the_umask() {
     set_mode(&dropped, 0o600);
     daemon.wait_stored("sales", "q.csv");
     let store = &daemon.storage_root;
+    // The folders it created at start: the roots and the state folder get the folder mode,
+    // the socket's folder 0755 (who connects is the socket's own mode).
+    assert_eq!(mode_of(store), 0o750, "the storage root");
+    assert_eq!(mode_of(&daemon.drop_root), 0o750, "the drop root");
+    assert_eq!(mode_of(&daemon.dir.path().join("state")), 0o750);
+    assert_eq!(mode_of(daemon.socket.parent().unwrap()), 0o755);
     assert_eq!(mode_of(&store.join("sales/q_v1.csv")), 0o640);
     assert_eq!(mode_of(&store.join("sales")), 0o750);
     assert_eq!(mode_of(&store.join("sales/.tmp")), 0o750);
@@ -577,4 +584,124 @@ fn audit_log_write_failures_show_in_status() {
         daemon.count("SELECT count(*) FROM audit WHERE source = 'b.csv'") >= 1,
         "the catalog kept the record"
     );
+}
+
+/// Versions of `group/name` in the catalog and their sha256, oldest first.
+fn stored_shas(daemon: &Daemon, group: &str, name: &str) -> Vec<String> {
+    let db = daemon.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT v.sha256 FROM versions v JOIN sources s ON s.id = v.source_id
+               JOIN groups g ON g.id = s.group_id
+              WHERE g.name = ?1 AND s.name = ?2 AND v.version_no IS NOT NULL
+              ORDER BY v.version_no",
+        )
+        .unwrap();
+    stmt.query_map([group, name], |r| r.get::<_, String>(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Wait until the worker holds at `<base>.paused`, then forget that marker (so the next hold
+/// there is seen) and let it go on.
+fn release(pause: &Path, base: &str) {
+    let paused = pause.join(format!("{base}.paused"));
+    wait_for(&format!("the worker to hold at {base}"), || {
+        paused.exists().then_some(())
+    });
+    std::fs::remove_file(&paused).unwrap();
+    std::fs::write(pause.join(format!("{base}.go")), b"").unwrap();
+}
+
+/// A writer that moves a new file onto a drop's name just as the daemon removes the stored
+/// original (after the check that it is unchanged, before the removal: a debug-build hook
+/// holds the worker there) loses nothing: the newcomer is never unlinked, it is put back
+/// under its name and becomes the next version.
+#[test]
+fn a_file_moved_onto_the_name_while_the_original_is_removed_is_kept() {
+    let pause = tempfile::tempdir().unwrap();
+    let pause_dir = pause.path().to_path_buf();
+    let mut daemon = Daemon::configure("[ingest]\nsettle_ms = 150\n");
+    daemon.launch(|c| {
+        c.env("INGEST_TEST_PAUSE_DIR", &pause_dir);
+    });
+    daemon.wait_ready();
+    let (first, second) = (csv(2, 3), csv(5, 3));
+    let dropped = daemon.drop_file("g", "data.csv", &first);
+    release(pause.path(), "g.data.csv");
+    // Stored, and held between the identity check and the removal.
+    wait_for("the worker to hold before removing the original", || {
+        pause
+            .path()
+            .join("g.data.csv.remove.paused")
+            .exists()
+            .then_some(())
+    });
+    assert_eq!(
+        stored_shas(&daemon, "g", "data.csv"),
+        [crate::helper::sha256_hex(&first)]
+    );
+    // The writer's new file arrives under the same name, replacing the original.
+    let incoming = daemon.group("g").join(".data.csv.incoming");
+    std::fs::write(&incoming, &second).unwrap();
+    std::fs::rename(&incoming, &dropped).unwrap();
+    release(pause.path(), "g.data.csv.remove");
+    // Put back, then taken as the next version (and only then removed).
+    release(pause.path(), "g.data.csv");
+    wait_for("the newcomer to be stored as v2", || {
+        (stored_shas(&daemon, "g", "data.csv").len() == 2).then_some(())
+    });
+    assert_eq!(
+        stored_shas(&daemon, "g", "data.csv"),
+        [
+            crate::helper::sha256_hex(&first),
+            crate::helper::sha256_hex(&second)
+        ]
+    );
+    release(pause.path(), "g.data.csv.remove");
+    wait_for("the second original to be removed", || {
+        (!dropped.exists()).then_some(())
+    });
+    let left = Daemon::files_under(&daemon.group("g"));
+    assert!(left.is_empty(), "nothing set aside is left: {left:?}");
+    assert!(daemon.answers_status().is_some());
+}
+
+/// A removal a crash interrupted leaves the original under an aside name: at the next start
+/// it is removed only if the catalog holds exactly its content as a version of its name,
+/// and otherwise given its name back (and then taken like any drop).
+#[test]
+fn start_up_recovery_removes_only_aside_files_whose_content_is_stored() {
+    let mut daemon = Daemon::start_with("[ingest]\nsettle_ms = 150\n");
+    let stored = csv(2, 3);
+    daemon.drop_file("g", "data.csv", &stored);
+    daemon.wait_stored("g", "data.csv");
+    daemon.stop();
+    let group = daemon.group("g");
+    // As a crash between the rename aside and the unlink would leave them.
+    let proven = group.join(".ingestd-rm-0000abcd.data.csv");
+    std::fs::write(&proven, &stored).unwrap();
+    let changed = csv(7, 3);
+    std::fs::write(group.join(".ingestd-rm-0000abce.data.csv"), &changed).unwrap();
+    let never = csv(3, 2);
+    std::fs::write(group.join(".ingestd-rm-0000abcf.other.csv"), &never).unwrap();
+    daemon.spawn();
+    assert!(!proven.exists(), "stored content set aside is removed");
+    // The others are back under their names and are taken as drops.
+    daemon.wait_stored("g", "other.csv");
+    assert_eq!(
+        stored_shas(&daemon, "g", "other.csv"),
+        [crate::helper::sha256_hex(&never)]
+    );
+    wait_for("the changed file to be stored as v2", || {
+        (stored_shas(&daemon, "g", "data.csv").len() == 2).then_some(())
+    });
+    assert_eq!(
+        stored_shas(&daemon, "g", "data.csv")[1],
+        crate::helper::sha256_hex(&changed)
+    );
+    wait_for("the drop folder to empty", || {
+        Daemon::files_under(&group).is_empty().then_some(())
+    });
 }

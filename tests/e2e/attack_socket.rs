@@ -347,6 +347,133 @@ fn clients_that_never_read_the_biggest_answer_hold_bounded_memory() {
     root_status(&daemon);
 }
 
+/// `count` finished jobs with `error_bytes` of error text each, written straight into the
+/// catalog beside the daemon's own first job (as a long-lived queue's history would be).
+fn seed_jobs(daemon: &Daemon, count: usize, error_bytes: usize) {
+    let mut conn = rusqlite::Connection::open(daemon.dir.path().join("state/ingestd.sqlite"))
+        .expect("open the catalog");
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT INTO jobs (group_id, source_id, version_id, state, reason, attempt,
+                    max_attempts, error, queued_at, finished_at)
+                 SELECT group_id, source_id, version_id, 'cancelled', reason, 1, max_attempts,
+                        ?1, queued_at, queued_at
+                   FROM jobs ORDER BY id LIMIT 1",
+            )
+            .unwrap();
+        for i in 0..count {
+            let error = format!("{i:>width$}", width = error_bytes);
+            assert_eq!(insert.execute([error]).unwrap(), 1, "no job to copy");
+        }
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn jobs_page_with_a_cursor_and_refuse_more_than_the_cap() {
+    let daemon = Daemon::start();
+    daemon.drop_file("g", "a.csv", &csv(1, 2));
+    daemon.wait_embedded("g", "a.csv", "v1");
+    seed_jobs(&daemon, 2500, 10);
+    let mut client = daemon.client();
+    let page = |client: &mut Client, before: Option<i64>| -> Vec<ingestd::protocol::JobInfo> {
+        client
+            .call(&Command::Jobs {
+                group: None,
+                all: true,
+                state: None,
+                ids: Vec::new(),
+                limit: None,
+                before,
+            })
+            .unwrap()
+    };
+    let first = page(&mut client, None);
+    assert_eq!(first.len(), 1000, "one page at most");
+    assert!(
+        first.windows(2).all(|w| w[0].id < w[1].id),
+        "oldest first within a page"
+    );
+    // The helper pages with `before` the way a script would.
+    let all = daemon.jobs();
+    assert_eq!(all.len(), 2501, "every job once");
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "in order, none twice");
+    assert_eq!(all[1500..], first[..], "the first page is the newest");
+    let before_first = page(&mut client, Some(first[0].id));
+    assert_eq!(before_first.last().unwrap().id, all[1499].id);
+    for limit in [0, 1001, 100_000] {
+        let error = client
+            .request(&Command::Jobs {
+                group: None,
+                all: true,
+                state: None,
+                ids: Vec::new(),
+                limit: Some(limit),
+                before: None,
+            })
+            .unwrap_err();
+        let error = error.daemon_error().unwrap();
+        assert_eq!(error.code, ErrorCode::BadArgs);
+        assert!(error.message.contains("before"), "{error:?}");
+    }
+    // The client shows one page and says how to get the one before it.
+    let out = daemon.ctl(&["jobs", "--all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hint = text.lines().last().unwrap();
+    assert!(hint.contains("ingestctl jobs --before"), "{hint}");
+    let cursor = hint
+        .split("--before ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap();
+    assert_eq!(cursor, first[0].id.to_string());
+    let next = daemon.ctl_json(&["jobs", "--all", "--before", cursor]);
+    assert_eq!(next.as_array().unwrap().len(), 1000);
+    assert_eq!(next[999]["id"], all[1499].id);
+    // Named jobs are all shown, however many, in requests the daemon accepts.
+    let ids: Vec<String> = all[..1200].iter().map(|j| j.id.to_string()).collect();
+    let mut args = vec!["jobs"];
+    args.extend(ids.iter().map(String::as_str));
+    let named = daemon.ctl_json(&args);
+    assert_eq!(named.as_array().unwrap().len(), 1200);
+}
+
+#[test]
+fn clients_that_never_read_the_biggest_jobs_page_hold_bounded_memory() {
+    if !root() {
+        return;
+    }
+    let daemon = open_daemon("", "");
+    daemon.drop_file("g", "a.csv", &csv(1, 2));
+    daemon.wait_embedded("g", "a.csv", "v1");
+    // 3,000 jobs with 4 KB errors: the biggest page is 1,000 of them, about 4 MB of JSON.
+    seed_jobs(&daemon, 3000, 4000);
+    let baseline = rss_kb(daemon.pid());
+    let attack = Attacker::start(&daemon, NOBODY, "jobs 10");
+    assert_eq!(attack.count("sent"), 10, "{}", attack.report);
+    let mut peak = baseline;
+    let mut slowest = Duration::ZERO;
+    let until = Instant::now() + Duration::from_secs(12);
+    while Instant::now() < until {
+        peak = peak.max(rss_kb(daemon.pid()));
+        slowest = slowest.max(root_status(&daemon));
+    }
+    let after = rss_kb(daemon.pid());
+    eprintln!(
+        "daemon RSS: {baseline} kB before, {peak} kB at most with 10 stalled readers of \
+         1,000 × 4 KB jobs, {after} kB after; root status at most {slowest:?}"
+    );
+    assert!(
+        peak < baseline + 150 * 1024,
+        "RSS grew from {baseline} kB to {peak} kB"
+    );
+    drop(attack);
+    root_status(&daemon);
+}
+
 // ---- finding 7: connection fairness ----
 
 const FAIR: &str = "max_connections = 40\nadmin_connections = 8\nmax_connections_per_uid = 6\n\
@@ -535,6 +662,95 @@ fn previews_are_capped_per_uid_and_queued_globally() {
     assert!(most <= 2, "{most} parse workers at once");
 }
 
+/// Previews and ingest share one cap on parse workers: with `ingest.workers = 1` and an ingest
+/// held mid-file (a debug-build hook), a user's preview waits — it is not refused — and
+/// answers once the file is done; the same user's next preview, beyond
+/// `server.previews_per_uid = 1`, is refused with the key named.
+#[cfg(debug_assertions)]
+#[test]
+fn a_preview_waits_for_the_parse_worker_an_ingest_holds() {
+    if !root() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let pause = tempfile::tempdir().unwrap();
+    let pause_dir = pause.path().to_path_buf();
+    let mut daemon = Daemon::configure(
+        "[ingest]\nsettle_ms = 150\nworkers = 1\n\
+         [server]\nsocket_mode = \"0666\"\nadmins = [\"root\"]\npreviews_per_uid = 1\n",
+    );
+    daemon.launch(|c| {
+        c.env("INGEST_TEST_PAUSE_DIR", &pause_dir);
+    });
+    daemon.wait_ready();
+    for dir in [daemon.dir.path(), daemon.socket.parent().unwrap()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let go = |base: &str| {
+        let paused = pause.path().join(format!("{base}.paused"));
+        crate::helper::wait_for(&format!("the ingest worker to hold at {base}"), || {
+            paused.exists().then_some(())
+        });
+        std::fs::remove_file(&paused).unwrap();
+        std::fs::write(pause.path().join(format!("{base}.go")), b"").unwrap();
+    };
+    daemon.drop_file("g", "a.csv", &csv(4, 3));
+    go("g.a.csv");
+    go("g.a.csv.remove");
+    daemon.wait_stored("g", "a.csv");
+    // The one worker takes the next file and is held before reading it.
+    daemon.drop_file("g", "b.csv", &csv(2, 3));
+    let held = pause.path().join("g.b.csv.paused");
+    crate::helper::wait_for("the ingest of b.csv to hold", || {
+        held.exists().then_some(())
+    });
+    let mut waiting = Process::new("setpriv")
+        .arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .args(["--clear-groups", "--"])
+        .arg(ingestctl_path())
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .args(["--json", "show", "-g", "g", "a.csv", "--preview", "2"])
+        .env_remove("INGESTD_CONFIG")
+        .env_remove("INGESTD_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run setpriv");
+    crate::helper::wait_for("the preview to wait for a parse worker", || {
+        daemon
+            .log_text()
+            .lines()
+            .any(|l| l.contains("a preview waits for a parse worker") && l.contains("65534"))
+            .then_some(())
+    });
+    // Waiting holds the user's one preview: the next is refused, with the key named.
+    let refused = ctl_as(&daemon, NOBODY, &["show", "-g", "g", "a.csv", "--preview", "2"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(said.contains("server.previews_per_uid"), "{said}");
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "the first preview answered while the only parse worker was held"
+    );
+    root_status(&daemon);
+    // The file goes on; then the preview gets the worker and answers.
+    std::fs::remove_file(&held).unwrap();
+    std::fs::write(pause.path().join("g.b.csv.go"), b"").unwrap();
+    go("g.b.csv.remove");
+    let out = waiting.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let detail: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(detail["preview"].as_array().unwrap().len(), 2, "{detail}");
+    daemon.wait_stored("g", "b.csv");
+}
+
 // ---- finding 12, client side: terminal escaping ----
 
 #[test]
@@ -663,13 +879,15 @@ fn attacker_child() {
             ),
             true,
         ),
-        "audit" => {
+        "audit" | "jobs" => {
+            let line = format!(
+                "{{\"v\":1,\"cmd\":\"{}\",\"all\":true,\"limit\":1000}}\n",
+                words[0]
+            );
             let mut streams = Vec::new();
             for _ in 0..n {
                 let mut stream = UnixStream::connect(socket).unwrap();
-                stream
-                    .write_all(b"{\"v\":1,\"cmd\":\"audit\",\"all\":true,\"limit\":1000}\n")
-                    .unwrap();
+                stream.write_all(line.as_bytes()).unwrap();
                 streams.push(stream);
             }
             println!("ATTACK sent {}", streams.len());

@@ -2,14 +2,46 @@
 //! stealing. From inside a worker (the `escape` test hook, debug builds only) opening
 //! `/etc/passwd`, creating a socket, connecting, `execve`, regaining root, executable memory,
 //! `fork`/`clone`, killing or tracing its parent and reading its parent's limits all fail; the
-//! worker is not root when the daemon is, and then cannot even stat `/etc/passwd`; `status` says what confines the workers; a start as
+//! worker is not root when the daemon is; no worker, chrooted or not (a daemon that is not
+//! root), can stat, `access` or `readlink` a path, while fstat of its input works; `status`
+//! says what confines the workers; a start as
 //! root with a worker user that does not exist is refused with the key's name.
 
 use crate::helper::Daemon;
+use ingestd::ingest::isolate::ParseWorker;
 use ingestd::protocol::WorkerSandbox;
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// The uid workers of an unprivileged daemon run as in these tests.
+const NOBODY: u32 = 65534;
+
+/// A worker as a daemon that is not root starts it: no user switch, no chroot. As root,
+/// a wrapper runs the real worker as uid 65534 and tells it to stay who it is (the
+/// user argument `-`), which is exactly the worker of an unprivileged daemon.
+fn unprivileged_worker() -> (Option<tempfile::TempDir>, ParseWorker) {
+    if !is_root() {
+        return (None, ParseWorker::at(env!("CARGO_BIN_EXE_ingestd")));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("unprivileged-worker");
+    // Arguments: parse-worker, parent pid, memory, cpu, user, then the rest.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncmd=$1 parent=$2 memory=$3 cpu=$4\nshift 5\n\
+             exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- {} \
+             \"$cmd\" \"$parent\" \"$memory\" \"$cpu\" - \"$@\"\n",
+            env!("CARGO_BIN_EXE_ingestd")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    (Some(dir), ParseWorker::at(&wrapper))
 }
 
 /// What `status` must say about the workers of a daemon run by us.
@@ -83,7 +115,7 @@ mod hooked {
     use super::*;
     use ingestd::ingest::formats::{Format, ReadOptions};
     use ingestd::ingest::isolate::hooks::Hook;
-    use ingestd::ingest::isolate::{Failure, Limits, ParseWorker};
+    use ingestd::ingest::isolate::{Failure, Limits};
     use ingestd::protocol::Status;
     use std::ops::ControlFlow;
     use std::time::Duration;
@@ -126,22 +158,70 @@ mod hooked {
                 "{attempt} failed, but not because the sandbox refused it: {seen}"
             );
         }
+        assert_no_path_is_seen(seen);
         if is_root() {
             assert_ne!(seen["uid"], 0, "the worker reads as root: {seen}");
             assert_ne!(seen["gid"], 0, "the worker reads in group root: {seen}");
             assert_eq!(seen["groups"], serde_json::json!([]), "{seen}");
-            // Rooted in an empty directory, no path resolves, even through the stat the
-            // filter has to let by.
-            let stat = seen["stat_etc_passwd"]
+        }
+    }
+
+    /// Nothing about a path can be learnt without opening it — the filter refuses every
+    /// stat that takes one, chrooted or not — while fstat of the input works.
+    fn assert_no_path_is_seen(seen: &serde_json::Value) {
+        for attempt in [
+            "stat_etc_passwd",
+            "stat_plain_etc_passwd",
+            "stat_from_fd_etc_passwd",
+            "statx_etc_passwd",
+            "access_etc_passwd",
+            "readlink_proc_self_exe",
+        ] {
+            let error = seen[attempt]
                 .as_str()
-                .unwrap_or_else(|| panic!("the worker can stat /etc/passwd: {seen}"));
-            assert!(stat.contains("No such file"), "{seen}");
-        } else {
-            eprintln!(
-                "not root: the worker is not chrooted, so stat of a path with AT_EMPTY_PATH \
-                 is not checked (got {})",
-                seen["stat_etc_passwd"]
+                .unwrap_or_else(|| panic!("{attempt} succeeded inside the worker: {seen}"));
+            assert!(
+                error.contains("not permitted"),
+                "{attempt} failed, but not because the filter refused it: {seen}"
             );
+        }
+        assert_eq!(
+            seen["fstat_input"],
+            serde_json::Value::Null,
+            "fstat of the input must work: {seen}"
+        );
+    }
+
+    #[test]
+    fn an_unprivileged_daemons_worker_cannot_stat_a_path_either() {
+        let (_wrapper, worker) = unprivileged_worker();
+        let (_dir, path) = hook_file(Hook::Escape);
+        let reason = match worker.extract(Format::Csv, &path, &ReadOptions::default(), &LIMITS) {
+            Err(Failure::Rejected(rejection)) => rejection.reason,
+            other => panic!("{other:?}"),
+        };
+        let seen = escape_report(&reason);
+        assert_ne!(seen["uid"], 0, "{seen}");
+        if is_root() {
+            assert_eq!(seen["uid"], NOBODY, "the wrapper's worker: {seen}");
+        }
+        assert_nothing_escaped_but_uid(&seen);
+        assert_no_path_is_seen(&seen);
+    }
+
+    /// As `assert_nothing_escaped`, for a worker whose uid is not the daemon's worker user.
+    fn assert_nothing_escaped_but_uid(seen: &serde_json::Value) {
+        for attempt in [
+            "open_etc_passwd",
+            "unix_socket",
+            "tcp_connect",
+            "execve",
+            "setuid_root",
+        ] {
+            let error = seen[attempt]
+                .as_str()
+                .unwrap_or_else(|| panic!("{attempt} succeeded inside the worker: {seen}"));
+            assert!(error.contains("not permitted") || error.contains("EPERM"), "{seen}");
         }
     }
 
@@ -200,13 +280,19 @@ mod hooked {
 #[test]
 fn every_corpus_file_reads_the_same_in_the_sandbox_as_here() {
     use ingestd::ingest::formats::{self, Format, ReadOptions};
-    use ingestd::ingest::isolate::{Failure, Limits, ParseWorker};
+    use ingestd::ingest::isolate::{Failure, Limits};
     let corpus = crate::helper::corpus();
     let Ok(manifest) = std::fs::read_to_string(corpus.join("MANIFEST.tsv")) else {
         crate::helper::skip(&format!("no fixture corpus at {}", corpus.display()));
         return;
     };
-    let worker = ParseWorker::at(env!("CARGO_BIN_EXE_ingestd"));
+    // The daemon's workers, and (as root) the workers of a daemon that is not root: no user
+    // switch, no chroot, only the filter between the reader and the paths.
+    let (_wrapper, unprivileged) = unprivileged_worker();
+    let mut workers = vec![("worker", ParseWorker::at(env!("CARGO_BIN_EXE_ingestd")))];
+    if is_root() {
+        workers.push(("unprivileged worker", unprivileged));
+    }
     // Roomy limits: only the sandbox may differ between the two readings.
     let limits = Limits {
         memory: 4_000_000_000,
@@ -228,16 +314,18 @@ fn every_corpus_file_reads_the_same_in_the_sandbox_as_here() {
         };
         let file = corpus.join(path);
         let here = formats::extract(format, &file, &options).map_err(|r| r.reason);
-        let there = match worker.extract(format, &file, &options, &limits) {
-            Ok(extracted) => Ok(extracted),
-            Err(Failure::Rejected(rejection)) => Err(rejection.reason),
-            Err(Failure::Worker(error)) => {
-                differ.push(format!("{path}: the worker failed: {error}"));
-                continue;
+        for (which, worker) in &workers {
+            let there = match worker.extract(format, &file, &options, &limits) {
+                Ok(extracted) => Ok(extracted),
+                Err(Failure::Rejected(rejection)) => Err(rejection.reason),
+                Err(Failure::Worker(error)) => {
+                    differ.push(format!("{path}: the {which} failed: {error}"));
+                    continue;
+                }
+            };
+            if here != there {
+                differ.push(format!("{path}: here {here:?}, in the {which} {there:?}"));
             }
-        };
-        if here != there {
-            differ.push(format!("{path}: here {here:?}, in the worker {there:?}"));
         }
         compared += 1;
         *by_format.entry(format.as_str()).or_default() += 1;

@@ -30,6 +30,9 @@ pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 /// Most audit records one `audit` request returns; page further with `before`.
 pub const AUDIT_MAX: u32 = 1000;
 
+/// Most jobs one `jobs` request returns; page further with `before`.
+pub const JOBS_MAX: u32 = 1000;
+
 /// Longest response line. Responses may be larger than requests (`ls` of every group), but
 /// are still bounded so a client never reads without limit.
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;

@@ -10,7 +10,7 @@ use super::{Done, Failure, Options};
 use crate::output;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ingestd_proto::client::{Client, EXIT_FAILED};
-use ingestd_proto::protocol::{Call, JobInfo, JobState, Queued, cmd};
+use ingestd_proto::protocol::{Call, JOBS_MAX, JobInfo, JobState, Queued, cmd};
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -33,6 +33,7 @@ fn poll_requests(ids: &[i64]) -> Vec<cmd::Jobs> {
             state: None,
             ids: chunk.to_vec(),
             limit: None,
+            before: None,
         })
         .collect()
 }
@@ -196,25 +197,61 @@ pub fn list(
     all: bool,
     state: Option<JobState>,
     ids: &[i64],
+    before: Option<i64>,
 ) -> Result<String, Failure> {
-    let command = cmd::Jobs {
-        group: options.group.clone(),
-        all,
-        state,
-        ids: ids.to_vec(),
-        limit: None,
+    // Named jobs are all shown: asked for in requests the daemon accepts, each answered
+    // whole. Otherwise one page, the newest, and how to ask for the one before it.
+    let commands = if ids.is_empty() {
+        vec![cmd::Jobs {
+            group: options.group.clone(),
+            all,
+            state,
+            ids: Vec::new(),
+            limit: None,
+            before,
+        }]
+    } else {
+        poll_requests(ids)
     };
-    if options.json {
-        return Ok(output::json(&client.request(&command)?));
+    let mut jobs: Vec<JobInfo> = Vec::new();
+    let mut data = Vec::new();
+    for command in &commands {
+        if options.json {
+            match client.request(command)? {
+                serde_json::Value::Array(items) => data.extend(items),
+                other => data.push(other),
+            }
+        } else {
+            jobs.extend(client.call(command)?);
+        }
     }
-    let jobs: Vec<JobInfo> = client.call(&command)?;
+    if options.json {
+        return Ok(output::json(&serde_json::Value::Array(data)));
+    }
     if jobs.is_empty() {
         return Ok(match state {
             Some(state) => format!("No {state} jobs.\n"),
             None => "No embedding jobs yet: every accepted version gets one.\n".into(),
         });
     }
-    Ok(render(&jobs, &options.tz))
+    let mut text = render(&jobs, &options.tz);
+    if ids.is_empty() {
+        text.push_str(&more(&jobs));
+    }
+    Ok(text)
+}
+
+/// A full page may have older jobs before it: say how to get them.
+fn more(jobs: &[JobInfo]) -> String {
+    match jobs.first() {
+        Some(first) if jobs.len() as u32 >= JOBS_MAX => format!(
+            "(showing the newest {}; older jobs: ingestctl jobs --before {} with the same \
+             options)\n",
+            jobs.len(),
+            first.id
+        ),
+        _ => String::new(),
+    }
 }
 
 fn render(jobs: &[JobInfo], tz: &TimeZone) -> String {
@@ -308,6 +345,19 @@ mod tests {
         assert!(lines[1].contains("1/3"), "{text}");
         assert!(lines[2].contains("failed"), "{text}");
         assert!(lines[2].contains("HTTP 503"), "{text}");
+    }
+
+    #[test]
+    fn a_full_page_says_how_to_get_the_one_before() {
+        let page: Vec<JobInfo> = (41..41 + i64::from(JOBS_MAX))
+            .map(|id| job(id, JobState::Completed))
+            .collect();
+        assert_eq!(
+            more(&page),
+            "(showing the newest 1000; older jobs: ingestctl jobs --before 41 with the same \
+             options)\n"
+        );
+        assert_eq!(more(&page[1..]), "", "not a full page: nothing before it");
     }
 
     #[test]

@@ -126,9 +126,12 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Done, Failure> {
         Commands::Reembed { sources, all, wait } => {
             jobs::reembed(c, &options, sources, *all, *wait)?
         }
-        Commands::Jobs { all, state, ids } => {
-            Done::text(jobs::list(c, &options, *all, *state, ids)?)
-        }
+        Commands::Jobs {
+            all,
+            state,
+            ids,
+            before,
+        } => Done::text(jobs::list(c, &options, *all, *state, ids, *before)?),
         Commands::Retry { jobs, failed, wait } => jobs::retry(c, &options, jobs, *failed, *wait)?,
         Commands::Cancel { jobs } => jobs::cancel(c, &options, jobs)?,
         Commands::Search { text, k } => search::run(c, &options, text, *k)?,

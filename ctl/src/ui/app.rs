@@ -226,6 +226,7 @@ impl App {
             state: None,
             ids: Vec::new(),
             limit: Some(QUEUE_LIMIT),
+            before: None,
         })
     }
 

@@ -39,7 +39,9 @@ pub enum Hook {
     /// the reader gets: opening `/etc/passwd`, creating a socket, `execve`, regaining root
     /// (each an error message, or `null` if it worked), and the uid, gid and groups it holds;
     /// also executable memory (`mmap`, `mprotect`), `fork`, a raw `clone`, killing or tracing
-    /// the daemon, another process's limits, and stat of `/etc/passwd` with `AT_EMPTY_PATH`.
+    /// the daemon, another process's limits, learning about `/etc/passwd` without opening it
+    /// (`stat`, `fstatat` and `statx` with `AT_EMPTY_PATH`, `access`; `readlink` of
+    /// `/proc/self/exe`), and — which must work — `fstat` of its input.
     Escape,
 }
 
@@ -294,7 +296,43 @@ fn escape_more() -> Vec<(&'static str, Result<(), String>)> {
             0 => Ok(()),
             _ => last(),
         };
-    // The path-taking stat the filter cannot tell from fstat (see sandbox::empty_root).
+    // Learning about a path without opening it: every form of stat, access, readlink.
+    // SAFETY: NUL-terminated paths and local buffers.
+    let path_probes = unsafe {
+        let passwd = c"/etc/passwd".as_ptr();
+        let mut st: libc::stat = std::mem::zeroed();
+        let mut stx: libc::statx = std::mem::zeroed();
+        let mut link = [0 as libc::c_char; 256];
+        let done = |r: libc::c_int| if r == 0 { Ok(()) } else { last() };
+        vec![
+            ("stat_plain_etc_passwd", done(libc::stat(passwd, &mut st))),
+            (
+                // An absolute path ignores the descriptor, even with AT_EMPTY_PATH.
+                "stat_from_fd_etc_passwd",
+                done(libc::fstatat(0, passwd, &mut st, libc::AT_EMPTY_PATH)),
+            ),
+            (
+                "statx_etc_passwd",
+                done(libc::statx(
+                    libc::AT_FDCWD,
+                    passwd,
+                    libc::AT_EMPTY_PATH,
+                    libc::STATX_BASIC_STATS,
+                    &mut stx,
+                )),
+            ),
+            ("access_etc_passwd", done(libc::access(passwd, libc::F_OK))),
+            (
+                "readlink_proc_self_exe",
+                match libc::readlink(c"/proc/self/exe".as_ptr(), link.as_mut_ptr(), link.len()) {
+                    -1 => last(),
+                    _ => Ok(()),
+                },
+            ),
+            // What a reader needs must still work: fstat of its input.
+            ("fstat_input", done(libc::fstat(0, &mut st))),
+        ]
+    };
     // SAFETY: a NUL-terminated path and a local stat buffer.
     let stat = unsafe {
         let mut st: libc::stat = std::mem::zeroed();
@@ -308,7 +346,7 @@ fn escape_more() -> Vec<(&'static str, Result<(), String>)> {
             _ => last(),
         }
     };
-    vec![
+    let mut seen = vec![
         ("mmap_exec", mmap_exec),
         ("mprotect_exec", mprotect_exec),
         ("fork", fork),
@@ -317,5 +355,7 @@ fn escape_more() -> Vec<(&'static str, Result<(), String>)> {
         ("ptrace_parent", ptrace),
         ("prlimit_parent", parent_limits),
         ("stat_etc_passwd", stat),
-    ]
+    ];
+    seen.extend(path_probes);
+    seen
 }

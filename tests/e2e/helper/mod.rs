@@ -175,17 +175,29 @@ impl Daemon {
             .expect("ls")
     }
 
-    /// Jobs of every group, oldest first.
+    /// Jobs of every group, oldest first (every page).
     pub fn jobs(&self) -> Vec<JobInfo> {
-        self.client()
-            .call(&cmd::Jobs {
-                group: None,
-                all: true,
-                state: None,
-                ids: Vec::new(),
-                limit: None,
-            })
-            .expect("jobs")
+        let mut client = self.client();
+        let mut all = Vec::new();
+        let mut before = None;
+        loop {
+            let page: Vec<JobInfo> = client
+                .call(&cmd::Jobs {
+                    group: None,
+                    all: true,
+                    state: None,
+                    ids: Vec::new(),
+                    limit: None,
+                    before,
+                })
+                .expect("jobs");
+            let Some(first) = page.first() else {
+                break;
+            };
+            before = Some(first.id);
+            all.splice(0..0, page);
+        }
+        all
     }
 
     /// One job.
@@ -198,6 +210,7 @@ impl Daemon {
                 state: None,
                 ids: vec![id],
                 limit: None,
+                before: None,
             })
             .expect("jobs");
         jobs.into_iter().next().expect("the job exists")

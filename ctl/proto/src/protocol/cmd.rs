@@ -129,9 +129,13 @@ pub struct Jobs {
     pub state: Option<JobState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ids: Vec<i64>,
-    /// Most jobs returned (the newest ones); default 1000.
+    /// Most jobs returned (the newest ones), 1 to [`JOBS_MAX`](super::JOBS_MAX); default 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// The cursor: only jobs older than the job with this `id` (the `id` of the first,
+    /// oldest, job of the previous page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
 }
 
 /// Queue failed or cancelled jobs again: `jobs` by id, or every failed job of the group
