@@ -8,6 +8,7 @@
 pub mod fsck;
 mod ingest;
 pub mod jobs;
+pub mod pg;
 mod manage;
 mod read;
 pub mod retain;

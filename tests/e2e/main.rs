@@ -13,6 +13,7 @@ mod hostile;
 mod ingest;
 mod jobs;
 mod manage;
+mod pg;
 mod protocol;
 mod retain;
 mod reuse;
