@@ -52,6 +52,7 @@ pub struct Config {
     pub ingest: Ingest,
     pub embedding: Embedding,
     pub server: Server,
+    pub catalog: CatalogConfig,
     /// The file this was read from (not a key).
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -299,6 +300,18 @@ impl Default for Server {
     }
 }
 
+/// `[catalog]`: the PostgreSQL catalog that `ingestd catalog migrate` copies into (the daemon
+/// itself still runs on `paths.database`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// A libpq URL, e.g. `postgresql:///ingestd?host=/run/postgresql&user=ingestd`; empty:
+    /// none. Must not hold a password.
+    pub url: String,
+    /// A file holding the database password (never logged); empty: none.
+    pub password_file: PathBuf,
+}
+
 /// The config in force while the daemon runs: kept with the service code that replaces it on
 /// reload, named here too because every reader of the config reaches for it here.
 pub use crate::service::live::LiveConfig;
@@ -360,6 +373,7 @@ impl Config {
             &mut self.embedding.model_dir,
             &mut self.server.pid_file,
             &mut self.server.log_file,
+            &mut self.catalog.password_file,
         ] {
             // Empty means "not set" (`server.log_file`), not "the config's folder".
             if path.is_relative() && !path.as_os_str().is_empty() {
@@ -539,6 +553,15 @@ impl Config {
             if !(low..=high).contains(&value) {
                 return invalid(key, format!("{value} is out of range {low}..={high}"));
             }
+        }
+        if !self.catalog.url.trim().is_empty()
+            && let Err(error) = crate::catalog::pg::check_url("catalog.url", &self.catalog.url)
+        {
+            let reason = match error {
+                crate::catalog::pg::PgError::BadUrl { reason, .. } => reason,
+                other => other.to_string(),
+            };
+            return invalid("catalog.url", reason);
         }
         if server.admin_connections >= server.max_connections {
             return invalid(

@@ -52,6 +52,27 @@ enum Sub {
     /// Validate the config and print it as ingestd sees it: defaults filled in, environment
     /// overrides applied, paths resolved, secrets redacted. Exit 0 if valid, 2 if not.
     CheckConfig,
+    /// The catalog database.
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum CatalogAction {
+    /// Copy the SQLite catalog (paths.database: every table, vectors and audit included) into
+    /// an empty PostgreSQL database with pgvector, then verify counts and checksums per table.
+    /// Stop ingestd first. Safe to run again. Exit 0 if the copy is verified, 1 if not.
+    Migrate {
+        /// libpq URL of the target database (default: catalog.url); the password comes from
+        /// catalog.password_file, never from the URL.
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// The node recorded as holding every stored file (default: the host name).
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -90,6 +111,21 @@ fn main() -> ExitCode {
         }) => {
             let _ = init_logging(&config);
             return fetch_model(&config);
+        }
+        Some(Sub::Catalog {
+            action: CatalogAction::Migrate { to, node },
+        }) => {
+            let _ = init_logging(&config);
+            return match ingestd::catalog::pg::cli::migrate(&config, to.as_deref(), node.as_deref()) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("ingestd: catalog migrate: {error}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         None => {}
     }

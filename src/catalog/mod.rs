@@ -10,6 +10,7 @@ mod drops;
 mod ingest;
 pub mod jobs;
 mod jobs_page;
+pub mod pg;
 mod manage;
 mod read;
 pub mod retain;

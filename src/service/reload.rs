@@ -21,6 +21,7 @@ const WORKERS: &str = "ingest worker threads start with the daemon; restart inge
 const WORKER_USER: &str =
     "the parse workers' user is resolved at start; restart ingestd to change it";
 const MODEL: &str = "the embedding model is loaded at start; restart ingestd to switch it";
+const CATALOG: &str = "the catalog is opened at start; restart ingestd to change it";
 const FILES: &str = "the pid and log files are opened at start; restart ingestd to change them";
 
 /// One config key: its name, whether it can change live, and how to compare and take it.
@@ -126,6 +127,8 @@ static KEYS: &[Key] = &[
     key!("server.idle_timeout_secs", None, server.idle_timeout_secs),
     key!("server.max_targets", None, server.max_targets),
     key!("server.previews_per_uid", None, server.previews_per_uid),
+    key!("catalog.url", Some(CATALOG), catalog.url),
+    key!("catalog.password_file", Some(CATALOG), catalog.password_file),
 ];
 
 /// What a reload would do: the config to put in force and the changed keys, sorted by fate.
@@ -286,6 +289,16 @@ mod tests {
         type Edit = fn(&mut Config);
         // (what changes, the key, applied live?)
         let cases: &[(Edit, &str, bool)] = &[
+            (
+                |c| c.catalog.url = "postgresql:///ingestd".into(),
+                "catalog.url",
+                false,
+            ),
+            (
+                |c| c.catalog.password_file = "/etc/ingestd/pw".into(),
+                "catalog.password_file",
+                false,
+            ),
             (
                 |c| c.ingest.max_file_size = ByteSize::kb(1),
                 "ingest.max_file_size",

@@ -14,6 +14,7 @@ mod ingest;
 mod jobs;
 mod manage;
 mod promise;
+mod pg;
 mod protocol;
 mod retain;
 mod reuse;
