@@ -128,9 +128,12 @@ fn check_reply(command: &Command, data: &Value) -> Result<(), String> {
     }
 }
 
+/// A check of a value against one type.
+type Check = fn(&Value) -> Result<(), String>;
+
 /// An object shown on its own: the first of these types it reads as.
 fn check_fragment(value: &Value) -> Result<&'static str, String> {
-    let tries: [(&'static str, fn(&Value) -> Result<(), String>); 8] = [
+    let tries: [(&'static str, Check); 8] = [
         ("Actor", as_type::<Actor>),
         ("AuditEntry", as_type::<AuditEntry>),
         ("VersionInfo", as_type::<VersionInfo>),
