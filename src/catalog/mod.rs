@@ -5,8 +5,8 @@
 //! a reactor thread. Writes that carry audit records go through [`Db::write`], which appends
 //! the records to `audit.jsonl` only after the transaction commits.
 
-pub mod fsck;
 mod drops;
+pub mod fsck;
 mod ingest;
 pub mod jobs;
 mod jobs_page;

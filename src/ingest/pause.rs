@@ -21,7 +21,11 @@ pub fn before_open(group: &str, name: &str) {
 pub fn before_remove(dir: &super::dirs::Dir, name: &std::ffi::OsStr) {
     #[cfg(debug_assertions)]
     {
-        let group = dir.shown().file_name().unwrap_or_default().to_string_lossy();
+        let group = dir
+            .shown()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
         hold(&format!("{group}.{}.remove", name.to_string_lossy()));
     }
     #[cfg(not(debug_assertions))]

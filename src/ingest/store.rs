@@ -6,8 +6,8 @@
 
 use super::dirs::Dir;
 use sha2::{Digest, Sha256};
-use std::fs::File;
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -242,8 +242,7 @@ fn put_back(dir: &Dir, aside: &OsStr, name: &OsStr) -> std::io::Result<Removal> 
         }
     }
     Err(std::io::Error::other(format!(
-        "no free name to put {} back under",
-        text
+        "no free name to put {text} back under"
     )))
 }
 
@@ -290,7 +289,12 @@ pub fn free_name(dir: &Dir, name: &str) -> String {
             dir.stat(c)
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
         })
-        .unwrap_or_else(|| fit_name(&format!("{}-{name}", uuid::Uuid::new_v4().simple()), NAME_MAX))
+        .unwrap_or_else(|| {
+            fit_name(
+                &format!("{}-{name}", uuid::Uuid::new_v4().simple()),
+                NAME_MAX,
+            )
+        })
 }
 
 /// The most bytes a file name may hold (Linux file systems).
@@ -435,8 +439,8 @@ mod tests {
         let dir = Dir::open(tmp.path()).unwrap();
         std::fs::write(tmp.path().join("a.csv"), b"third").unwrap();
         std::fs::write(tmp.path().join(".ingestd-rm-0000abcd.a.csv"), b"second").unwrap();
-        let fate = resolve_aside(&dir, OsStr::new(".ingestd-rm-0000abcd.a.csv"), |_, _| false)
-            .unwrap();
+        let fate =
+            resolve_aside(&dir, OsStr::new(".ingestd-rm-0000abcd.a.csv"), |_, _| false).unwrap();
         assert_eq!(
             fate,
             AsideFate::Restored(Removal::KeptAs("a (2).csv".into()))
@@ -465,8 +469,8 @@ mod tests {
         assert_eq!(fate, AsideFate::Restored(Removal::Restored));
         std::fs::remove_file(tmp.path().join(".other")).unwrap();
         std::fs::rename(tmp.path().join("q.csv"), tmp.path().join(aside)).unwrap();
-        let fate = resolve_aside(&dir, aside, |name, sha| name == "q.csv" && sha == sha_abc)
-            .unwrap();
+        let fate =
+            resolve_aside(&dir, aside, |name, sha| name == "q.csv" && sha == sha_abc).unwrap();
         assert_eq!(fate, AsideFate::Removed);
         assert!(dir.names().unwrap().is_empty());
     }
@@ -477,7 +481,12 @@ mod tests {
         let aside = aside_name(OsStr::new(&name));
         assert!(aside.len() <= NAME_MAX, "{}", aside.len());
         assert_eq!(aside_original(&aside), Some(OsStr::new(&name)));
-        for not in [".ingestd-rm-", ".ingestd-rm-0000abcd.", ".ingestd-rm-xyz0abcd.a", "a.csv"] {
+        for not in [
+            ".ingestd-rm-",
+            ".ingestd-rm-0000abcd.",
+            ".ingestd-rm-xyz0abcd.a",
+            "a.csv",
+        ] {
             assert_eq!(aside_original(OsStr::new(not)), None, "{not}");
         }
     }

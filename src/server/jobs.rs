@@ -11,11 +11,11 @@ use super::handlers::{Shared, catalog_error, to_value};
 use super::manage::known_peer;
 use crate::embed::EmbedError;
 use crate::embed::render::Renderer;
+use crate::ingest::isolate::slots::ParseSlots;
 use crate::protocol::{ErrorBody, ErrorCode, JOBS_MAX, JobState, Queued, SourceDetail};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use crate::ingest::isolate::slots::ParseSlots;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 

@@ -250,7 +250,11 @@ fn every_command_is_in_the_list_that_matches_the_gate() {
     ] {
         for command in commands {
             assert_eq!(gate_list(&command), list, "{command:?}");
-            assert_eq!(command.changes_state(), list == "state_changing", "{command:?}");
+            assert_eq!(
+                command.changes_state(),
+                list == "state_changing",
+                "{command:?}"
+            );
         }
     }
     let events = Command::Events {

@@ -400,7 +400,10 @@ fn jobs_page_with_a_cursor_and_refuse_more_than_the_cap() {
     // The helper pages with `before` the way a script would.
     let all = daemon.jobs();
     assert_eq!(all.len(), 2501, "every job once");
-    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "in order, none twice");
+    assert!(
+        all.windows(2).all(|w| w[0].id < w[1].id),
+        "in order, none twice"
+    );
     assert_eq!(all[1500..], first[..], "the first page is the newest");
     let before_first = page(&mut client, Some(first[0].id));
     assert_eq!(before_first.last().unwrap().id, all[1499].id);
@@ -727,7 +730,11 @@ fn a_preview_waits_for_the_parse_worker_an_ingest_holds() {
             .then_some(())
     });
     // Waiting holds the user's one preview: the next is refused, with the key named.
-    let refused = ctl_as(&daemon, NOBODY, &["show", "-g", "g", "a.csv", "--preview", "2"]);
+    let refused = ctl_as(
+        &daemon,
+        NOBODY,
+        &["show", "-g", "g", "a.csv", "--preview", "2"],
+    );
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{said}");
     assert!(said.contains("server.previews_per_uid"), "{said}");

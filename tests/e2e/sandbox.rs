@@ -28,13 +28,20 @@ fn unprivileged_worker() -> (Option<tempfile::TempDir>, ParseWorker) {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let wrapper = dir.path().join("unprivileged-worker");
+    // The worker starts with an empty environment: no PATH to find setpriv by.
+    let setpriv = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .chain([std::path::PathBuf::from("/usr/bin"), "/bin".into()])
+        .map(|dir| dir.join("setpriv"))
+        .find(|path| path.exists())
+        .expect("setpriv (util-linux) is installed");
     // Arguments: parse-worker, parent pid, memory, cpu, user, then the rest.
     std::fs::write(
         &wrapper,
         format!(
             "#!/bin/sh\ncmd=$1 parent=$2 memory=$3 cpu=$4\nshift 5\n\
-             exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- {} \
+             exec {} --reuid={NOBODY} --regid={NOBODY} --clear-groups -- {} \
              \"$cmd\" \"$parent\" \"$memory\" \"$cpu\" - \"$@\"\n",
+            setpriv.display(),
             env!("CARGO_BIN_EXE_ingestd")
         ),
     )
@@ -221,7 +228,10 @@ mod hooked {
             let error = seen[attempt]
                 .as_str()
                 .unwrap_or_else(|| panic!("{attempt} succeeded inside the worker: {seen}"));
-            assert!(error.contains("not permitted") || error.contains("EPERM"), "{seen}");
+            assert!(
+                error.contains("not permitted") || error.contains("EPERM"),
+                "{seen}"
+            );
         }
     }
 
