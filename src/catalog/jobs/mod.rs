@@ -1508,3 +1508,6 @@ fn refused(id: i64, message: String) -> Queued {
         existing: false,
     }
 }
+
+#[cfg(test)]
+mod tests;
