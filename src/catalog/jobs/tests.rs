@@ -8,9 +8,14 @@
 
 use super::*;
 use crate::audit::AuditLog;
+use crate::catalog::Db;
 use crate::catalog::schema;
+use crate::clock;
+use crate::embed::Identity;
 use crate::events::Events;
 use crate::identity::Actor;
+use rusqlite::params;
+use std::collections::HashMap;
 
 /// Vectors per row in these tests.
 const DIM: usize = 4;
@@ -53,7 +58,7 @@ enum Step {
     /// `reused` of them must be copies.
     Resume { rows: u64, reused: u64 },
     /// Its worker reports how the try ended, and the catalog says what it did.
-    Finish(Ending, Settled),
+    Finish(Ending, Finished),
     /// `ingestctl cancel JOB`.
     Cancel,
     /// `ingestctl rm --force`: cancel what processes the source.
@@ -205,33 +210,43 @@ impl Fixture {
             Step::ClaimNothing => assert!(self.db.claim(3).unwrap().is_empty(), "nothing to claim"),
             Step::Due(at) => assert_eq!(self.db.next_due().unwrap(), Some(*at), "next due"),
             Step::Begin => {
-                let begun = self.db.begin_generation(self.job, &identity());
-                self.generation = Some(begun.unwrap().expect("a generation begins"));
+                let begun = self.db.begin_generation(self.job, &identity()).unwrap();
+                let Begun::Started(generation) = begun else {
+                    panic!("a generation begins: {begun:?}");
+                };
+                self.generation = Some(generation);
             }
             Step::BeginCancelled => {
-                let begun = self.db.begin_generation(self.job, &identity());
-                assert!(
-                    matches!(begun, Err(CatalogError::NotFound(_))),
-                    "cancelled before it began: {begun:?}"
-                );
+                let begun = self.db.begin_generation(self.job, &identity()).unwrap();
+                assert_eq!(begun, Begun::Cancelled, "cancelled before it began");
             }
             Step::BeginRefused => {
                 let begun = self.db.begin_generation(self.job, &identity()).unwrap();
-                let refusal = begun.expect_err("refused");
+                let Begun::Refused(refusal) = begun else {
+                    panic!("refused: {begun:?}");
+                };
                 assert!(refusal.contains("reembed --all -g g"), "{refusal}");
             }
             Step::Write(to) => {
                 let rows = self.rows(self.written + 1, *to, &HashMap::new());
                 let generation = self.generation.unwrap();
-                self.db.write_vectors(self.job, generation, &rows, *to, true)
-                    .unwrap();
+                let written = self
+                    .db
+                    .write_vectors(self.job, generation, &rows, *to, true);
+                assert_eq!(written.unwrap(), Written::Stored);
                 self.written = *to;
             }
             Step::WriteStopped => {
                 let rows = self.rows(self.written + 1, self.written + 1, &HashMap::new());
                 let generation = self.generation.unwrap();
-                let written = self.db.write_vectors(self.job, generation, &rows, self.written + 1, true);
-                assert!(written.is_err(), "a chunk after the job stopped");
+                let written =
+                    self.db
+                        .write_vectors(self.job, generation, &rows, self.written + 1, true);
+                assert_eq!(
+                    written.unwrap(),
+                    Written::Stopped,
+                    "a chunk after the job stopped"
+                );
             }
             Step::Resume { rows, reused } => {
                 let generation = self.generation.unwrap();
@@ -247,14 +262,18 @@ impl Fixture {
                     .count() as u64;
                 assert_eq!(copies, *reused, "rows reused");
                 let done = rows.len() as u64;
-                self.db
-                    .write_vectors(self.job, generation, &rows, done, true)
-                    .unwrap();
+                let written = self
+                    .db
+                    .write_vectors(self.job, generation, &rows, done, true);
+                assert_eq!(written.unwrap(), Written::Stored);
                 self.written = done;
             }
             Step::Finish(ending, settled) => {
                 let generation = self.generation.take();
-                let got = self.db.finish_job(self.job, generation, ending.clone()).unwrap();
+                let got = self
+                    .db
+                    .finish_job(self.job, generation, ending.clone())
+                    .unwrap();
                 assert_eq!(&got, settled, "settled");
             }
             Step::Cancel => {
@@ -281,7 +300,8 @@ impl Fixture {
                 assert!(out[0].ok, "{}", out[0].message);
             }
             Step::Reembed { existing } => {
-                let out = db
+                let out = self
+                    .db
                     .reembed("g", &["s.csv".to_string()], false, &someone())
                     .unwrap();
                 assert!(out[0].ok, "{}", out[0].message);
@@ -291,7 +311,11 @@ impl Fixture {
                 self.job = job;
             }
             Step::Recover(requeued, dropped) => {
-                assert_eq!(self.db.recover_jobs().unwrap(), (*requeued, *dropped), "recovered");
+                assert_eq!(
+                    self.db.recover_jobs().unwrap(),
+                    (*requeued, *dropped),
+                    "recovered"
+                );
                 self.generation = None;
             }
         }
@@ -330,7 +354,11 @@ impl Fixture {
             .prepare("SELECT version_no, status FROM versions WHERE source_id = 1 ORDER BY id")
             .unwrap()
             .query_map([], |r| {
-                Ok(format!("v{} {}", r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                Ok(format!(
+                    "v{} {}",
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?
+                ))
             })
             .unwrap()
             .collect::<Result<_, _>>()
@@ -435,8 +463,8 @@ fn retry_at(at_ms: i64) -> Ending {
     }
 }
 
-fn swapped(rows: u64, replaced: u64) -> Settled {
-    Settled::Swapped { rows, replaced }
+fn swapped(rows: u64, replaced: u64) -> Finished {
+    Finished::Swapped { rows, replaced }
 }
 
 #[test]
@@ -578,7 +606,7 @@ fn failures_keep_the_previous_generation_active() {
                     "processing try 1/3 | v1 embedded, v2 embedding | active v1×3, writing v2×2",
                 ),
                 (
-                    Step::Finish(retry_at(later), Settled::Requeued),
+                    Step::Finish(retry_at(later), Finished::Requeued),
                     "queued try 1/3 | v1 embedded, v2 queued | active v1×3, retained v2×2",
                 ),
                 (
@@ -610,7 +638,7 @@ fn failures_keep_the_previous_generation_active() {
                     "processing try 1/3 | v1 embedded, v2 embedding | active v1×3, writing v2×2",
                 ),
                 (
-                    Step::Finish(Ending::Failed("the file is gone".into()), Settled::Failed),
+                    Step::Finish(Ending::Failed("the file is gone".into()), Finished::Failed),
                     "failed try 1/3 | v1 embedded, v2 failed | active v1×3",
                 ),
                 (
@@ -638,7 +666,7 @@ fn failures_keep_the_previous_generation_active() {
                     "processing try 1/2 | v1 embedded, v2 embedding | active v1×3, writing v2×2",
                 ),
                 (
-                    Step::Finish(retry_at(0), Settled::Requeued),
+                    Step::Finish(retry_at(0), Finished::Requeued),
                     "queued try 1/2 | v1 embedded, v2 queued | active v1×3, retained v2×2",
                 ),
                 (
@@ -658,7 +686,7 @@ fn failures_keep_the_previous_generation_active() {
                 (
                     Step::Finish(
                         Ending::Failed("gave up after 2 attempts: HTTP 503".into()),
-                        Settled::Failed,
+                        Finished::Failed,
                     ),
                     "failed try 2/2 | v1 embedded, v2 failed | active v1×3",
                 ),
@@ -679,7 +707,7 @@ fn failures_keep_the_previous_generation_active() {
                     "processing try 1/3 | v1 embedded, v2 embedding | active v1×3, writing v2×0",
                 ),
                 (
-                    Step::Finish(Ending::Failed("HTTP 400".into()), Settled::Failed),
+                    Step::Finish(Ending::Failed("HTTP 400".into()), Finished::Failed),
                     "failed try 1/3 | v1 embedded, v2 failed | active v1×3",
                 ),
                 (
@@ -713,7 +741,7 @@ fn failures_keep_the_previous_generation_active() {
                 (Step::Claim, "processing try 1/3 | v1 embedding | -"),
                 (Step::BeginRefused, "processing try 1/3 | v1 embedding | -"),
                 (
-                    Step::Finish(Ending::Failed("another model".into()), Settled::Failed),
+                    Step::Finish(Ending::Failed("another model".into()), Finished::Failed),
                     "failed try 1/3 | v1 failed | -",
                 ),
             ],
@@ -771,7 +799,7 @@ fn a_cancel_keeps_the_previous_generation_at_every_moment() {
                     "cancelled try 1/3 | v1 embedded, v2 ready | active v1×3, writing v2×2",
                 ),
                 (
-                    Step::Finish(Ending::Cancelled, Settled::Cancelled),
+                    Step::Finish(Ending::Cancelled, Finished::Cancelled),
                     "cancelled try 1/3 | v1 embedded, v2 ready | active v1×3",
                 ),
             ],
@@ -795,7 +823,7 @@ fn a_cancel_keeps_the_previous_generation_at_every_moment() {
                     "cancelled try 1/3 | v1 embedded, v2 ready | active v1×3",
                 ),
                 (
-                    Step::Finish(Ending::Cancelled, Settled::Cancelled),
+                    Step::Finish(Ending::Cancelled, Finished::Cancelled),
                     "cancelled try 1/3 | v1 embedded, v2 ready | active v1×3",
                 ),
             ],
@@ -829,7 +857,7 @@ fn a_cancel_keeps_the_previous_generation_at_every_moment() {
                     "cancelled try 1/3 | v1 embedded, v2 ready | active v1×3, writing v2×3",
                 ),
                 (
-                    Step::Finish(retry_at(0), Settled::Cancelled),
+                    Step::Finish(retry_at(0), Finished::Cancelled),
                     "cancelled try 1/3 | v1 embedded, v2 ready | active v1×3",
                 ),
                 (
@@ -873,7 +901,7 @@ fn a_cancel_keeps_the_previous_generation_at_every_moment() {
                     "cancelled try 1/3 | v1 embedded, v2 ready | active v1×3, writing v2×1",
                 ),
                 (
-                    Step::Finish(Ending::Cancelled, Settled::Cancelled),
+                    Step::Finish(Ending::Cancelled, Finished::Cancelled),
                     "cancelled try 1/3 | v1 embedded, v2 ready | active v1×3",
                 ),
             ],
@@ -905,7 +933,7 @@ fn a_stop_or_a_crash_keeps_what_was_written_for_the_next_try() {
                     "processing try 1/3 | v1 embedded, v2 embedding | active v1×3, writing v2×4",
                 ),
                 (
-                    Step::Finish(Ending::Interrupted, Settled::Requeued),
+                    Step::Finish(Ending::Interrupted, Finished::Requeued),
                     "queued try 0/3 | v1 embedded, v2 queued | active v1×3, retained v2×4",
                 ),
                 (
@@ -1009,7 +1037,7 @@ fn a_job_for_a_version_older_than_the_active_one_never_replaces_it() {
                 "processing try 1/3 | v1 embedding, v2 embedded | active v2×3, writing v1×4",
             ),
             (
-                Step::Finish(Ending::Done, Settled::Dropped),
+                Step::Finish(Ending::Done, Finished::Dropped),
                 "cancelled try 1/3 | v1 ready, v2 embedded | active v2×3",
             ),
         ],
