@@ -10,7 +10,7 @@
 //!    delete of the source with its N vectors. 384 dimensions, as MiniLM's; the database
 //!    holds about 3 GB during this part.
 
-use ingestd::catalog::jobs::{NewRow, RowVector, text_hash};
+use ingestd::catalog::jobs::{NewRow, RowVector, Written, text_hash};
 use ingestd::catalog::{Catalog, Ending};
 use ingestd::events::Events;
 use ingestd::identity::{Actor, Resolve};
@@ -209,9 +209,10 @@ fn parts() {
     while !rows_out.is_empty() {
         let chunk: Vec<_> = rows_out.drain(..rows_out.len().min(2048)).collect();
         done += chunk.len() as u64;
-        catalog
+        let written = catalog
             .call_blocking(move |db| db.write_vectors(1, 1, &chunk, done, false))
             .unwrap();
+        assert_eq!(written, Written::Stored);
     }
     rate("write vectors (2,048-row transactions)", started);
     drop(catalog);

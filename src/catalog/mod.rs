@@ -18,7 +18,7 @@ mod schema;
 pub mod search;
 
 pub use ingest::{Accepted, Decision, Rejected, Reservation};
-pub use jobs::{Claimed, Ending, Settled};
+pub use jobs::{Begun, Claimed, Ending, Finished};
 pub use manage::{AuditFilter, PrefsChange, parse_target};
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -123,12 +123,13 @@ fn insert_audit(tx: &rusqlite::Transaction<'_>, r: &AuditRecord) -> rusqlite::Re
     Ok(())
 }
 
-type Job = Box<dyn FnOnce(&mut Db) + Send>;
+/// A call waiting for the catalog thread: a closure it runs with the database.
+type Call = Box<dyn FnOnce(&mut Db) + Send>;
 
 /// A handle to the catalog thread. Cheap to clone; the thread ends when every handle is gone.
 #[derive(Clone)]
 pub struct Catalog {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Call>,
     /// Notified whenever a job may have become startable.
     wake: std::sync::Arc<tokio::sync::Notify>,
     path: PathBuf,
@@ -161,12 +162,12 @@ impl Catalog {
             queue,
             retention: retain::Retention::default(),
         };
-        let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Call>(QUEUE);
         let thread = std::thread::Builder::new()
             .name("catalog".into())
             .spawn(move || {
-                while let Some(job) = rx.blocking_recv() {
-                    job(&mut db);
+                while let Some(call) = rx.blocking_recv() {
+                    call(&mut db);
                 }
             })
             .map_err(|e| CatalogError::Open {
@@ -193,7 +194,7 @@ impl Catalog {
         &self.path
     }
 
-    fn wrap<R, F>(f: F, reply: oneshot::Sender<Result<R, CatalogError>>) -> Job
+    fn wrap<R, F>(f: F, reply: oneshot::Sender<Result<R, CatalogError>>) -> Call
     where
         F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
         R: Send + 'static,

@@ -7,7 +7,6 @@
 //! are processing and how to ask one to stop. The scheduler sleeps until the catalog says a
 //! job may be startable (queued, retried, a worker freed) or a backoff ends; it never polls.
 
-pub mod order;
 mod reuse;
 pub mod rows;
 mod runner;
@@ -262,13 +261,13 @@ fn report(
     let id = job.job;
     let log = ending.clone();
     match catalog.call_blocking(move |db| db.finish_job(id, generation, ending)) {
-        Ok(settled) => tracing::info!(
+        Ok(finished) => tracing::info!(
             job = id,
             group = %job.group,
             source = %job.source,
             version = job.version_no,
             ending = ?log,
-            ?settled,
+            ?finished,
             "embedding job ended"
         ),
         Err(error) => tracing::error!(job = id, "cannot record the end of embedding job: {error}"),

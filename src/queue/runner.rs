@@ -12,8 +12,8 @@
 
 use super::reuse::Reuse;
 use super::{Stop, StopFlag, rows};
-use crate::catalog::jobs::{NewRow, Origin, RowVector, reusable_texts, text_hash};
-use crate::catalog::{Catalog, Claimed, Ending};
+use crate::catalog::jobs::{NewRow, Origin, RowVector, Written, reusable_texts, text_hash};
+use crate::catalog::{Begun, Catalog, Claimed, Ending};
 use crate::config::Config;
 use crate::embed::backoff::Backoff;
 use crate::embed::configured::Providers;
@@ -51,11 +51,19 @@ impl Writer {
             .name(format!("embed-write-{job}"))
             .spawn(move || {
                 for (rows, done) in chunks {
-                    catalog
+                    let written = catalog
                         .call_blocking(move |db| {
                             db.write_vectors(job, generation, &rows, done, true)
                         })
                         .map_err(|e| format!("cannot write vectors to the catalog: {e}"))?;
+                    if written == Written::Stopped {
+                        // Cancelled or deleted meanwhile: the job's end is decided by the
+                        // catalog, which knows why; this only stops the try.
+                        return Err(format!(
+                            "job {job} stopped: its generation {generation} is no longer \
+                             being written"
+                        ));
+                    }
                 }
                 Ok(())
             })
@@ -199,10 +207,10 @@ pub(super) fn run(
         move |db| db.begin_generation(id, &identity)
     });
     let generation = match begun {
-        Ok(Ok(generation)) => generation,
-        Ok(Err(refusal)) => return (None, Ending::Failed(refusal)),
+        Ok(Begun::Started(generation)) => generation,
+        Ok(Begun::Refused(refusal)) => return (None, Ending::Failed(refusal)),
         // Cancelled between its claim and now.
-        Err(crate::catalog::CatalogError::NotFound(_)) => return (None, Ending::Cancelled),
+        Ok(Begun::Cancelled) => return (None, Ending::Cancelled),
         Err(error) => return (None, ending_of(job, Halt::Catalog(error.to_string()))),
     };
     let known = match reusable_texts(catalog.path(), id, generation, &identity) {
@@ -319,5 +327,109 @@ fn ending_of(job: &Claimed, halt: Halt) -> Ending {
             wait.as_secs_f64()
         ),
         at_ms: crate::clock::now_ms() + wait.as_millis() as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(attempt: u32, max_attempts: u32) -> Claimed {
+        Claimed {
+            job: 1,
+            group: "g".into(),
+            source: "s.csv".into(),
+            version_no: 1,
+            stored_path: Default::default(),
+            format: "csv".into(),
+            columns: Vec::new(),
+            rows_total: 0,
+            prefs: Default::default(),
+            switch_model: false,
+            attempt,
+            max_attempts,
+        }
+    }
+
+    fn transient(retry_after: Option<Duration>) -> Halt {
+        Halt::Embed(EmbedError::Transient {
+            message: "HTTP 503".into(),
+            retry_after,
+        })
+    }
+
+    /// (try, tries allowed, why it halted) → how it ends. A retry is shown without its time,
+    /// which is checked apart.
+    #[test]
+    fn a_halted_try_is_retried_while_tries_are_left_and_fails_after() {
+        let cases = [
+            (1, 3, Halt::Stop(Stop::Cancel), Ending::Cancelled),
+            (3, 3, Halt::Stop(Stop::Cancel), Ending::Cancelled),
+            (1, 3, Halt::Stop(Stop::Shutdown), Ending::Interrupted),
+            (3, 3, Halt::Stop(Stop::Shutdown), Ending::Interrupted),
+            (
+                1,
+                3,
+                Halt::Embed(EmbedError::Permanent("HTTP 400".into())),
+                Ending::Failed("HTTP 400".into()),
+            ),
+            (
+                1,
+                3,
+                transient(None),
+                Ending::Retry {
+                    error: "attempt 1 of 3 failed: HTTP 503".into(),
+                    at_ms: 0,
+                },
+            ),
+            (
+                3,
+                3,
+                transient(None),
+                Ending::Failed("gave up after 3 attempts: HTTP 503".into()),
+            ),
+            (
+                1,
+                1,
+                Halt::Catalog("disk full".into()),
+                Ending::Failed("gave up after 1 attempt: disk full".into()),
+            ),
+            (
+                2,
+                3,
+                Halt::Catalog("disk full".into()),
+                Ending::Retry {
+                    error: "attempt 2 of 3 failed: disk full".into(),
+                    at_ms: 0,
+                },
+            ),
+        ];
+        for (attempt, max, halt, expected) in cases {
+            let what = format!("try {attempt}/{max}");
+            let ending = match ending_of(&claimed(attempt, max), halt) {
+                Ending::Retry { error, at_ms } => {
+                    assert!(at_ms >= crate::clock::now_ms() - 1_000, "{what}: {at_ms}");
+                    let error = error.split("; retrying in").next().unwrap().to_string();
+                    Ending::Retry { error, at_ms: 0 }
+                }
+                other => other,
+            };
+            assert_eq!(ending, expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_retry_waits_at_least_what_the_server_asked() {
+        let before = crate::clock::now_ms();
+        let Ending::Retry { error, at_ms } =
+            ending_of(&claimed(1, 3), transient(Some(Duration::from_secs(20))))
+        else {
+            panic!("a transient error with tries left is retried");
+        };
+        assert!(
+            at_ms >= before + 20_000,
+            "{at_ms} is not 20 s after {before}"
+        );
+        assert!(error.ends_with("retrying in 20.0 s"), "{error}");
     }
 }

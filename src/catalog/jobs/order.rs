@@ -1,8 +1,10 @@
 //! The order jobs start in: FIFO within a group, round-robin across groups.
 //!
 //! Pure functions of the queued jobs and a cursor (the group that last got a job), shared by
-//! the scheduler, which picks what to start, and by `jobs`, which shows each queued job's
-//! position; so the positions a user sees are the order the daemon really follows.
+//! the claim, which picks what to start, and by `jobs`, which shows each queued job's
+//! position; so the positions a user sees are the order the daemon really follows. It lives
+//! in the catalog because the claim is a catalog transaction: the catalog never imports the
+//! queue.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
