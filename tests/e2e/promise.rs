@@ -161,7 +161,7 @@ fn jobs_start_fifo_within_a_group_and_round_robin_across_groups_at_the_default_c
         (jobs.len() == 9).then_some(jobs)
     });
     // The order `jobs` promises: by overall position.
-    let mut promised = queued.clone();
+    let mut promised = queued;
     promised.sort_by_key(|j| j.position.unwrap().overall);
     let promised: Vec<String> = promised.into_iter().map(|j| j.source).collect();
 
