@@ -193,7 +193,7 @@ mod tests {
 
         supervisor.spawn("heartbeat", async {});
         let failure = supervisor.next_ended().await;
-        assert_eq!((failure.task, failure.ended), ("heartbeat", Ended::Early));
+        assert_eq!((failure.task, &failure.ended), ("heartbeat", &Ended::Early));
         assert_eq!(
             failure.to_string(),
             "task heartbeat ended while the daemon was running"
