@@ -224,7 +224,7 @@ mod hooked {
     }
 
     #[test]
-    fn an_unprivileged_daemons_worker_cannot_stat_a_path_either() {
+    fn an_unprivileged_daemons_worker_is_refused_stat_access_and_readlink() {
         let (_wrapper, worker) = unprivileged_worker();
         let (_dir, path) = hook_file(Hook::Escape);
         let reason = match worker.extract(Format::Csv, &path, &ReadOptions::default(), &LIMITS) {
