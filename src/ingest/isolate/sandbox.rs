@@ -9,10 +9,9 @@
 //! access (where the kernel has Landlock), and under a seccomp filter that allows reading and
 //! writing the descriptors it already holds, memory, time, signals and exit — no `open`, no
 //! `socket`, no `execve`, no `fork`. The file arrives already open (its stdin), so nothing
-//! needs a path: no call that takes one is allowed, `stat` of any kind included (only `fstat`
-//! of a descriptor), so a worker cannot even learn whether a path exists. When the daemon is
-//! root the worker is also chrooted into an empty, deleted directory before it drops root, a
-//! second lock on that door.
+//! needs a path. When the daemon is root the worker is also chrooted into an empty, deleted
+//! directory before it drops root, so the one path-taking call the filter cannot tell from
+//! `fstat` (`newfstatat`/`statx` with `AT_EMPTY_PATH`) finds nothing.
 //!
 //! The uid change, no-new-privs and seccomp fail closed: a worker that cannot apply one of them
 //! exits with an error before reading, and its file is reported, never read unconfined.
@@ -181,9 +180,11 @@ pub(super) fn enter(
 
 /// Make an empty, deleted directory this process's root, so that no path names anything.
 ///
-/// The filter already refuses every call that takes a path (`stat` included, which Landlock
-/// does not cover); rooted in a directory that no longer exists, every path lookup below `/`
-/// would end in ENOENT as well, should a call that resolves paths ever be allowed. The directory is removed before the chroot, so
+/// The filter must let `fstat` through, and glibc's `fstat` is `newfstatat`/`statx` with
+/// `AT_EMPTY_PATH`; a BPF filter cannot read the path argument, so the same call with a real
+/// path passes the filter, and Landlock does not cover stat. Rooted in a directory that no
+/// longer exists, every path lookup below `/` ends in ENOENT: a taken-over reader cannot learn
+/// whether a path exists, its size or owner. The directory is removed before the chroot, so
 /// nothing is left behind and nothing can be created in it (a deleted directory takes no new
 /// entries, even for root).
 fn empty_root() -> Result<(), SandboxFailure> {
@@ -349,14 +350,28 @@ fn seccomp_program() -> Result<seccompiler::BpfProgram, String> {
     let no_exec = || cond(2, Len::Dword, Op::MaskedEq(libc::PROT_EXEC as u64), 0);
     rules.insert(libc::SYS_mmap, vec![rule(vec![no_exec()?])?]);
     rules.insert(libc::SYS_mprotect, vec![rule(vec![no_exec()?])?]);
-    // No `newfstatat` or `statx` at all, whatever the flags: both take a path, and with
-    // `AT_EMPTY_PATH` and a non-empty path (or an absolute one, which ignores the descriptor)
-    // they stat that path, which a filter that cannot read the path argument cannot tell from
-    // a stat of the descriptor. A reader's `fstat` is the `fstat` call above: std falls back
-    // to it when `statx` is refused, and glibc's `fstat` on 64-bit Linux is that call. So
-    // even a worker that is not chrooted (the daemon is not root) cannot learn whether a
-    // path exists; `stat`, `lstat`, `access`, `faccessat` and `readlink` are not allowed
-    // either.
+    // fstat of a descriptor (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)). The path is a
+    // pointer the filter cannot read, so a real path with AT_EMPTY_PATH passes too: when the
+    // daemon is root, `empty_root` leaves no path to stat; otherwise see docs/operations.md.
+    let empty_path = libc::AT_EMPTY_PATH as u64;
+    rules.insert(
+        libc::SYS_newfstatat,
+        vec![rule(vec![cond(
+            3,
+            Len::Dword,
+            Op::MaskedEq(empty_path),
+            empty_path,
+        )?])?],
+    );
+    rules.insert(
+        libc::SYS_statx,
+        vec![rule(vec![cond(
+            2,
+            Len::Dword,
+            Op::MaskedEq(empty_path),
+            empty_path,
+        )?])?],
+    );
     // Duplicating the file (every reader's "open", see formats::input) and reading flags.
     let fcntl = [libc::F_GETFD, libc::F_GETFL, libc::F_DUPFD_CLOEXEC]
         .into_iter()
