@@ -8,8 +8,8 @@
 pub mod fsck;
 mod ingest;
 pub mod jobs;
-pub mod pg;
 mod manage;
+pub mod pg;
 mod read;
 pub mod retain;
 mod schema;
