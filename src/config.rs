@@ -308,8 +308,9 @@ pub struct CatalogConfig {
     /// A libpq URL, e.g. `postgresql:///ingestd?host=/run/postgresql&user=ingestd`; empty:
     /// none. Must not hold a password.
     pub url: String,
-    /// A file holding the database password (never logged); empty: none.
-    pub password_file: PathBuf,
+    /// A file holding the database password (never logged); unset or empty: none. Optional
+    /// like `embedding.openai.api_key_file`, so `check-config` output loads back unchanged.
+    pub password_file: Option<PathBuf>,
 }
 
 /// The config in force while the daemon runs: kept with the service code that replaces it on
@@ -373,7 +374,6 @@ impl Config {
             &mut self.embedding.model_dir,
             &mut self.server.pid_file,
             &mut self.server.log_file,
-            &mut self.catalog.password_file,
         ] {
             // Empty means "not set" (`server.log_file`), not "the config's folder".
             if path.is_relative() && !path.as_os_str().is_empty() {
@@ -381,6 +381,20 @@ impl Config {
             }
         }
         if let Some(path) = self.embedding.openai.api_key_file.as_mut()
+            && path.is_relative()
+        {
+            *path = normalize(&base.join(&*path));
+        }
+        // `password_file = ""` (the example file's value) means none.
+        if self
+            .catalog
+            .password_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.catalog.password_file = None;
+        }
+        if let Some(path) = self.catalog.password_file.as_mut()
             && path.is_relative()
         {
             *path = normalize(&base.join(&*path));
@@ -657,6 +671,7 @@ fn apply_env_overrides(
     // overridden too (their type decides how a value is read; paths are strings).
     let mut with_optional = Config::default();
     with_optional.embedding.openai.api_key_file = Some(PathBuf::new());
+    with_optional.catalog.password_file = Some(PathBuf::new());
     let defaults = toml::Table::try_from(with_optional).expect("defaults serialize");
     let mut sections: Vec<(String, Vec<&str>)> = Vec::new();
     collect_sections(&defaults, &mut Vec::new(), &mut sections);

@@ -116,7 +116,8 @@ fn main() -> ExitCode {
             action: CatalogAction::Migrate { to, node },
         }) => {
             let _ = init_logging(&config);
-            return match ingestd::catalog::pg::cli::migrate(&config, to.as_deref(), node.as_deref()) {
+            return match ingestd::catalog::pg::cli::migrate(&config, to.as_deref(), node.as_deref())
+            {
                 Ok(report) => {
                     print!("{report}");
                     ExitCode::SUCCESS

@@ -128,7 +128,11 @@ static KEYS: &[Key] = &[
     key!("server.max_targets", None, server.max_targets),
     key!("server.previews_per_uid", None, server.previews_per_uid),
     key!("catalog.url", Some(CATALOG), catalog.url),
-    key!("catalog.password_file", Some(CATALOG), catalog.password_file),
+    key!(
+        "catalog.password_file",
+        Some(CATALOG),
+        catalog.password_file
+    ),
 ];
 
 /// What a reload would do: the config to put in force and the changed keys, sorted by fate.
@@ -295,7 +299,7 @@ mod tests {
                 false,
             ),
             (
-                |c| c.catalog.password_file = "/etc/ingestd/pw".into(),
+                |c| c.catalog.password_file = Some("/etc/ingestd/pw".into()),
                 "catalog.password_file",
                 false,
             ),
@@ -447,6 +451,7 @@ mod tests {
         // Optional keys are left out of the TOML when unset: set them, so they count.
         let mut config = Config::default();
         config.embedding.openai.api_key_file = Some("/k".into());
+        config.catalog.password_file = Some("/p".into());
         let table = toml::Table::try_from(config).unwrap();
         let mut keys = Vec::new();
         leaf_keys(&table, "", &mut keys);

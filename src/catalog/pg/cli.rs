@@ -19,14 +19,18 @@ pub fn host_name() -> String {
 pub fn migrate(config: &Config, to: Option<&str>, node: Option<&str>) -> Result<String, PgError> {
     let (key, url) = match to {
         Some(url) => ("--to", url.to_string()),
-        None if !config.catalog.url.trim().is_empty() => ("catalog.url", config.catalog.url.clone()),
+        None if !config.catalog.url.trim().is_empty() => {
+            ("catalog.url", config.catalog.url.clone())
+        }
         None => {
             return Err(PgError::Invalid(
                 "no target: give --to URL, or set catalog.url in the config".into(),
             ));
         }
     };
-    let target = Target::new(key, &url, &config.catalog.password_file)?;
+    let no_file = std::path::PathBuf::new();
+    let password_file = config.catalog.password_file.as_ref().unwrap_or(&no_file);
+    let target = Target::new(key, &url, password_file)?;
     let node = node.map(str::to_string).unwrap_or_else(host_name);
     if node.trim().is_empty() {
         return Err(PgError::Invalid("--node must not be empty".into()));

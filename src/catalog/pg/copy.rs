@@ -512,9 +512,10 @@ fn read_sqlite(
     while let Some(row) = rows.next()? {
         let mut values = Vec::with_capacity(spec.columns.len());
         for (index, (column, kind)) in spec.columns.iter().enumerate() {
-            let value = Value::from_sqlite(row.get_ref(index)?, *kind, column).map_err(
-                |reason| PgError::Invalid(format!("SQLite table {}: {reason}", spec.table)),
-            )?;
+            let value =
+                Value::from_sqlite(row.get_ref(index)?, *kind, column).map_err(|reason| {
+                    PgError::Invalid(format!("SQLite table {}: {reason}", spec.table))
+                })?;
             values.push(value);
         }
         sum.row(&values);
@@ -596,7 +597,11 @@ pub fn migrate(sqlite_path: &Path, target: &Target, node: &str) -> Result<Report
     let pgvector = super::ensure_vector(&mut client, target)?;
     let shown_path = sqlite_path.display().to_string();
     let rerun = match inspect(&mut client)? {
-        Found::Empty | Found::Ours { rows: 0, copied_from: None } => false,
+        Found::Empty
+        | Found::Ours {
+            rows: 0,
+            copied_from: None,
+        } => false,
         Found::Ours {
             copied_from: Some((path, finished)),
             ..
@@ -614,7 +619,12 @@ pub fn migrate(sqlite_path: &Path, target: &Target, node: &str) -> Result<Report
             )));
         }
         Found::Foreign(tables) => {
-            let mut list = tables.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            let mut list = tables
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             if tables.len() > 5 {
                 list.push_str(&format!(" and {} more", tables.len() - 5));
             }
@@ -669,12 +679,7 @@ pub fn migrate(sqlite_path: &Path, target: &Target, node: &str) -> Result<Report
          ON CONFLICT (only_row) DO UPDATE SET sqlite_path = EXCLUDED.sqlite_path,
              sqlite_schema = EXCLUDED.sqlite_schema, node = EXCLUDED.node,
              started_at = EXCLUDED.started_at, finished_at = NULL",
-        &[
-            &shown_path,
-            &sqlite_version,
-            &node,
-            &crate::clock::now_ms(),
-        ],
+        &[&shown_path, &sqlite_version, &node, &crate::clock::now_ms()],
     )?;
 
     let mut tx = client.transaction()?;
@@ -759,7 +764,7 @@ pub fn migrate(sqlite_path: &Path, target: &Target, node: &str) -> Result<Report
         let floor = issued.get(table).copied().unwrap_or(0);
         tx.execute(
             &format!(
-                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), v, v > 0)
+                "SELECT setval(pg_get_serial_sequence('{table}', 'id'), GREATEST(v, 1), v > 0)
                  FROM (SELECT GREATEST(COALESCE(MAX(id), 0), $1::BIGINT) AS v FROM {table}) m"
             ),
             &[&floor],
@@ -800,7 +805,11 @@ pub fn migrate(sqlite_path: &Path, target: &Target, node: &str) -> Result<Report
         return Err(PgError::Invalid(format!(
             "the copy of table {} does not match: SQLite {} rows (sha256 {}), PostgreSQL {} \
              rows (sha256 {}); run migrate again to redo the copy",
-            bad.table, bad.sqlite.rows, bad.sqlite.checksum, bad.postgres.rows, bad.postgres.checksum
+            bad.table,
+            bad.sqlite.rows,
+            bad.sqlite.checksum,
+            bad.postgres.rows,
+            bad.postgres.checksum
         )));
     }
     Ok(report)

@@ -33,9 +33,7 @@ pub enum PgError {
     },
     #[error("cannot reach PostgreSQL at {url}: {reason}")]
     Unreachable { url: String, reason: String },
-    #[error(
-        "PostgreSQL at {url} refused the password of role {user}: check catalog.password_file"
-    )]
+    #[error("PostgreSQL at {url} refused the password of role {user}: check catalog.password_file")]
     WrongPassword { url: String, user: String },
     #[error(
         "PostgreSQL at {url} asks for a password for role {user}: put it in a file and name \
@@ -44,7 +42,9 @@ pub enum PgError {
     NoPassword { url: String, user: String },
     #[error("PostgreSQL at {url} refused the connection: {reason}")]
     Refused { url: String, reason: String },
-    #[error("PostgreSQL at {url} has no database {database}: create it first (docs/operations.md, \"Running a cluster\")")]
+    #[error(
+        "PostgreSQL at {url} has no database {database}: create it first (docs/operations.md, \"Running a cluster\")"
+    )]
     NoDatabase { url: String, database: String },
     #[error("{0}")]
     NoVector(String),
@@ -55,7 +55,7 @@ pub enum PgError {
     /// `catalog migrate` will not write into this database.
     #[error("{0}")]
     NotEmpty(String),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe(.0))]
     Query(#[from] postgres::Error),
     #[error("reading the SQLite catalog: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -63,6 +63,15 @@ pub enum PgError {
     Catalog(#[from] super::CatalogError),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The server's own words for a failed statement ("ERROR: relation … does not exist"); the
+/// client error alone says only "db error".
+fn describe(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => db.to_string(),
+        None => error.to_string(),
+    }
 }
 
 /// Where the PostgreSQL catalog is: the parsed URL, with the password read from its file.
@@ -257,8 +266,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
         std::fs::write(&file, "s3cret\n").unwrap();
-        let target = Target::new("catalog.url", "postgresql:///db?host=/tmp&user=u", &file)
-            .unwrap();
+        let target =
+            Target::new("catalog.url", "postgresql:///db?host=/tmp&user=u", &file).unwrap();
         assert_eq!(target.config.get_password(), Some(&b"s3cret"[..]));
         assert!(!format!("{target:?}").contains("s3cret"));
         let missing = Target::new(
@@ -276,7 +285,8 @@ mod tests {
         let error = Target::new("--to", &url, Path::new(""))
             .unwrap()
             .connect()
-            .unwrap_err();
+            .err()
+            .expect("no server there");
         assert!(matches!(error, PgError::Unreachable { .. }), "{error}");
         assert!(error.to_string().contains(&url), "{error}");
     }

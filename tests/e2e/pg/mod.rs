@@ -73,7 +73,9 @@ impl TestDb {
     pub fn client(&self) -> postgres::Client {
         let mut config = self.admin.clone();
         config.dbname(&self.name);
-        config.connect(postgres::NoTls).expect("connect to the test database")
+        config
+            .connect(postgres::NoTls)
+            .expect("connect to the test database")
     }
 
     /// A superuser connection to the server's own database (roles, other databases).
@@ -87,7 +89,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Ok(mut client) = self.admin.connect(postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }

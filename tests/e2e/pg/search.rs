@@ -56,7 +56,13 @@ fn normalized(mut v: Vec<f32>) -> Vec<f32> {
 fn point(random: &mut Random, centres: &[Vec<f32>]) -> Vec<f32> {
     let centre = &centres[(random.next() % centres.len() as u64) as usize];
     let noise = random.direction();
-    normalized(centre.iter().zip(&noise).map(|(c, n)| c + SPREAD * n).collect())
+    normalized(
+        centre
+            .iter()
+            .zip(&noise)
+            .map(|(c, n)| c + SPREAD * n)
+            .collect(),
+    )
 }
 
 fn identity() -> Identity {
@@ -77,8 +83,11 @@ fn write_source(
     centres: &[Vec<f32>],
 ) {
     let identity = identity();
-    tx.execute("INSERT INTO groups (name, created_at) VALUES (?1, 0)", [group])
-        .unwrap();
+    tx.execute(
+        "INSERT INTO groups (name, created_at) VALUES (?1, 0)",
+        [group],
+    )
+    .unwrap();
     let group_id = tx.last_insert_rowid();
     tx.execute(
         "INSERT INTO sources (group_id, name, created_at, last_version) VALUES (?1, 'rows.csv', 0, 1)",
@@ -163,12 +172,19 @@ fn pg_hnsw_top10_agrees_with_the_exact_scan_on_100k_vectors() {
         write_source(&tx, "small", SMALL, &mut random, &centres);
         tx.commit().unwrap();
     }
-    eprintln!("wrote {} vectors to SQLite in {:?}", BIG + SMALL, started.elapsed());
+    eprintln!(
+        "wrote {} vectors to SQLite in {:?}",
+        BIG + SMALL,
+        started.elapsed()
+    );
 
     let started = Instant::now();
     let out = migrate(&daemon.config, &["--to", &db.url(), "--node", "node-a"]);
     assert!(out.status.success(), "{}", text(&out));
-    eprintln!("migrate (COPY, HNSW build, verify) took {:?}", started.elapsed());
+    eprintln!(
+        "migrate (COPY, HNSW build, verify) took {:?}",
+        started.elapsed()
+    );
 
     let identity = identity();
     let mut client = db.client();
@@ -219,5 +235,8 @@ fn pg_hnsw_top10_agrees_with_the_exact_scan_on_100k_vectors() {
     assert_eq!(hnsw.hits.len(), K, "{hnsw:?}");
     assert!(hnsw.hits.iter().all(|h| h.text.starts_with("small row ")));
     let small_overlap = rows(&exact).intersection(&rows(&hnsw)).count();
-    assert!(small_overlap >= 8, "small group overlap {small_overlap}/{K}");
+    assert!(
+        small_overlap >= 8,
+        "small group overlap {small_overlap}/{K}"
+    );
 }
