@@ -381,7 +381,7 @@ fn jobs_page_with_a_cursor_and_refuse_more_than_the_cap() {
     let mut client = daemon.client();
     let page = |client: &mut Client, before: Option<i64>| -> Vec<ingestd::protocol::JobInfo> {
         client
-            .call(&Command::Jobs {
+            .call(&cmd::Jobs {
                 group: None,
                 all: true,
                 state: None,
@@ -409,7 +409,7 @@ fn jobs_page_with_a_cursor_and_refuse_more_than_the_cap() {
     assert_eq!(before_first.last().unwrap().id, all[1499].id);
     for limit in [0, 1001, 100_000] {
         let error = client
-            .request(&Command::Jobs {
+            .request(&cmd::Jobs {
                 group: None,
                 all: true,
                 state: None,

@@ -7,14 +7,14 @@
 use crate::helper::openai::FakeOpenAi;
 use crate::helper::{Daemon, wait_for};
 use crate::jobs::{active_rows, assert_no_orphans, marked_csv, wait_job};
-use ingestd::protocol::{Command, JobState, SearchResult};
+use ingestd::protocol::{JobState, SearchResult, cmd};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 fn search(daemon: &Daemon, text: &str) -> SearchResult {
     daemon
         .client()
-        .call(&Command::Search {
+        .call(&cmd::Search {
             text: text.into(),
             group: Some("g".into()),
             k: Some(5),

@@ -7,7 +7,7 @@ use super::{TestDb, migrate, text};
 use crate::helper::{Daemon, corpus, csv, wait_for};
 use ingestd::catalog::pg;
 use ingestd::embed::Identity;
-use ingestd::protocol::{Command, JobState, SearchResult};
+use ingestd::protocol::{JobState, SearchResult, cmd};
 
 /// Real files for three groups (CSV, Parquet, XLSX), by group.
 const FIXTURES: &[(&str, &str)] = &[
@@ -106,9 +106,9 @@ fn written_catalog() -> Option<Daemon> {
             .find(|s| s.name == "items.csv" && s.version.as_deref() == Some("v2"))
     });
     // Through the protocol client (the ctl binary is a release build this test need not wait for).
-    let _: serde_json::Value = daemon
+    daemon
         .client()
-        .call(&Command::PrefsSet {
+        .call(&cmd::PrefsSet {
             group: Some("places".into()),
             columns: Some(vec!["id".into(), "name".into()]),
             context: None,
@@ -118,9 +118,9 @@ fn written_catalog() -> Option<Daemon> {
             reembed: false,
         })
         .expect("prefs set");
-    let _: serde_json::Value = daemon
+    daemon
         .client()
-        .call(&Command::Use {
+        .call(&cmd::Use {
             group: Some("sales".into()),
             clear: false,
         })
