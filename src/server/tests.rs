@@ -226,6 +226,8 @@ fn gate_list(command: &Command) -> &'static str {
         | Command::Retry(_)
         | Command::Cancel(_)
         | Command::Fsck(cmd::Fsck { repair: true }) => "state_changing",
+        // Asking for named jobs needs them to exist.
+        Command::Jobs(jobs) if !jobs.ids.is_empty() => "read_only_needing_data",
         Command::Status(_)
         | Command::Groups(_)
         | Command::Ls(_)
