@@ -69,13 +69,17 @@ pub enum Command {
         all: bool,
     },
     /// One source with all its versions, rejected attempts and jobs. `preview` asks for the
-    /// texts the first N rows of the newest version render to (what would be embedded).
+    /// texts the first N rows of the newest version render to (what would be embedded);
+    /// `prefs` renders them with these preferences instead of the saved ones (nothing is
+    /// saved), to try an edit before saving it.
     Show {
         source: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         preview: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prefs: Option<PrefsDraft>,
     },
     /// Set (`group`) or show (no `group`) the caller's current group; `clear` forgets it.
     Use {
@@ -198,6 +202,21 @@ pub enum Command {
     },
 }
 
+/// Preferences to try in a `show` preview without saving them: they replace the group's
+/// saved columns, context columns and template for that one rendering.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefsDraft {
+    /// Columns whose values are embedded; empty means every column.
+    #[serde(default)]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub context: Vec<String>,
+    /// `None` or empty: no template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
 impl Command {
     /// The names accepted in `cmd`, for the `unknown_command` message.
     pub const NAMES: &'static [&'static str] = &[
@@ -281,9 +300,24 @@ impl Command {
             | Command::Use { group, .. }
             | Command::Prefs { group }
             | Command::Events { group, .. } => short("group", group),
-            Command::Show { source, group, .. } => {
+            Command::Show {
+                source,
+                group,
+                prefs,
+                ..
+            } => {
                 short("group", group)?;
-                name("source", std::iter::once(source.as_str()), MAX_NAME_BYTES)
+                name("source", std::iter::once(source.as_str()), MAX_NAME_BYTES)?;
+                let Some(draft) = prefs else {
+                    return Ok(());
+                };
+                names("columns", &draft.columns, max, MAX_COLUMN_BYTES)?;
+                names("context", &draft.context, max, MAX_COLUMN_BYTES)?;
+                name(
+                    "template",
+                    draft.template.iter().map(String::as_str),
+                    MAX_TEMPLATE_BYTES,
+                )
             }
             Command::PrefsSet {
                 group,
@@ -1119,6 +1153,19 @@ mod tests {
                     source: "a.csv".into(),
                     group: None,
                     preview: None,
+                    prefs: None,
+                },
+            ),
+            (
+                r#"{"cmd":"show","v":1,"source":"a.csv","preview":2,"prefs":{"columns":["a"]}}"#,
+                Command::Show {
+                    source: "a.csv".into(),
+                    group: None,
+                    preview: Some(2),
+                    prefs: Some(PrefsDraft {
+                        columns: vec!["a".into()],
+                        ..PrefsDraft::default()
+                    }),
                 },
             ),
         ];
@@ -1158,6 +1205,11 @@ mod tests {
             source: "sales.csv".into(),
             group: Some("g".into()),
             preview: Some(5),
+            prefs: Some(PrefsDraft {
+                columns: vec!["region".into()],
+                context: vec!["month".into()],
+                template: Some("{region}".into()),
+            }),
         });
         let line = serde_json::to_vec(&request).unwrap();
         assert_eq!(parse_request(&line).unwrap(), request.command);

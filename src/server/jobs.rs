@@ -11,7 +11,7 @@ use super::handlers::{Shared, catalog_error, to_value};
 use super::manage::known_peer;
 use crate::embed::EmbedError;
 use crate::embed::render::Renderer;
-use crate::protocol::{ErrorBody, ErrorCode, JobState, Queued, SourceDetail};
+use crate::protocol::{ErrorBody, ErrorCode, JobState, PrefsDraft, Queued, SourceDetail};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -226,17 +226,27 @@ impl Drop for PreviewTurn<'_> {
 }
 
 /// Fill `detail.preview` with the texts the first `rows` rows of the newest version render
-/// to under the group's preferences.
+/// to under the group's preferences, or under `draft` in their place (tried, not saved).
 pub async fn add_preview(
     shared: &Shared,
     peer: Option<Peer>,
     detail: &mut SourceDetail,
     rows: u32,
+    draft: Option<PrefsDraft>,
 ) -> Result<(), ErrorBody> {
     if rows == 0 || rows > PREVIEW_MAX {
         return Err(bad_args(format!(
             "preview must be between 1 and {PREVIEW_MAX} rows"
         )));
+    }
+    // A template being typed is often half done: say what is wrong with it, as `prefs_set`
+    // would, before a parse worker is taken.
+    let template = draft
+        .as_ref()
+        .and_then(|d| d.template.clone())
+        .filter(|t| !t.is_empty());
+    if let Some(template) = &template {
+        crate::template::parse(template).map_err(|e| bad_args(format!("template: {e}")))?;
     }
     let config = shared.config();
     let previews = &shared.limits.previews;
@@ -254,11 +264,16 @@ pub async fn add_preview(
         .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
     drop(config);
     let (group, source) = (detail.summary.group.clone(), detail.summary.name.clone());
-    let version = shared
+    let mut version = shared
         .catalog
         .call(move |db| db.newest_version(&group, &source))
         .await
         .map_err(catalog_error)?;
+    if let Some(draft) = draft {
+        version.prefs.columns = draft.columns;
+        version.prefs.context = draft.context;
+        version.prefs.template = template;
+    }
     let config = shared.config();
     let texts = tokio::task::spawn_blocking(move || {
         let mut texts = Vec::new();

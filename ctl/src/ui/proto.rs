@@ -3,6 +3,7 @@
 
 pub use ingestd::client::{Client, ClientError};
 pub use ingestd::protocol::{
-    Command, Event, EventKind, Following, GroupInfo, JobInfo, JobState, PrefsInfo, PrefsSaved,
-    Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary, StatusInfo, UseInfo,
+    Command, ErrorBody, Event, EventKind, Following, GroupInfo, JobInfo, JobState,
+    MAX_RESPONSE_BYTES, PROTOCOL_VERSION, PrefsDraft, PrefsInfo, PrefsSaved, Queued, Request,
+    RmOutcome, SearchResult, SourceDetail, SourceSummary, Status, StatusInfo, UseInfo,
 };

@@ -212,6 +212,7 @@ impl Daemon {
                         source: source.to_string(),
                         group: Some(group.to_string()),
                         preview: None,
+                        prefs: None,
                     })
                     .ok()?;
                 detail
@@ -245,6 +246,7 @@ impl Daemon {
                 source: source.to_string(),
                 group: Some(group.to_string()),
                 preview: None,
+                prefs: None,
             })
             .expect("show")
     }
