@@ -563,7 +563,7 @@ impl App {
                     edit.columns = prefs.columns.clone();
                     edit.context = prefs.context.clone();
                     edit.template = prefs.template.clone().unwrap_or_default();
-                    edit.saved = Some(prefs);
+                    edit.saved = Some(*prefs);
                 }
             }
             Reply::PrefsSaved(saved) => {
@@ -602,7 +602,7 @@ impl App {
             }
             Reply::Search(result) => {
                 if let Mode::Search { results, .. } = &mut self.mode {
-                    *results = Some(result);
+                    *results = Some(*result);
                 }
             }
             Reply::Other => {}

@@ -41,21 +41,22 @@ impl From<SourceSummary> for SourceRow {
     }
 }
 
-/// The answer to one request, by what was asked.
+/// The answer to one request, by what was asked. The big ones are boxed, so that a message
+/// carrying a reply stays small.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     Status(Box<StatusInfo>),
     Groups(Vec<GroupInfo>),
-    Use(UseInfo),
+    Use(Box<UseInfo>),
     Sources(Vec<SourceRow>),
     Detail(Box<SourceDetail>),
     Jobs(Vec<JobInfo>),
-    Prefs(PrefsInfo),
-    PrefsSaved(PrefsSaved),
+    Prefs(Box<PrefsInfo>),
+    PrefsSaved(Box<PrefsSaved>),
     Removed(Vec<RmOutcome>),
     /// `reembed`, `retry` and `cancel`.
     Queued(Vec<Queued>),
-    Search(SearchResult),
+    Search(Box<SearchResult>),
     /// An answer the UI does not read (`events`' first line, `fsck`, `audit`).
     Other,
 }
@@ -92,17 +93,17 @@ pub fn decode(command: &Command, line: &[u8]) -> Result<Reply, Failure> {
     match command {
         Command::Status {} => read(line, |s| Reply::Status(Box::new(s))),
         Command::Groups {} => read(line, Reply::Groups),
-        Command::Use { .. } => read(line, Reply::Use),
+        Command::Use { .. } => read(line, |u| Reply::Use(Box::new(u))),
         Command::Ls { .. } => read(line, Reply::Sources),
         Command::Show { .. } => read(line, |d| Reply::Detail(Box::new(d))),
         Command::Jobs { .. } => read(line, Reply::Jobs),
-        Command::Prefs { .. } => read(line, Reply::Prefs),
-        Command::PrefsSet { .. } => read(line, Reply::PrefsSaved),
+        Command::Prefs { .. } => read(line, |p| Reply::Prefs(Box::new(p))),
+        Command::PrefsSet { .. } => read(line, |p| Reply::PrefsSaved(Box::new(p))),
         Command::Rm { .. } => read(line, Reply::Removed),
         Command::Reembed { .. } | Command::Retry { .. } | Command::Cancel { .. } => {
             read(line, Reply::Queued)
         }
-        Command::Search { .. } => read(line, Reply::Search),
+        Command::Search { .. } => read(line, |r| Reply::Search(Box::new(r))),
         Command::Fsck { .. } | Command::Audit { .. } | Command::Events { .. } => {
             read(line, |_: IgnoredAny| Reply::Other)
         }
