@@ -81,11 +81,18 @@ pub async fn handle(
             source,
             group,
             preview,
+            prefs,
         }) => {
+            if prefs.is_some() && preview.is_none() {
+                return Err(ErrorBody::new(
+                    ErrorCode::BadArgs,
+                    "prefs only changes how a preview is rendered: give preview too",
+                ));
+            }
             let group = listing_group(shared, peer, group, false).await?;
             let mut detail = read::show(shared, source, group).await?;
             if let Some(rows) = preview {
-                jobs::add_preview(shared, peer, &mut detail, rows).await?;
+                jobs::add_preview(shared, peer, &mut detail, rows, prefs).await?;
             }
             to_value(&detail)
         }

@@ -3,8 +3,9 @@
 //!
 //! The catalog decides what each request does to the queue; this module adds what only the
 //! running daemon can do: stop a processing worker (`cancel`), embed a query with the live
-//! provider (`search`), and render rows with the group's preferences (`show --preview`),
-//! each preview a parse worker counted against its caller's and the daemon's limits.
+//! provider (`search`), and render rows with the group's preferences, or with a draft of
+//! them that is tried and not saved (`show` with `preview` and `prefs`), each preview a parse
+//! worker counted against its caller's and the daemon's limits.
 
 use super::auth::Peer;
 use super::handlers::{Shared, catalog_error, to_value};
@@ -12,7 +13,7 @@ use super::manage::known_peer;
 use crate::embed::EmbedError;
 use crate::embed::render::Renderer;
 use crate::ingest::isolate::slots::ParseSlots;
-use crate::protocol::{ErrorBody, ErrorCode, JOBS_MAX, JobState, Queued, SourceDetail};
+use crate::protocol::{ErrorBody, ErrorCode, JOBS_MAX, JobState, PrefsDraft, Queued, SourceDetail};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -237,17 +238,27 @@ impl Drop for PreviewTurn<'_> {
 }
 
 /// Fill `detail.preview` with the texts the first `rows` rows of the newest version render
-/// to under the group's preferences.
+/// to under the group's preferences, or under `draft` in their place (tried, not saved).
 pub async fn add_preview(
     shared: &Shared,
     peer: Option<Peer>,
     detail: &mut SourceDetail,
     rows: u32,
+    draft: Option<PrefsDraft>,
 ) -> Result<(), ErrorBody> {
     if rows == 0 || rows > PREVIEW_MAX {
         return Err(bad_args(format!(
             "preview must be between 1 and {PREVIEW_MAX} rows"
         )));
+    }
+    // A template being typed is often half done: say what is wrong with it, as `prefs_set`
+    // would, before a parse worker is taken.
+    let template = draft
+        .as_ref()
+        .and_then(|d| d.template.clone())
+        .filter(|t| !t.is_empty());
+    if let Some(template) = &template {
+        crate::template::parse(template).map_err(|e| bad_args(format!("template: {e}")))?;
     }
     let config = shared.config();
     let previews = &shared.limits.previews;
@@ -271,11 +282,16 @@ pub async fn add_preview(
         }
     };
     let (group, source) = (detail.summary.group.clone(), detail.summary.name.clone());
-    let version = shared
+    let mut version = shared
         .catalog
         .call(move |db| db.newest_version(&group, &source))
         .await
         .map_err(catalog_error)?;
+    if let Some(draft) = draft {
+        version.prefs.columns = draft.columns;
+        version.prefs.context = draft.context;
+        version.prefs.template = template;
+    }
     let config = shared.config();
     let texts = tokio::task::spawn_blocking(move || {
         let mut texts = Vec::new();

@@ -8,7 +8,7 @@ use super::handlers::{Shared, handle};
 use crate::catalog::Catalog;
 use crate::config::{Config, LiveConfig};
 use crate::events::Events;
-use crate::protocol::{Command, ErrorCode, cmd};
+use crate::protocol::{Command, ErrorCode, PrefsDraft, cmd};
 use std::sync::Arc;
 
 /// A uid no system gives anyone, so no name lookup can make it an admin.
@@ -194,11 +194,24 @@ fn read_only_needing_data() -> Vec<Command> {
             source: "a.csv".into(),
             group: g.clone(),
             preview: None,
+            prefs: None,
         }),
         Command::Show(cmd::Show {
             source: "a.csv".into(),
             group: g.clone(),
             preview: Some(2),
+            prefs: None,
+        }),
+        // Trying preferences in a preview saves nothing: no admin needed.
+        Command::Show(cmd::Show {
+            source: "a.csv".into(),
+            group: g.clone(),
+            preview: Some(2),
+            prefs: Some(PrefsDraft {
+                columns: vec!["region".into()],
+                context: Vec::new(),
+                template: Some("{region}".into()),
+            }),
         }),
         Command::Search(cmd::Search {
             text: "north".into(),

@@ -651,6 +651,7 @@ fn previews_are_capped_per_uid_and_queued_globally() {
                     source: "big.xlsx".into(),
                     group: Some("g".into()),
                     preview: Some(3),
+                    prefs: None,
                 })
             })
         })

@@ -445,6 +445,7 @@ mod tests {
                 source: "x.csv".into(),
                 group: None,
                 preview: None,
+                prefs: None,
             })
             .unwrap_err();
         assert_eq!(err.daemon_error().unwrap().code, ErrorCode::NotFound);

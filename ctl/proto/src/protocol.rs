@@ -24,7 +24,7 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// Longest column name a request may carry (headers of real files can be whole sentences).
 pub const MAX_COLUMN_BYTES: usize = 1024;
 
-/// Longest `template` of `prefs_set`.
+/// Longest `template` of `prefs_set`, and of the `prefs` a `show` preview tries.
 pub const MAX_TEMPLATE_BYTES: usize = 64 * 1024;
 
 /// Most audit records one `audit` request returns; page further with `before`.
@@ -79,6 +79,22 @@ pub enum Command {
     Search(cmd::Search),
     Audit(cmd::Audit),
     Events(cmd::Events),
+}
+
+/// Preferences to try in a `show` preview without saving them: they replace the group's
+/// saved columns, context columns and template for that one rendering.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefsDraft {
+    /// Columns whose values are embedded; empty means every column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    /// Columns added to every row's text as context; empty means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<String>,
+    /// `None` or empty: no template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 impl Command {
@@ -220,9 +236,24 @@ impl Command {
             | Command::Use(cmd::Use { group, .. })
             | Command::Prefs(cmd::Prefs { group })
             | Command::Events(cmd::Events { group, .. }) => short("group", group),
-            Command::Show(cmd::Show { source, group, .. }) => {
+            Command::Show(cmd::Show {
+                source,
+                group,
+                prefs,
+                ..
+            }) => {
                 short("group", group)?;
-                name("source", std::iter::once(source.as_str()), MAX_NAME_BYTES)
+                name("source", std::iter::once(source.as_str()), MAX_NAME_BYTES)?;
+                let Some(draft) = prefs else {
+                    return Ok(());
+                };
+                names("columns", &draft.columns, max, MAX_COLUMN_BYTES)?;
+                names("context", &draft.context, max, MAX_COLUMN_BYTES)?;
+                name(
+                    "template",
+                    draft.template.iter().map(String::as_str),
+                    MAX_TEMPLATE_BYTES,
+                )
             }
             Command::PrefsSet(cmd::PrefsSet {
                 group,
@@ -1058,6 +1089,19 @@ mod tests {
                     source: "a.csv".into(),
                     group: None,
                     preview: None,
+                    prefs: None,
+                }),
+            ),
+            (
+                r#"{"cmd":"show","v":1,"source":"a.csv","preview":2,"prefs":{"columns":["a"]}}"#,
+                Command::Show(cmd::Show {
+                    source: "a.csv".into(),
+                    group: None,
+                    preview: Some(2),
+                    prefs: Some(PrefsDraft {
+                        columns: vec!["a".into()],
+                        ..PrefsDraft::default()
+                    }),
                 }),
             ),
         ];
@@ -1157,11 +1201,47 @@ mod tests {
     }
 
     #[test]
+    fn a_previewed_draft_is_bounded_as_prefs_set_is() {
+        let show = |draft: PrefsDraft| {
+            Command::Show(cmd::Show {
+                source: "a.csv".into(),
+                group: None,
+                preview: Some(1),
+                prefs: Some(draft),
+            })
+        };
+        let columns = |n: usize| (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>();
+        let fits = PrefsDraft {
+            columns: columns(3),
+            context: columns(3),
+            template: Some("x".repeat(MAX_TEMPLATE_BYTES)),
+        };
+        assert_eq!(show(fits.clone()).check_bounds(3), Ok(()));
+        let many = PrefsDraft {
+            context: columns(4),
+            ..fits.clone()
+        };
+        let error = show(many).check_bounds(3).unwrap_err();
+        assert!(error.starts_with("context: 4 given"), "{error}");
+        let long = PrefsDraft {
+            template: Some("x".repeat(MAX_TEMPLATE_BYTES + 1)),
+            ..fits
+        };
+        let error = show(long).check_bounds(3).unwrap_err();
+        assert!(error.starts_with("template: "), "{error}");
+    }
+
+    #[test]
     fn request_round_trips() {
         let request = Request::new(Command::Show(cmd::Show {
             source: "sales.csv".into(),
             group: Some("g".into()),
             preview: Some(5),
+            prefs: Some(PrefsDraft {
+                columns: vec!["region".into()],
+                context: vec!["month".into()],
+                template: Some("{region}".into()),
+            }),
         }));
         let line = serde_json::to_vec(&request).unwrap();
         assert_eq!(parse_request(&line).unwrap(), request.command);

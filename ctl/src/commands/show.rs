@@ -17,6 +17,7 @@ pub fn run(
         source: source.to_string(),
         group: options.group.clone(),
         preview,
+        prefs: None,
     };
     if options.json {
         return Ok(output::json(&client.request(&command)?));

@@ -7,10 +7,10 @@
 //! terminal or a daemon. It never does I/O itself.
 
 use super::proto::{
-    Command, Event, EventKind, GroupInfo, JobInfo, JobState, PrefsInfo, PrefsSaved, Queued,
-    RmOutcome, SearchResult, SourceDetail, SourceSummary, StatusInfo, UseInfo, cmd,
+    Command, Event, EventKind, GroupInfo, JobInfo, JobState, PrefsDraft, PrefsInfo, RmOutcome,
+    SearchResult, SourceDetail, StatusInfo, cmd,
 };
-use serde_json::Value;
+use super::reply::{Failure, Reply, SourceRow};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -97,6 +97,11 @@ pub enum Mode {
 }
 
 /// The preferences editor: the saved preferences, the edits and the live preview.
+///
+/// The preview follows the edits: each edit counts in `edits`, and once they rest the loop
+/// asks the daemon to render the first rows with the edited (unsaved) preferences. Only the
+/// answer to the request sent last is shown, so a slow answer to an older edit never
+/// replaces a newer one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrefsEdit {
     pub group: String,
@@ -112,6 +117,74 @@ pub struct PrefsEdit {
     /// The source whose first rows are previewed.
     pub preview_source: Option<String>,
     pub preview: Option<Vec<String>>,
+    /// What `preview` was rendered with (`None`: the saved preferences).
+    pub preview_of: Option<PrefsDraft>,
+    /// Why the last preview could not be rendered (a template that does not parse).
+    pub preview_error: Option<String>,
+    /// The preview asked for last: the source and the preferences sent.
+    pub asked: Option<(String, Option<PrefsDraft>)>,
+    /// Edits so far (ticks, context columns, template keys), for the debounce.
+    pub edits: u64,
+}
+
+impl PrefsEdit {
+    pub fn new(group: String, preview_source: Option<String>) -> PrefsEdit {
+        PrefsEdit {
+            group,
+            saved: None,
+            columns: Vec::new(),
+            context: Vec::new(),
+            template: String::new(),
+            cursor: 0,
+            editing_template: false,
+            preview_source,
+            preview: None,
+            preview_of: None,
+            preview_error: None,
+            asked: None,
+            edits: 0,
+        }
+    }
+
+    /// The preferences as edited, in the shape a preview request carries.
+    pub fn draft(&self) -> PrefsDraft {
+        PrefsDraft {
+            columns: self.columns.clone(),
+            context: self.context.clone(),
+            template: Some(self.template.clone()),
+        }
+    }
+
+    /// Whether the edits differ from the saved preferences.
+    pub fn unsaved(&self) -> bool {
+        self.saved.as_ref().is_some_and(|s| {
+            s.columns != self.columns
+                || s.context != self.context
+                || s.template.clone().unwrap_or_default() != self.template
+        })
+    }
+
+    /// Whether the preview shown is that of the edits as they are now.
+    pub fn preview_current(&self) -> bool {
+        match &self.preview_of {
+            Some(draft) => *draft == self.draft(),
+            None => !self.unsaved(),
+        }
+    }
+
+    /// Ask for the preview of the edits as they are now (the saved preferences until they are
+    /// loaded), and remember it as the one whose answer counts.
+    pub fn ask_preview(&mut self) -> Option<Request> {
+        let source = self.preview_source.clone()?;
+        let draft = self.saved.is_some().then(|| self.draft());
+        self.asked = Some((source.clone(), draft.clone()));
+        Some(call(cmd::Show {
+            source,
+            group: Some(self.group.clone()),
+            preview: Some(super::keys::PREVIEW_ROWS),
+            prefs: draft,
+        }))
+    }
 }
 
 /// A line for the status bar.
@@ -132,7 +205,8 @@ pub struct App {
     pub viewing: Option<String>,
     /// The caller's current group as the daemon last said.
     pub current: Option<String>,
-    pub sources: Vec<SourceSummary>,
+    /// What the list shows of each source; the detail pane has the rest of the one selected.
+    pub sources: Vec<SourceRow>,
     /// Whether `sources` has been answered for `viewing` (not just empty because unknown).
     pub sources_loaded: bool,
     /// Indices into `sources`, filtered and sorted: what the list shows.
@@ -234,13 +308,30 @@ impl App {
         let source = self.selected()?;
         Some(call(cmd::Show {
             source: source.name.clone(),
-            group: Some(source.group.clone()),
+            group: self.viewing.clone(),
             preview: None,
+            prefs: None,
         }))
     }
 
+    /// The edit counter of an open preferences editor, for the preview's debounce.
+    pub fn preview_edits(&self) -> Option<u64> {
+        match &self.mode {
+            Mode::Prefs(edit) => Some(edit.edits),
+            _ => None,
+        }
+    }
+
+    /// The preview request of an open preferences editor: its edits have rested.
+    pub fn ask_preview(&mut self) -> Option<Request> {
+        match &mut self.mode {
+            Mode::Prefs(edit) => edit.ask_preview(),
+            _ => None,
+        }
+    }
+
     /// The source under the cursor.
-    pub fn selected(&self) -> Option<&SourceSummary> {
+    pub fn selected(&self) -> Option<&SourceRow> {
         self.order
             .get(self.source_cursor)
             .and_then(|&i| self.sources.get(i))
@@ -296,8 +387,9 @@ impl App {
             Sort::Name => order.sort_by(|&a, &b| sources[a].name.cmp(&sources[b].name)),
             // Newest first: what just changed is what one looks for.
             Sort::Updated => order.sort_by(|&a, &b| {
-                updated(&sources[b])
-                    .cmp(&updated(&sources[a]))
+                sources[b]
+                    .updated
+                    .cmp(&sources[a].updated)
                     .then_with(|| sources[a].name.cmp(&sources[b].name))
             }),
             Sort::Status => order.sort_by(|&a, &b| {
@@ -317,26 +409,37 @@ impl App {
             .unwrap_or(self.source_cursor.min(self.order.len().saturating_sub(1)));
     }
 
-    /// An answer from the daemon. `result` is the `data`, or the error message.
-    pub fn on_reply(&mut self, command: &Command, result: Result<Value, String>) -> Vec<Request> {
-        let data = match result {
-            Ok(data) => data,
-            Err(message) => return self.on_failure(command, message),
-        };
-        match self.apply(command, data) {
-            Ok(requests) => requests,
-            Err(e) => {
-                self.error(format!(
-                    "the daemon answered in a shape this client cannot read ({e}); are ingestd \
-                     and ingestctl from the same release?"
-                ));
+    /// An answer from the daemon to `command`: its typed reply, or why there is none.
+    pub fn on_reply(&mut self, command: &Command, result: Result<Reply, Failure>) -> Vec<Request> {
+        match result {
+            Ok(reply) => self.apply(command, reply),
+            // Whatever was asked, a garbled answer is worth saying.
+            Err(Failure::Unreadable(message)) => {
+                self.error(message);
                 Vec::new()
             }
+            Err(Failure::Refused(message)) => self.on_failure(command, message),
         }
     }
 
     fn on_failure(&mut self, command: &Command, message: String) -> Vec<Request> {
         match command {
+            // A preview that cannot be rendered (a template being typed) says why in its
+            // place, if it is still the one wanted.
+            Command::Show(cmd::Show {
+                source,
+                preview: Some(_),
+                prefs,
+                ..
+            }) => {
+                if let Mode::Prefs(edit) = &mut self.mode
+                    && edit.asked.as_ref() == Some(&(source.clone(), prefs.clone()))
+                {
+                    edit.preview = None;
+                    edit.preview_of = prefs.clone();
+                    edit.preview_error = Some(message);
+                }
+            }
             // The viewed group is gone (deleted folder, a typo in -g): say so and show none.
             Command::Ls(cmd::Ls { group, .. }) if *group == self.viewing => {
                 self.sources.clear();
@@ -358,16 +461,14 @@ impl App {
         Vec::new()
     }
 
-    fn apply(&mut self, command: &Command, data: Value) -> Result<Vec<Request>, serde_json::Error> {
+    fn apply(&mut self, command: &Command, reply: Reply) -> Vec<Request> {
         let mut out = Vec::new();
-        match command {
-            Command::Status(cmd::Status {}) => {
-                let status: StatusInfo = serde_json::from_value(data)?;
+        match reply {
+            Reply::Status(status) => {
                 self.readonly = status.read_only.clone();
-                self.status = Some(status);
+                self.status = Some(*status);
             }
-            Command::Groups(cmd::Groups {}) => {
-                let groups: Vec<GroupInfo> = serde_json::from_value(data)?;
+            Reply::Groups(groups) => {
                 let at = self.groups.get(self.group_cursor).map(|g| g.name.clone());
                 self.groups = groups;
                 if let Some(current) = self.groups.iter().find(|g| g.current) {
@@ -378,13 +479,12 @@ impl App {
                     .and_then(|name| self.groups.iter().position(|g| g.name == name))
                     .unwrap_or(0);
             }
-            Command::Use(cmd::Use { group, .. }) => {
-                let info: UseInfo = serde_json::from_value(data)?;
+            Reply::Use(info) => {
                 self.current = info.group.clone();
                 for g in &mut self.groups {
                     g.current = Some(&g.name) == info.group.as_ref();
                 }
-                if group.is_some() {
+                if matches!(command, Command::Use(cmd::Use { group: Some(_), .. })) {
                     self.info(format!(
                         "now using group '{}' (as `ingestctl use` does)",
                         info.group.as_deref().unwrap_or("")
@@ -403,13 +503,14 @@ impl App {
                     out.extend(self.load_view());
                 }
             }
-            Command::Ls(cmd::Ls { group, .. }) => {
+            Reply::Sources(sources) => {
                 // An answer for a group no longer on view is stale.
-                if *group != self.viewing {
-                    return Ok(out);
+                if !matches!(command, Command::Ls(cmd::Ls { group, .. }) if *group == self.viewing)
+                {
+                    return out;
                 }
                 let before = self.selected().map(|s| s.name.clone());
-                self.sources = serde_json::from_value(data)?;
+                self.sources = sources;
                 self.sources_loaded = true;
                 let names: BTreeSet<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
                 self.marked.retain(|m| names.contains(m.as_str()));
@@ -421,29 +522,34 @@ impl App {
                     out.extend(self.load_detail());
                 }
             }
-            Command::Show(cmd::Show {
-                source,
-                group,
-                preview,
-            }) => {
-                let detail: SourceDetail = serde_json::from_value(data)?;
+            Reply::Detail(detail) => {
+                let Command::Show(cmd::Show {
+                    source,
+                    group,
+                    preview,
+                    prefs,
+                }) = command
+                else {
+                    return out;
+                };
                 if preview.is_some() {
+                    // Only the answer to the preview asked last counts: an older one is stale.
                     if let Mode::Prefs(edit) = &mut self.mode
-                        && edit.preview_source.as_ref() == Some(source)
+                        && edit.asked.as_ref() == Some(&(source.clone(), prefs.clone()))
                     {
                         edit.preview = detail.preview;
+                        edit.preview_of = prefs.clone();
+                        edit.preview_error = None;
                     }
-                    return Ok(out);
+                    return out;
                 }
-                let wanted = self
-                    .selected()
-                    .is_some_and(|s| &s.name == source && Some(&s.group) == group.as_ref());
+                let wanted =
+                    self.selected().is_some_and(|s| &s.name == source) && *group == self.viewing;
                 if wanted {
-                    self.detail = Some(detail);
+                    self.detail = Some(*detail);
                 }
             }
-            Command::Jobs(_) => {
-                let mut jobs: Vec<JobInfo> = serde_json::from_value(data)?;
+            Reply::Jobs(mut jobs) => {
                 // Running and waiting work first, then the newest finished.
                 jobs.sort_by_key(|j| (job_rank(j.state), -j.id));
                 let at = self.selected_job().map(|j| j.id);
@@ -452,21 +558,22 @@ impl App {
                     .and_then(|id| self.jobs.iter().position(|j| j.id == id))
                     .unwrap_or(self.job_cursor.min(self.jobs.len().saturating_sub(1)));
             }
-            Command::Prefs(_) => {
-                let prefs: PrefsInfo = serde_json::from_value(data)?;
+            Reply::Prefs(prefs) => {
                 if let Mode::Prefs(edit) = &mut self.mode
                     && edit.group == prefs.group
                 {
                     edit.columns = prefs.columns.clone();
                     edit.context = prefs.context.clone();
                     edit.template = prefs.template.clone().unwrap_or_default();
-                    edit.saved = Some(prefs);
+                    edit.saved = Some(*prefs);
                 }
             }
-            Command::PrefsSet(cmd::PrefsSet { reembed, .. }) => {
-                let saved: PrefsSaved = serde_json::from_value(data)?;
+            Reply::PrefsSaved(saved) => {
                 let mut text = format!("saved the preferences of group '{}'", saved.prefs.group);
-                if *reembed {
+                if matches!(
+                    command,
+                    Command::PrefsSet(cmd::PrefsSet { reembed: true, .. })
+                ) {
                     text.push_str(&format!("; queued {} re-embeds", saved.jobs.len()));
                 }
                 for warning in &saved.warnings {
@@ -474,23 +581,18 @@ impl App {
                     text.push_str(warning);
                 }
                 if let Mode::Prefs(edit) = &mut self.mode {
+                    // The preview already shows the edits, which are now the saved ones.
                     edit.saved = Some(saved.prefs);
-                    // The daemon renders the preview with the saved preferences: ask again.
-                    edit.preview = None;
-                    out.extend(super::keys::preview(
-                        &edit.group,
-                        edit.preview_source.clone(),
-                    ));
                 }
                 self.info(text);
             }
-            Command::Rm(cmd::Rm { group, targets, .. }) => {
-                let outcomes: Vec<RmOutcome> = serde_json::from_value(data)?;
-                self.on_rm(group.clone().unwrap_or_default(), targets, outcomes);
+            Reply::Removed(outcomes) => {
+                if let Command::Rm(cmd::Rm { group, targets, .. }) = command {
+                    self.on_rm(group.clone().unwrap_or_default(), targets, outcomes);
+                }
                 out.extend(self.load_view());
             }
-            Command::Reembed(_) | Command::Retry(_) | Command::Cancel(_) => {
-                let outcomes: Vec<Queued> = serde_json::from_value(data)?;
+            Reply::Queued(outcomes) => {
                 let verb = match command {
                     Command::Reembed(_) => "re-embed",
                     Command::Retry(_) => "retry",
@@ -503,15 +605,14 @@ impl App {
                 self.marked.clear();
                 out.extend(self.load_view());
             }
-            Command::Search(_) => {
-                let result: SearchResult = serde_json::from_value(data)?;
+            Reply::Search(result) => {
                 if let Mode::Search { results, .. } = &mut self.mode {
-                    *results = Some(result);
+                    *results = Some(*result);
                 }
             }
-            _ => {}
+            Reply::Other => {}
         }
-        Ok(out)
+        out
     }
 
     /// One status line for per-item outcomes: the message when there is one, else counts and
@@ -619,10 +720,6 @@ impl App {
 
 pub fn call(command: impl Into<Command>) -> Request {
     Request::Call(command.into())
-}
-
-fn updated(source: &SourceSummary) -> Option<&str> {
-    source.updated_at.as_deref().or(source.added_at.as_deref())
 }
 
 fn job_rank(state: JobState) -> u8 {

@@ -1,17 +1,21 @@
 //! The UI's speed and size, measured (not asserted), run by hand with
 //! `cargo test -p ingestctl --release ui::bench -- --ignored --nocapture --test-threads 1`:
 //!
-//! - group switch to a fully drawn list of 1,000 sources: Enter on the group, the `use` and
-//!   `ls` requests over the socket of a real daemon (in this process), the answers applied,
-//!   and the frame drawn (100×30). Median and p99.
+//! - group switch to a fully drawn list of 100, 1,000 and 10,000 sources: Enter on the
+//!   group, the `use` and `ls` requests over the socket of a real daemon (in this process)
+//!   read as the UI reads them, the answers applied, and the frame drawn (100×30). Median
+//!   and p99.
 //! - memory of the state holding 10,000 sources and one frame drawn (RSS growth).
 //!
-//! Idle CPU needs the real binary on a real terminal; docs/cli.md says how it was measured.
+//! Idle CPU and the resident memory of the real binary need a real terminal; docs/cli.md
+//! says how they were measured.
 
 use super::app::{App, Pane, Request};
 use super::keys::on_key;
 use super::proto::{Client, Command, cmd};
+use super::reply;
 use super::view::{self, Ctx, Theme};
+use super::wire::Wire;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -39,7 +43,7 @@ fn ctx() -> Ctx {
     }
 }
 
-fn perform(client: &mut Client, app: &mut App, requests: Vec<Request>) {
+fn perform(client: &mut Wire, app: &mut App, requests: Vec<Request>) {
     let mut queue = requests;
     while !queue.is_empty() {
         let mut next = Vec::new();
@@ -51,7 +55,10 @@ fn perform(client: &mut Client, app: &mut App, requests: Vec<Request>) {
             if matches!(command, Command::Show(_)) {
                 continue;
             }
-            let result = client.request(&command).map_err(|e| e.to_string());
+            let result = client.call(&command).map_err(|e| match e {
+                super::wire::CallError::Answered(failure) => failure,
+                super::wire::CallError::Transport(e) => panic!("{e}"),
+            });
             next.extend(app.on_reply(&command, result));
         }
         queue = next;
@@ -61,49 +68,67 @@ fn perform(client: &mut Client, app: &mut App, requests: Vec<Request>) {
 #[test]
 #[ignore = "a measurement; run by hand with --ignored --nocapture"]
 fn bench_memory_at_10000_sources() {
+    // The answer's line, as it comes off the socket, written one source at a time.
+    let mut line = br#"{"ok":true,"v":1,"data":["#.to_vec();
+    for i in 0..10_000 {
+        if i > 0 {
+            line.push(b',');
+        }
+        let source = json!({
+            "added_at": "2026-11-27T02:12:50.456Z", "added_by": "alice", "added_by_uid": 1000,
+            "columns": ["id", "region", "amount", "date", "comment"], "format": "csv",
+            "group": "big", "name": format!("source-{i:05}.csv"), "reason": null,
+            "rows": 120, "sha256": "fac3227a40619369eb5320e2398af7c1655b538417a5ab47fba88859fb26a71c",
+            "size": 4096, "skipped_columns": [], "status": "embedded",
+            "updated_at": "2026-11-27T02:12:50.457Z", "version": "v1"
+        });
+        serde_json::to_writer(&mut line, &source).unwrap();
+    }
+    line.extend_from_slice(b"]}");
     let before = rss_kib();
-    let sources: Vec<serde_json::Value> = (0..10_000)
-        .map(|i| {
-            json!({
-                "added_at": "2026-11-27T02:12:50.456Z", "added_by": "alice", "added_by_uid": 1000,
-                "columns": ["id", "region", "amount", "date", "comment"], "format": "csv",
-                "group": "big", "name": format!("source-{i:05}.csv"), "reason": null,
-                "rows": 120, "sha256": "fac3227a40619369eb5320e2398af7c1655b538417a5ab47fba88859fb26a71c",
-                "size": 4096, "skipped_columns": [], "status": "embedded",
-                "updated_at": "2026-11-27T02:12:50.457Z", "version": "v1"
-            })
-        })
-        .collect();
-    let data = serde_json::Value::Array(sources);
     let mut app = App::new(Some("big".into()));
     app.conn = super::app::Conn::Up;
-    app.on_reply(
-        &Command::Ls(cmd::Ls {
-            group: Some("big".into()),
-            all: false,
-        }),
-        Ok(data),
-    );
+    let ls = Command::Ls(cmd::Ls {
+        group: Some("big".into()),
+        all: false,
+    });
+    let reply = reply::decode(&ls, &line);
+    let bytes = line.len();
+    drop(line);
+    app.on_reply(&ls, reply);
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
     let t = Instant::now();
     terminal.draw(|f| view::draw(f, &app, &ctx())).unwrap();
     let draw = t.elapsed();
     let after = rss_kib();
     println!(
-        "memory: {} sources held and drawn: RSS {} KiB -> {} KiB (+{} KiB, the answer's JSON \
-         freed); one frame {:.2} ms",
+        "memory: {} sources: RSS {before} KiB holding the answer's line ({} KiB), {after} KiB \
+         once it is read into the state, one frame drawn and the line freed; one frame {:.2} ms",
         app.sources.len(),
-        before,
-        after,
-        after.saturating_sub(before),
+        bytes / 1024,
         draw.as_secs_f64() * 1000.0
     );
 }
 
 #[test]
 #[ignore = "a measurement; run by hand with --ignored --nocapture"]
+fn bench_group_switch_at_100_sources() {
+    group_switch(100);
+}
+
+#[test]
+#[ignore = "a measurement; run by hand with --ignored --nocapture"]
 fn bench_group_switch_at_1000_sources() {
-    const SOURCES: usize = 1000;
+    group_switch(1000);
+}
+
+#[test]
+#[ignore = "a measurement; run by hand with --ignored --nocapture"]
+fn bench_group_switch_at_10000_sources() {
+    group_switch(10_000);
+}
+
+fn group_switch(sources: usize) {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("ingestd.toml");
     std::fs::write(
@@ -127,14 +152,14 @@ fn bench_group_switch_at_1000_sources() {
     for group in ["big", "other"] {
         std::fs::create_dir_all(dir.path().join("drop").join(group)).unwrap();
     }
-    for i in 0..SOURCES {
+    for i in 0..sources {
         std::fs::write(
-            dir.path().join(format!("drop/big/s{i:04}.csv")),
+            dir.path().join(format!("drop/big/s{i:05}.csv")),
             format!("id,region,amount,date,comment\n{i},north,{i}.5,2026-01-01,row {i}\n"),
         )
         .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + Duration::from_secs(3600);
     let mut client = loop {
         if let Ok(client) = Client::connect(&socket) {
             break client;
@@ -149,19 +174,21 @@ fn bench_group_switch_at_1000_sources() {
                 all: false,
             })
             .unwrap();
-        if list.iter().filter(|s| s.status.is_stored()).count() == SOURCES {
+        if list.iter().filter(|s| s.status.is_stored()).count() == sources {
             break;
         }
         assert!(Instant::now() < deadline, "sources not ready");
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    drop(client);
+    let mut client = Wire::connect(&socket, Duration::from_secs(30)).unwrap();
     let mut app = App::new(None);
     app.conn = super::app::Conn::Up;
-    let groups = client.request(&cmd::Groups {});
-    app.on_reply(
-        &Command::Groups(cmd::Groups {}),
-        groups.map_err(|e| e.to_string()),
+    perform(
+        &mut client,
+        &mut app,
+        vec![super::app::call(cmd::Groups {})],
     );
     app.focus = Pane::Groups;
     let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
@@ -178,13 +205,13 @@ fn bench_group_switch_at_1000_sources() {
         perform(&mut client, &mut app, requests);
         terminal.draw(|f| view::draw(f, &app, &ctx)).unwrap();
         if target == "big" {
-            assert_eq!(app.order.len(), SOURCES);
+            assert_eq!(app.order.len(), sources);
             switch.push(t.elapsed().as_secs_f64() * 1000.0);
         }
     }
     switch.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "group switch to a fully drawn list of {SOURCES} sources (use + ls + draw): median {:.2} \
+        "group switch to a fully drawn list of {sources} sources (use + ls + draw): median {:.2} \
          ms, p99 {:.2} ms over {} runs",
         percentile(&switch, 0.5),
         percentile(&switch, 0.99),

@@ -217,21 +217,11 @@ fn normal(app: &mut App, key: KeyEvent) -> Vec<Request> {
             }
             let group = app.viewing.clone().unwrap_or_default();
             let preview_source = app.selected().map(|s| s.name.clone());
-            app.mode = Mode::Prefs(Box::new(PrefsEdit {
-                group: group.clone(),
-                saved: None,
-                columns: Vec::new(),
-                context: Vec::new(),
-                template: String::new(),
-                cursor: 0,
-                editing_template: false,
-                preview_source: preview_source.clone(),
-                preview: None,
-            }));
-            let mut out = vec![call(cmd::Prefs {
-                group: Some(group.clone()),
-            })];
-            out.extend(preview(&group, preview_source));
+            let mut edit = Box::new(PrefsEdit::new(group.clone(), preview_source));
+            // The saved preferences and their preview at once; edits are previewed as made.
+            let mut out = vec![call(cmd::Prefs { group: Some(group) })];
+            out.extend(edit.ask_preview());
+            app.mode = Mode::Prefs(edit);
             out
         }
         KeyCode::Char('s') => {
@@ -555,14 +545,6 @@ fn search(
     out
 }
 
-pub fn preview(group: &str, source: Option<String>) -> Option<Request> {
-    Some(call(cmd::Show {
-        source: source?,
-        group: Some(group.to_string()),
-        preview: Some(PREVIEW_ROWS),
-    }))
-}
-
 fn prefs(app: &mut App, key: KeyEvent, mut edit: Box<PrefsEdit>) -> Vec<Request> {
     let mut out = Vec::new();
     let known = edit
@@ -570,13 +552,16 @@ fn prefs(app: &mut App, key: KeyEvent, mut edit: Box<PrefsEdit>) -> Vec<Request>
         .as_ref()
         .map(|p| p.known_columns.clone())
         .unwrap_or_default();
+    // Edits are not sent here: the loop asks for their preview once they rest (`debounce`).
     if edit.editing_template {
         match key.code {
             KeyCode::Enter | KeyCode::Esc => edit.editing_template = false,
-            KeyCode::Backspace => {
-                edit.template.pop();
+            // Backspace on an empty template changes nothing, so it is no edit.
+            KeyCode::Backspace => edit.edits += u64::from(edit.template.pop().is_some()),
+            KeyCode::Char(c) => {
+                edit.template.push(c);
+                edit.edits += 1;
             }
-            KeyCode::Char(c) => edit.template.push(c),
             _ => {}
         }
         app.mode = Mode::Prefs(edit);
@@ -591,11 +576,13 @@ fn prefs(app: &mut App, key: KeyEvent, mut edit: Box<PrefsEdit>) -> Vec<Request>
         KeyCode::Char(' ') => {
             if let Some(column) = known.get(edit.cursor) {
                 toggle(&mut edit.columns, column, &known);
+                edit.edits += 1;
             }
         }
         KeyCode::Char('x') => {
             if let Some(column) = known.get(edit.cursor) {
                 toggle(&mut edit.context, column, &known);
+                edit.edits += 1;
             }
         }
         KeyCode::Char('e') => edit.editing_template = true,
@@ -613,7 +600,8 @@ fn prefs(app: &mut App, key: KeyEvent, mut edit: Box<PrefsEdit>) -> Vec<Request>
                 .map_or(0, |i| (i + 1) % names.len().max(1));
             edit.preview_source = names.get(at).cloned();
             edit.preview = None;
-            out.extend(preview(&edit.group, edit.preview_source.clone()));
+            edit.preview_error = None;
+            out.extend(edit.ask_preview());
         }
         // A read-only caller gets the reason in the status line, and nothing is sent.
         KeyCode::Char('w') | KeyCode::Char('W') if may_change(app) => {

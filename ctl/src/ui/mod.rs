@@ -3,15 +3,19 @@
 //! This file owns the terminal and the loop: it enters the alternate screen and raw mode,
 //! makes sure they are left again (on quit, on error, on a panic through ratatui's hook, and
 //! on SIGTERM/SIGHUP), starts the threads of `net` and the key reader, and redraws when
-//! something happened: a key, an event, an answer, a resize, and a timer only while jobs run.
+//! something happened: a key, an event, an answer, a resize, and a timer only while jobs run
+//! or while the preferences editor waits for edits to rest before asking for their preview.
 //! State lives in `app`, key handling in `keys`, drawing in `view`. It never prints outside
 //! the alternate screen while it runs.
 
 pub mod app;
+pub mod debounce;
 pub mod keys;
 pub mod net;
 pub mod proto;
+pub mod reply;
 pub mod view;
+pub mod wire;
 
 #[cfg(test)]
 mod bench;
@@ -19,12 +23,13 @@ mod bench;
 mod tests;
 
 use app::{App, Request};
+use debounce::{Debounce, PREVIEW_DELAY};
 use net::Msg;
 use ratatui::DefaultTerminal;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the screen is redrawn while jobs run and no event comes.
 const TICK: Duration = Duration::from_secs(1);
@@ -105,18 +110,23 @@ fn event_loop(
     ctx: &view::Ctx,
 ) -> std::io::Result<()> {
     terminal.draw(|frame| view::draw(frame, &app, ctx))?;
+    let mut preview = Debounce::new(PREVIEW_DELAY);
     loop {
-        let first = if app.jobs_running() {
-            match rx.recv_timeout(TICK) {
+        let tick = app.jobs_running().then_some(TICK);
+        let wait = match (tick, preview.wait(Instant::now())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let first = match wait {
+            Some(wait) => match rx.recv_timeout(wait) {
                 Ok(msg) => msg,
                 Err(RecvTimeoutError::Timeout) => Msg::Tick,
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-        } else {
-            match rx.recv() {
+            },
+            None => match rx.recv() {
                 Ok(msg) => msg,
                 Err(_) => return Ok(()),
-            }
+            },
         };
         let mut requests = Vec::new();
         let mut next = Some(first);
@@ -134,6 +144,11 @@ fn event_loop(
         }
         if app.quit {
             return Ok(());
+        }
+        let now = Instant::now();
+        preview.observe(app.preview_edits(), now);
+        if preview.fire(now) {
+            requests.extend(app.ask_preview());
         }
         for request in net::coalesce(requests) {
             let worker = if net::is_read(&request) {

@@ -3,19 +3,26 @@
 //! the same kind makes stale and which are collapsed, and writes, which never are. Each
 //! answer goes back to the UI loop as a [`Msg`] on one channel.
 //!
+//! Requests and answers go over [`Wire`], which reads answers straight into typed replies;
+//! the event stream, small lines one at a time, over the protocol's client.
+//!
 //! Nothing here decides what to ask or how to show an answer; that is the state's job.
 
 use super::app::Request;
-use super::proto::{Client, ClientError, Command, Event, Following, StatusInfo, cmd};
+use super::proto::{Client, ClientError, Command, Event, Following, cmd};
+use super::reply::{Failure, Reply};
+use super::wire::{CallError, Wire};
 use crate::upload;
 use ratatui::crossterm::event::KeyEvent;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 /// How long to wait before connecting again to a daemon that is not there.
 pub const RECONNECT: Duration = Duration::from_secs(1);
+
+/// How long a read may wait for its answer, as the protocol's client waits.
+const READ_TIMEOUT: Duration = super::proto::DEFAULT_TIMEOUT;
 
 /// How long a state-changing request may take: `rm --force` waits up to 60 s for a job.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -34,7 +41,7 @@ pub enum Msg {
     Event(Box<Event>),
     Reply {
         command: Command,
-        result: Result<Value, String>,
+        result: Result<Reply, Failure>,
     },
     /// A local file was copied into a drop folder (or why not).
     Added(Result<String, String>),
@@ -119,18 +126,18 @@ pub fn is_read(request: &Request) -> bool {
 
 /// Perform requests until the UI is gone. Reads that piled up while one ran are collapsed.
 pub fn perform(socket: PathBuf, rx: Receiver<Request>, tx: Sender<Msg>, writes: bool) {
-    let mut client: Option<Client> = None;
+    let mut wire: Option<Wire> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
         for request in coalesce(batch) {
             let msg = match request {
                 Request::Call(command) => {
-                    let result = call(&socket, &mut client, &command, writes);
+                    let result = call(&socket, &mut wire, &command, writes);
                     Msg::Reply { command, result }
                 }
                 Request::Add { group, files } => {
-                    Msg::Added(add(&socket, &mut client, &group, &files))
+                    Msg::Added(add(&socket, &mut wire, &group, &files))
                 }
             };
             if tx.send(msg).is_err() {
@@ -142,48 +149,45 @@ pub fn perform(socket: PathBuf, rx: Receiver<Request>, tx: Sender<Msg>, writes: 
 
 fn call(
     socket: &Path,
-    client: &mut Option<Client>,
+    wire: &mut Option<Wire>,
     command: &Command,
     writes: bool,
-) -> Result<Value, String> {
+) -> Result<Reply, Failure> {
+    let timeout = if writes { WRITE_TIMEOUT } else { READ_TIMEOUT };
     // One fresh connection after a transport error: the daemon may have restarted.
     for attempt in 0..2 {
-        if client.is_none() {
-            let mut fresh = Client::connect(socket).map_err(|e| e.to_string())?;
-            if writes {
-                fresh
-                    .set_timeout(Some(WRITE_TIMEOUT))
-                    .map_err(|e| e.to_string())?;
-            }
-            *client = Some(fresh);
+        if wire.is_none() {
+            *wire = Some(Wire::connect(socket, timeout).map_err(Failure::Refused)?);
         }
-        let Some(connected) = client.as_mut() else {
+        let Some(connected) = wire.as_mut() else {
             continue;
         };
-        match connected.request(command) {
-            Ok(data) => return Ok(data),
-            Err(ClientError::Daemon(body)) => return Err(body.message),
+        match connected.call(command) {
+            Ok(reply) => return Ok(reply),
+            Err(CallError::Answered(failure)) => return Err(failure),
             // A write is never sent twice: the first may have been done.
-            Err(e) if writes || attempt == 1 => {
-                *client = None;
-                return Err(e.to_string());
+            Err(CallError::Transport(e)) if writes || attempt == 1 => {
+                *wire = None;
+                return Err(Failure::Refused(e));
             }
-            Err(_) => *client = None,
+            Err(CallError::Transport(_)) => *wire = None,
         }
     }
-    Err("cannot reach ingestd".into())
+    Err(Failure::Refused("cannot reach ingestd".into()))
 }
 
 /// Copy `files` into `group`'s drop folder, as `ingestctl add` does.
 fn add(
     socket: &Path,
-    client: &mut Option<Client>,
+    wire: &mut Option<Wire>,
     group: &str,
     files: &[PathBuf],
 ) -> Result<String, String> {
     let uploads = upload::check(files).map_err(|problems| problems.join("; "))?;
-    let status = call(socket, client, &Command::Status(cmd::Status {}), false)?;
-    let status: StatusInfo = serde_json::from_value(status).map_err(|e| e.to_string())?;
+    let status = call(socket, wire, &Command::Status(cmd::Status {}), false);
+    let Reply::Status(status) = status.map_err(|f| f.message().to_string())? else {
+        return Err("the daemon did not answer `status` with its status".into());
+    };
     let folder = upload::group_folder(Path::new(&status.drop_root), group)?;
     let mut names = Vec::new();
     for upload in uploads {

@@ -5,7 +5,8 @@
 
 use super::app::{App, Conn, Mode, Pane, Request, Sort, call};
 use super::keys::on_key;
-use super::proto::{Command, Event, JobState, cmd};
+use super::proto::{Command, Event, JobState, PrefsDraft, cmd};
+use super::reply::{self, Failure, Reply};
 use super::view::{self, Ctx, Theme};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -106,6 +107,7 @@ fn show(source: &str) -> Command {
         source: source.into(),
         group: Some("sales".into()),
         preview: None,
+        prefs: None,
     })
 }
 
@@ -113,16 +115,29 @@ fn show(source: &str) -> Command {
 fn loaded() -> App {
     let mut app = App::new(None);
     app.on_connected();
-    app.on_reply(&Command::Status(cmd::Status {}), Ok(status()));
-    app.on_reply(&Command::Groups(cmd::Groups {}), Ok(groups()));
+    answer(&mut app, &Command::Status(cmd::Status {}), status());
+    answer(&mut app, &Command::Groups(cmd::Groups {}), groups());
     let use_ = Command::Use(cmd::Use {
         group: None,
         clear: false,
     });
-    app.on_reply(&use_, Ok(json!({"group": "sales", "uid": 1000})));
-    app.on_reply(&ls("sales"), Ok(sources()));
-    app.on_reply(&show("big.csv"), Ok(detail_big()));
+    answer(&mut app, &use_, json!({"group": "sales", "uid": 1000}));
+    answer(&mut app, &ls("sales"), sources());
+    answer(&mut app, &show("big.csv"), detail_big());
     app
+}
+
+/// `data` as the daemon sends it, read as the UI's workers read it.
+fn ok(command: &Command, data: Value) -> Result<Reply, Failure> {
+    let line = serde_json::to_vec(&json!({"ok": true, "v": 1, "data": data})).unwrap();
+    reply::decode(command, &line)
+}
+
+/// The state after the answer `data` to `command`; the requests it calls for.
+fn answer(app: &mut App, command: &Command, data: Value) -> Vec<Request> {
+    let result = ok(command, data);
+    assert!(result.is_ok(), "{command:?}: {result:?}");
+    app.on_reply(command, result)
 }
 
 fn render(app: &App, width: u16, height: u16) -> String {
@@ -183,7 +198,7 @@ fn screen_main_wide() {
 fn screen_queue() {
     let (mut app, requests) = press(loaded(), KeyCode::Char('J'));
     assert_eq!(requests, vec![app.load_jobs()]);
-    app.on_reply(&requests_command(&requests[0]), Ok(jobs()));
+    answer(&mut app, &requests_command(&requests[0]), jobs());
     snapshot!("queue", render(&app, 80, 24));
 }
 
@@ -211,7 +226,7 @@ fn screen_confirm_delete_and_guard() {
         "message": "big.csv v1 is being embedded by job 7 (384 of 3000 rows done); cancel it with `ingestctl cancel 7`, or delete with --force, which cancels it first",
         "ok": false, "removed": [], "target": "big.csv"
     }]);
-    app.on_reply(&rm, Ok(refused));
+    answer(&mut app, &rm, refused);
     assert!(matches!(app.mode, Mode::Guard { .. }), "{:?}", app.mode);
     snapshot!("guard", render(&app, 80, 24));
 }
@@ -228,42 +243,137 @@ fn screen_search_results() {
     let (app, _) = press(loaded(), KeyCode::Char('s'));
     let app = chars(app, "north");
     let (mut app, requests) = press(app, KeyCode::Enter);
-    let answer = json!({
+    let found = json!({
         "group": "sales", "model": "hashing fnv1a-words-trigrams", "searched": 5, "skipped": [],
         "hits": [
             {"row": 1, "score": 0.81, "source": "q1.csv", "text": "q1.csv | sales | region: north; month: 2026-01; amount: 1200", "version": "v1"},
             {"row": 2, "score": 0.12, "source": "q1.csv", "text": "q1.csv | sales | region: south; month: 2026-01; amount: 900", "version": "v1"}
         ]
     });
-    app.on_reply(&requests_command(&requests[0]), Ok(answer));
+    answer(&mut app, &requests_command(&requests[0]), found);
     snapshot!("search", render(&app, 80, 24));
 }
 
+fn preview_answer(texts: &[&str]) -> Value {
+    let mut detail = detail_big();
+    detail["preview"] = json!(texts);
+    detail
+}
+
+fn edit(app: &App) -> &super::app::PrefsEdit {
+    match &app.mode {
+        Mode::Prefs(edit) => edit,
+        other => panic!("not the preferences editor: {other:?}"),
+    }
+}
+
+/// The preferences editor: its preview follows the edits before they are saved, and an
+/// answer to an older edit never replaces a newer one.
 #[test]
-fn screen_prefs_editor() {
+fn screen_prefs_editor_previews_the_edits() {
     let (mut app, requests) = press(loaded(), KeyCode::Char('p'));
     let prefs = json!({
         "columns": ["region", "amount"], "context": ["month"], "group": "sales",
         "known_columns": ["region", "month", "amount"], "sheet": null,
         "template": "{region} sold {amount} in {month}", "updated_at": null, "updated_by": null
     });
-    app.on_reply(&requests_command(&requests[0]), Ok(prefs));
-    let mut preview = detail_big();
-    preview["preview"] = json!(["north sold 1200 in 2026-01", "south sold 900 in 2026-01"]);
-    app.on_reply(&requests_command(&requests[1]), Ok(preview));
-    // Untick amount: the editor shows the change and that it is not saved yet.
-    let (app, _) = press(app, KeyCode::Down);
-    let (app, _) = press(app, KeyCode::Down);
-    let (app, _) = press(app, KeyCode::Char(' '));
+    answer(&mut app, &requests_command(&requests[0]), prefs);
+    // Asked before the saved preferences were known: rendered with them.
+    let saved = requests_command(&requests[1]);
+    assert!(
+        matches!(
+            &saved,
+            Command::Show(cmd::Show {
+                preview: Some(5),
+                prefs: None,
+                ..
+            })
+        ),
+        "{saved:?}"
+    );
+    let rendered = ["north sold 1200 in 2026-01", "south sold 900 in 2026-01"];
+    answer(&mut app, &saved, preview_answer(&rendered));
     snapshot!("prefs", render(&app, 80, 24));
+
+    // Untick amount: nothing is sent at the key; the loop asks once the edits rest.
+    let (app, _) = press(app, KeyCode::Down);
+    let (app, _) = press(app, KeyCode::Down);
+    let (mut app, sent) = press(app, KeyCode::Char(' '));
+    assert!(sent.is_empty(), "{sent:?}");
+    assert_eq!(app.preview_edits(), Some(1));
+    let unticked = requests_command(&app.ask_preview().unwrap());
+    let draft = PrefsDraft {
+        columns: vec!["region".into()],
+        context: vec!["month".into()],
+        template: Some("{region} sold {amount} in {month}".into()),
+    };
+    assert_eq!(
+        unticked,
+        Command::Show(cmd::Show {
+            source: "big.csv".into(),
+            group: Some("sales".into()),
+            preview: Some(5),
+            prefs: Some(draft),
+        })
+    );
+    // Until its answer comes, the last preview stays, marked as being updated.
+    snapshot!("prefs_updating", render(&app, 80, 24));
+
+    // Then a new template, typed; its preview is asked before the first one is answered.
+    let (app, _) = press(app, KeyCode::Char('e'));
+    let mut app = app;
+    for _ in 0.."{region} sold {amount} in {month}".len() {
+        app = press(app, KeyCode::Backspace).0;
+    }
+    let app = chars(app, "{month}: {region}");
+    let (mut app, _) = press(app, KeyCode::Enter);
+    let typed = requests_command(&app.ask_preview().unwrap());
+    answer(
+        &mut app,
+        &typed,
+        preview_answer(&["2026-01: north", "2026-01: south"]),
+    );
+    // The answer to the untick, late: stale, so it changes nothing.
+    answer(&mut app, &unticked, preview_answer(&["north in 2026-01"]));
+    assert_eq!(
+        edit(&app).preview.as_deref(),
+        Some(&["2026-01: north".to_string(), "2026-01: south".to_string()][..])
+    );
+    assert!(edit(&app).preview_current());
+    snapshot!("prefs_live", render(&app, 80, 24));
+
+    // A template that does not parse yet: the daemon's reason in the preview's place, not
+    // in the status line.
+    let (app, _) = press(app, KeyCode::Char('e'));
+    let (mut app, _) = press(app, KeyCode::Char('{'));
+    let broken = requests_command(&app.ask_preview().unwrap());
+    let reason = "template: the '{' at character 18 is never closed; write {{ for a literal brace";
+    app.on_reply(&broken, Err(Failure::Refused(reason.into())));
+    assert_eq!(edit(&app).preview_error.as_deref(), Some(reason));
+    assert!(app.message.is_none(), "{:?}", app.message);
+    assert!(render(&app, 80, 24).contains("template: the '{' at character 18"));
+
+    // Saved: the preview is already that of the saved preferences; nothing more is asked.
+    let (app, _) = press(app, KeyCode::Backspace);
+    let (app, _) = press(app, KeyCode::Enter);
+    let (mut app, save) = press(app, KeyCode::Char('w'));
+    let saved_prefs = json!({
+        "prefs": {"columns": ["region"], "context": ["month"], "group": "sales",
+            "known_columns": ["region", "month", "amount"], "sheet": null,
+            "template": "{month}: {region}", "updated_at": null, "updated_by": null},
+        "jobs": [], "warnings": []
+    });
+    let after = answer(&mut app, &requests_command(&save[0]), saved_prefs);
+    assert!(after.is_empty(), "{after:?}");
+    assert!(!edit(&app).unsaved());
 }
 
 #[test]
 fn screen_empty_no_groups() {
     let mut app = App::new(None);
     app.on_connected();
-    app.on_reply(&Command::Status(cmd::Status {}), Ok(status()));
-    app.on_reply(&Command::Groups(cmd::Groups {}), Ok(json!([])));
+    answer(&mut app, &Command::Status(cmd::Status {}), status());
+    answer(&mut app, &Command::Groups(cmd::Groups {}), json!([]));
     snapshot!("empty_no_groups", render(&app, 80, 24));
 }
 
@@ -271,10 +381,10 @@ fn screen_empty_no_groups() {
 fn screen_empty_no_current_group() {
     let mut app = App::new(None);
     app.on_connected();
-    app.on_reply(&Command::Status(cmd::Status {}), Ok(status()));
+    answer(&mut app, &Command::Status(cmd::Status {}), status());
     let mut list = groups();
     list[2]["current"] = json!(false);
-    app.on_reply(&Command::Groups(cmd::Groups {}), Ok(list));
+    answer(&mut app, &Command::Groups(cmd::Groups {}), list);
     snapshot!("empty_no_current_group", render(&app, 80, 24));
 }
 
@@ -285,7 +395,7 @@ fn screen_empty_group() {
     app.focus = Pane::Groups;
     let (mut app, requests) = press(app, KeyCode::Enter);
     assert!(requests.contains(&call(ls("empty"))), "{requests:?}");
-    app.on_reply(&ls("empty"), Ok(json!([])));
+    answer(&mut app, &ls("empty"), json!([]));
     snapshot!("empty_group", render(&app, 80, 24));
 }
 
@@ -295,7 +405,7 @@ fn screen_no_embeddings_yet() {
     assert_eq!(requests, vec![call(show("notes.txt"))]);
     let mut detail = source("notes.txt", "invalid", None, "2026-11-27T02:05:00Z");
     detail["versions"] = json!([]);
-    app.on_reply(&show("notes.txt"), Ok(detail));
+    answer(&mut app, &show("notes.txt"), detail);
     snapshot!("no_embeddings", render(&app, 80, 24));
 }
 
@@ -594,9 +704,13 @@ fn the_guard_offers_cancel_then_deletes_again() {
     assert_eq!(requests, vec![call(cmd::Cancel { jobs: vec![7] })]);
     let mut cancelled = job(7, "big.csv", "cancelled", 384, 3000);
     cancelled["error"] = json!("cancelled by alice");
-    let answer = json!([{"existing": false, "job": cancelled, "ok": true, "target": "7",
+    let cancelled = json!([{"existing": false, "job": cancelled, "ok": true, "target": "7",
         "message": "cancelled job 7 (big.csv v1); the previous embeddings stay active"}]);
-    let again = app.on_reply(&Command::Cancel(cmd::Cancel { jobs: vec![7] }), Ok(answer));
+    let again = answer(
+        &mut app,
+        &Command::Cancel(cmd::Cancel { jobs: vec![7] }),
+        cancelled,
+    );
     assert!(
         again.contains(&call(cmd::Rm {
             targets: vec!["big.csv".into()],
@@ -664,7 +778,7 @@ fn events_refetch_what_they_change_and_progress_moves_in_place() {
 fn stale_answers_are_ignored_and_errors_go_to_the_status_line() {
     let mut app = loaded();
     // An ls of a group no longer on view changes nothing.
-    app.on_reply(&ls("hr"), Ok(json!([])));
+    answer(&mut app, &ls("hr"), json!([]));
     assert_eq!(app.sources.len(), 3);
     app.on_reply(
         &Command::Reembed(cmd::Reembed {
@@ -672,19 +786,34 @@ fn stale_answers_are_ignored_and_errors_go_to_the_status_line() {
             group: Some("sales".into()),
             all: false,
         }),
-        Err("permission denied: bob is not in server.admins (alice); ask an administrator".into()),
+        Err(Failure::Refused(
+            "permission denied: bob is not in server.admins (alice); ask an administrator".into(),
+        )),
     );
     let message = app.message.clone().unwrap();
     assert!(
         message.error && message.text.contains("permission denied"),
         "{message:?}"
     );
-    // A garbled answer is a message, not a crash.
-    app.on_reply(
-        &Command::Groups(cmd::Groups {}),
-        Ok(json!({"not": "a list"})),
+    // A garbled answer is a message, not a crash, whatever was asked.
+    let garbled = ok(&Command::Groups(cmd::Groups {}), json!({"not": "a list"}));
+    assert!(
+        matches!(garbled, Err(Failure::Unreadable(_))),
+        "{garbled:?}"
     );
+    app.on_reply(&Command::Groups(cmd::Groups {}), garbled);
     assert!(app.message.unwrap().text.contains("cannot read"));
+    let wrong_version = br#"{"ok":true,"v":9,"data":[]}"#;
+    let read = reply::decode(&Command::Groups(cmd::Groups {}), wrong_version);
+    assert!(
+        matches!(&read, Err(Failure::Unreadable(m)) if m.contains("protocol version 9")),
+        "{read:?}"
+    );
+    let refused = br#"{"ok":false,"v":1,"error":{"code":"not_found","message":"no group 'x'"}}"#;
+    assert_eq!(
+        reply::decode(&ls("x"), refused),
+        Err(Failure::Refused("no group 'x'".into()))
+    );
 }
 
 #[test]

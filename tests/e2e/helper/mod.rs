@@ -227,6 +227,7 @@ impl Daemon {
                         source: source.to_string(),
                         group: Some(group.to_string()),
                         preview: None,
+                        prefs: None,
                     })
                     .ok()?;
                 detail
@@ -260,6 +261,7 @@ impl Daemon {
                 source: source.to_string(),
                 group: Some(group.to_string()),
                 preview: None,
+                prefs: None,
             })
             .expect("show")
     }

@@ -7,8 +7,9 @@
 //! Absent optional fields are left out, so a request reads the way a person would type it.
 
 use super::{
-    AuditEntry, Command, Following, FsckReport, GroupInfo, JobInfo, JobState, PrefsInfo,
-    PrefsSaved, Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary, StatusInfo, UseInfo,
+    AuditEntry, Command, Following, FsckReport, GroupInfo, JobInfo, JobState, PrefsDraft,
+    PrefsInfo, PrefsSaved, Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary,
+    StatusInfo, UseInfo,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -40,7 +41,9 @@ pub struct Ls {
 }
 
 /// One source with all its versions, rejected attempts and jobs. `preview` asks for the
-/// texts the first N rows of the newest version render to (what would be embedded).
+/// texts the first N rows of the newest version render to (what would be embedded);
+/// `prefs` renders them with these preferences instead of the saved ones (nothing is
+/// saved), to try an edit before saving it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Show {
@@ -49,6 +52,8 @@ pub struct Show {
     pub group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefs: Option<PrefsDraft>,
 }
 
 /// Set (`group`) or show (no `group`) the caller's current group; `clear` forgets it.

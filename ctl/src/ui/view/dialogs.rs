@@ -216,30 +216,40 @@ fn prefs(frame: &mut Frame, ctx: &Ctx, body: Rect, edit: &PrefsEdit) {
         Line::from(""),
     ];
     let source = edit.preview_source.as_deref().unwrap_or("no source");
+    let of = if edit.unsaved() {
+        "as edited, not saved"
+    } else {
+        "saved preferences"
+    };
+    // Until the answer for the edits as they are now comes, the last one stays, marked.
+    let updating = if edit.preview_current() {
+        ""
+    } else {
+        ", updating…"
+    };
     right_lines.push(Line::from(Span::styled(
-        format!("preview of {source} (saved preferences)"),
+        format!("preview of {source} ({of}{updating})"),
         ctx.theme.title(),
     )));
-    match &edit.preview {
-        None if edit.preview_source.is_none() => {
+    match (&edit.preview, &edit.preview_error) {
+        (_, Some(error)) => {
+            right_lines.push(Line::from(Span::styled(error.clone(), ctx.theme.error())))
+        }
+        (None, None) if edit.preview_source.is_none() => {
             right_lines.push(Line::from("the group has no source to preview"))
         }
-        None => right_lines.push(Line::from("loading…")),
-        Some(texts) if texts.is_empty() => right_lines.push(Line::from("no rows")),
-        Some(texts) => {
+        (None, None) => right_lines.push(Line::from("loading…")),
+        (Some(texts), None) if texts.is_empty() => right_lines.push(Line::from("no rows")),
+        (Some(texts), None) => {
             for text in texts {
                 right_lines.push(Line::from(format!("• {text}")));
             }
         }
     }
-    if edit.saved.as_ref().is_some_and(|s| {
-        s.columns != edit.columns
-            || s.context != edit.context
-            || s.template.clone().unwrap_or_default() != edit.template
-    }) {
+    if edit.unsaved() {
         right_lines.push(Line::from(""));
         right_lines.push(Line::from(Span::styled(
-            "unsaved changes: w saves and renders the preview again",
+            "unsaved: w saves, W saves and re-embeds the group, Esc drops the edits",
             ctx.theme.error(),
         )));
     }

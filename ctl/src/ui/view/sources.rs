@@ -99,11 +99,8 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
                 Cell::from(output::or_dash(s.version.as_deref())),
                 Cell::from(Span::styled(status, ctx.theme.status(status))),
                 Cell::from(output::or_dash(s.rows)),
-                Cell::from(s.columns.len().to_string()),
-                Cell::from(short_time(
-                    s.updated_at.as_deref().or(s.added_at.as_deref()),
-                    ctx,
-                )),
+                Cell::from(s.columns.to_string()),
+                Cell::from(short_timestamp(s.updated, ctx)),
             ]);
             if at == app.source_cursor {
                 row.style(ctx.theme.cursor(focused))
@@ -130,6 +127,17 @@ pub fn draw(frame: &mut Frame, app: &App, ctx: &Ctx, area: Rect) {
     .style(Style::default())
     .block(block);
     frame.render_widget(table, area);
+}
+
+/// As [`short_time`], of a parsed time.
+pub fn short_timestamp(time: Option<jiff::Timestamp>, ctx: &Ctx) -> String {
+    match time {
+        Some(t) => t
+            .to_zoned_datetime(ctx.tz.clone())
+            .strftime("%m-%d %H:%M:%S")
+            .to_string(),
+        None => "-".into(),
+    }
 }
 
 /// "11-27 02:12:50": the date and time without the year, which fits the column.
