@@ -12,11 +12,11 @@
 //! removes the socket. Nothing here touches process-global signal state: the caller decides
 //! what `shutdown` is, and hands reload requests and a passed listener in through [`Service`].
 
-use crate::ingest::isolate::slots::ParseSlots;
 use crate::catalog::{Catalog, CatalogError, CatalogThread};
 use crate::config::Config;
 use crate::events::Events;
 use crate::inflight::InFlight;
+use crate::ingest::isolate::slots::ParseSlots;
 use crate::ingest::{Ingestor, Workers, recover};
 use crate::notices::Notices;
 use crate::queue::Queue;

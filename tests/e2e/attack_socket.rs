@@ -405,7 +405,11 @@ fn jobs_page_with_a_cursor_and_refuse_more_than_the_cap() {
         "in order, none twice"
     );
     let ids = |jobs: &[ingestd::protocol::JobInfo]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
-    assert_eq!(ids(&all[1501..]), ids(&first), "the first page is the newest");
+    assert_eq!(
+        ids(&all[1501..]),
+        ids(&first),
+        "the first page is the newest"
+    );
     let before_first = page(&mut client, Some(first[0].id));
     assert_eq!(before_first.len(), 1000);
     assert_eq!(before_first.last().unwrap().id, all[1500].id);
