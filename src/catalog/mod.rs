@@ -10,6 +10,7 @@ mod ingest;
 pub mod jobs;
 mod manage;
 mod read;
+pub mod read_options;
 pub mod retain;
 mod schema;
 pub mod search;

@@ -6,7 +6,7 @@
 //! `server.admins` here, before any handler runs, and a refusal is audited.
 
 use super::auth::{self, Peer};
-use super::{jobs, manage, read, refusals};
+use super::{jobs, manage, read, refusals, set};
 use crate::audit::AuditRecord;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, LiveConfig};
@@ -135,6 +135,7 @@ pub async fn handle(
             }
             to_value(&saved)
         }
+        command @ Command::Set { .. } => set::handle(shared, peer, command).await,
         Command::Rm {
             targets,
             group,
@@ -226,6 +227,7 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
     let action = match command {
         Command::Rm { .. } => "delete",
         Command::PrefsSet { .. } => "prefs",
+        Command::Set { .. } => "set",
         Command::Reembed { .. } => "reembed",
         Command::Retry { .. } => "retry",
         Command::Cancel { .. } => "cancel",
@@ -255,6 +257,7 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
     let mut record = AuditRecord::new(actor, action, "refused").detail(detail);
     if let Command::Rm { group: Some(g), .. }
     | Command::PrefsSet { group: Some(g), .. }
+    | Command::Set { group: Some(g), .. }
     | Command::Reembed { group: Some(g), .. } = command
     {
         record.group = Some(g.clone());

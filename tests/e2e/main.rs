@@ -18,4 +18,5 @@ mod retain;
 mod reuse;
 mod sandbox;
 mod service;
+mod set;
 mod ui;
