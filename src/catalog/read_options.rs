@@ -141,7 +141,13 @@ impl Db {
                      ON CONFLICT (source_id) DO UPDATE SET options = excluded.options,
                         set_by = excluded.set_by, set_uid = excluded.set_uid,
                         set_at = excluded.set_at",
-                    params![source_id, json(options), actor.display_name(), actor.uid, now],
+                    params![
+                        source_id,
+                        json(options),
+                        actor.display_name(),
+                        actor.uid,
+                        now
+                    ],
                 )?,
                 None => tx.execute(
                     "DELETE FROM source_reading WHERE source_id = ?1",
@@ -196,15 +202,17 @@ fn newest(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
         )
         .optional()?;
-    Ok(row.map(|(version_id, version_no, path, format, columns)| Reread {
-        group: group.to_string(),
-        source: source.to_string(),
-        version_id,
-        version_no,
-        stored_path: PathBuf::from(path.unwrap_or_default()),
-        format: format.unwrap_or_default(),
-        columns: serde_json::from_str(&columns).unwrap_or_default(),
-    }))
+    Ok(
+        row.map(|(version_id, version_no, path, format, columns)| Reread {
+            group: group.to_string(),
+            source: source.to_string(),
+            version_id,
+            version_no,
+            stored_path: PathBuf::from(path.unwrap_or_default()),
+            format: format.unwrap_or_default(),
+            columns: serde_json::from_str(&columns).unwrap_or_default(),
+        }),
+    )
 }
 
 /// The read options version `version_no` of `source` was read with, on a read-only connection

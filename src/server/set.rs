@@ -27,7 +27,11 @@ pub struct SetRequest {
 }
 
 /// Answer a `set` command.
-pub async fn handle(shared: &Shared, peer: Option<Peer>, command: Command) -> Result<Value, ErrorBody> {
+pub async fn handle(
+    shared: &Shared,
+    peer: Option<Peer>,
+    command: Command,
+) -> Result<Value, ErrorBody> {
     let Command::Set {
         source,
         group,
@@ -132,7 +136,9 @@ pub async fn set(
             };
             return Err(ErrorBody::new(
                 ErrorCode::Refused,
-                format!("{source} {version} cannot be read {with}: {rejection}; nothing was changed"),
+                format!(
+                    "{source} {version} cannot be read {with}: {rejection}; nothing was changed"
+                ),
             ));
         }
         Err(Failure::Worker(error)) => {
@@ -208,25 +214,34 @@ mod tests {
         for block in section.split("```json\n").skip(1) {
             let json = block.split("\n```").next().unwrap();
             if json.contains("\"cmd\"") {
-                let command = parse_request(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e:?}"));
+                let command =
+                    parse_request(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e:?}"));
                 assert!(matches!(command, Command::Set { .. }), "{json}");
                 requests += 1;
             } else {
-                let response: Response = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+                let response: Response =
+                    serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
                 let outcome: SetOutcome = serde_json::from_value(response.data.expect("data"))
                     .unwrap_or_else(|e| panic!("{json}: {e}"));
-                assert_eq!(outcome.reading.set.as_ref(), outcome.options.as_ref().map(|o| &o.options));
+                assert_eq!(
+                    outcome.reading.set.as_ref(),
+                    outcome.options.as_ref().map(|o| &o.options)
+                );
                 responses += 1;
             }
         }
         // And the requests of its table of errors, which parse and are refused later.
         for line in section.lines().filter(|l| l.starts_with("| `{")) {
             let json = &line[3..line[3..].find('`').unwrap() + 3];
-            let command = parse_request(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e:?}"));
+            let command =
+                parse_request(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e:?}"));
             assert!(matches!(command, Command::Set { .. }), "{json}");
             assert!(command.check_bounds(1000).is_ok(), "{json}");
             requests += 1;
         }
-        assert!(requests >= 10 && responses >= 1, "{requests} requests, {responses} responses");
+        assert!(
+            requests >= 10 && responses >= 1,
+            "{requests} requests, {responses} responses"
+        );
     }
 }

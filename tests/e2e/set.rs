@@ -28,7 +28,11 @@ fn ok(out: &std::process::Output) -> String {
 }
 
 fn refused(out: &std::process::Output, want: &str) {
-    assert!(!out.status.success(), "accepted: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "accepted: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(want), "{want:?} not in: {stderr}");
 }
@@ -47,20 +51,36 @@ fn embedded_texts(daemon: &Daemon, source: &str) -> Vec<String> {
 }
 
 fn newest(detail: &SourceDetail) -> &ingestd::protocol::VersionInfo {
-    detail.versions.iter().find(|v| v.version.is_some()).expect("a version")
+    detail
+        .versions
+        .iter()
+        .find(|v| v.version.is_some())
+        .expect("a version")
 }
 
 #[test]
 fn set_rereads_the_newest_version_embeds_it_again_and_applies_to_later_versions() {
     let daemon = Daemon::start();
-    daemon.drop_file("g", "team.csv", &report(&[("alice", "paris", "france"), ("bob", "rome", "italy")]));
+    daemon.drop_file(
+        "g",
+        "team.csv",
+        &report(&[("alice", "paris", "france"), ("bob", "rome", "italy")]),
+    );
     let before = daemon.wait_stored("g", "team.csv");
-    assert_eq!(before.columns, ["Prepared by", "Finance", "Dept", "Q3"], "detection misreads it");
+    assert_eq!(
+        before.columns,
+        ["Prepared by", "Finance", "Dept", "Q3"],
+        "detection misreads it"
+    );
     daemon.wait_embedded("g", "team.csv", "v1");
     let jobs_before = daemon.jobs().len();
 
     let json = daemon.ctl_json(&["set", "-g", "g", "team.csv", "--header-row", "2"]);
-    assert_eq!(json["columns"], serde_json::json!(["name", "city", "country", "team"]), "{json}");
+    assert_eq!(
+        json["columns"],
+        serde_json::json!(["name", "city", "country", "team"]),
+        "{json}"
+    );
     assert_eq!(json["rows"], 2, "{json}");
     assert_eq!(json["version"], "v1", "{json}");
     assert_eq!(json["options"]["options"]["header_row"], 2, "{json}");
@@ -82,7 +102,10 @@ fn set_rereads_the_newest_version_embeds_it_again_and_applies_to_later_versions(
     assert_eq!(daemon.jobs().len(), jobs_before + 1);
     let texts = embedded_texts(&daemon, "team.csv");
     assert_eq!(texts.len(), 2, "{texts:?}");
-    assert!(texts[0].contains("paris") && texts[0].contains("city"), "{texts:?}");
+    assert!(
+        texts[0].contains("paris") && texts[0].contains("city"),
+        "{texts:?}"
+    );
     assert!(!texts.iter().any(|t| t.contains("Finance")), "{texts:?}");
 
     let show = ok(&daemon.ctl(&["show", "-g", "g", "team.csv"]));
@@ -90,16 +113,41 @@ fn set_rereads_the_newest_version_embeds_it_again_and_applies_to_later_versions(
         .ok()
         .flatten()
         .map_or_else(|| format!("uid {}", nix::unistd::geteuid()), |u| u.name);
-    assert!(show.contains(&format!("  header   on line 2 (set by {who}; 1 row above it skipped: a note)\n")), "{show}");
-    assert!(show.contains(&format!("  set      header on row 2 (by {who})\n")), "{show}");
+    assert!(
+        show.contains(&format!(
+            "  header   on line 2 (set by {who}; 1 row above it skipped: a note)\n"
+        )),
+        "{show}"
+    );
+    assert!(
+        show.contains(&format!("  set      header on row 2 (by {who})\n")),
+        "{show}"
+    );
     let audit = daemon.audit();
-    let record = audit.iter().find(|r| r["action"] == "set").expect("set is audited");
+    let record = audit
+        .iter()
+        .find(|r| r["action"] == "set")
+        .expect("set is audited");
     assert_eq!(record["outcome"], "ok");
     assert_eq!(record["version"], "v1");
-    assert!(record["detail"].as_str().unwrap().contains("header on row 2"), "{record}");
+    assert!(
+        record["detail"]
+            .as_str()
+            .unwrap()
+            .contains("header on row 2"),
+        "{record}"
+    );
 
     // A later version is read with the options too, and so are its rows.
-    daemon.drop_file("g", "team.csv", &report(&[("carol", "oslo", "norway"), ("dan", "bern", "swiss"), ("eve", "nice", "france")]));
+    daemon.drop_file(
+        "g",
+        "team.csv",
+        &report(&[
+            ("carol", "oslo", "norway"),
+            ("dan", "bern", "swiss"),
+            ("eve", "nice", "france"),
+        ]),
+    );
     let v2 = wait_for("v2", || {
         let s = daemon.ls(Some("g")).remove(0);
         (s.version.as_deref() == Some("v2")).then_some(s)
@@ -108,12 +156,20 @@ fn set_rereads_the_newest_version_embeds_it_again_and_applies_to_later_versions(
     assert_eq!(v2.rows, Some(3));
     daemon.wait_embedded("g", "team.csv", "v2");
     let texts = embedded_texts(&daemon, "team.csv");
-    assert!(texts.iter().any(|t| t.contains("oslo") && t.contains("city")), "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("oslo") && t.contains("city")),
+        "{texts:?}"
+    );
 
     // --clear: the newest version is detected again at once, and so is the next one.
     let cleared = ok(&daemon.ctl(&["set", "-g", "g", "team.csv", "--clear"]));
     assert!(cleared.contains("detected again"), "{cleared}");
-    assert_eq!(daemon.ls(Some("g"))[0].columns, ["Prepared by", "Finance", "Dept", "Q3"]);
+    assert_eq!(
+        daemon.ls(Some("g"))[0].columns,
+        ["Prepared by", "Finance", "Dept", "Q3"]
+    );
     daemon.drop_file("g", "team.csv", &report(&[("fay", "kyiv", "ukraine")]));
     let v3 = wait_for("v3", || {
         let s = daemon.ls(Some("g")).remove(0);
@@ -139,11 +195,23 @@ fn bad_options_are_refused_with_the_reason_and_change_nothing() {
     let jp = daemon.wait_stored("g", "jp.csv");
     assert_eq!(jp.columns, ["名前", "年齢", "住所"]);
     let mut book = rust_xlsxwriter::Workbook::new();
-    book.add_worksheet().set_name("Data").unwrap().write_string(0, 0, "a").unwrap();
-    book.add_worksheet().set_name("Notes").unwrap().write_string(0, 0, "b").unwrap();
+    book.add_worksheet()
+        .set_name("Data")
+        .unwrap()
+        .write_string(0, 0, "a")
+        .unwrap();
+    book.add_worksheet()
+        .set_name("Notes")
+        .unwrap()
+        .write_string(0, 0, "b")
+        .unwrap();
     daemon.drop_file("g", "book.xlsx", &book.save_to_buffer().unwrap());
     let parquet = corpus().join("parquet-testing/data/alltypes_plain.parquet");
-    daemon.drop_file("g", "plain.parquet", &std::fs::read(&parquet).expect("a corpus file"));
+    daemon.drop_file(
+        "g",
+        "plain.parquet",
+        &std::fs::read(&parquet).expect("a corpus file"),
+    );
     daemon.wait_stored("g", "book.xlsx");
     daemon.wait_stored("g", "plain.parquet");
     let jobs = || daemon.count("SELECT COUNT(*) FROM jobs");
@@ -159,18 +227,48 @@ fn bad_options_are_refused_with_the_reason_and_change_nothing() {
     };
 
     let cases: &[(&[&str], &str)] = &[
-        (&["jp.csv", "--header-row", "50"], "it has no line 50, the header row set for this source"),
-        (&["jp.csv", "--header-row", "2"], "line 2, the header row set for this source, holds no names"),
-        (&["jp.csv", "--encoding", "klingon"], "is not an encoding label"),
-        (&["jp.csv", "--encoding", "UTF-8"], "cannot be read as UTF-8, the encoding set for this source"),
+        (
+            &["jp.csv", "--header-row", "50"],
+            "it has no line 50, the header row set for this source",
+        ),
+        (
+            &["jp.csv", "--header-row", "2"],
+            "line 2, the header row set for this source, holds no names",
+        ),
+        (
+            &["jp.csv", "--encoding", "klingon"],
+            "is not an encoding label",
+        ),
+        (
+            &["jp.csv", "--encoding", "UTF-8"],
+            "cannot be read as UTF-8, the encoding set for this source",
+        ),
         (&["jp.csv", "--delimiter", ";;"], "one ASCII character"),
         (&["jp.csv", "--delimiter", "é"], "one ASCII character"),
-        (&["jp.csv", "--sheet", "Data"], "a sheet applies to workbooks"),
-        (&["book.xlsx", "--sheet", "Nope"], "it has no sheet named 'Nope' (its sheets are 'Data', 'Notes')"),
-        (&["book.xlsx", "--encoding", "UTF-8"], "an encoding applies to CSV and TSV files only"),
-        (&["book.xlsx", "--header-row", "9"], "it has no row 9, the header row set for this source"),
-        (&["plain.parquet", "--no-header"], "Parquet files have no header row"),
-        (&["nothing.csv", "--header-row", "2"], "no source named \"nothing.csv\""),
+        (
+            &["jp.csv", "--sheet", "Data"],
+            "a sheet applies to workbooks",
+        ),
+        (
+            &["book.xlsx", "--sheet", "Nope"],
+            "it has no sheet named 'Nope' (its sheets are 'Data', 'Notes')",
+        ),
+        (
+            &["book.xlsx", "--encoding", "UTF-8"],
+            "an encoding applies to CSV and TSV files only",
+        ),
+        (
+            &["book.xlsx", "--header-row", "9"],
+            "it has no row 9, the header row set for this source",
+        ),
+        (
+            &["plain.parquet", "--no-header"],
+            "Parquet files have no header row",
+        ),
+        (
+            &["nothing.csv", "--header-row", "2"],
+            "no source named \"nothing.csv\"",
+        ),
     ];
     for (args, want) in cases {
         refused(&set(args), want);
@@ -181,10 +279,21 @@ fn bad_options_are_refused_with_the_reason_and_change_nothing() {
     let out = set(&["jp.csv", "--header-row", "2", "--no-header"]);
     assert_eq!(out.status.code(), Some(2), "both");
 
-    assert_eq!(daemon.ls(Some("g")).iter().find(|s| s.name == "jp.csv").unwrap().columns, jp.columns);
+    assert_eq!(
+        daemon
+            .ls(Some("g"))
+            .iter()
+            .find(|s| s.name == "jp.csv")
+            .unwrap()
+            .columns,
+        jp.columns
+    );
     assert_eq!(jobs(), jobs_before, "no job queued");
     assert_eq!(daemon.count("SELECT COUNT(*) FROM source_reading"), 0);
-    assert!(!daemon.audit().iter().any(|r| r["action"] == "set"), "nothing audited");
+    assert!(
+        !daemon.audit().iter().any(|r| r["action"] == "set"),
+        "nothing audited"
+    );
     assert_eq!(daemon.status().pid, daemon.pid(), "the daemon is healthy");
 
     // The same file with a good option: the encoding as set, the header found as before.
@@ -192,7 +301,10 @@ fn bad_options_are_refused_with_the_reason_and_change_nothing() {
     assert!(out.contains("encoding Shift_JIS"), "{out}");
     let show = ok(&daemon.ctl(&["show", "-g", "g", "jp.csv"]));
     assert!(show.contains("  encoding Shift_JIS (set)\n"), "{show}");
-    assert!(show.contains("  header   on line 4 (3 rows above it skipped: a title, 2 blank)\n"), "{show}");
+    assert!(
+        show.contains("  header   on line 4 (3 rows above it skipped: a title, 2 blank)\n"),
+        "{show}"
+    );
 }
 
 /// TPC-H's `nation` table as fastparquet's tests keep it: pipe-separated, no header row. Read
@@ -255,10 +367,20 @@ fn set_is_refused_for_a_non_admin_and_audited() {
         .expect("run setpriv");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("permission denied") && stderr.contains("not in server.admins"), "{stderr}");
-    assert_eq!(daemon.ls(Some("g"))[0].columns, before.columns, "nothing changed");
+    assert!(
+        stderr.contains("permission denied") && stderr.contains("not in server.admins"),
+        "{stderr}"
+    );
+    assert_eq!(
+        daemon.ls(Some("g"))[0].columns,
+        before.columns,
+        "nothing changed"
+    );
     let record = wait_for("the refusal in the audit trail", || {
-        daemon.audit().into_iter().find(|r| r["outcome"] == "refused")
+        daemon
+            .audit()
+            .into_iter()
+            .find(|r| r["outcome"] == "refused")
     });
     assert_eq!(record["action"], "set");
     assert_eq!(record["actor"]["uid"], 65534);

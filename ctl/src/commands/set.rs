@@ -50,7 +50,11 @@ fn render(o: &SetOutcome) -> String {
         text.push_str(&format!("  {label:<9}{value}\n"));
     };
     if let Some(header) = &o.reading.header {
-        field(&mut text, "header", header.strip_prefix("header ").unwrap_or(header));
+        field(
+            &mut text,
+            "header",
+            header.strip_prefix("header ").unwrap_or(header),
+        );
     }
     if let Some(encoding) = &o.reading.encoding {
         field(&mut text, "encoding", encoding);

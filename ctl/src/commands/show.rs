@@ -68,7 +68,10 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
             field("encoding", encoding);
         }
         if let Some(set) = &reading.set {
-            let by = reading.set_by.as_deref().map_or(String::new(), |w| format!(" (by {w})"));
+            let by = reading
+                .set_by
+                .as_deref()
+                .map_or(String::new(), |w| format!(" (by {w})"));
             field("set", format!("{}{by}", set.describe()));
         }
     }

@@ -71,7 +71,10 @@ impl Forced {
                 (None, false) => HeaderChoice::Detect,
             },
             encoding: options.encoding.clone(),
-            delimiter: options.delimiter.as_deref().and_then(|d| delimiter_byte(d).ok()),
+            delimiter: options
+                .delimiter
+                .as_deref()
+                .and_then(|d| delimiter_byte(d).ok()),
             sheet: options.sheet.is_some(),
         }
     }
@@ -98,9 +101,11 @@ pub fn check(format: Format, options: &ReadOverride) -> Result<ReadOverride, Bad
     let text = matches!(format, Format::Csv | Format::Tsv);
     let book = matches!(format, Format::Xls | Format::Xlsx | Format::Xlsm);
     if format == Format::Parquet && !options.is_empty() {
-        return bad("Parquet files have no header row, text encoding, sheet or delimiter to \
+        return bad(
+            "Parquet files have no header row, text encoding, sheet or delimiter to \
                     set: their columns are the schema's fields"
-            .into());
+                .into(),
+        );
     }
     if options.header_row.is_some() && options.no_header {
         return bad("give a header row or no header, not both".into());
@@ -271,12 +276,18 @@ mod tests {
         let header = header_at(&rows, 2);
         assert_eq!(header.row, 2);
         let described = header.describe("line", |i| i as u64 + 1);
-        assert_eq!(described, "header on line 3 (2 rows above it skipped: a title, 1 blank)");
+        assert_eq!(
+            described,
+            "header on line 3 (2 rows above it skipped: a title, 1 blank)"
+        );
         assert_eq!(
             mark_set(&described),
             "header on line 3 (set for this source; 2 rows above it skipped: a title, 1 blank)"
         );
-        assert_eq!(mark_set("header on row 1"), "header on row 1 (set for this source)");
+        assert_eq!(
+            mark_set("header on row 1"),
+            "header on row 1 (set for this source)"
+        );
         assert_eq!(numbered_columns(3), ["column_1", "column_2", "column_3"]);
     }
 
@@ -333,8 +344,16 @@ mod tests {
         // Far below the rows the search looks at.
         let mut long = "x\n".repeat(40);
         long.push_str("a,b\n1,2\n");
-        let got = read("l.csv", long.as_bytes(), options(|o| o.header_row = Some(41))).unwrap();
-        assert_eq!((got.columns.clone(), got.rows), (vec!["a".into(), "b".into()], 1));
+        let got = read(
+            "l.csv",
+            long.as_bytes(),
+            options(|o| o.header_row = Some(41)),
+        )
+        .unwrap();
+        assert_eq!(
+            (got.columns.clone(), got.rows),
+            (vec!["a".into(), "b".into()], 1)
+        );
     }
 
     #[test]
@@ -370,31 +389,75 @@ mod tests {
     #[test]
     fn a_csv_encoding_set_is_read_strictly() {
         let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode("名前,年齢\n山田,30\n");
-        let got = read("j.csv", &sjis, options(|o| o.encoding = Some("shift_jis".into()))).unwrap();
+        let got = read(
+            "j.csv",
+            &sjis,
+            options(|o| o.encoding = Some("shift_jis".into())),
+        )
+        .unwrap();
         assert_eq!(got.columns, ["名前", "年齢"]);
         assert_eq!(got.reading.encoding_found_by.as_deref(), Some("set"));
-        assert!(got.notes.contains(&"encoding Shift_JIS (set for this source)".to_string()));
+        assert!(
+            got.notes
+                .contains(&"encoding Shift_JIS (set for this source)".to_string())
+        );
         // The same bytes as UTF-8: refused, never mojibake.
-        let error = read("j.csv", &sjis, options(|o| o.encoding = Some("utf-8".into()))).unwrap_err();
-        assert!(error.contains("cannot be read as UTF-8, the encoding set for this source"), "{error}");
+        let error = read(
+            "j.csv",
+            &sjis,
+            options(|o| o.encoding = Some("utf-8".into())),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("cannot be read as UTF-8, the encoding set for this source"),
+            "{error}"
+        );
         // UTF-16 without a byte-order mark, which detection refuses, reads when it is set.
-        let utf16: Vec<u8> = "a,b\n1,2\n".encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let utf16: Vec<u8> = "a,b\n1,2\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
         assert!(read("u.csv", &utf16, ReadOverride::default()).is_err());
-        let got = read("u.csv", &utf16, options(|o| o.encoding = Some("utf-16le".into()))).unwrap();
-        assert_eq!((got.columns.clone(), got.rows), (vec!["a".into(), "b".into()], 1));
+        let got = read(
+            "u.csv",
+            &utf16,
+            options(|o| o.encoding = Some("utf-16le".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            (got.columns.clone(), got.rows),
+            (vec!["a".into(), "b".into()], 1)
+        );
         // A byte windows-1252 maps to a control character is no text in it.
-        let error = read("w.csv", b"a,b\n\x81,2\n", options(|o| o.encoding = Some("cp1252".into())))
-            .unwrap_err();
+        let error = read(
+            "w.csv",
+            b"a,b\n\x81,2\n",
+            options(|o| o.encoding = Some("cp1252".into())),
+        )
+        .unwrap_err();
         assert!(error.contains("control characters"), "{error}");
     }
 
     #[test]
     fn a_csv_delimiter_set_wins_over_detection_and_sep_lines() {
         let text = "sep=,\na;b,c\n1;2,3\n";
-        let got = read("d.csv", text.as_bytes(), options(|o| o.delimiter = Some(";".into()))).unwrap();
+        let got = read(
+            "d.csv",
+            text.as_bytes(),
+            options(|o| o.delimiter = Some(";".into())),
+        )
+        .unwrap();
         assert_eq!(got.columns, ["a", "b,c"]);
-        assert!(got.notes.contains(&"delimiter ';' (set for this source)".to_string()));
-        let tsv = read("t.tsv", b"a|b\n1|2\n", options(|o| o.delimiter = Some("|".into()))).unwrap();
+        assert!(
+            got.notes
+                .contains(&"delimiter ';' (set for this source)".to_string())
+        );
+        let tsv = read(
+            "t.tsv",
+            b"a|b\n1|2\n",
+            options(|o| o.delimiter = Some("|".into())),
+        )
+        .unwrap();
         assert_eq!(tsv.columns, ["a", "b"]);
     }
 
@@ -409,7 +472,9 @@ mod tests {
         }
         for row in 3..6u32 {
             for col in 0..3u16 {
-                sheet.write_string(row, col, format!("v{row}{col}")).unwrap();
+                sheet
+                    .write_string(row, col, format!("v{row}{col}"))
+                    .unwrap();
             }
         }
         let other = book.add_worksheet().set_name("Other").unwrap();
@@ -439,16 +504,33 @@ mod tests {
         let none = read("b.xlsx", &bytes, options(|o| o.no_header = true)).unwrap();
         assert_eq!(none.columns, ["column_1", "column_2", "column_3"]);
         assert_eq!(none.rows, 5);
-        for (row, want) in [(1, "row 1, the header row set for this source, is blank"),
-                            (9, "it has no row 9, the header row set for this source: its last filled row is 6")] {
+        for (row, want) in [
+            (1, "row 1, the header row set for this source, is blank"),
+            (
+                9,
+                "it has no row 9, the header row set for this source: its last filled row is 6",
+            ),
+        ] {
             let error = read("b.xlsx", &bytes, options(|o| o.header_row = Some(row))).unwrap_err();
             assert!(error.contains(want), "{row}: {error}");
         }
-        let other = read("b.xlsx", &bytes, options(|o| o.sheet = Some("other".into()))).unwrap();
+        let other = read(
+            "b.xlsx",
+            &bytes,
+            options(|o| o.sheet = Some("other".into())),
+        )
+        .unwrap();
         assert_eq!(other.columns, ["x"]);
-        assert!(other.notes[0].contains("(set for this source)"), "{:?}", other.notes);
+        assert!(
+            other.notes[0].contains("(set for this source)"),
+            "{:?}",
+            other.notes
+        );
         let error = read("b.xlsx", &bytes, options(|o| o.sheet = Some("Nope".into()))).unwrap_err();
-        assert!(error.contains("(its sheets are 'Data', 'Other')"), "{error}");
+        assert!(
+            error.contains("(its sheets are 'Data', 'Other')"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -101,16 +101,18 @@ fn read(
             }
             let fallback = text::guess_from(path, offset, line)?;
             let (file, head) = open_with_head(path)?;
-            read_table(file, head, fallback, delimiter, set, sink).map_err(|failure| match failure {
-                Failure::Rejected(rejection) => rejection,
-                Failure::NotInEncoding { offset, encoding } => {
-                    not_in_encoding(path, offset, encoding, how)
-                }
-                // The detected encoding decodes as UTF-8 only; kept total all the same.
-                Failure::NotUtf8 { offset } => {
-                    Rejection::new(format!("byte {offset} cannot be read as text"))
-                }
-            })
+            read_table(file, head, fallback, delimiter, set, sink).map_err(
+                |failure| match failure {
+                    Failure::Rejected(rejection) => rejection,
+                    Failure::NotInEncoding { offset, encoding } => {
+                        not_in_encoding(path, offset, encoding, how)
+                    }
+                    // The detected encoding decodes as UTF-8 only; kept total all the same.
+                    Failure::NotUtf8 { offset } => {
+                        Rejection::new(format!("byte {offset} cannot be read as text"))
+                    }
+                },
+            )
         }
     }
 }
@@ -383,7 +385,10 @@ fn read_table(
             header_table(&found, &cells, &records, &first, true)
         }
         HeaderChoice::None => {
-            if cells.iter().all(|row| row.iter().all(|c| columns::is_blank(c))) {
+            if cells
+                .iter()
+                .all(|row| row.iter().all(|c| columns::is_blank(c)))
+            {
                 return Err(no_header_reason(
                     &mut records,
                     &first,
@@ -503,7 +508,11 @@ fn header_table(
 fn numbered_table(cells: &[Vec<String>]) -> TableHead {
     let width = cells
         .iter()
-        .map(|row| row.iter().rposition(|c| !columns::is_blank(c)).map_or(0, |i| i + 1))
+        .map(|row| {
+            row.iter()
+                .rposition(|c| !columns::is_blank(c))
+                .map_or(0, |i| i + 1)
+        })
         .max()
         .unwrap_or(0);
     let described = forced::NO_HEADER.to_string();

@@ -113,7 +113,8 @@ impl Book for XlsxBook {
             scan.push(row, column, cell.get_value())
                 .map_err(|refused| too_big(name, refused, max_cells))?;
         }
-        scan.finish_checked().map_err(|p| set_header_error(name, &p))
+        scan.finish_checked()
+            .map_err(|p| set_header_error(name, &p))
     }
 
     fn merged(&mut self, name: &str) -> Vec<Dimensions> {
@@ -174,7 +175,8 @@ impl Book for XlsBook {
             scan.push(top + row as u32, left + column as u32, &value)
                 .map_err(|refused| too_big(name, refused, max_cells))?;
         }
-        scan.finish_checked().map_err(|p| set_header_error(name, &p))
+        scan.finish_checked()
+            .map_err(|p| set_header_error(name, &p))
     }
 
     fn merged(&mut self, name: &str) -> Vec<Dimensions> {

@@ -225,8 +225,9 @@ impl<V: Value> Scan<V> {
                     return;
                 }
                 if wanted < start || !window.iter().any(|c| c.0 == wanted) {
-                    self.problem =
-                        Some(format!("row {n}, the header row set for this source, is blank"));
+                    self.problem = Some(format!(
+                        "row {n}, the header row set for this source, is blank"
+                    ));
                     return;
                 }
                 forced::header_at(&texts, (wanted - start) as usize)

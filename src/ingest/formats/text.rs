@@ -59,9 +59,7 @@ impl Encoding {
             Encoding::Utf16Be => "UTF-16BE",
             Encoding::Utf32Le => "UTF-32LE",
             Encoding::Utf32Be => "UTF-32BE",
-            Encoding::Detected { encoding, .. } | Encoding::Set { encoding, .. } => {
-                encoding.name()
-            }
+            Encoding::Detected { encoding, .. } | Encoding::Set { encoding, .. } => encoding.name(),
         }
     }
 
