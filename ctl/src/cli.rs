@@ -173,6 +173,9 @@ pub enum Commands {
         #[command(subcommand)]
         action: Option<PrefsAction>,
     },
+    /// Set how a source's files are read when detection gets them wrong (header row, encoding,
+    /// sheet, delimiter); applies to its newest version at once and to every later version
+    Set(SetArgs),
     /// The audit trail, newest first
     Audit(AuditArgs),
     /// Follow live events (files seen, accepted, rejected, deleted, …) until interrupted
@@ -183,6 +186,37 @@ pub enum Commands {
     },
     /// Full-screen terminal page: groups, sources, detail, queue, actions, live (? for keys)
     Ui,
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    ArgGroup::new("option")
+        .required(true)
+        .multiple(true)
+        .args(["header_row", "no_header", "encoding", "sheet", "delimiter", "clear"])
+))]
+pub struct SetArgs {
+    /// The source's file name, e.g. sales.csv
+    pub source: String,
+    /// The header is on this line (CSV, TSV) or sheet row (workbooks), as `show` counts them
+    #[arg(long, value_name = "N", conflicts_with_all = ["no_header", "clear"],
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_row: Option<u64>,
+    /// There is no header row: every row is data, columns are column_1, column_2, …
+    #[arg(long, conflicts_with = "clear")]
+    pub no_header: bool,
+    /// Read the text in this encoding (CSV, TSV), e.g. Shift_JIS, windows-1250, UTF-16LE
+    #[arg(long, value_name = "NAME", conflicts_with = "clear")]
+    pub encoding: Option<String>,
+    /// Read this sheet (workbooks)
+    #[arg(long, value_name = "NAME", conflicts_with = "clear")]
+    pub sheet: Option<String>,
+    /// Fields are separated by this character (CSV, TSV); \t or tab for a tab
+    #[arg(long, value_name = "C", conflicts_with = "clear")]
+    pub delimiter: Option<String>,
+    /// Remove every read option of the source: its files are detected again
+    #[arg(long)]
+    pub clear: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ mod jobs_page;
 mod manage;
 pub mod pg;
 mod read;
+pub mod read_options;
 pub mod retain;
 mod schema;
 pub mod search;

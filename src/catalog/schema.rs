@@ -163,6 +163,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX vectors_by_text ON vectors (generation_id, text_hash, row_no)
         WHERE text_hash IS NOT NULL;
     CREATE INDEX generations_by_state ON generations (state);",
+    // 6: each source's read options (`ingestctl set`), JSON of `protocol::ReadOverride`: how
+    // its files are read instead of what detection finds. They go with the source.
+    "CREATE TABLE source_reading (
+        source_id INTEGER PRIMARY KEY REFERENCES sources(id) ON DELETE CASCADE,
+        options TEXT NOT NULL,
+        set_by TEXT,
+        set_uid INTEGER,
+        set_at INTEGER NOT NULL
+    );",
 ];
 
 /// Open `path` in WAL mode and bring its schema up to date.

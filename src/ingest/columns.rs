@@ -5,11 +5,15 @@
 //! skipped and why, and how duplicate names are made unique ([`header_columns`]). Cells of data
 //! rows that stick out past the header are reported once per position ([`ExtraCells`]).
 //!
+//! A source's read options (`ingestctl set`) replace the detected header with a given row or
+//! none ([`forced`]).
+//!
 //! It is pure: readers hand it strings they already decoded. It never reads files, never
 //! rejects a file itself (it returns what it found and readers phrase the rejection), and never
 //! changes the text of a name beyond trimming (and joining the two rows of a two-row header with
 //! ` / `), so a name is always recognisable in the source.
 
+pub mod forced;
 mod header;
 
 pub use header::{Above, HEADER_SEARCH_ROWS, Header, NoHeaderRow, find_header};

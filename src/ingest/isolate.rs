@@ -101,6 +101,7 @@ pub fn read_options(ingest: &config::Ingest) -> ReadOptions {
         sheet: None,
         max_cells: ingest.max_cells,
         max_unzipped_bytes: ingest.max_unzipped_size.as_u64(),
+        set: Default::default(),
     }
 }
 
@@ -583,7 +584,8 @@ mod tests {
             ReadOptions {
                 sheet: None,
                 max_cells: 12,
-                max_unzipped_bytes: 3_000_000
+                max_unzipped_bytes: 3_000_000,
+                set: Default::default(),
             }
         );
     }

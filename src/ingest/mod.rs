@@ -350,13 +350,39 @@ impl Ingestor {
                 .call_blocking(move |db| db.preferred_sheet(&group))
                 .unwrap_or(None);
         }
+        // The source's own read options (`ingestctl set`) apply to every later version.
+        let (group, name) = (file.group.clone(), file.name.clone());
+        let set = match self
+            .catalog
+            .call_blocking(move |db| db.source_override(&group, &name))
+        {
+            Ok(set) => set,
+            Err(e) => {
+                let _ = tmp_dir.unlink(&tmp_name);
+                self.notices.report(format!(
+                    "catalog error while reading the options of {}: {e}; it stays in the drop \
+                     folder",
+                    path.display()
+                ));
+                return waiting("catalog error");
+            }
+        };
+        if let Some(set) = &set {
+            columns::forced::apply(&mut options, &set.options);
+        }
         let extracted = match self.parse_worker.extract(
             format,
             &tmp_path,
             &options,
             &isolate::Limits::of(&config.ingest),
         ) {
-            Ok(extracted) => extracted,
+            Ok(mut extracted) => {
+                if let Some(set) = set {
+                    extracted.reading.set = Some(set.options);
+                    extracted.reading.set_by = set.set_by;
+                }
+                extracted
+            }
             Err(isolate::Failure::Rejected(rejection)) => {
                 let _ = tmp_dir.unlink(&tmp_name);
                 return self.reject(&config, &at, base, rejection.reason, true);

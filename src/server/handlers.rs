@@ -6,7 +6,7 @@
 //! `server.admins` here, before any handler runs, and a refusal is audited.
 
 use super::auth::{self, Peer};
-use super::{jobs, manage, read, refusals};
+use super::{jobs, manage, read, refusals, set};
 use crate::audit::AuditRecord;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, LiveConfig};
@@ -144,6 +144,7 @@ pub async fn handle(
             }
             to_value(&saved)
         }
+        Command::Set(request) => set::handle(shared, peer, request).await,
         Command::Rm(cmd::Rm {
             targets,
             group,
@@ -260,6 +261,7 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
     let mut record = AuditRecord::new(actor, action, "refused").detail(detail);
     if let Command::Rm(cmd::Rm { group: Some(g), .. })
     | Command::PrefsSet(cmd::PrefsSet { group: Some(g), .. })
+    | Command::Set(cmd::Set { group: Some(g), .. })
     | Command::Reembed(cmd::Reembed { group: Some(g), .. }) = command
     {
         record.group = Some(g.clone());

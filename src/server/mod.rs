@@ -13,6 +13,7 @@ mod manage;
 mod read;
 mod refusals;
 mod reply;
+mod set;
 mod slots;
 mod stream;
 #[cfg(test)]

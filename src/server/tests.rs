@@ -78,6 +78,18 @@ fn state_changing() -> Vec<Command> {
             clear: false,
             reembed: true,
         }),
+        Command::Set(cmd::Set {
+            source: "a.csv".into(),
+            group: g.clone(),
+            header_row: Some(4),
+            ..Default::default()
+        }),
+        Command::Set(cmd::Set {
+            source: "a.csv".into(),
+            group: g.clone(),
+            clear: true,
+            ..Default::default()
+        }),
         Command::Reembed(cmd::Reembed {
             sources: Vec::new(),
             group: g.clone(),
@@ -234,6 +246,7 @@ fn read_only_needing_data() -> Vec<Command> {
 fn gate_list(command: &Command) -> &'static str {
     match command {
         Command::PrefsSet(_)
+        | Command::Set(_)
         | Command::Rm(_)
         | Command::Reembed(_)
         | Command::Retry(_)

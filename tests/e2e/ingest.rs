@@ -111,8 +111,12 @@ fn oversize_empty_and_wrong_type_files_are_rejected_with_reasons() {
         let reason = source.reason.expect("a reason");
         assert!(reason.contains(needle), "{name}: {reason}");
         assert!(source.version.is_none());
+        // The rejection is recorded before the file is moved (a crash never leaves a moved
+        // file whose rejection was not recorded), so the move may come a moment later.
         let kept = dir.join(".rejected").join(name);
-        assert!(kept.exists(), "{name} kept in .rejected/");
+        wait_for(&format!("{name} kept in .rejected/"), || {
+            kept.exists().then_some(())
+        });
         let error = std::fs::read_to_string(dir.join(format!(".rejected/{name}.error.txt")))
             .expect("error.txt");
         assert!(

@@ -597,10 +597,11 @@ fn deleting_the_embedded_version_embeds_the_one_left() {
 #[test]
 fn a_queued_job_of_an_older_version_is_superseded_and_audited() {
     let server = FakeOpenAi::start();
-    server.behaviour.delay_ms.store(150, Ordering::SeqCst);
+    // The only worker is held on busy.csv until the test lets it go, so a.csv's jobs stay
+    // queued however slow the machine is.
+    server.hold("gatekeeper");
     let daemon = Daemon::start_embedding(&server.embedding_toml("concurrency = 1"), "");
-    // Hold the only worker, then queue v1 and v2 of another source behind it.
-    daemon.drop_file("g", "busy.csv", &csv(1, 40));
+    daemon.drop_file("g", "busy.csv", b"id,note\n1,gatekeeper\n");
     wait_job(&daemon, "the worker to be busy", |j| {
         j.state == JobState::Processing
     });
@@ -611,7 +612,7 @@ fn a_queued_job_of_an_older_version_is_superseded_and_audited() {
         j.source == "a.csv" && j.version == "v1" && j.state == JobState::Cancelled
     });
     assert!(old.error.unwrap().contains("superseded by v2"));
-    server.behaviour.delay_ms.store(0, Ordering::SeqCst);
+    server.release("gatekeeper");
     daemon.wait_embedded("g", "a.csv", "v2");
     assert!(
         daemon

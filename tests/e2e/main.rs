@@ -20,5 +20,6 @@ mod retain;
 mod reuse;
 mod sandbox;
 mod service;
+mod set;
 mod supervise;
 mod ui;

@@ -70,6 +70,7 @@ pub enum Command {
     Use(cmd::Use),
     Prefs(cmd::Prefs),
     PrefsSet(cmd::PrefsSet),
+    Set(cmd::Set),
     Rm(cmd::Rm),
     Reembed(cmd::Reembed),
     Jobs(cmd::Jobs),
@@ -108,6 +109,7 @@ impl Command {
             Command::Use(_) => "use",
             Command::Prefs(_) => "prefs",
             Command::PrefsSet(_) => "prefs_set",
+            Command::Set(_) => "set",
             Command::Rm(_) => "rm",
             Command::Reembed(_) => "reembed",
             Command::Jobs(_) => "jobs",
@@ -126,6 +128,7 @@ impl Command {
     pub fn audit_action(&self) -> Option<&'static str> {
         match self {
             Command::PrefsSet(_) => Some("prefs"),
+            Command::Set(_) => Some("set"),
             Command::Rm(_) => Some("delete"),
             Command::Reembed(_) => Some("reembed"),
             Command::Retry(_) => Some("retry"),
@@ -275,6 +278,20 @@ impl Command {
                     template.iter().map(String::as_str),
                     MAX_TEMPLATE_BYTES,
                 )
+            }
+            Command::Set(cmd::Set {
+                source,
+                group,
+                encoding,
+                sheet,
+                delimiter,
+                ..
+            }) => {
+                short("group", group)?;
+                short("encoding", encoding)?;
+                short("sheet", sheet)?;
+                short("delimiter", delimiter)?;
+                name("source", std::iter::once(source.as_str()), MAX_NAME_BYTES)
             }
             Command::Rm(cmd::Rm { targets, group, .. }) => {
                 short("group", group)?;
@@ -594,6 +611,97 @@ pub struct Reading {
     /// The detector's confidence in a detected encoding: "high" or "low".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding_confidence: Option<String>,
+    /// The source's read options (`set`) this version was read with; its rows are read
+    /// with them again for embedding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<ReadOverride>,
+    /// Who set them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_by: Option<String>,
+}
+
+/// How a source's files are read instead of what detection finds (`set`). Every field is
+/// optional; an empty one means "detect".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadOverride {
+    /// The header's 1-based line (CSV, TSV) or sheet row (workbooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_row: Option<u64>,
+    /// There is no header row: every row is data, columns are `column_1`, `column_2`, ….
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_header: bool,
+    /// The text encoding (CSV, TSV), as the Encoding Standard names it ("Shift_JIS").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// The sheet (workbooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    /// The delimiter (CSV, TSV): one ASCII character.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+}
+
+impl ReadOverride {
+    pub fn is_empty(&self) -> bool {
+        *self == ReadOverride::default()
+    }
+
+    /// "header on row 4, encoding Shift_JIS": the options as a person reads them.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(row) = self.header_row {
+            parts.push(format!("header on row {row}"));
+        }
+        if self.no_header {
+            parts.push("no header row".to_string());
+        }
+        if let Some(encoding) = &self.encoding {
+            parts.push(format!("encoding {encoding}"));
+        }
+        if let Some(sheet) = &self.sheet {
+            parts.push(format!("sheet '{sheet}'"));
+        }
+        if let Some(delimiter) = &self.delimiter {
+            let shown = match delimiter.as_str() {
+                "\t" => "tab".to_string(),
+                other => format!("'{}'", other.escape_default()),
+            };
+            parts.push(format!("delimiter {shown}"));
+        }
+        if parts.is_empty() {
+            "detected".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+/// A source's read options as stored, with who set them and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceOverride {
+    pub options: ReadOverride,
+    pub set_by: Option<String>,
+    pub set_at: String,
+}
+
+/// Reply to `set`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetOutcome {
+    pub group: String,
+    pub source: String,
+    /// The version read again ("v3").
+    pub version: String,
+    /// The options now stored; `None` after `clear`.
+    pub options: Option<SourceOverride>,
+    /// What the version reads as now.
+    pub columns: Vec<String>,
+    pub skipped_columns: Vec<SkippedColumn>,
+    pub rows: u64,
+    pub reading: Reading,
+    /// Its columns before.
+    pub previous_columns: Vec<String>,
+    /// The embedding job queued for it (or the one already queued).
+    pub job: Option<i64>,
 }
 
 impl Reading {
@@ -1149,6 +1257,10 @@ mod tests {
             Some("prefs"),
         ),
         (
+            r#"{"v":1,"cmd":"set","source":"a.csv","header_row":4,"encoding":"Shift_JIS"}"#,
+            Some("set"),
+        ),
+        (
             r#"{"v":1,"cmd":"rm","targets":["a.csv"],"force":true}"#,
             Some("delete"),
         ),
@@ -1187,7 +1299,7 @@ mod tests {
         }
         // `names()` comes from serde's own variant list: a command missing above fails here.
         let names: std::collections::BTreeSet<_> = Command::names().iter().copied().collect();
-        assert_eq!(names.len(), 16, "{names:?}");
+        assert_eq!(names.len(), 17, "{names:?}");
         assert_eq!(seen, names);
     }
 

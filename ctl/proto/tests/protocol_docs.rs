@@ -116,6 +116,7 @@ fn check_reply(command: &Command, data: &Value) -> Result<(), String> {
         Command::Use(_) => reply::<cmd::Use>(data),
         Command::Prefs(_) => reply::<cmd::Prefs>(data),
         Command::PrefsSet(_) => reply::<cmd::PrefsSet>(data),
+        Command::Set(_) => reply::<cmd::Set>(data),
         Command::Rm(_) => reply::<cmd::Rm>(data),
         Command::Reembed(_) => reply::<cmd::Reembed>(data),
         Command::Jobs(_) => reply::<cmd::Jobs>(data),

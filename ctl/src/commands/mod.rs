@@ -17,6 +17,7 @@ mod ls;
 mod prefs;
 mod rm;
 mod search;
+mod set;
 mod show;
 mod status;
 mod use_group;
@@ -140,6 +141,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Done, Failure> {
         Commands::Prefs {
             action: Some(PrefsAction::Set(args)),
         } => prefs::set(c, &options, args)?,
+        Commands::Set(args) => set::run(c, &options, args)?,
         Commands::Audit(args) => Done::text(audit::run(c, &options, args)?),
         Commands::Events { all } => events::run(c, &options, *all, out)?,
         Commands::Ui => unreachable!("answered before connecting"),

@@ -62,13 +62,18 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
     }
     if let Some(reading) = current.map(|v| &v.reading) {
         if let Some(header) = &reading.header {
-            field(
-                "header",
-                header.strip_prefix("header ").unwrap_or(header).to_string(),
-            );
+            let header = header.strip_prefix("header ").unwrap_or(header);
+            field("header", set_by(header, reading));
         }
         if let Some(encoding) = encoding(reading) {
             field("encoding", encoding);
+        }
+        if let Some(set) = &reading.set {
+            let by = reading
+                .set_by
+                .as_deref()
+                .map_or(String::new(), |w| format!(" (by {w})"));
+            field("set", format!("{}{by}", set.describe()));
         }
     }
     if let Some(notes) = current.filter(|v| !v.notes.is_empty()) {
@@ -125,7 +130,15 @@ fn render(detail: &SourceDetail, tz: &TimeZone) -> String {
     text
 }
 
-/// "Shift_JIS (detected, high confidence)", "UTF-8 (byte-order mark)".
+/// A reader's "set for this source" as "set by alice", when the version says who set it.
+fn set_by(text: &str, reading: &Reading) -> String {
+    match &reading.set_by {
+        Some(who) => text.replace("set for this source", &format!("set by {who}")),
+        None => text.to_string(),
+    }
+}
+
+/// "Shift_JIS (detected, high confidence)", "UTF-8 (byte-order mark)", "Shift_JIS (set)".
 fn encoding(reading: &Reading) -> Option<String> {
     let name = reading.encoding.as_deref()?;
     let how = match (&reading.encoding_found_by, &reading.encoding_confidence) {

@@ -294,7 +294,7 @@ enum Kind {
 
 /// The facts about one row the header search uses.
 #[derive(Debug, Clone)]
-struct Row {
+pub(super) struct Row {
     kinds: Vec<Kind>,
     /// Non-blank cells.
     filled: usize,
@@ -311,7 +311,7 @@ struct Row {
 }
 
 impl Row {
-    fn of(cells: &[String]) -> Self {
+    pub(super) fn of(cells: &[String]) -> Self {
         let kinds: Vec<Kind> = cells.iter().map(|c| kind(c)).collect();
         let filled = kinds.iter().filter(|k| **k != Kind::Blank).count();
         let text = kinds.iter().filter(|k| **k == Kind::Text).count();
@@ -354,7 +354,7 @@ impl Row {
         }
     }
 
-    fn kind_above(&self) -> Above {
+    pub(super) fn kind_above(&self) -> Above {
         match self.filled {
             0 => Above::Blank,
             _ if self.has_total => Above::Total,

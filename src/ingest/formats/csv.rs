@@ -15,6 +15,7 @@
 use super::rows::{MAX_VALUE_BYTES, Sink};
 use super::text::{self, Encoding, InvalidUtf8, NotInEncoding, SNIFF_BYTES};
 use super::{Extracted, Format, Rejection, disguise, sniff};
+use crate::ingest::columns::forced::{self, Forced, HeaderChoice};
 use crate::ingest::columns::{self, ExtraCells, HEADER_SEARCH_ROWS};
 use crate::protocol::Reading;
 use csv::{ByteRecord, Reader, ReaderBuilder};
@@ -30,24 +31,27 @@ const DELIMITER_SAMPLE_LINES: usize = 50;
 const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
 
 /// Read the columns and row count of a CSV file, or of a TSV file when `delimiter` is given.
-/// A `sep=` first line overrides both.
-pub fn extract(path: &Path, delimiter: Option<u8>) -> Result<Extracted, Rejection> {
-    read(path, delimiter, None)
+/// A `sep=` first line overrides both; what `set` (the source's read options) says overrides
+/// everything.
+pub fn extract(path: &Path, delimiter: Option<u8>, set: &Forced) -> Result<Extracted, Rejection> {
+    read(path, delimiter, set, None)
 }
 
 /// Hand the data rows of a CSV (or TSV) file to `sink`, read exactly as [`extract`] reads them.
 pub(super) fn stream(
     path: &Path,
     delimiter: Option<u8>,
+    set: &Forced,
     sink: &mut Sink<'_>,
 ) -> Result<(), Rejection> {
-    read(path, delimiter, Some(sink)).map(|_| ())
+    read(path, delimiter, set, Some(sink)).map(|_| ())
 }
 
 /// The one reading path of [`extract`] and [`stream`]: the rows go to `sink` when there is one.
 fn read(
     path: &Path,
     delimiter: Option<u8>,
+    set: &Forced,
     mut sink: Option<&mut Sink<'_>>,
 ) -> Result<Extracted, Rejection> {
     let (format, kind) = match delimiter {
@@ -56,15 +60,30 @@ fn read(
     };
     disguise::check(format, &sniff::identify(path)?)?;
     let (file, head) = open_with_head(path)?;
-    let encoding = text::detect(&head, kind)?;
+    let encoding = match &set.encoding {
+        Some(label) => {
+            let encoding = forced::encoding_for(label).map_err(|e| Rejection::new(e.0))?;
+            text::set(encoding, &head)?
+        }
+        None => text::detect(&head, kind)?,
+    };
     // Only a pure-ASCII start leaves the encoding open: if invalid UTF-8 turns up further down,
     // the encoding is detected from the bytes there and the file is read again in it.
     let may_retry = encoding == Encoding::Utf8 && head.is_ascii();
-    match read_table(file, head, encoding, delimiter, sink.as_deref_mut()) {
+    let how = if set.encoding.is_some() {
+        "the encoding set for this source; set another encoding or clear it (ingestctl set \
+         --clear)"
+    } else {
+        "the encoding detected from the text before it; save the whole file as UTF-8"
+    };
+    match read_table(file, head, encoding, delimiter, set, sink.as_deref_mut()) {
         Ok(extracted) => Ok(extracted),
         Err(Failure::Rejected(rejection)) => Err(rejection),
         Err(Failure::NotInEncoding { offset, encoding }) => {
-            Err(not_in_encoding(path, offset, encoding))
+            Err(not_in_encoding(path, offset, encoding, how))
+        }
+        Err(Failure::NotUtf8 { offset }) if set.encoding.is_some() => {
+            Err(not_in_encoding(path, offset, "UTF-8", how))
         }
         Err(Failure::NotUtf8 { offset }) => {
             let line = text::line_at(path, offset)?;
@@ -82,16 +101,18 @@ fn read(
             }
             let fallback = text::guess_from(path, offset, line)?;
             let (file, head) = open_with_head(path)?;
-            read_table(file, head, fallback, delimiter, sink).map_err(|failure| match failure {
-                Failure::Rejected(rejection) => rejection,
-                Failure::NotInEncoding { offset, encoding } => {
-                    not_in_encoding(path, offset, encoding)
-                }
-                // The detected encoding decodes as UTF-8 only; kept total all the same.
-                Failure::NotUtf8 { offset } => {
-                    Rejection::new(format!("byte {offset} cannot be read as text"))
-                }
-            })
+            read_table(file, head, fallback, delimiter, set, sink).map_err(
+                |failure| match failure {
+                    Failure::Rejected(rejection) => rejection,
+                    Failure::NotInEncoding { offset, encoding } => {
+                        not_in_encoding(path, offset, encoding, how)
+                    }
+                    // The detected encoding decodes as UTF-8 only; kept total all the same.
+                    Failure::NotUtf8 { offset } => {
+                        Rejection::new(format!("byte {offset} cannot be read as text"))
+                    }
+                },
+            )
         }
     }
 }
@@ -111,12 +132,12 @@ enum Failure {
     },
 }
 
-/// The rejection of a file whose detected encoding stops reading it at byte `offset`.
-fn not_in_encoding(path: &Path, offset: u64, encoding: &str) -> Rejection {
+/// The rejection of a file whose detected (or set) encoding stops reading it at byte
+/// `offset`; `how` says which encoding that was and what to do.
+fn not_in_encoding(path: &Path, offset: u64, encoding: &str, how: &str) -> Rejection {
     match text::line_at(path, offset) {
         Ok(line) => Rejection::new(format!(
-            "line {line} cannot be read: it is not valid {encoding}, the encoding detected from \
-             the text before it; save the whole file as UTF-8"
+            "line {line} cannot be read: it is not valid {encoding}, {how}"
         )),
         Err(rejection) => rejection,
     }
@@ -170,7 +191,17 @@ struct Dialect {
     note: String,
 }
 
-fn dialect(sample: &[u8], complete: bool, requested: Option<u8>) -> Dialect {
+fn dialect(sample: &[u8], complete: bool, requested: Option<u8>, set: Option<u8>) -> Dialect {
+    if let Some(delimiter) = set {
+        // The source's own delimiter wins even over a `sep=` line, which is still no row.
+        let (skip, line_offset) = sep_line(sample).map_or((0, 0), |(_, skip)| (skip, 1));
+        return Dialect {
+            delimiter,
+            skip,
+            line_offset,
+            note: format!("delimiter {} (set for this source)", describe(delimiter)),
+        };
+    }
     if let Some((delimiter, skip)) = sep_line(sample) {
         return Dialect {
             delimiter,
@@ -296,6 +327,7 @@ fn read_table(
     head: Vec<u8>,
     encoding: Encoding,
     requested: Option<u8>,
+    set: &Forced,
     mut sink: Option<&mut Sink<'_>>,
 ) -> Result<Extracted, Failure> {
     let mut text = text::decoded(encoding, head, file);
@@ -304,7 +336,7 @@ fn read_table(
         .take(SNIFF_BYTES as u64)
         .read_to_end(&mut sample)?;
     let complete = sample.len() < SNIFF_BYTES;
-    let dialect = dialect(&sample, complete, requested);
+    let dialect = dialect(&sample, complete, requested, set.delimiter);
     let mut start = Cursor::new(sample);
     start.set_position(dialect.skip as u64);
     let csv = ReaderBuilder::new()
@@ -325,36 +357,68 @@ fn read_table(
     while first.len() < HEADER_SEARCH_ROWS && records.advance()? {
         first.push(records.record.clone());
     }
-    let cells: Vec<Vec<String>> = first.iter().map(to_strings).collect();
-    let found = match columns::find_header(&cells) {
-        Ok(found) => found,
-        Err(no_header) => return Err(no_header_reason(&mut records, &first, no_header)?.into()),
-    };
-    let header_index = found.row;
-    let header = &found.cells(&cells);
-    let (names, mut skipped) = columns::header_columns(header);
-    let mut notes = vec![encoding.note(), dialect.note];
-    let header_line = records.line_of(&first[header_index]);
-    let described = found.describe("line", |i| records.line_of(&first[i]));
-    if header_index > 0 {
-        notes.push(described.clone());
+    if let HeaderChoice::Row(line) = set.header {
+        // Rows down to the line set as the header, however far below the search it is.
+        while first.last().is_some_and(|r| records.line_of(r) < line) && records.advance()? {
+            first.push(records.record.clone());
+        }
     }
+    let cells: Vec<Vec<String>> = first.iter().map(to_strings).collect();
+    let table = match set.header {
+        HeaderChoice::Detect => match columns::find_header(&cells) {
+            Ok(found) => header_table(&found, &cells, &records, &first, false),
+            Err(no_header) => {
+                return Err(no_header_reason(&mut records, &first, no_header)?.into());
+            }
+        },
+        HeaderChoice::Row(line) => {
+            let Some(index) = first.iter().position(|r| records.line_of(r) == line) else {
+                return Err(no_line(line, &first, &records).into());
+            };
+            let found = forced::header_at(&cells, index);
+            if cells[index].iter().all(|c| columns::is_blank(c)) {
+                return Err(Rejection::new(format!(
+                    "line {line}, the header row set for this source, holds no names"
+                ))
+                .into());
+            }
+            header_table(&found, &cells, &records, &first, true)
+        }
+        HeaderChoice::None => {
+            if cells
+                .iter()
+                .all(|row| row.iter().all(|c| columns::is_blank(c)))
+            {
+                return Err(no_header_reason(
+                    &mut records,
+                    &first,
+                    columns::NoHeaderRow {
+                        looked_at: first.len(),
+                    },
+                )?
+                .into());
+            }
+            numbered_table(&cells)
+        }
+    };
+    let names = table.names;
+    let mut skipped = table.skipped;
+    let mut notes = vec![encoding.note(), dialect.note];
+    notes.extend(table.note);
     let reading = Reading {
-        header: Some(described),
-        header_row: Some(header_line),
-        two_row_header: found.upper.is_some(),
-        rows_above: found.above.iter().map(|k| k.as_str().to_string()).collect(),
+        header: Some(table.described),
+        header_row: table.line,
+        two_row_header: table.two_rows,
+        rows_above: table.above,
         encoding: Some(encoding.name().to_string()),
         encoding_found_by: Some(encoding.how().to_string()),
         encoding_confidence: encoding.confidence().map(str::to_string),
+        ..Reading::default()
     };
-
-    // The record fields the columns come from: the header cells that were not skipped.
-    let kept: Vec<usize> = (0..header.len())
-        .filter(|&i| !columns::is_blank(&header[i]))
-        .collect();
+    let kept = table.kept;
     debug_assert_eq!(kept.len(), names.len());
-    let mut extra = ExtraCells::new(header.len());
+    let mut extra = ExtraCells::new(table.width);
+    let data_start = table.data_start;
     let mut rows: u64 = 0;
     let mut flow = match sink.as_deref_mut() {
         Some(sink) => sink.columns(&names),
@@ -370,7 +434,7 @@ fn read_table(
             None => ControlFlow::Continue(()),
         }
     };
-    for record in &first[header_index + 1..] {
+    for record in &first[data_start..] {
         if flow.is_break() {
             break;
         }
@@ -387,6 +451,107 @@ fn read_table(
         notes,
         reading,
     })
+}
+
+/// Where a table's names come from and where its data starts, however the header was chosen.
+struct TableHead {
+    names: Vec<String>,
+    skipped: Vec<crate::protocol::SkippedColumn>,
+    /// The record fields the columns come from.
+    kept: Vec<usize>,
+    /// Fields a header covers; data further right is under no header cell.
+    width: usize,
+    /// Index into the first records of the first data row.
+    data_start: usize,
+    described: String,
+    /// A note for the catalog, when the header is not simply the first line.
+    note: Option<String>,
+    line: Option<u64>,
+    two_rows: bool,
+    above: Vec<String>,
+}
+
+/// The table under a header found (or set, `set`) among the first records.
+fn header_table(
+    found: &columns::Header,
+    cells: &[Vec<String>],
+    records: &Records,
+    first: &[ByteRecord],
+    set: bool,
+) -> TableHead {
+    let header = found.cells(cells);
+    let (names, skipped) = columns::header_columns(&header);
+    let mut described = found.describe("line", |i| records.line_of(&first[i]));
+    if set {
+        described = forced::mark_set(&described);
+    }
+    // The record fields the columns come from: the header cells that were not skipped.
+    let kept = (0..header.len())
+        .filter(|&i| !columns::is_blank(&header[i]))
+        .collect();
+    TableHead {
+        names,
+        skipped,
+        kept,
+        width: header.len(),
+        data_start: found.row + 1,
+        note: (found.row > 0 || set).then(|| described.clone()),
+        described,
+        line: Some(records.line_of(&first[found.row])),
+        two_rows: found.upper.is_some(),
+        above: found.above.iter().map(|k| k.as_str().to_string()).collect(),
+    }
+}
+
+/// A table without a header row: every record is data, columns numbered as wide as the
+/// first records reach.
+fn numbered_table(cells: &[Vec<String>]) -> TableHead {
+    let width = cells
+        .iter()
+        .map(|row| {
+            row.iter()
+                .rposition(|c| !columns::is_blank(c))
+                .map_or(0, |i| i + 1)
+        })
+        .max()
+        .unwrap_or(0);
+    let described = forced::NO_HEADER.to_string();
+    TableHead {
+        names: forced::numbered_columns(width),
+        skipped: Vec::new(),
+        kept: (0..width).collect(),
+        width,
+        data_start: 0,
+        note: Some(described.clone()),
+        described,
+        line: None,
+        two_rows: false,
+        above: Vec::new(),
+    }
+}
+
+/// Why the line set as the header is not one: past the end, blank or inside a quoted cell.
+fn no_line(line: u64, first: &[ByteRecord], records: &Records) -> Rejection {
+    let lines: Vec<u64> = first.iter().map(|r| records.line_of(r)).collect();
+    match lines.iter().rposition(|&l| l < line) {
+        Some(before) if before + 1 == lines.len() => Rejection::new(format!(
+            "it has no line {line}, the header row set for this source: its last row starts on \
+             line {}",
+            lines[before]
+        )),
+        None if lines.is_empty() => Rejection::new("it is empty"),
+        at => {
+            let after = at.map_or(0, |i| i + 1);
+            let around = match at {
+                Some(i) => format!("lines {} and {}", lines[i], lines[after]),
+                None => format!("line {}", lines[after]),
+            };
+            Rejection::new(format!(
+                "line {line}, the header row set for this source, starts no row: it is blank or \
+                 inside a quoted cell (rows start on {around})"
+            ))
+        }
+    }
 }
 
 /// What the csv reader reads: the decoded sample, then the rest of the decoded file.

@@ -31,6 +31,7 @@ pub mod spreadsheet;
 mod table;
 mod text;
 
+use crate::ingest::columns::forced::Forced;
 use crate::protocol::{Reading, SkippedColumn};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -90,6 +91,9 @@ pub struct ReadOptions {
     pub max_cells: u64,
     /// Most bytes the parts of a zipped spreadsheet may expand to.
     pub max_unzipped_bytes: u64,
+    /// What the source's read options (`ingestctl set`) decide instead of detection.
+    #[serde(default)]
+    pub set: Forced,
 }
 
 impl Default for ReadOptions {
@@ -98,6 +102,7 @@ impl Default for ReadOptions {
             sheet: None,
             max_cells: 50_000_000,
             max_unzipped_bytes: 1_000_000_000,
+            set: Forced::default(),
         }
     }
 }
@@ -148,8 +153,8 @@ pub enum RowEvent<'a> {
 /// rejection here instead of taking the caller down with it.
 pub fn extract(format: Format, path: &Path, options: &ReadOptions) -> Result<Extracted, Rejection> {
     let read = || match format {
-        Format::Csv => csv::extract(path, None),
-        Format::Tsv => csv::extract(path, Some(b'\t')),
+        Format::Csv => csv::extract(path, None, &options.set),
+        Format::Tsv => csv::extract(path, Some(b'\t'), &options.set),
         Format::Xls | Format::Xlsx | Format::Xlsm => spreadsheet::extract(format, path, options),
         Format::Parquet => parquet::extract(path, options),
     };
@@ -174,8 +179,8 @@ pub fn stream_rows(
 ) -> Result<u64, Rejection> {
     let mut sink = rows::Sink::new(visit);
     let read = || match format {
-        Format::Csv => csv::stream(path, None, &mut sink),
-        Format::Tsv => csv::stream(path, Some(b'\t'), &mut sink),
+        Format::Csv => csv::stream(path, None, &options.set, &mut sink),
+        Format::Tsv => csv::stream(path, Some(b'\t'), &options.set, &mut sink),
         Format::Xls | Format::Xlsx | Format::Xlsm => {
             spreadsheet::stream(format, path, options, &mut sink)
         }

@@ -18,6 +18,7 @@
 use super::rows::{Sink, truncate};
 use super::table::{self, Refused, Scan, Table, Value};
 use super::{Extracted, Format, ReadOptions, Rejection, disguise, package, sniff};
+use crate::ingest::columns::forced::{self, HeaderChoice};
 use crate::ingest::columns::{BLANK_HEADER, MERGED_HEADER};
 use crate::protocol::Reading;
 use calamine::{Dimensions, Reader, Sheet, SheetType, SheetVisible, Xls, Xlsx};
@@ -78,7 +79,12 @@ type EachCell<'a> = dyn FnMut(u32, u32, &dyn Fn() -> String) -> ControlFlow<()> 
 trait Book {
     fn sheets(&self) -> Vec<Sheet>;
     /// Scan one sheet; `Ok(None)` when it has no content.
-    fn scan(&mut self, name: &str, max_cells: u64) -> Result<Option<Table>, Rejection>;
+    fn scan(
+        &mut self,
+        name: &str,
+        max_cells: u64,
+        header: HeaderChoice,
+    ) -> Result<Option<Table>, Rejection>;
     /// Merged ranges of a sheet; empty when they cannot be read.
     fn merged(&mut self, name: &str) -> Vec<Dimensions>;
     /// Every non-blank cell of a sheet, in reading order, until `each` breaks.
@@ -93,16 +99,22 @@ impl Book for XlsxBook {
         self.0.sheets_metadata().to_vec()
     }
 
-    fn scan(&mut self, name: &str, max_cells: u64) -> Result<Option<Table>, Rejection> {
+    fn scan(
+        &mut self,
+        name: &str,
+        max_cells: u64,
+        header: HeaderChoice,
+    ) -> Result<Option<Table>, Rejection> {
         let unreadable = |e: calamine::XlsxError| sheet_error(name, &e.to_string());
         let mut cells = self.0.worksheet_cells_reader(name).map_err(unreadable)?;
-        let mut scan = Scan::new(max_cells);
+        let mut scan = Scan::new(max_cells).with_header(header);
         while let Some(cell) = cells.next_cell().map_err(unreadable)? {
             let (row, column) = cell.get_position();
             scan.push(row, column, cell.get_value())
                 .map_err(|refused| too_big(name, refused, max_cells))?;
         }
-        Ok(scan.finish())
+        scan.finish_checked()
+            .map_err(|p| set_header_error(name, &p))
     }
 
     fn merged(&mut self, name: &str) -> Vec<Dimensions> {
@@ -131,7 +143,12 @@ impl Book for XlsBook {
         self.0.sheets_metadata().to_vec()
     }
 
-    fn scan(&mut self, name: &str, max_cells: u64) -> Result<Option<Table>, Rejection> {
+    fn scan(
+        &mut self,
+        name: &str,
+        max_cells: u64,
+        header: HeaderChoice,
+    ) -> Result<Option<Table>, Rejection> {
         let range = self
             .0
             .worksheet_range(name)
@@ -153,12 +170,13 @@ impl Book for XlsBook {
             ));
         }
         let (top, left) = range.start().unwrap_or((0, 0));
-        let mut scan = Scan::new(max_cells);
+        let mut scan = Scan::new(max_cells).with_header(header);
         for (row, column, value) in range.used_cells() {
             scan.push(top + row as u32, left + column as u32, &value)
                 .map_err(|refused| too_big(name, refused, max_cells))?;
         }
-        Ok(scan.finish())
+        scan.finish_checked()
+            .map_err(|p| set_header_error(name, &p))
     }
 
     fn merged(&mut self, name: &str) -> Vec<Dimensions> {
@@ -188,11 +206,11 @@ impl Book for XlsBook {
 fn read(book: &mut dyn Book, options: &ReadOptions) -> Result<Extracted, Rejection> {
     let sheets = book.sheets();
     let (name, table) = find(book, &sheets, options)?;
-    let mut notes = vec![sheet_note(&name, &sheets, options.sheet.is_some())];
-    let table_notes = table_notes(&table);
+    let mut notes = vec![sheet_note(&name, &sheets, options)];
+    let table_notes = table_notes(&table, options.set.header);
     let reading = Reading {
         header: table_notes.first().cloned(),
-        header_row: Some(u64::from(table.header_row) + 1),
+        header_row: table.has_header.then(|| u64::from(table.header_row) + 1),
         two_row_header: table.header.upper.is_some(),
         rows_above: table
             .header
@@ -226,7 +244,7 @@ fn stream_table(
     }
     let mut rows = RowsBelow::default();
     book.cells(&name, &mut |row, column, text| {
-        if row <= table.header_row {
+        if row < table.data_row {
             return ControlFlow::Continue(());
         }
         if rows.current != Some(row) {
@@ -234,7 +252,7 @@ fn stream_table(
                 return ControlFlow::Break(());
             }
             sink.clear();
-            rows.start(row - table.header_row - 1);
+            rows.start(row - table.data_row);
             rows.current = Some(row);
         }
         if !rows.repeated
@@ -256,7 +274,7 @@ fn stream_table(
 #[derive(Default)]
 struct RowsBelow {
     current: Option<u32>,
-    /// Bit `i`: row `header_row + 1 + i` was started.
+    /// Bit `i`: row `data_row + i` was started.
     started: Vec<u64>,
     /// The current row was started before: a writer put its cells in two places. Its first
     /// part was handed on; the second is dropped, so each row comes once, as counted.
@@ -283,7 +301,7 @@ fn find(
     let wanted = options.sheet.as_deref();
     let candidates = candidates(sheets, wanted)?;
     for name in &candidates {
-        let Some(mut table) = book.scan(name, options.max_cells)? else {
+        let Some(mut table) = book.scan(name, options.max_cells, options.set.header)? else {
             continue;
         };
         if table.skipped.iter().any(|s| s.reason == BLANK_HEADER) {
@@ -360,8 +378,10 @@ fn relabel_merged(table: &mut Table, merged: &[Dimensions]) {
     }
 }
 
-fn sheet_note(name: &str, sheets: &[Sheet], named: bool) -> String {
-    if named {
+fn sheet_note(name: &str, sheets: &[Sheet], options: &ReadOptions) -> String {
+    if options.set.sheet {
+        format!("sheet '{name}' (set for this source)")
+    } else if options.sheet.is_some() {
         format!("sheet '{name}' (named in the group's preferences)")
     } else if sheets.first().is_some_and(|s| s.name != name) {
         format!("sheet '{name}' (the first visible sheet with data)")
@@ -371,10 +391,16 @@ fn sheet_note(name: &str, sheets: &[Sheet], named: bool) -> String {
 }
 
 /// Where the header is and what was left out, for the catalog's notes.
-fn table_notes(table: &Table) -> Vec<String> {
-    let mut header = table.header.describe("row", |i| {
-        u64::from(table.header_row) + 1 + i as u64 - table.header.row as u64
-    });
+fn table_notes(table: &Table, choice: HeaderChoice) -> Vec<String> {
+    let mut header = match choice {
+        HeaderChoice::None => forced::NO_HEADER.to_string(),
+        _ => table.header.describe("row", |i| {
+            u64::from(table.header_row) + 1 + i as u64 - table.header.row as u64
+        }),
+    };
+    if matches!(choice, HeaderChoice::Row(_)) {
+        header = forced::mark_set(&header);
+    }
     if table.left > 0 {
         let columns = format!(
             ", columns {} to {}",
@@ -405,6 +431,11 @@ fn too_big(sheet: &str, refused: Refused, max_cells: u64) -> Rejection {
             "its sheet '{sheet}' has a cell at {cell}, beyond the last row or column Excel allows"
         ),
     })
+}
+
+/// The header row set for the source is not one in this sheet.
+fn set_header_error(sheet: &str, problem: &str) -> Rejection {
+    Rejection::new(format!("in its sheet '{sheet}', {problem}"))
 }
 
 fn sheet_error(sheet: &str, error: &str) -> Rejection {

@@ -10,6 +10,7 @@
 //! so a sheet that declares a cell at XFD1048576 is refused instead of being allocated by
 //! whoever reads it next. It knows nothing about files or calamine.
 
+use crate::ingest::columns::forced::{self, HeaderChoice};
 use crate::ingest::columns::{self, Above, ExtraCells, HEADER_SEARCH_ROWS};
 use crate::protocol::SkippedColumn;
 
@@ -41,7 +42,13 @@ pub enum Refused {
 /// What was found: the header and what lies below it. Columns are 0-based sheet columns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
+    /// The header's row; with no header row (set for the source), the row above the data.
     pub header_row: u32,
+    /// The first row of data: the one below the header, or the first filled row when the
+    /// table has no header row.
+    pub data_row: u32,
+    /// The table has a header row (it has none only when that is set for the source).
+    pub has_header: bool,
     /// First and last column of the table (inclusive).
     pub left: u32,
     pub right: u32,
@@ -68,12 +75,16 @@ pub struct Scan<V> {
     window_start: Option<u32>,
     window: Vec<(u32, u32, V)>,
     found: Option<Found>,
+    /// How the header is chosen (the source's read options may set it).
+    choice: HeaderChoice,
+    /// Why the header set for the source cannot be the header.
+    problem: Option<String>,
 }
 
 /// The header once decided, and the counts kept below it.
 struct Found {
     table: Table,
-    /// Bit `i`: row `header_row + 1 + i` has content.
+    /// Bit `i`: row `data_row + i` has content.
     content: Vec<u64>,
     extra: ExtraCells,
 }
@@ -86,12 +97,32 @@ impl<V: Value> Scan<V> {
             window_start: None,
             window: Vec::new(),
             found: None,
+            choice: HeaderChoice::Detect,
+            problem: None,
+        }
+    }
+
+    /// Choose the header as the source's read options say.
+    pub fn with_header(mut self, choice: HeaderChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+
+    /// [`Self::finish`], or why the header set for the source is none.
+    pub fn finish_checked(self) -> Result<Option<Table>, String> {
+        let mut scan = self;
+        if scan.found.is_none() && !scan.window.is_empty() {
+            scan.decide();
+        }
+        match scan.problem.take() {
+            Some(problem) => Err(problem),
+            None => Ok(scan.finish()),
         }
     }
 
     /// One cell, at 0-based `row` and `column`. Blank cells are ignored.
     pub fn push(&mut self, row: u32, column: u32, value: &V) -> Result<(), Refused> {
-        if value.is_blank() {
+        if value.is_blank() || self.problem.is_some() {
             return Ok(());
         }
         if row >= MAX_ROWS || column >= MAX_COLUMNS {
@@ -104,7 +135,12 @@ impl<V: Value> Scan<V> {
             // Rows normally come in order; one that comes early still starts the window.
             let start = self.window_start.map_or(row, |s| s.min(row));
             self.window_start = Some(start);
-            if row < start + HEADER_SEARCH_ROWS as u32 {
+            let window_end = match self.choice {
+                // Down to the row set as the header, however far below the search it is.
+                HeaderChoice::Row(n) => (n as u32).max(start + 1),
+                _ => start + HEADER_SEARCH_ROWS as u32,
+            };
+            if row < window_end {
                 self.window.push((row, column, value.clone()));
                 return Ok(());
             }
@@ -165,11 +201,39 @@ impl<V: Value> Scan<V> {
             }
             texts[r][c] = value.text();
         }
-        let mut header = columns::find_header(&texts).unwrap_or(columns::Header {
-            row: 0,
-            upper: None,
-            above: Vec::new(),
-        });
+        if self.choice == HeaderChoice::None {
+            self.found = Some(numbered(&window, start));
+            return;
+        }
+        let detected = || {
+            columns::find_header(&texts).unwrap_or(columns::Header {
+                row: 0,
+                upper: None,
+                above: Vec::new(),
+            })
+        };
+        let mut header = match self.choice {
+            HeaderChoice::Row(n) => {
+                let wanted = n.saturating_sub(1) as u32;
+                let last = window.iter().map(|c| c.0).max().unwrap_or(start);
+                if wanted > last {
+                    self.problem = Some(format!(
+                        "it has no row {n}, the header row set for this source: its last filled \
+                         row is {}",
+                        u64::from(last) + 1
+                    ));
+                    return;
+                }
+                if wanted < start || !window.iter().any(|c| c.0 == wanted) {
+                    self.problem = Some(format!(
+                        "row {n}, the header row set for this source, is blank"
+                    ));
+                    return;
+                }
+                forced::header_at(&texts, (wanted - start) as usize)
+            }
+            _ => detected(),
+        };
         let header_row = start + header.row as u32;
         let top_row = start + header.upper.unwrap_or(header.row) as u32;
         // The table starts at its leftmost cell from the header down (so a blank header cell
@@ -212,6 +276,8 @@ impl<V: Value> Scan<V> {
         let mut found = Found {
             table: Table {
                 header_row,
+                data_row: header_row + 1,
+                has_header: true,
                 left,
                 right,
                 columns,
@@ -232,10 +298,44 @@ impl<V: Value> Scan<V> {
     }
 }
 
+/// The table of a sheet without a header row: every filled row is data, the columns numbered
+/// from the leftmost to the rightmost cell of the first rows.
+fn numbered<V>(window: &[(u32, u32, V)], start: u32) -> Found {
+    let left = window.iter().map(|c| c.1).min().unwrap_or(0);
+    let right = window.iter().map(|c| c.1).max().unwrap_or(left);
+    let width = (right - left + 1) as usize;
+    let mut found = Found {
+        table: Table {
+            header_row: start.saturating_sub(1),
+            data_row: start,
+            has_header: false,
+            left,
+            right,
+            columns: forced::numbered_columns(width),
+            kept: (left..=right).collect(),
+            skipped: Vec::new(),
+            rows: 0,
+            rows_above: 0,
+            header: columns::Header {
+                row: 0,
+                upper: None,
+                above: Vec::new(),
+            },
+            cells_left: false,
+        },
+        content: Vec::new(),
+        extra: ExtraCells::new(right as usize + 1),
+    };
+    for (row, column, _) in window {
+        found.below(*row, *column);
+    }
+    found
+}
+
 impl Found {
     /// A non-blank cell after the header was decided.
     fn below(&mut self, row: u32, column: u32) {
-        let Some(offset) = row.checked_sub(self.table.header_row + 1) else {
+        let Some(offset) = row.checked_sub(self.table.data_row) else {
             return;
         };
         let (word, bit) = ((offset / 64) as usize, offset % 64);

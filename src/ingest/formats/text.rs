@@ -33,6 +33,12 @@ pub(super) enum Encoding {
         confident: bool,
         from_line: u64,
     },
+    /// Set for the source (`ingestctl set --encoding`): read in it, whatever the bytes look
+    /// like; `bom` bytes of its own byte-order mark start the file.
+    Set {
+        encoding: &'static encoding_rs::Encoding,
+        bom: u64,
+    },
 }
 
 /// Byte-order marks. UTF-32 LE's starts like UTF-16 LE's, so it comes first.
@@ -53,7 +59,7 @@ impl Encoding {
             Encoding::Utf16Be => "UTF-16BE",
             Encoding::Utf32Le => "UTF-32LE",
             Encoding::Utf32Be => "UTF-32BE",
-            Encoding::Detected { encoding, .. } => encoding.name(),
+            Encoding::Detected { encoding, .. } | Encoding::Set { encoding, .. } => encoding.name(),
         }
     }
 
@@ -62,6 +68,7 @@ impl Encoding {
         match self {
             Encoding::Utf8 => "valid UTF-8",
             Encoding::Detected { .. } => "detected",
+            Encoding::Set { .. } => "set",
             _ => "byte-order mark",
         }
     }
@@ -99,6 +106,9 @@ impl Encoding {
                     "encoding {} (detected, {confidence} confidence; {from})",
                     encoding.name()
                 );
+            }
+            Encoding::Set { encoding, .. } => {
+                return format!("encoding {} (set for this source)", encoding.name());
             }
         };
         format!("encoding {name}")
@@ -161,6 +171,48 @@ pub(super) fn guess_from(path: &Path, offset: u64, line: u64) -> Result<Encoding
     guess(&bytes, bytes.len() < SNIFF_BYTES, line)
 }
 
+/// The encoding set for the source, checked on the first bytes as a detected one is: bytes
+/// that do not decode in it, or decode to control characters, refuse the file rather than
+/// read it as mojibake. Its own byte-order mark, if the file starts with one, is skipped.
+pub(super) fn set(
+    encoding: &'static encoding_rs::Encoding,
+    head: &[u8],
+) -> Result<Encoding, Rejection> {
+    let bom = match encoding_rs::Encoding::for_bom(head) {
+        Some((found, length)) if found == encoding => length,
+        _ => 0,
+    };
+    let mut decoder = encoding.new_decoder_without_bom_handling();
+    let bytes = &head[bom..];
+    let mut text = String::with_capacity(bytes.len() * 3);
+    // A sample cut by the buffer may end inside a character: that is not an error.
+    let last = head.len() < SNIFF_BYTES;
+    let (result, read) = decoder.decode_to_string_without_replacement(bytes, &mut text, last);
+    let unreadable = |what: &str| {
+        let line = 1 + line_breaks(&bytes[..read.min(bytes.len())], 0);
+        Rejection::new(format!(
+            "line {line} cannot be read as {}, the encoding set for this source: {what}; set \
+             another encoding or clear it (ingestctl set --clear)",
+            encoding.name()
+        ))
+    };
+    if let encoding_rs::DecoderResult::Malformed(..) = result {
+        return Err(unreadable("it is not valid there"));
+    }
+    if let Some(at) = text.find(is_stray_control) {
+        let line = 1 + text[..at].matches('\n').count();
+        return Err(Rejection::new(format!(
+            "line {line} cannot be read as {}, the encoding set for this source: it decodes to \
+             control characters there; set another encoding or clear it (ingestctl set --clear)",
+            encoding.name()
+        )));
+    }
+    Ok(Encoding::Set {
+        encoding,
+        bom: bom as u64,
+    })
+}
+
 /// Decide from the first bytes whether the file is text, and in which encoding. `kind` is
 /// "CSV" or "TSV", as the file was taken for.
 pub(super) fn detect(head: &[u8], kind: &str) -> Result<Encoding, Rejection> {
@@ -208,7 +260,11 @@ fn not_text(head: &[u8], kind: &str) -> String {
 
 /// The file as UTF-8 bytes, starting with the (already read) head.
 pub(super) fn decoded(encoding: Encoding, head: Vec<u8>, file: File) -> Box<dyn Read> {
-    let bom = if encoding == Encoding::Utf8Bom { 3 } else { 0 };
+    let bom = match encoding {
+        Encoding::Utf8Bom => 3,
+        Encoding::Set { bom, .. } => bom,
+        _ => 0,
+    };
     let mut start = Cursor::new(head);
     start.set_position(bom);
     let source = start.chain(file);
@@ -222,6 +278,16 @@ pub(super) fn decoded(encoding: Encoding, head: Vec<u8>, file: File) -> Box<dyn 
         // bytes the guess cannot read reject the file instead of turning into U+FFFD.
         Encoding::Detected { encoding, .. } => {
             return Box::new(StrictDecoder::new(source, encoding));
+        }
+        Encoding::Set { encoding, .. } if encoding == encoding_rs::UTF_8 => {
+            return Box::new(CheckedUtf8::new(source, bom));
+        }
+        // Any other encoding set for the source, UTF-16 without a BOM included, is decoded
+        // strictly too: a byte it cannot read rejects the file.
+        Encoding::Set { encoding, .. } => {
+            let mut decoder = StrictDecoder::new(source, encoding);
+            decoder.offset = bom;
+            return Box::new(decoder);
         }
     };
     let decoder = DecodeReaderBytesBuilder::new()

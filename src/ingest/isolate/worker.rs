@@ -291,6 +291,7 @@ mod tests {
                     sheet: None,
                     max_cells: 5,
                     max_unzipped_bytes: 6,
+                    ..ReadOptions::default()
                 },
                 mode: super::super::Mode::Extract,
             })

@@ -8,8 +8,8 @@
 
 use super::{
     AuditEntry, Command, Following, FsckReport, GroupInfo, JobInfo, JobState, PrefsDraft,
-    PrefsInfo, PrefsSaved, Queued, RmOutcome, SearchResult, SourceDetail, SourceSummary,
-    StatusInfo, UseInfo,
+    PrefsInfo, PrefsSaved, Queued, RmOutcome, SearchResult, SetOutcome, SourceDetail,
+    SourceSummary, StatusInfo, UseInfo,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,32 @@ pub struct PrefsSet {
     /// Also queue a re-embed of every source of the group.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reembed: bool,
+}
+
+/// Set how a source's files are read when detection gets them wrong: the header row
+/// (`header_row`, 1-based line or sheet row) or none (`no_header`), the text `encoding`
+/// (an Encoding Standard label), the `sheet`, the `delimiter` (one ASCII character).
+/// The options replace the source's earlier ones; `clear` removes them all. They apply
+/// at once to the newest version (read again, a new embedding job queued) and to every
+/// later version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Set {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_row: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_header: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clear: bool,
 }
 
 /// Delete sources (`sales.csv`) or single versions (`sales.csv@v2`) of one group. A
@@ -241,6 +267,7 @@ calls! {
     Use => UseInfo,
     Prefs => PrefsInfo,
     PrefsSet => PrefsSaved,
+    Set => SetOutcome,
     Rm => Vec<RmOutcome>,
     Reembed => Vec<Queued>,
     Jobs => Vec<JobInfo>,

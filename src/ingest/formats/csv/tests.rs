@@ -14,7 +14,7 @@ fn extract_bytes(bytes: &[u8], delimiter: Option<u8>) -> Result<Extracted, Rejec
         .tempfile()
         .expect("create temp file");
     file.write_all(bytes).expect("write temp file");
-    extract(file.path(), delimiter)
+    extract(file.path(), delimiter, &Forced::default())
 }
 
 /// Expected skipped columns: (position, reason).
@@ -399,7 +399,7 @@ fn delimited_files(dir: &Path, found: &mut Vec<PathBuf>) {
 
 fn extract_fixture(path: &Path) -> Result<Extracted, Rejection> {
     let tsv = path.extension().is_some_and(|e| e == "tsv");
-    extract(path, tsv.then_some(b'\t'))
+    extract(path, tsv.then_some(b'\t'), &Forced::default())
 }
 
 #[test]
