@@ -109,7 +109,7 @@ pub fn decode(command: &Command, line: &[u8]) -> Result<Reply, Failure> {
         Command::Retry(_) => answer::<cmd::Retry>(line, Reply::Queued),
         Command::Cancel(_) => answer::<cmd::Cancel>(line, Reply::Queued),
         Command::Search(_) => answer::<cmd::Search>(line, |r| Reply::Search(Box::new(r))),
-        Command::Fsck(_) | Command::Audit(_) | Command::Events(_) => {
+        Command::Set(_) | Command::Fsck(_) | Command::Audit(_) | Command::Events(_) => {
             read(line, |_: IgnoredAny| Reply::Other)
         }
     }
