@@ -190,7 +190,7 @@ fn newest(
     group: &str,
     source: &str,
 ) -> Result<Option<Reread>, CatalogError> {
-    let row: Option<(i64, i64, Option<String>, Option<String>, String)> = conn
+    Ok(conn
         .query_row(
             "SELECT v.id, v.version_no, v.stored_path, v.format, v.columns
              FROM versions v JOIN sources s ON s.id = v.source_id
@@ -199,20 +199,19 @@ fn newest(
                AND v.status NOT IN ('invalid', 'deleting', 'validating', 'pruned')
              ORDER BY v.version_no DESC LIMIT 1",
             params![group, source],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| {
+                Ok(Reread {
+                    group: group.to_string(),
+                    source: source.to_string(),
+                    version_id: r.get(0)?,
+                    version_no: r.get(1)?,
+                    stored_path: PathBuf::from(r.get::<_, Option<String>>(2)?.unwrap_or_default()),
+                    format: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                    columns: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
+                })
+            },
         )
-        .optional()?;
-    Ok(
-        row.map(|(version_id, version_no, path, format, columns)| Reread {
-            group: group.to_string(),
-            source: source.to_string(),
-            version_id,
-            version_no,
-            stored_path: PathBuf::from(path.unwrap_or_default()),
-            format: format.unwrap_or_default(),
-            columns: serde_json::from_str(&columns).unwrap_or_default(),
-        }),
-    )
+        .optional()?)
 }
 
 /// The read options version `version_no` of `source` was read with, on a read-only connection

@@ -431,14 +431,15 @@ fn worker_args(
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Answer {
-    Extracted(Extracted),
+    // Boxed: an extraction is large, a rejection small.
+    Extracted(Box<Extracted>),
     Rejected(Rejection),
 }
 
 impl From<Result<Extracted, Rejection>> for Answer {
     fn from(result: Result<Extracted, Rejection>) -> Self {
         match result {
-            Ok(extracted) => Answer::Extracted(extracted),
+            Ok(extracted) => Answer::Extracted(Box::new(extracted)),
             Err(rejection) => Answer::Rejected(rejection),
         }
     }

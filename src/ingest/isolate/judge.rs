@@ -53,7 +53,7 @@ pub(super) fn judge(ended: &Ended, limits: &Limits) -> Result<Extracted, Failure
         ))));
     }
     match serde_json::from_slice::<Answer>(&ended.stdout) {
-        Ok(Answer::Extracted(extracted)) => Ok(extracted),
+        Ok(Answer::Extracted(extracted)) => Ok(*extracted),
         Ok(Answer::Rejected(rejection)) => Err(Failure::Rejected(rejection)),
         Err(e) => Err(Failure::Worker(WorkerError::Garbage {
             detail: format!("{e}; it starts {:?}", start_of(&ended.stdout)),
