@@ -182,7 +182,7 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
     };
     // Created 0640 before SQLite sees it (never the umask): the catalog holds every row's
     // text. SQLite gives its -wal and -shm files the database file's mode; they are
-    // checked again below in case an older version left them wider.
+    // checked here too in case an older version left them wider.
     let io_err = |e: std::io::Error| CatalogError::Open {
         path: path.to_path_buf(),
         source: rusqlite::Error::SqliteFailure(
@@ -190,7 +190,20 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
             Some(format!("cannot create it with mode 0640: {e}")),
         ),
     };
+    //
+    // All of this happens before the connection opens, never after: closing any descriptor
+    // of a file drops every POSIX lock this process holds on it, and SQLite's locks on the
+    // database and on the -shm file are such locks. Without its lock on the -shm file, the
+    // next connection of another process (a backup, the searching application) believes
+    // it is alone, resets the shared WAL index under this one's feet, and this process dies
+    // of SIGBUS or reads a half-built index.
     crate::ingest::dirs::open_private(path, crate::audit::PRIVATE_MODE, false).map_err(io_err)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_os_string();
+        side.push(suffix);
+        crate::ingest::dirs::restrict_existing(Path::new(&side), crate::audit::PRIVATE_MODE)
+            .map_err(io_err)?;
+    }
     let mut conn = Connection::open(path).map_err(open_err)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open_err)?;
@@ -201,12 +214,6 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
         .map_err(open_err)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open_err)?;
-    for suffix in ["-wal", "-shm"] {
-        let mut side = path.as_os_str().to_os_string();
-        side.push(suffix);
-        crate::ingest::dirs::restrict_existing(Path::new(&side), crate::audit::PRIVATE_MODE)
-            .map_err(io_err)?;
-    }
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(open_err)?;
     migrate(&mut conn, path)?;

@@ -361,6 +361,62 @@ fn stored_copies_and_the_catalog_get_explicit_modes_whatever_the_umask() {
     }
 }
 
+/// Who holds a lock on byte `at` of `path` that a write lock would conflict with, as
+/// `fcntl(F_GETLK)` sees it from this process.
+fn lock_holder(path: &Path, at: i64) -> Option<i32> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    // SAFETY: a zeroed flock is a valid value; fcntl writes only into it.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as _;
+    lock.l_whence = libc::SEEK_SET as _;
+    lock.l_start = at;
+    lock.l_len = 1;
+    // SAFETY: F_GETLK with a pointer to a live flock.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut lock) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    (i32::from(lock.l_type) != libc::F_UNLCK).then_some(lock.l_pid)
+}
+
+/// SQLite's "dead man switch" byte in a -shm file: a connection holds a shared lock on it
+/// while it is open; one that can lock it alone believes no other connection exists and
+/// resets the shared WAL index.
+const SQLITE_SHM_DMS: i64 = 128;
+
+/// The daemon keeps SQLite's lock on the catalog's shared memory for as long as it runs, so
+/// an outside reader (a backup, the searching application, `sqlite3`) never resets the WAL
+/// index under it. Dropping that lock (any close of a descriptor of the -shm file drops it)
+/// made a restarted daemon die of SIGBUS now and then while a reader opened the catalog.
+#[test]
+fn an_outside_reader_of_the_catalog_never_resets_the_daemons_shared_memory() {
+    let mut daemon = Daemon::start_with("[ingest]\nsettle_ms = 150\n");
+    daemon.drop_file("g", "a.csv", &csv(2, 3));
+    daemon.wait_stored("g", "a.csv");
+    // A catalog that exists already: SQLite opens its shared memory at once.
+    daemon.stop();
+    daemon.spawn();
+    let shm = daemon.dir.path().join("state/ingestd.sqlite-shm");
+    assert_eq!(
+        lock_holder(&shm, SQLITE_SHM_DMS),
+        Some(daemon.pid() as i32),
+        "the daemon holds its shared lock on the catalog's -shm file"
+    );
+    // Readers come and go while the daemon writes: it stays up and sees every change.
+    for n in 0..20 {
+        let name = format!("b{n}.csv");
+        daemon.drop_file("g", &name, &csv(n + 1, 2));
+        assert!(daemon.count("SELECT count(*) FROM versions") >= 1);
+        daemon.wait_stored("g", &name);
+    }
+    assert_eq!(daemon.count("SELECT count(*) FROM sources"), 21);
+    assert_eq!(lock_holder(&shm, SQLITE_SHM_DMS), Some(daemon.pid() as i32));
+}
+
 #[test]
 fn a_configured_storage_mode_is_applied() {
     let daemon = Daemon::start_with("[ingest]\nsettle_ms = 150\nstorage_mode = \"0600\"\n");
