@@ -63,16 +63,23 @@ mod tests {
         after.split(' ').nth(16).unwrap().parse().unwrap()
     }
 
+    /// The nice value a new thread spawned here ends at after lowering itself, and what
+    /// `then` returns when run on that thread afterwards.
+    #[cfg(target_os = "linux")]
+    fn lowered_thread<T: Send + 'static>(then: impl FnOnce() -> T + Send + 'static) -> (i32, T) {
+        std::thread::spawn(|| {
+            lower_this_thread();
+            (nice_of_this_thread(), then())
+        })
+        .join()
+        .unwrap()
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn lowers_only_the_calling_thread() {
         let before = nice_of_this_thread();
-        let lowered = std::thread::spawn(|| {
-            lower_this_thread();
-            nice_of_this_thread()
-        })
-        .join()
-        .unwrap();
+        let (lowered, ()) = lowered_thread(|| ());
         assert_eq!(lowered, (before + NICE_STEP).min(19));
         assert_eq!(
             nice_of_this_thread(),
@@ -88,19 +95,7 @@ mod tests {
     #[test]
     fn a_thread_spawned_by_a_lowered_thread_is_not_lowered_twice() {
         let base = nice_of_this_thread();
-        let (outer, inner) = std::thread::spawn(|| {
-            lower_this_thread();
-            let outer = nice_of_this_thread();
-            let inner = std::thread::spawn(|| {
-                lower_this_thread();
-                nice_of_this_thread()
-            })
-            .join()
-            .unwrap();
-            (outer, inner)
-        })
-        .join()
-        .unwrap();
+        let (outer, (inner, ())) = lowered_thread(|| lowered_thread(|| ()));
         assert_eq!(outer, (base + NICE_STEP).min(19));
         assert_eq!(inner, outer);
     }
