@@ -2,8 +2,8 @@
 //! `cargo test -p ingestctl --release ui::bench -- --ignored --nocapture --test-threads 1`:
 //!
 //! - group switch to a fully drawn list of 100, 1,000 and 10,000 sources: Enter on the
-//!   group, the `use` and `ls` requests over the socket of a real daemon (in this process)
-//!   read as the UI reads them, the answers applied, and the frame drawn (100×30). Median
+//!   group, the `use` and `ls` requests over the socket of the real `ingestd` (its own
+//!   process, built by the bench in the same profile) read as the UI reads them, the answers applied, and the frame drawn (100×30). Median
 //!   and p99.
 //! - memory of the state holding 10,000 sources and one frame drawn (RSS growth).
 //!
@@ -138,17 +138,25 @@ fn group_switch(sources: usize) {
          [embedding]\nprovider = \"hashing\"\n",
     )
     .unwrap();
-    let config = ingestd::config::Config::load(&config_path).unwrap();
-    let socket = config.paths.socket.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime
-            .block_on(ingestd::daemon::run(config, async {
-                let _ = stopped.await;
-            }))
-            .unwrap();
-    });
+    // The real daemon, as its own process: its parse workers re-execute its binary.
+    let binary = escargot::CargoBuild::new()
+        .package("ingestd")
+        .bin("ingestd")
+        .current_release()
+        .run()
+        .expect("build ingestd")
+        .path()
+        .to_path_buf();
+    let socket = dir.path().join("s.sock");
+    let mut daemon = std::process::Command::new(binary)
+        .arg("--config")
+        .arg(&config_path)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ingestd");
     for group in ["big", "other"] {
         std::fs::create_dir_all(dir.path().join("drop").join(group)).unwrap();
     }
@@ -217,6 +225,6 @@ fn group_switch(sources: usize) {
         percentile(&switch, 0.99),
         switch.len()
     );
-    let _ = stop.send(());
-    daemon.join().unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }
