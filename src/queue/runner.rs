@@ -23,20 +23,25 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Rows written to the catalog per transaction (or fewer, if `FLUSH_EVERY` passes first).
+/// Most rows written to the catalog in one transaction (fewer once `FLUSH_EVERY` passes).
 const CHUNK_ROWS: usize = 2048;
-/// Longest rows wait in memory before they are written, so progress stays current.
+/// Longest embedded rows wait in the writer before they are written, so progress stays
+/// current even while the provider is slow to answer.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 /// Chunks of written rows: (rows, rows of the file gone through so far).
 type Chunk = (Vec<NewRow>, u64);
 
-/// Writes a generation's rows on a thread of its own, one chunk behind the embedding, so the
-/// runner embeds the next chunk while the catalog stores the last one. At most one chunk
-/// waits, so memory stays bounded and a slow disk slows the embedding down.
+/// Writes a generation's rows on a thread of its own, behind the embedding, so the runner
+/// embeds the next window while the catalog stores the last ones. The runner hands over each
+/// window's rows as soon as they are embedded; the thread gathers them into one transaction
+/// of up to `CHUNK_ROWS` rows, and writes what it has once `FLUSH_EVERY` has passed since the
+/// oldest of them came, whether or not more come: a provider call that takes minutes does not
+/// keep the rows before it (and the job's progress) out of the catalog. At most one window
+/// waits in the channel and one chunk in the thread, so memory stays bounded and a slow disk
+/// slows the embedding down.
 struct Writer {
     chunk: Vec<NewRow>,
-    last_flush: Instant,
     /// Rows of the file gone through (embedded or skipped as empty).
     done: u64,
     sender: Option<std::sync::mpsc::SyncSender<Chunk>>,
@@ -45,48 +50,40 @@ struct Writer {
 
 impl Writer {
     fn start(catalog: &Catalog, job: i64, generation: i64) -> Result<Self, String> {
-        let (sender, chunks) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let (sender, windows) = std::sync::mpsc::sync_channel::<Chunk>(1);
         let catalog = catalog.clone();
+        let write = move |rows: Vec<NewRow>, done: u64| -> Result<(), String> {
+            let written = catalog
+                .call_blocking(move |db| db.write_vectors(job, generation, &rows, done, true))
+                .map_err(|e| format!("cannot write vectors to the catalog: {e}"))?;
+            if written == Written::Stopped {
+                // Cancelled or deleted meanwhile: the job's end is decided by the catalog,
+                // which knows why; this only stops the try.
+                return Err(format!(
+                    "job {job} stopped: its generation {generation} is no longer being written"
+                ));
+            }
+            Ok(())
+        };
         let thread = std::thread::Builder::new()
             .name(format!("embed-write-{job}"))
-            .spawn(move || {
-                for (rows, done) in chunks {
-                    let written = catalog
-                        .call_blocking(move |db| {
-                            db.write_vectors(job, generation, &rows, done, true)
-                        })
-                        .map_err(|e| format!("cannot write vectors to the catalog: {e}"))?;
-                    if written == Written::Stopped {
-                        // Cancelled or deleted meanwhile: the job's end is decided by the
-                        // catalog, which knows why; this only stops the try.
-                        return Err(format!(
-                            "job {job} stopped: its generation {generation} is no longer \
-                             being written"
-                        ));
-                    }
-                }
-                Ok(())
-            })
+            .spawn(move || gather_and_write(&windows, write))
             .map_err(|e| format!("cannot start a writer thread: {e}"))?;
         Ok(Self {
-            chunk: Vec::with_capacity(CHUNK_ROWS),
-            last_flush: Instant::now(),
+            chunk: Vec::new(),
             done: 0,
             sender: Some(sender),
             thread: Some(thread),
         })
     }
 
-    /// Hand the rows to the writer when a chunk is full or has waited long enough.
+    /// Hand the rows embedded so far to the writer thread. `force` hands over the progress
+    /// even when no row is pending (the end of the file).
     fn flush(&mut self, force: bool) -> Result<(), String> {
         if self.chunk.is_empty() && !force {
             return Ok(());
         }
-        if !force && self.chunk.len() < CHUNK_ROWS && self.last_flush.elapsed() < FLUSH_EVERY {
-            return Ok(());
-        }
         let rows = std::mem::take(&mut self.chunk);
-        self.last_flush = Instant::now();
         let sent = self
             .sender
             .as_ref()
@@ -115,6 +112,45 @@ impl Drop for Writer {
         // A job that stops early still waits for its last chunk, so the generation it
         // reports is complete when it is discarded.
         let _ = self.finish();
+    }
+}
+
+/// The writer thread's loop: gather windows into chunks of up to [`CHUNK_ROWS`] rows and
+/// `write` each one when it is full, when [`FLUSH_EVERY`] has passed since its oldest row
+/// came, or when the runner is done (the channel closes).
+fn gather_and_write(
+    windows: &std::sync::mpsc::Receiver<Chunk>,
+    mut write: impl FnMut(Vec<NewRow>, u64) -> Result<(), String>,
+) -> Result<(), String> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut pending: Vec<NewRow> = Vec::new();
+    let mut done = None;
+    let mut oldest: Option<Instant> = None;
+    loop {
+        let next = match oldest {
+            None => windows.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(since) => windows.recv_timeout(FLUSH_EVERY.saturating_sub(since.elapsed())),
+        };
+        let closed = match next {
+            Ok((rows, through)) => {
+                oldest.get_or_insert_with(Instant::now);
+                pending.extend(rows);
+                done = Some(through);
+                if pending.len() < CHUNK_ROWS {
+                    continue;
+                }
+                false
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        if let Some(through) = done.take() {
+            write(std::mem::take(&mut pending), through)?;
+        }
+        oldest = None;
+        if closed {
+            return Ok(());
+        }
     }
 }
 
@@ -333,6 +369,79 @@ fn ending_of(job: &Claimed, halt: Halt) -> Ending {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(n: u64) -> NewRow {
+        NewRow {
+            row: n,
+            text: format!("row {n}"),
+            text_hash: text_hash(&format!("row {n}")),
+            vector: RowVector::Embedded(vec![0.0; 4]),
+        }
+    }
+
+    /// Runs the writer loop on a thread; each write is reported as (rows, done).
+    fn writer() -> (
+        std::sync::mpsc::SyncSender<Chunk>,
+        std::sync::mpsc::Receiver<(usize, u64)>,
+        std::thread::JoinHandle<Result<(), String>>,
+    ) {
+        let (sender, windows) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let (report, writes) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            gather_and_write(&windows, |rows, done| {
+                report.send((rows.len(), done)).unwrap();
+                Ok(())
+            })
+        });
+        (sender, writes, thread)
+    }
+
+    #[test]
+    fn rows_are_written_once_the_flush_time_passes_while_the_next_window_is_slow() {
+        let (sender, writes, thread) = writer();
+        sender.send(((0..8).map(row).collect(), 8)).unwrap();
+        sender.send(((8..16).map(row).collect(), 16)).unwrap();
+        // No more windows come (the provider is slow); the rows still reach the catalog.
+        let first = writes
+            .recv_timeout(FLUSH_EVERY * 20)
+            .expect("written in time");
+        assert_eq!(first, (16, 16));
+        drop(sender);
+        thread.join().unwrap().unwrap();
+        assert!(writes.try_recv().is_err(), "nothing written twice");
+    }
+
+    #[test]
+    fn a_full_chunk_is_written_at_once_and_the_rest_when_the_runner_is_done() {
+        let (sender, writes, thread) = writer();
+        let started = Instant::now();
+        for w in 0..(CHUNK_ROWS as u64 / 512) {
+            sender
+                .send(((w * 512..(w + 1) * 512).map(row).collect(), (w + 1) * 512))
+                .unwrap();
+        }
+        let full = writes.recv_timeout(FLUSH_EVERY * 20).unwrap();
+        assert_eq!(full, (CHUNK_ROWS, CHUNK_ROWS as u64));
+        assert!(started.elapsed() < FLUSH_EVERY * 20);
+        sender.send((vec![row(5000)], 5001)).unwrap();
+        // The end of the file: progress with no rows is handed over too.
+        sender.send((Vec::new(), 5003)).unwrap();
+        drop(sender);
+        thread.join().unwrap().unwrap();
+        assert_eq!(writes.try_recv().unwrap(), (1, 5003));
+        assert!(writes.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_writer_that_fails_stops_the_loop_with_its_reason() {
+        let (sender, windows) = std::sync::mpsc::sync_channel::<Chunk>(1);
+        let thread = std::thread::spawn(move || {
+            gather_and_write(&windows, |_, _| Err("disk full".to_string()))
+        });
+        sender.send((vec![row(1)], 1)).unwrap();
+        drop(sender);
+        assert_eq!(thread.join().unwrap().unwrap_err(), "disk full");
+    }
 
     fn claimed(attempt: u32, max_attempts: u32) -> Claimed {
         Claimed {

@@ -82,7 +82,6 @@ fn v2_with_a_late_part(rows: usize) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "hangs after the restart (not yet diagnosed); run with --ignored"]
 fn kill_9_with_v1_active_and_v2_half_written_keeps_v1_and_v2_completes() {
     let server = FakeOpenAi::start();
     let mut daemon = Daemon::start_embedding(&embedding(&server, ""), "");
