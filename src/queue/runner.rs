@@ -379,12 +379,16 @@ mod tests {
         }
     }
 
-    /// Runs the writer loop on a thread; each write is reported as (rows, done).
-    fn writer() -> (
+    /// The test's ends of a writer loop: where windows go in, what was written (rows, done),
+    /// and the loop's thread.
+    type TestWriter = (
         std::sync::mpsc::SyncSender<Chunk>,
         std::sync::mpsc::Receiver<(usize, u64)>,
         std::thread::JoinHandle<Result<(), String>>,
-    ) {
+    );
+
+    /// Runs the writer loop on a thread; each write is reported as (rows, done).
+    fn writer() -> TestWriter {
         let (sender, windows) = std::sync::mpsc::sync_channel::<Chunk>(1);
         let (report, writes) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
