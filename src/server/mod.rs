@@ -7,20 +7,18 @@
 
 mod auth;
 mod codec;
+mod commands;
+mod context;
 mod handlers;
-mod jobs;
-mod manage;
-mod read;
 mod refusals;
 mod reply;
-mod set;
 mod slots;
 mod stream;
 #[cfg(test)]
 mod tests;
 
 pub use auth::Peer;
-pub use handlers::{Shared, SocketLimits};
+pub use context::{Shared, SocketLimits};
 
 use reply::write_response;
 use slots::Slots;

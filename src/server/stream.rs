@@ -7,7 +7,7 @@
 
 use super::auth::Peer;
 use super::codec::{Frame, LineCodec};
-use super::handlers::{Shared, listing_group, to_value};
+use super::context::{Shared, listing_group, to_value};
 use super::{WRITE_TIMEOUT, write_response};
 use crate::protocol::{ErrorBody, ErrorCode, Following, Response};
 use futures_util::StreamExt;

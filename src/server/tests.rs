@@ -4,7 +4,8 @@
 //! caller is whatever `Peer` the test says it is.
 
 use super::auth::Peer;
-use super::handlers::{Shared, handle};
+use super::context::Shared;
+use super::handlers::handle;
 use crate::catalog::Catalog;
 use crate::config::{Config, LiveConfig};
 use crate::events::Events;

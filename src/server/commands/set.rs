@@ -8,16 +8,14 @@
 //! all in one transaction. A read that fails changes nothing and says why. Admins only: the
 //! gate in `handlers` checks it before this runs.
 
-use super::auth::Peer;
-use super::handlers::{Shared, catalog_error, need_group, to_value};
-use super::manage::known_peer;
 use crate::catalog::read_options::ReadAs;
 use crate::ingest::columns::forced;
 use crate::ingest::formats::Format;
 use crate::ingest::isolate::{self, Failure, Limits, ParseWorker};
 use crate::protocol::{ErrorBody, ErrorCode, ReadOverride, SetOutcome, cmd};
+use crate::server::auth::Peer;
+use crate::server::context::{Shared, bad_args, known_peer, need_group, to_value};
 use serde_json::Value;
-
 /// `set` as it came on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetRequest {
@@ -58,11 +56,7 @@ pub async fn handle(
     set(shared, peer, group, request).await
 }
 
-fn bad_args(message: impl Into<String>) -> ErrorBody {
-    ErrorBody::new(ErrorCode::BadArgs, message)
-}
-
-pub async fn set(
+async fn set(
     shared: &Shared,
     peer: Option<Peer>,
     group: String,
@@ -88,8 +82,7 @@ pub async fn set(
     let reread = shared
         .catalog
         .call(move |db| db.version_to_reread(&g, &s))
-        .await
-        .map_err(catalog_error)?;
+        .await?;
     let format = Format::from_extension(&reread.format).ok_or_else(|| {
         ErrorBody::new(
             ErrorCode::Internal,
@@ -109,8 +102,7 @@ pub async fn set(
         read.sheet = shared
             .catalog
             .call(move |db| db.preferred_sheet(&g))
-            .await
-            .map_err(catalog_error)?;
+            .await?;
     }
     if let Some(options) = &stored {
         forced::apply(&mut read, options);
@@ -148,7 +140,7 @@ pub async fn set(
     let actor = peer.actor();
     extracted.reading.set = stored.clone();
     extracted.reading.set_by = stored.as_ref().and_then(|_| actor.display_name());
-    let detail = super::refusals::bound_detail(format!(
+    let detail = crate::server::refusals::bound_detail(format!(
         "{}; {version} read again: {} columns, {} rows",
         match &stored {
             Some(options) => format!("read options: {}", options.describe()),
@@ -169,8 +161,7 @@ pub async fn set(
         shared
             .catalog
             .call(move |db| db.apply_override(&reread, stored.as_ref(), &read_as, &actor, detail))
-            .await
-            .map_err(catalog_error)?
+            .await?
             .map_err(|why| ErrorBody::new(ErrorCode::Refused, why))?
     };
     to_value(&SetOutcome {

@@ -1,162 +1,92 @@
-//! Handlers of the embedding commands: `reembed`, `jobs`, `retry`, `cancel`, `search`, the
-//! preview of `show`, and `fsck`, which needs to know which jobs are really running.
-//!
-//! The catalog decides what each request does to the queue; this module adds what only the
-//! running daemon can do: stop a processing worker (`cancel`), embed a query with the live
-//! provider (`search`), and render rows with the group's preferences, or with a draft of
-//! them that is tried and not saved (`show` with `preview` and `prefs`), each preview a parse
-//! worker counted against its caller's and the daemon's limits.
+//! `show`: one source with its versions, jobs and embeddings, the in-flight overlay included;
+//! with `preview`, the texts its first rows render to under the group's preferences (or a
+//! draft of them, tried and not saved), each preview a parse worker counted against its
+//! caller's and the daemon's limits (`Previews`).
 
-use super::auth::Peer;
-use super::handlers::{Shared, catalog_error, to_value};
-use super::manage::known_peer;
-use crate::embed::EmbedError;
+use crate::catalog::CatalogError;
 use crate::embed::render::Renderer;
 use crate::ingest::isolate::slots::ParseSlots;
-use crate::protocol::{ErrorBody, ErrorCode, JOBS_MAX, JobState, PrefsDraft, Queued, SourceDetail};
+use crate::protocol::{ErrorBody, ErrorCode, PrefsDraft, SourceDetail, cmd};
+use crate::server::auth::Peer;
+use crate::server::context::{
+    Shared, SocketLimits, bad_args, listing_group, overlay, require_group, to_value,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
 
-/// Jobs returned when no limit is given (the most is `protocol::JOBS_MAX`; `before` pages on).
-const JOBS_DEFAULT: u32 = JOBS_MAX;
-/// Search results when no `k` is given, and the most a request may ask for.
-const K_DEFAULT: u32 = 10;
-const K_MAX: u32 = 1000;
 /// Rows a preview may render.
 const PREVIEW_MAX: u32 = 1000;
-/// How long `cancel` waits for a processing job's worker to let go before answering.
-const CANCEL_WAIT: Duration = Duration::from_secs(30);
 
-fn bad_args(message: impl Into<String>) -> ErrorBody {
-    ErrorBody::new(ErrorCode::BadArgs, message)
-}
-
-pub async fn reembed(
+pub async fn handle(
     shared: &Shared,
     peer: Option<Peer>,
-    group: String,
-    sources: Vec<String>,
-    all: bool,
-) -> Result<Vec<Queued>, ErrorBody> {
-    let actor = known_peer(peer)?.actor();
-    shared
-        .catalog
-        .call(move |db| db.reembed(&group, &sources, all, &actor))
-        .await
-        .map_err(catalog_error)
-}
-
-pub async fn list(
-    shared: &Shared,
-    group: Option<String>,
-    state: Option<JobState>,
-    ids: Vec<i64>,
-    limit: Option<u32>,
-    before: Option<i64>,
+    request: cmd::Show,
 ) -> Result<Value, ErrorBody> {
-    let limit = limit.unwrap_or(JOBS_DEFAULT);
-    if limit == 0 || limit > JOBS_MAX {
-        return Err(bad_args(format!(
-            "limit must be between 1 and {JOBS_MAX}; page further with before (the id of the \
-             first job of a page)"
-        )));
-    }
-    let jobs = shared
-        .catalog
-        .call(move |db| db.jobs_page(group.as_deref(), state, &ids, limit, before))
-        .await
-        .map_err(catalog_error)?;
-    to_value(&jobs)
-}
-
-pub async fn retry(
-    shared: &Shared,
-    peer: Option<Peer>,
-    ids: Vec<i64>,
-    failed_in: Option<String>,
-) -> Result<Value, ErrorBody> {
-    if failed_in.is_none() && ids.is_empty() {
-        return Err(bad_args(
-            "name the jobs to retry, or failed for every failed job of the group",
+    let cmd::Show {
+        source,
+        group,
+        preview,
+        prefs,
+    } = request;
+    if prefs.is_some() && preview.is_none() {
+        return Err(ErrorBody::new(
+            ErrorCode::BadArgs,
+            "prefs only changes how a preview is rendered: give preview too",
         ));
     }
-    if failed_in.is_some() && !ids.is_empty() {
-        return Err(bad_args("name jobs or ask for every failed job, not both"));
+    let group = listing_group(shared, peer, group, false).await?;
+    let mut detail = show(shared, source, group).await?;
+    if let Some(rows) = preview {
+        add_preview(shared, peer, &mut detail, rows, prefs).await?;
     }
-    let actor = known_peer(peer)?.actor();
-    let running = shared.queue.processing();
-    let outcomes = shared
-        .catalog
-        .call(move |db| db.retry(&ids, failed_in.as_deref(), &running, &actor))
-        .await
-        .map_err(catalog_error)?;
-    to_value(&outcomes)
+    to_value(&detail)
 }
 
-pub async fn cancel(
+async fn show(
     shared: &Shared,
-    peer: Option<Peer>,
-    ids: Vec<i64>,
-) -> Result<Value, ErrorBody> {
-    if ids.is_empty() {
-        return Err(bad_args("name the jobs to cancel"));
+    source: String,
+    group: Option<String>,
+) -> Result<crate::protocol::SourceDetail, ErrorBody> {
+    if let Some(group) = &group {
+        require_group(shared, group).await?;
     }
-    let actor = known_peer(peer)?.actor();
-    let (mut outcomes, processing) = shared
+    let wanted_group = group.clone();
+    let name = source.clone();
+    let mut detail = match shared
         .catalog
-        .call(move |db| db.cancel(&ids, &actor))
+        .call(move |db| db.show_source(wanted_group.as_deref(), &name))
         .await
-        .map_err(catalog_error)?;
-    // Answer once the workers have let go, so a script may delete or retry right after.
-    let left = shared.queue.stop_jobs(&processing, CANCEL_WAIT).await;
-    for outcome in &mut outcomes {
-        if left.iter().any(|id| id.to_string() == outcome.target) {
-            outcome
-                .message
-                .push_str("; its worker is still finishing the current batch and will discard it");
+    {
+        Ok(detail) => detail,
+        Err(CatalogError::NotFound(message)) => {
+            // Seen but not yet stored: show that rather than "not found".
+            let mut flying = Vec::new();
+            overlay(&mut flying, &shared.in_flight, group.as_deref());
+            match flying.into_iter().find(|s| s.name == source) {
+                Some(summary) => crate::protocol::SourceDetail {
+                    summary,
+                    versions: Vec::new(),
+                    jobs: Vec::new(),
+                    embeddings: None,
+                    preview: None,
+                },
+                None => return Err(ErrorBody::new(ErrorCode::NotFound, message)),
+            }
         }
+        Err(other) => return Err(other.into()),
+    };
+    let mut one = vec![detail.summary.clone()];
+    overlay(
+        &mut one,
+        &shared.in_flight,
+        Some(&detail.summary.group.clone()),
+    );
+    if let Some(summary) = one.into_iter().find(|s| s.name == detail.summary.name) {
+        detail.summary = summary;
     }
-    to_value(&outcomes)
-}
-
-pub async fn search(
-    shared: &Shared,
-    group: String,
-    text: String,
-    k: Option<u32>,
-) -> Result<Value, ErrorBody> {
-    let k = k.unwrap_or(K_DEFAULT);
-    if k == 0 || k > K_MAX {
-        return Err(bad_args(format!("k must be between 1 and {K_MAX}")));
-    }
-    if text.trim().is_empty() {
-        return Err(bad_args("give the text to search for"));
-    }
-    let providers = Arc::clone(&shared.queue.providers);
-    let database = shared.catalog.path().to_path_buf();
-    let result = tokio::task::spawn_blocking(move || {
-        let provider = providers.get()?;
-        let query = provider
-            .embed(std::slice::from_ref(&text))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| EmbedError::Permanent("the provider returned no vector".into()))?;
-        Ok::<_, EmbedError>(crate::catalog::search::search(
-            &database,
-            &group,
-            provider.identity(),
-            &query,
-            k as usize,
-        ))
-    })
-    .await
-    .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
-    .map_err(|e| ErrorBody::new(ErrorCode::Refused, format!("cannot embed the query: {e}")))?
-    .map_err(catalog_error)?;
-    to_value(&result)
+    Ok(detail)
 }
 
 /// The parse workers previews run: per uid (refused beyond `server.previews_per_uid` for
@@ -171,7 +101,7 @@ pub struct Previews {
     global: OnceLock<ParseSlots>,
 }
 
-impl super::handlers::SocketLimits {
+impl SocketLimits {
     /// Limits whose previews take their parse-worker places from `slots`, the places ingest
     /// takes too.
     pub fn sharing(slots: ParseSlots) -> Self {
@@ -239,7 +169,7 @@ impl Drop for PreviewTurn<'_> {
 
 /// Fill `detail.preview` with the texts the first `rows` rows of the newest version render
 /// to under the group's preferences, or under `draft` in their place (tried, not saved).
-pub async fn add_preview(
+async fn add_preview(
     shared: &Shared,
     peer: Option<Peer>,
     detail: &mut SourceDetail,
@@ -285,8 +215,7 @@ pub async fn add_preview(
     let mut version = shared
         .catalog
         .call(move |db| db.newest_version(&group, &source))
-        .await
-        .map_err(catalog_error)?;
+        .await?;
     if let Some(draft) = draft {
         version.prefs.columns = draft.columns;
         version.prefs.context = draft.context;
@@ -325,23 +254,6 @@ pub async fn add_preview(
     })?;
     detail.preview = Some(texts);
     Ok(())
-}
-
-pub async fn fsck(shared: &Shared, peer: Option<Peer>, repair: bool) -> Result<Value, ErrorBody> {
-    let actor = match peer {
-        Some(peer) => peer.actor(),
-        None if repair => known_peer(peer)?.actor(),
-        None => <crate::identity::Actor as crate::identity::Resolve>::daemon(),
-    };
-    let storage_root = shared.config().paths.storage_root.clone();
-    let running_at = crate::clock::now_ms();
-    let running = shared.queue.processing();
-    let report = shared
-        .catalog
-        .call(move |db| db.fsck(&storage_root, &running, running_at, repair, &actor))
-        .await
-        .map_err(catalog_error)?;
-    to_value(&report)
 }
 
 #[cfg(test)]

@@ -1,0 +1,58 @@
+//! `audit`: the audit trail of a group (or of every group), filtered by time and action,
+//! newest first, paged with `before`.
+
+use crate::catalog::AuditFilter;
+use crate::protocol::{AUDIT_MAX, ErrorBody, cmd};
+use crate::server::auth::Peer;
+use crate::server::context::{Shared, bad_args, listing_group, to_value};
+use serde_json::Value;
+
+/// Audit records returned when no limit is given (the most is `protocol::AUDIT_MAX`).
+const AUDIT_DEFAULT: u32 = 100;
+
+pub async fn handle(
+    shared: &Shared,
+    peer: Option<Peer>,
+    request: cmd::Audit,
+) -> Result<Value, ErrorBody> {
+    let cmd::Audit {
+        group,
+        all,
+        since,
+        action,
+        limit,
+        before,
+    } = request;
+    let group = listing_group(shared, peer, group, all).await?;
+    let since_ms = match since {
+        None => None,
+        Some(text) => Some(
+            text.parse::<jiff::Timestamp>()
+                .map_err(|e| {
+                    bad_args(format!(
+                        "since: {text:?} is not an RFC 3339 time like 2026-11-27T01:00:00Z ({e})"
+                    ))
+                })?
+                .as_millisecond(),
+        ),
+    };
+    let limit = limit.unwrap_or(AUDIT_DEFAULT);
+    if limit == 0 || limit > AUDIT_MAX {
+        return Err(bad_args(format!(
+            "limit must be between 1 and {AUDIT_MAX}; page further with before (the id of \
+             the last record of a page)"
+        )));
+    }
+    let filter = AuditFilter {
+        group,
+        since_ms,
+        action,
+        limit,
+        before,
+    };
+    let entries = shared
+        .catalog
+        .call(move |db| db.audit_entries(&filter))
+        .await?;
+    to_value(&entries)
+}
