@@ -22,8 +22,8 @@ pub mod queue;
 pub mod server;
 pub mod service;
 pub mod template;
-#[cfg(test)]
-mod testing;
+#[doc(hidden)]
+pub mod testing;
 pub mod watch;
 
 pub use daemon::run;

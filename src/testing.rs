@@ -1,8 +1,9 @@
-//! Support for the unit tests, compiled only into them: loud skips. A test that cannot run
-//! here (no fixture corpus, no model, no test server) says so on the real stderr, where
-//! `cargo test` shows it even for a passing test, and fails instead when
-//! `CI_REQUIRE_ALL_TESTS=1`, which `.ci/run` sets because CI provides everything. The same rule
-//! as the end-to-end suite's `helper::skip`.
+//! Support for the tests (unit and end-to-end), not part of the daemon's interface: loud
+//! skips. A test that cannot run here (no fixture corpus, no model, no test server, not root)
+//! says so on the real stderr, where `cargo test` shows it even for a passing test, and fails
+//! instead when `CI_REQUIRE_ALL_TESTS=1`: CI provides everything, so a skip there means a
+//! broken CI step, not a missing tool. The name does not start with `INGESTD_`, the prefix of
+//! the daemon's config overrides.
 
 use std::io::Write as _;
 

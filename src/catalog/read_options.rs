@@ -222,15 +222,7 @@ pub fn version_override(
     source: &str,
     version_no: i64,
 ) -> Result<Option<ReadOverride>, CatalogError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| CatalogError::Open {
-        path: database.to_path_buf(),
-        source,
-    })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let conn = super::schema::open_reader(database)?;
     let reading: Option<String> = conn
         .query_row(
             "SELECT v.reading FROM versions v JOIN sources s ON s.id = v.source_id

@@ -220,6 +220,22 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
     Ok(conn)
 }
 
+/// A read-only connection of its own to the catalog at `path`, for reads too long to hold up
+/// the catalog thread (search, a job's reusable texts, a row stream's read options). It never
+/// creates or migrates anything; SQLite shares its locks with the daemon's own connection.
+pub fn open_reader(path: &Path) -> Result<Connection, CatalogError> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| CatalogError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), CatalogError> {
     let known = MIGRATIONS.len() as i64;
     let found: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;

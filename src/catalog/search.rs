@@ -10,7 +10,6 @@
 use super::CatalogError;
 use crate::embed::{Identity, cosine};
 use crate::protocol::{SearchHit, SearchResult};
-use rusqlite::{Connection, OpenFlags};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
 use std::path::Path;
@@ -55,15 +54,7 @@ pub fn search(
     query: &[f32],
     k: usize,
 ) -> Result<SearchResult, CatalogError> {
-    let conn = Connection::open_with_flags(
-        database,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| CatalogError::Open {
-        path: database.to_path_buf(),
-        source,
-    })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let conn = super::schema::open_reader(database)?;
     let mut stmt = conn.prepare(
         "SELECT source, version_no, row_no, text, embedding, provider, model, dimension,
                 weights_hash

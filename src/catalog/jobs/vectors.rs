@@ -67,15 +67,7 @@ pub fn reusable_texts(
     generation: i64,
     identity: &Identity,
 ) -> Result<Vec<([u8; 16], Origin)>, CatalogError> {
-    let conn = rusqlite::Connection::open_with_flags(
-        database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| CatalogError::Open {
-        path: database.to_path_buf(),
-        source,
-    })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let conn = crate::catalog::schema::open_reader(database)?;
     let mut stmt = conn.prepare(
         "SELECT x.text_hash, x.generation_id, x.row_no FROM generations n
          JOIN vectors x ON x.generation_id = n.id

@@ -5,8 +5,7 @@
 
 use ingestd::client::Client;
 pub mod openai;
-mod skip;
-pub use skip::skip;
+pub use ingestd::testing::skip;
 
 use ingestd::protocol::{JobInfo, SourceDetail, SourceSummary, StatusInfo, cmd};
 use std::path::{Path, PathBuf};
