@@ -57,6 +57,13 @@ if [ "$(id -u)" = 0 ]; then
     fi
     as_server() { setpriv --reuid="$RUN_AS" --regid="$RUN_AS" --init-groups -- "$@"; }
 fi
+# initdb's own shell commands write to /dev/null; a node the server's user cannot write makes
+# it fail half-way with "cannot create /dev/null".
+if ! as_server sh -c ': > /dev/null' 2>/dev/null; then
+    say "/dev/null is not writable by $(as_server id -un) ($(stat -c '%F, mode %a' /dev/null));" \
+        "it must be crw-rw-rw- (chmod 0666 /dev/null as root)"
+    exit 1
+fi
 
 # 3. A fresh cluster in a temporary folder: data, socket and log.
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/ingestd-pg.XXXXXX")
