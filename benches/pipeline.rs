@@ -113,7 +113,7 @@ fn swap() {
         Catalog::open(&db, &dir.path().join("a.jsonl"), Events::default()).unwrap();
     let started = Instant::now();
     let settled = catalog
-        .call_blocking(|db| db.finish_job(1, Some(2), Ending::Done))
+        .finish_job_blocking(1, Some(2), Ending::Done)
         .unwrap();
     let swap_secs = started.elapsed().as_secs_f64();
     println!(
@@ -121,9 +121,13 @@ fn swap() {
     );
 
     let started = Instant::now();
-    let outcome = catalog
-        .call_blocking(|db| Ok(db.delete("g", "big.csv", &Actor::daemon())))
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
         .unwrap();
+    let outcome = runtime
+        .block_on(catalog.delete("g".into(), vec!["big.csv".into()], Actor::daemon()))
+        .unwrap()
+        .remove(0);
     let delete_secs = started.elapsed().as_secs_f64();
     assert!(outcome.ok, "{outcome:?}");
     println!("delete: the source with its {n} active vectors: {delete_secs:.2} s");
@@ -209,9 +213,7 @@ fn parts() {
     while !rows_out.is_empty() {
         let chunk: Vec<_> = rows_out.drain(..rows_out.len().min(2048)).collect();
         done += chunk.len() as u64;
-        let written = catalog
-            .call_blocking(move |db| db.write_vectors(1, 1, &chunk, done, false))
-            .unwrap();
+        let written = catalog.write_vectors_blocking(1, 1, chunk, done).unwrap();
         assert_eq!(written, Written::Stored);
     }
     rate("write vectors (2,048-row transactions)", started);

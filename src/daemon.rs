@@ -114,14 +114,7 @@ async fn reconfigure(
         queue.reconfigure(&config);
         let max_attempts = config.embedding.max_attempts;
         let retention = retention(&config);
-        let _ = catalog
-            .call(move |db| {
-                db.queue.max_attempts = max_attempts;
-                db.retention = retention;
-                db.queue.wake.notify_one();
-                Ok(())
-            })
-            .await;
+        let _ = catalog.configure(max_attempts, retention).await;
     }
     stop.cancelled().await;
 }
@@ -340,15 +333,8 @@ async fn open_catalog(
     // Jobs a stop left processing go back to the queue.
     let max_attempts = config.embedding.max_attempts;
     let retention = retention(config);
-    let (requeued, dropped) = catalog
-        .call(move |db| {
-            db.queue.max_attempts = max_attempts;
-            db.retention = retention;
-            // Prunes a stop interrupted are finished before anything else is stored.
-            db.finish_prunes()?;
-            db.recover_jobs()
-        })
-        .await?;
+    // Prunes a stop interrupted are finished before anything else is stored.
+    let (requeued, dropped) = catalog.start_up(max_attempts, retention).await?;
     if requeued + dropped > 0 {
         tracing::info!(
             requeued,

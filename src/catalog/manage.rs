@@ -73,15 +73,6 @@ impl Db {
         })
     }
 
-    /// Every group name, sorted.
-    pub fn group_names(&self) -> Result<Vec<String>, CatalogError> {
-        let mut stmt = self
-            .conn()
-            .prepare_cached("SELECT name FROM groups ORDER BY name")?;
-        let names = stmt.query_map([], |r| r.get(0))?;
-        Ok(names.collect::<Result<_, _>>()?)
-    }
-
     /// The sheet a group's preferences name for spreadsheets, if any.
     pub fn preferred_sheet(&self, group: &str) -> Result<Option<String>, CatalogError> {
         Ok(self

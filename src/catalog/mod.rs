@@ -5,6 +5,7 @@
 //! a reactor thread. Writes that carry audit records go through [`Db::write`], which appends
 //! the records to `audit.jsonl` only after the transaction commits.
 
+mod api;
 mod drops;
 pub mod fsck;
 mod ingest;
@@ -18,6 +19,7 @@ pub mod retain;
 mod schema;
 pub mod search;
 
+pub use api::{SourceStatuses, Stopping};
 pub use ingest::{Accepted, Decision, Rejected, Reservation};
 pub use jobs::{Begun, Claimed, Ending, Finished};
 pub use manage::{AuditFilter, PrefsChange, parse_target};
@@ -59,15 +61,16 @@ pub enum CatalogError {
     Panicked(String),
 }
 
-/// The connection and the audit log, as the catalog thread holds them.
-pub struct Db {
+/// The connection and the audit log, as the catalog thread holds them. Private to the
+/// catalog: everything else goes through the typed methods of [`Catalog`] (`api`).
+struct Db {
     conn: Connection,
     audit: AuditLog,
     events: Events,
     /// The embedding queue's settings and round-robin cursor.
-    pub queue: jobs::QueueState,
+    queue: jobs::QueueState,
     /// How many versions to keep, and where their files are.
-    pub retention: retain::Retention,
+    retention: retain::Retention,
 }
 
 impl Db {
@@ -133,6 +136,7 @@ pub struct Catalog {
     tx: mpsc::Sender<Call>,
     /// Notified whenever a job may have become startable.
     wake: std::sync::Arc<tokio::sync::Notify>,
+    /// The database file, for readers with their own connection (search, reuse).
     path: PathBuf,
 }
 
@@ -190,11 +194,6 @@ impl Catalog {
         std::sync::Arc::clone(&self.wake)
     }
 
-    /// The database file, for readers with their own connection (search).
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn wrap<R, F>(f: F, reply: oneshot::Sender<Result<R, CatalogError>>) -> Call
     where
         F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
@@ -216,7 +215,7 @@ impl Catalog {
     }
 
     /// Run `f` on the catalog thread and await its result.
-    pub async fn call<R, F>(&self, f: F) -> Result<R, CatalogError>
+    async fn call<R, F>(&self, f: F) -> Result<R, CatalogError>
     where
         F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
         R: Send + 'static,
@@ -230,7 +229,7 @@ impl Catalog {
     }
 
     /// Run `f` on the catalog thread from a blocking thread (never from async code).
-    pub fn call_blocking<R, F>(&self, f: F) -> Result<R, CatalogError>
+    fn call_blocking<R, F>(&self, f: F) -> Result<R, CatalogError>
     where
         F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
         R: Send + 'static,

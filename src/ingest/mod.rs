@@ -345,17 +345,11 @@ impl Ingestor {
         let mut options = isolate::read_options(&config.ingest);
         if matches!(format, Format::Xls | Format::Xlsx | Format::Xlsm) {
             let group = file.group.clone();
-            options.sheet = self
-                .catalog
-                .call_blocking(move |db| db.preferred_sheet(&group))
-                .unwrap_or(None);
+            options.sheet = self.catalog.preferred_sheet_blocking(group).unwrap_or(None);
         }
         // The source's own read options (`ingestctl set`) apply to every later version.
         let (group, name) = (file.group.clone(), file.name.clone());
-        let set = match self
-            .catalog
-            .call_blocking(move |db| db.source_override(&group, &name))
-        {
+        let set = match self.catalog.source_override_blocking(group, name) {
             Ok(set) => set,
             Err(e) => {
                 let _ = tmp_dir.unlink(&tmp_name);
@@ -421,15 +415,16 @@ impl Ingestor {
             accepted.size
         );
         let storage_root = config.paths.storage_root.clone();
-        let to_decide = accepted.clone();
+        let (group, name) = (accepted.group.clone(), accepted.name.clone());
         let in_flight = self.in_flight.clone();
-        let decision = match self.catalog.call_blocking(move |db| {
-            let decision = db.decide(&to_decide, &storage_root)?;
-            if matches!(decision, Decision::Unchanged { .. }) {
-                in_flight.clear(&to_decide.group, &to_decide.name);
-            }
-            Ok(decision)
-        }) {
+        let decided =
+            self.catalog
+                .decide_blocking(accepted.clone(), storage_root, move |decision| {
+                    if matches!(decision, Decision::Unchanged { .. }) {
+                        in_flight.clear(&group, &name);
+                    }
+                });
+        let decision = match decided {
             Ok(decision) => decision,
             Err(e) => {
                 let _ = tmp_dir.unlink(&tmp_name);
@@ -457,7 +452,7 @@ impl Ingestor {
                 {
                     let _ = tmp_dir.unlink(&tmp_name);
                     let id = reservation.id;
-                    let _ = self.catalog.call_blocking(move |db| db.abandon(id));
+                    let _ = self.catalog.abandon_blocking(id);
                     self.notices.report(format!(
                         "cannot store {} as {}: {e}; it stays in the drop folder",
                         path.display(),
@@ -466,15 +461,15 @@ impl Ingestor {
                     return waiting("rename failed");
                 }
                 let version = reservation.label();
-                let ready = reservation.clone();
+                let (group, name) = (reservation.group.clone(), reservation.name.clone());
                 let in_flight = self.in_flight.clone();
-                if let Err(e) = self.catalog.call_blocking(move |db| {
-                    db.mark_ready(&ready, detail)?;
-                    // Cleared with the commit, so no reader sees "validating" after the
-                    // accepted event went out.
-                    in_flight.clear(&ready.group, &ready.name);
-                    Ok(())
-                }) {
+                // Cleared with the commit, so no reader sees "validating" after the accepted
+                // event went out.
+                let cleared = move || in_flight.clear(&group, &name);
+                let marked = self
+                    .catalog
+                    .mark_ready_blocking(reservation.clone(), detail, cleared);
+                if let Err(e) = marked {
                     // The stored file and its reservation stay; start-up recovery completes it.
                     self.notices.report(format!(
                         "catalog error after storing {}: {e}; it will be completed at the next start",
@@ -571,13 +566,13 @@ impl Ingestor {
             Ok((kept, target)) if move_it => Some(kept.dir.shown_child(target)),
             _ => None,
         };
-        let record = rejected.clone();
+        let (group, name) = (rejected.group.clone(), rejected.name.clone());
         let in_flight = self.in_flight.clone();
-        if let Err(e) = self.catalog.call_blocking(move |db| {
-            db.record_rejection(&record)?;
-            in_flight.clear(&record.group, &record.name);
-            Ok(())
-        }) {
+        let cleared = move || in_flight.clear(&group, &name);
+        if let Err(e) = self
+            .catalog
+            .record_rejection_blocking(rejected.clone(), cleared)
+        {
             self.notices
                 .report(format!("cannot record the rejection of {}: {e}", file.name));
         }

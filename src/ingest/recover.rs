@@ -37,18 +37,15 @@ pub fn recover(config: &Config, catalog: &Catalog) -> Result<Recovered, CatalogE
     // followed, and nothing outside the storage root is renamed or read.
     let storage = Dir::open(&config.paths.storage_root).ok();
     let drops = Dir::open(&config.paths.drop_root).ok();
-    for reservation in catalog.call_blocking(|db| db.reservations())? {
+    for reservation in catalog.reservations_blocking()? {
         if storage
             .as_ref()
             .is_some_and(|storage| complete(storage, &reservation))
         {
-            let ready = reservation.clone();
-            catalog.call_blocking(move |db| {
-                db.mark_ready(
-                    &ready,
-                    "completed at start-up after an interrupted store".into(),
-                )
-            })?;
+            catalog.complete_reservation_blocking(
+                reservation.clone(),
+                "completed at start-up after an interrupted store".into(),
+            )?;
             report.completed += 1;
             if let Some(drops) = &drops
                 && remove_drop_if_stored(drops, &reservation)
@@ -57,11 +54,11 @@ pub fn recover(config: &Config, catalog: &Catalog) -> Result<Recovered, CatalogE
             }
         } else {
             let id = reservation.id;
-            catalog.call_blocking(move |db| db.abandon(id))?;
+            catalog.abandon_blocking(id)?;
             report.undone += 1;
         }
     }
-    report.deletions_finished = catalog.call_blocking(|db| db.finish_deletions())?;
+    report.deletions_finished = catalog.finish_deletions_blocking()?;
     report.temporaries_removed = storage.as_ref().map(clean_temporaries).unwrap_or(0);
     if let Some(drops) = &drops {
         resolve_asides(drops, catalog, &mut report);
@@ -158,7 +155,7 @@ fn resolve_asides(drops: &Dir, catalog: &Catalog, report: &mut Recovered) {
                     sha256.to_string(),
                 );
                 catalog
-                    .call_blocking(move |db| db.holds_content(&group, &source, &sha))
+                    .holds_content_blocking(group, source, sha)
                     .unwrap_or(false)
             };
             match store::resolve_aside(&group, &name, stored) {

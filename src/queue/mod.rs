@@ -139,24 +139,16 @@ pub async fn run(
     loop {
         let free = queue.concurrency().saturating_sub(queue.running().len());
         if free > 0 {
-            match catalog.call(move |db| db.claim(free)).await {
+            match catalog.claim(free).await {
                 Ok(claimed) => {
                     for job in claimed {
                         if let Err(id) = start(&queue, &catalog, &config, job) {
                             // No thread for it: back to the queue after a pause.
-                            let requeued = catalog
-                                .call(move |db| {
-                                    db.finish_job(
-                                        id,
-                                        None,
-                                        Ending::Retry {
-                                            error: "the daemon could not start a worker thread"
-                                                .into(),
-                                            at_ms: crate::clock::now_ms() + 5_000,
-                                        },
-                                    )
-                                })
-                                .await;
+                            let pause = Ending::Retry {
+                                error: "the daemon could not start a worker thread".into(),
+                                at_ms: crate::clock::now_ms() + 5_000,
+                            };
+                            let requeued = catalog.finish_job(id, None, pause).await;
                             if let Err(error) = requeued {
                                 tracing::error!(job = id, "cannot requeue embedding job: {error}");
                             }
@@ -167,7 +159,7 @@ pub async fn run(
             }
         }
         let next_due = catalog
-            .call(|db| db.next_due())
+            .next_due()
             .await
             .ok()
             .flatten()
@@ -260,7 +252,7 @@ fn report(
 ) {
     let id = job.job;
     let log = ending.clone();
-    match catalog.call_blocking(move |db| db.finish_job(id, generation, ending)) {
+    match catalog.finish_job_blocking(id, generation, ending) {
         Ok(finished) => tracing::info!(
             job = id,
             group = %job.group,

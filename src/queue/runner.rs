@@ -12,7 +12,7 @@
 
 use super::reuse::Reuse;
 use super::{Stop, StopFlag, rows};
-use crate::catalog::jobs::{NewRow, Origin, RowVector, Written, reusable_texts, text_hash};
+use crate::catalog::jobs::{NewRow, Origin, RowVector, Written, text_hash};
 use crate::catalog::{Begun, Catalog, Claimed, Ending};
 use crate::config::Config;
 use crate::embed::backoff::Backoff;
@@ -54,7 +54,7 @@ impl Writer {
         let catalog = catalog.clone();
         let write = move |rows: Vec<NewRow>, done: u64| -> Result<(), String> {
             let written = catalog
-                .call_blocking(move |db| db.write_vectors(job, generation, &rows, done, true))
+                .write_vectors_blocking(job, generation, rows, done)
                 .map_err(|e| format!("cannot write vectors to the catalog: {e}"))?;
             if written == Written::Stopped {
                 // Cancelled or deleted meanwhile: the job's end is decided by the catalog,
@@ -238,10 +238,7 @@ pub(super) fn run(
     };
     let identity = provider.identity().clone();
     let id = job.job;
-    let begun = catalog.call_blocking({
-        let identity = identity.clone();
-        move |db| db.begin_generation(id, &identity)
-    });
+    let begun = catalog.begin_generation_blocking(id, identity.clone());
     let generation = match begun {
         Ok(Begun::Started(generation)) => generation,
         Ok(Begun::Refused(refusal)) => return (None, Ending::Failed(refusal)),
@@ -249,7 +246,7 @@ pub(super) fn run(
         Ok(Begun::Cancelled) => return (None, Ending::Cancelled),
         Err(error) => return (None, ending_of(job, Halt::Catalog(error.to_string()))),
     };
-    let known = match reusable_texts(catalog.path(), id, generation, &identity) {
+    let known = match catalog.reusable_texts_blocking(id, generation, &identity) {
         Ok(known) => known,
         Err(error) => {
             let reason = format!("cannot read the vectors to reuse: {error}");

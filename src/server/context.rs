@@ -1,5 +1,5 @@
 //! What every command handler shares: the daemon state (`Shared`, `SocketLimits`), the caller
-//! (`known_peer`), which group a request works on (`listing_group`, `need_group`,
+//! (`known_peer`), which group a request works on (`in_scope`, `need_group`,
 //! `require_group`), the in-flight overlay over catalog listings, and how catalog errors
 //! become error bodies (`From<CatalogError> for ErrorBody`).
 //!
@@ -12,6 +12,7 @@ use crate::config::{Config, LiveConfig};
 use crate::events::Events;
 use crate::inflight::{InFlight, Phase};
 use crate::notices::Notices;
+use crate::protocol::cmd::{GroupAndAll, Scope};
 use crate::protocol::{ErrorBody, ErrorCode, GroupInfo, SourceSummary, Status};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -65,6 +66,10 @@ pub fn bad_args(message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::BadArgs, message)
 }
 
+/// What the handler of request `C` answers: the reply type the protocol ties to `C`
+/// (`Call::Reply`), so a handler cannot answer a shape its clients do not expect.
+pub type Reply<C> = Result<<C as crate::protocol::Call>::Reply, ErrorBody>;
+
 pub fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorBody> {
     serde_json::to_value(value).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
 }
@@ -77,34 +82,29 @@ pub async fn current_group(
     let Some(peer) = peer else {
         return Ok(None);
     };
-    Ok(shared
-        .catalog
-        .call(move |db| db.current_group(peer.uid))
-        .await?)
+    Ok(shared.catalog.current_group(peer.uid).await?)
 }
 
-/// The group a listing command works on: the named one (which must exist), else the
-/// caller's current group, else `None` (every group). `all` means every group.
-pub async fn listing_group(
+/// The group a listing request covers: the named one (which must exist), else the caller's
+/// current group, else `None` (every group).
+pub async fn in_scope(
     shared: &Shared,
     peer: Option<Peer>,
-    group: Option<String>,
-    all: bool,
+    scope: Result<Scope, GroupAndAll>,
 ) -> Result<Option<String>, ErrorBody> {
-    if all {
-        if group.is_some() {
-            return Err(ErrorBody::new(
-                ErrorCode::BadArgs,
-                "give a group or all, not both",
-            ));
+    match scope.map_err(|e| bad_args(e.to_string()))? {
+        Scope::All => Ok(None),
+        Scope::Group(group) => {
+            require_group(shared, &group).await?;
+            Ok(Some(group))
         }
-        return Ok(None);
+        Scope::Current => current_group(shared, peer).await,
     }
-    if let Some(group) = group {
-        require_group(shared, &group).await?;
-        return Ok(Some(group));
-    }
-    current_group(shared, peer).await
+}
+
+/// The scope of a request that names one group or none (the current one).
+pub fn named_or_current(group: Option<String>) -> Result<Scope, GroupAndAll> {
+    Ok(group.map_or(Scope::Current, Scope::Group))
 }
 
 /// The group a command needs one of: the named one, else the current group.
@@ -113,7 +113,7 @@ pub async fn need_group(
     peer: Option<Peer>,
     group: Option<String>,
 ) -> Result<String, ErrorBody> {
-    match listing_group(shared, peer, group, false).await? {
+    match in_scope(shared, peer, named_or_current(group)).await? {
         Some(group) => Ok(group),
         None => Err(ErrorBody::new(
             ErrorCode::BadArgs,
@@ -124,7 +124,7 @@ pub async fn need_group(
 }
 
 pub async fn require_group(shared: &Shared, group: &str) -> Result<(), ErrorBody> {
-    let groups = shared.catalog.call(|db| db.list_groups()).await?;
+    let groups = shared.catalog.list_groups().await?;
     if groups.iter().any(|g| g.name == group) {
         return Ok(());
     }
@@ -165,10 +165,7 @@ pub async fn sources(
     group: Option<String>,
 ) -> Result<Vec<SourceSummary>, ErrorBody> {
     let wanted = group.clone();
-    let mut list = shared
-        .catalog
-        .call(move |db| db.list_sources(wanted.as_deref()))
-        .await?;
+    let mut list = shared.catalog.list_sources(wanted).await?;
     overlay(&mut list, &shared.in_flight, group.as_deref());
     Ok(list)
 }
@@ -224,10 +221,7 @@ pub fn overlay(list: &mut Vec<SourceSummary>, in_flight: &InFlight, group: Optio
 
 /// Every group with its sources counted by status, the in-flight overlay included.
 pub async fn group_list(shared: &Shared) -> Result<Vec<GroupInfo>, ErrorBody> {
-    let (mut groups, statuses) = shared
-        .catalog
-        .call(|db| Ok((db.list_groups()?, db.source_statuses()?)))
-        .await?;
+    let (mut groups, statuses) = shared.catalog.groups_and_statuses().await?;
     // Recount with the in-flight overlay so counts agree with `ls`.
     let mut shown: BTreeMap<(String, String), Status> = statuses
         .into_iter()

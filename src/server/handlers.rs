@@ -23,27 +23,32 @@ pub async fn handle(
         .map_err(|message| ErrorBody::new(ErrorCode::BadArgs, message))?;
     allow(shared, peer, &command).await?;
     match command {
-        Command::Status(r) => commands::status::handle(shared, peer, r).await,
-        Command::Groups(r) => commands::groups::handle(shared, peer, r).await,
-        Command::Ls(r) => commands::ls::handle(shared, peer, r).await,
-        Command::Show(r) => commands::show::handle(shared, peer, r).await,
-        Command::Use(r) => commands::use_group::handle(shared, peer, r).await,
-        Command::Prefs(r) => commands::prefs::handle(shared, peer, r).await,
-        Command::PrefsSet(r) => commands::prefs_set::handle(shared, peer, r).await,
-        Command::Set(r) => commands::set::handle(shared, peer, r).await,
-        Command::Rm(r) => commands::rm::handle(shared, peer, r).await,
-        Command::Reembed(r) => commands::reembed::handle(shared, peer, r).await,
-        Command::Jobs(r) => commands::jobs::handle(shared, peer, r).await,
-        Command::Retry(r) => commands::retry::handle(shared, peer, r).await,
-        Command::Cancel(r) => commands::cancel::handle(shared, peer, r).await,
-        Command::Fsck(r) => commands::fsck::handle(shared, peer, r).await,
-        Command::Search(r) => commands::search::handle(shared, peer, r).await,
-        Command::Audit(r) => commands::audit::handle(shared, peer, r).await,
+        Command::Status(r) => wire(commands::status::handle(shared, peer, r).await),
+        Command::Groups(r) => wire(commands::groups::handle(shared, peer, r).await),
+        Command::Ls(r) => wire(commands::ls::handle(shared, peer, r).await),
+        Command::Show(r) => wire(commands::show::handle(shared, peer, r).await),
+        Command::Use(r) => wire(commands::use_group::handle(shared, peer, r).await),
+        Command::Prefs(r) => wire(commands::prefs::handle(shared, peer, r).await),
+        Command::PrefsSet(r) => wire(commands::prefs_set::handle(shared, peer, r).await),
+        Command::Set(r) => wire(commands::set::handle(shared, peer, r).await),
+        Command::Rm(r) => wire(commands::rm::handle(shared, peer, r).await),
+        Command::Reembed(r) => wire(commands::reembed::handle(shared, peer, r).await),
+        Command::Jobs(r) => wire(commands::jobs::handle(shared, peer, r).await),
+        Command::Retry(r) => wire(commands::retry::handle(shared, peer, r).await),
+        Command::Cancel(r) => wire(commands::cancel::handle(shared, peer, r).await),
+        Command::Fsck(r) => wire(commands::fsck::handle(shared, peer, r).await),
+        Command::Search(r) => wire(commands::search::handle(shared, peer, r).await),
+        Command::Audit(r) => wire(commands::audit::handle(shared, peer, r).await),
         Command::Events(_) => Err(ErrorBody::new(
             ErrorCode::Internal,
             "events is a stream and is answered by the connection itself",
         )),
     }
+}
+
+/// A handler's typed answer as the `data` of the response.
+fn wire<T: serde::Serialize>(answer: Result<T, ErrorBody>) -> Result<Value, ErrorBody> {
+    super::context::to_value(&answer?)
 }
 
 /// Refuse (and audit the refusal of) a state-changing command from a non-admin. Refusals
@@ -88,6 +93,6 @@ async fn allow(shared: &Shared, peer: Option<Peer>, command: &Command) -> Result
     {
         record.group = Some(g.clone());
     }
-    let _ = shared.catalog.call(move |db| db.audit(vec![record])).await;
+    let _ = shared.catalog.audit(vec![record]).await;
     Err(ErrorBody::new(ErrorCode::PermissionDenied, message))
 }

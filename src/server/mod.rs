@@ -240,7 +240,7 @@ async fn flush_refusals(shared: Arc<Shared>, shutdown: CancellationToken) {
             .refusals
             .due(std::time::Instant::now(), everything);
         if !records.is_empty() {
-            let _ = shared.catalog.call(move |db| db.audit(records)).await;
+            let _ = shared.catalog.audit(records).await;
         }
         if everything {
             return;
@@ -278,14 +278,13 @@ async fn connection(
             )),
             Frame::Line(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Frame::Line(line) => match protocol::parse_request(&line) {
-                Ok(Command::Events(cmd::Events { group, all })) => match slot.follow(&limits) {
+                Ok(Command::Events(events)) => match slot.follow(&limits) {
                     Ok(()) => {
                         // The connection becomes the event stream until either side ends it.
                         stream::follow(
                             &shared,
                             peer,
-                            group,
-                            all,
+                            cmd::Scoped::scope(&events),
                             &mut frames,
                             &mut send,
                             &shutdown,

@@ -7,8 +7,9 @@
 
 use super::auth::Peer;
 use super::codec::{Frame, LineCodec};
-use super::context::{Shared, listing_group, to_value};
+use super::context::{Shared, in_scope, to_value};
 use super::{WRITE_TIMEOUT, write_response};
+use crate::protocol::cmd::{GroupAndAll, Scope};
 use crate::protocol::{ErrorBody, ErrorCode, Following, Response};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -19,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn follow<R, W>(
     shared: &Shared,
     peer: Option<Peer>,
-    group: Option<String>,
-    all: bool,
+    scope: Result<Scope, GroupAndAll>,
     frames: &mut FramedRead<R, LineCodec>,
     send: &mut W,
     shutdown: &CancellationToken,
@@ -30,7 +30,7 @@ pub async fn follow<R, W>(
 {
     // Subscribe before answering, so nothing that happens after the answer is missed.
     let mut events = shared.events.subscribe();
-    let group = match listing_group(shared, peer, group, all).await {
+    let group = match in_scope(shared, peer, scope).await {
         Ok(group) => group,
         Err(error) => {
             let _ = write_response(send, Response::err(error), WRITE_TIMEOUT).await;

@@ -159,7 +159,7 @@ fn read_only() -> Vec<Command> {
 async fn every_state_changing_command_is_refused_for_a_non_admin_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let shared = shared(dir.path());
-    let before = shared.catalog.call(|db| db.prefs("g")).await.unwrap();
+    let before = shared.catalog.prefs("g".into()).await.unwrap();
     for command in state_changing() {
         assert!(command.changes_state(), "{command:?}");
         let error = handle(&shared, Some(STRANGER), command.clone())
@@ -181,7 +181,7 @@ async fn every_state_changing_command_is_refused_for_a_non_admin_and_changes_not
         }
     }
     // Root's prefs_set went through; the stranger's never did: the saver is root.
-    let after = shared.catalog.call(|db| db.prefs("g")).await.unwrap();
+    let after = shared.catalog.prefs("g".into()).await.unwrap();
     assert_ne!(before.updated_by, after.updated_by);
     assert_ne!(after.updated_by.as_deref(), Some("uid 4000123"));
 }
@@ -330,11 +330,9 @@ async fn refusals_of_one_uid_are_audited_once_per_window_with_a_bounded_detail()
     }
     let entries = shared
         .catalog
-        .call(|db| {
-            db.audit_entries(&crate::catalog::AuditFilter {
-                limit: 1000,
-                ..Default::default()
-            })
+        .audit_entries(crate::catalog::AuditFilter {
+            limit: 1000,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -381,11 +379,9 @@ async fn requests_that_name_too_much_are_refused_before_the_gate() {
     }
     let audited = shared
         .catalog
-        .call(|db| {
-            db.audit_entries(&crate::catalog::AuditFilter {
-                limit: 10,
-                ..Default::default()
-            })
+        .audit_entries(crate::catalog::AuditFilter {
+            limit: 10,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -92,16 +92,9 @@ impl std::fmt::Display for Summary {
 
 /// Count groups and sources through the catalog thread: the round trip the watchdog trusts.
 pub async fn summary(catalog: &Catalog, in_flight: &InFlight) -> Option<Summary> {
-    let (groups, sources, jobs) = catalog
-        .call(|db| {
-            Ok((
-                db.list_groups()?.len(),
-                db.source_statuses()?.len(),
-                db.queue_counts()?,
-            ))
-        })
-        .await
-        .ok()?;
+    let (groups, sources) = catalog.groups_and_statuses().await.ok()?;
+    let (groups, sources) = (groups.len(), sources.len());
+    let jobs = catalog.queue_counts().await.ok()?;
     let count = |state| jobs.get(&state).copied().unwrap_or(0);
     Some(Summary {
         groups: groups as u64,

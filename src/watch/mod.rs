@@ -595,11 +595,7 @@ impl WatchState {
             return;
         }
         let owned = name.to_string();
-        match self
-            .ctx
-            .catalog
-            .call_blocking(move |db| db.ensure_group(&owned))
-        {
+        match self.ctx.catalog.ensure_group_blocking(owned) {
             Ok(created) => {
                 if created {
                     tracing::info!(group = name, "new group");

@@ -2,28 +2,24 @@
 //! newest first, paged with `before`.
 
 use crate::catalog::AuditFilter;
-use crate::protocol::{AUDIT_MAX, ErrorBody, cmd};
+use crate::protocol::cmd::Scoped;
+use crate::protocol::{AUDIT_MAX, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, listing_group, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, bad_args, in_scope};
 
 /// Audit records returned when no limit is given (the most is `protocol::AUDIT_MAX`).
 const AUDIT_DEFAULT: u32 = 100;
 
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Audit,
-) -> Result<Value, ErrorBody> {
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Audit) -> Reply<cmd::Audit> {
+    let scope = request.scope();
     let cmd::Audit {
-        group,
-        all,
         since,
         action,
         limit,
         before,
+        ..
     } = request;
-    let group = listing_group(shared, peer, group, all).await?;
+    let group = in_scope(shared, peer, scope).await?;
     let since_ms = match since {
         None => None,
         Some(text) => Some(
@@ -50,9 +46,6 @@ pub async fn handle(
         limit,
         before,
     };
-    let entries = shared
-        .catalog
-        .call(move |db| db.audit_entries(&filter))
-        .await?;
-    to_value(&entries)
+    let entries = shared.catalog.audit_entries(filter).await?;
+    Ok(entries)
 }

@@ -1,10 +1,9 @@
 //! `cancel`: named jobs cancelled; the answer waits for their processing workers to let go, so
 //! a script may delete or retry right after.
 
-use crate::protocol::{ErrorBody, cmd};
+use crate::protocol::cmd;
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, known_peer, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, bad_args, known_peer};
 use std::time::Duration;
 
 /// How long `cancel` waits for a processing job's worker to let go before answering.
@@ -14,16 +13,13 @@ pub async fn handle(
     shared: &Shared,
     peer: Option<Peer>,
     request: cmd::Cancel,
-) -> Result<Value, ErrorBody> {
+) -> Reply<cmd::Cancel> {
     let cmd::Cancel { jobs: ids } = request;
     if ids.is_empty() {
         return Err(bad_args("name the jobs to cancel"));
     }
     let actor = known_peer(peer)?.actor();
-    let (mut outcomes, processing) = shared
-        .catalog
-        .call(move |db| db.cancel(&ids, &actor))
-        .await?;
+    let (mut outcomes, processing) = shared.catalog.cancel(ids, actor).await?;
     // Answer once the workers have let go, so a script may delete or retry right after.
     let left = shared.queue.stop_jobs(&processing, CANCEL_WAIT).await;
     for outcome in &mut outcomes {
@@ -33,5 +29,5 @@ pub async fn handle(
                 .push_str("; its worker is still finishing the current batch and will discard it");
         }
     }
-    to_value(&outcomes)
+    Ok(outcomes)
 }

@@ -1,16 +1,11 @@
 //! `fsck`: the catalog checked against the storage root, and with `repair`, fixed; it needs to
 //! know which jobs are really running, which only the daemon knows.
 
-use crate::protocol::{ErrorBody, cmd};
+use crate::protocol::cmd;
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, known_peer, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, known_peer};
 
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Fsck,
-) -> Result<Value, ErrorBody> {
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Fsck) -> Reply<cmd::Fsck> {
     let cmd::Fsck { repair } = request;
     let actor = match peer {
         Some(peer) => peer.actor(),
@@ -22,7 +17,7 @@ pub async fn handle(
     let running = shared.queue.processing();
     let report = shared
         .catalog
-        .call(move |db| db.fsck(&storage_root, &running, running_at, repair, &actor))
+        .fsck(storage_root, running, running_at, repair, actor)
         .await?;
-    to_value(&report)
+    Ok(report)
 }

@@ -1,29 +1,25 @@
 //! `jobs`: the embedding jobs of a group (or of every group, or the ones named by id), by
 //! state, paged with `before`.
 
-use crate::protocol::{ErrorBody, JOBS_MAX, cmd};
+use crate::protocol::cmd::Scoped;
+use crate::protocol::{JOBS_MAX, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, listing_group, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, bad_args, in_scope};
 
 /// Jobs returned when no limit is given (the most is `protocol::JOBS_MAX`; `before` pages on).
 const JOBS_DEFAULT: u32 = JOBS_MAX;
 
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Jobs,
-) -> Result<Value, ErrorBody> {
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Jobs) -> Reply<cmd::Jobs> {
+    let scope = request.scope();
     let cmd::Jobs {
-        group,
-        all,
         state,
         ids,
         limit,
         before,
+        ..
     } = request;
     let group = if ids.is_empty() {
-        listing_group(shared, peer, group, all).await?
+        in_scope(shared, peer, scope).await?
     } else {
         None
     };
@@ -36,7 +32,7 @@ pub async fn handle(
     }
     let jobs = shared
         .catalog
-        .call(move |db| db.jobs_page(group.as_deref(), state, &ids, limit, before))
+        .jobs_page(group, state, ids, limit, before)
         .await?;
-    to_value(&jobs)
+    Ok(jobs)
 }

@@ -1,17 +1,12 @@
 //! `ls`: the sources of a group (or of every group), with the files in flight (settling or
 //! validating) laid over the catalog's answer, so a drop shows the moment it is seen.
 
-use crate::protocol::{ErrorBody, cmd};
+use crate::protocol::cmd;
+use crate::protocol::cmd::Scoped;
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, listing_group, sources, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, in_scope, sources};
 
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Ls,
-) -> Result<Value, ErrorBody> {
-    let cmd::Ls { group, all } = request;
-    let group = listing_group(shared, peer, group, all).await?;
-    to_value(&sources(shared, group).await?)
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Ls) -> Reply<cmd::Ls> {
+    let group = in_scope(shared, peer, request.scope()).await?;
+    sources(shared, group).await
 }

@@ -5,15 +5,14 @@
 use crate::catalog::PrefsChange;
 use crate::protocol::{ErrorBody, PrefsSaved, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, known_peer, need_group, to_value};
+use crate::server::context::{Reply, Shared, bad_args, known_peer, need_group};
 use crate::template;
-use serde_json::Value;
 
 pub async fn handle(
     shared: &Shared,
     peer: Option<Peer>,
     request: cmd::PrefsSet,
-) -> Result<Value, ErrorBody> {
+) -> Reply<cmd::PrefsSet> {
     let cmd::PrefsSet {
         group,
         columns,
@@ -40,7 +39,7 @@ pub async fn handle(
         // Only a re-embed with the saved preferences.
         let wanted = group.clone();
         crate::protocol::PrefsSaved {
-            prefs: shared.catalog.call(move |db| db.prefs(&wanted)).await?,
+            prefs: shared.catalog.prefs(wanted).await?,
             warnings: Vec::new(),
             jobs: Vec::new(),
         }
@@ -50,7 +49,7 @@ pub async fn handle(
     if reembed {
         saved.jobs = super::reembed::queue(shared, peer, group, Vec::new(), true).await?;
     }
-    to_value(&saved)
+    Ok(saved)
 }
 
 /// `prefs_set` as it came on the wire.
@@ -149,7 +148,7 @@ async fn prefs_set(
     let saved_group = group.clone();
     let prefs = shared
         .catalog
-        .call(move |db| db.set_prefs(&saved_group, change, &actor, detail))
+        .set_prefs(saved_group, change, actor, detail)
         .await?;
     // Names no source of the group has: saved anyway (sources differ), but said.
     let mut warnings = Vec::new();

@@ -3,14 +3,13 @@
 
 use crate::protocol::{ErrorBody, ErrorCode, Queued, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, known_peer, need_group, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, known_peer, need_group};
 
 pub async fn handle(
     shared: &Shared,
     peer: Option<Peer>,
     request: cmd::Reembed,
-) -> Result<Value, ErrorBody> {
+) -> Reply<cmd::Reembed> {
     let cmd::Reembed {
         sources,
         group,
@@ -23,7 +22,7 @@ pub async fn handle(
             "name the sources to re-embed, or all for every source of the group (not both)",
         ));
     }
-    to_value(&queue(shared, peer, group, sources, all).await?)
+    queue(shared, peer, group, sources, all).await
 }
 
 pub async fn queue(
@@ -34,8 +33,5 @@ pub async fn queue(
     all: bool,
 ) -> Result<Vec<Queued>, ErrorBody> {
     let actor = known_peer(peer)?.actor();
-    Ok(shared
-        .catalog
-        .call(move |db| db.reembed(&group, &sources, all, &actor))
-        .await?)
+    Ok(shared.catalog.reembed(group, sources, all, actor).await?)
 }

@@ -1,16 +1,11 @@
 //! `retry`: named jobs, or every failed job of a group, queued again; a job still processing
 //! is left alone and said so.
 
-use crate::protocol::{ErrorBody, cmd};
+use crate::protocol::cmd;
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, known_peer, need_group, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, bad_args, known_peer, need_group};
 
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Retry,
-) -> Result<Value, ErrorBody> {
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Retry) -> Reply<cmd::Retry> {
     let cmd::Retry {
         jobs: ids,
         failed,
@@ -31,9 +26,6 @@ pub async fn handle(
     }
     let actor = known_peer(peer)?.actor();
     let running = shared.queue.processing();
-    let outcomes = shared
-        .catalog
-        .call(move |db| db.retry(&ids, failed_in.as_deref(), &running, &actor))
-        .await?;
-    to_value(&outcomes)
+    let outcomes = shared.catalog.retry(ids, failed_in, running, actor).await?;
+    Ok(outcomes)
 }

@@ -3,14 +3,9 @@
 
 use crate::protocol::{ErrorBody, ErrorCode, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, known_peer, need_group, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, bad_args, known_peer, need_group};
 
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Rm,
-) -> Result<Value, ErrorBody> {
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Rm) -> Reply<cmd::Rm> {
     let cmd::Rm {
         targets,
         group,
@@ -29,7 +24,7 @@ pub async fn handle(
         let (wanted_group, wanted, who) = (group.clone(), targets.clone(), actor.clone());
         let stopping = shared
             .catalog
-            .call(move |db| db.cancel_for_delete(&wanted_group, &wanted, &who))
+            .cancel_for_delete(wanted_group, wanted, who)
             .await?;
         let left = shared
             .queue
@@ -42,14 +37,6 @@ pub async fn handle(
             ));
         }
     }
-    let outcomes = shared
-        .catalog
-        .call(move |db| {
-            Ok(targets
-                .iter()
-                .map(|target| db.delete(&group, target, &actor))
-                .collect::<Vec<_>>())
-        })
-        .await?;
-    to_value(&outcomes)
+    let outcomes = shared.catalog.delete(group, targets, actor).await?;
+    Ok(outcomes)
 }

@@ -4,8 +4,7 @@
 use crate::embed::EmbedError;
 use crate::protocol::{ErrorBody, ErrorCode, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, need_group, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, bad_args, need_group};
 use std::sync::Arc;
 
 /// Search results when no `k` is given, and the most a request may ask for.
@@ -16,7 +15,7 @@ pub async fn handle(
     shared: &Shared,
     peer: Option<Peer>,
     request: cmd::Search,
-) -> Result<Value, ErrorBody> {
+) -> Reply<cmd::Search> {
     let cmd::Search { text, group, k } = request;
     let group = need_group(shared, peer, group).await?;
     let k = k.unwrap_or(K_DEFAULT);
@@ -27,7 +26,7 @@ pub async fn handle(
         return Err(bad_args("give the text to search for"));
     }
     let providers = Arc::clone(&shared.queue.providers);
-    let database = shared.catalog.path().to_path_buf();
+    let catalog = shared.catalog.clone();
     let result = tokio::task::spawn_blocking(move || {
         let provider = providers.get()?;
         let query = provider
@@ -35,8 +34,7 @@ pub async fn handle(
             .into_iter()
             .next()
             .ok_or_else(|| EmbedError::Permanent("the provider returned no vector".into()))?;
-        Ok::<_, EmbedError>(crate::catalog::search::search(
-            &database,
+        Ok::<_, EmbedError>(catalog.search_blocking(
             &group,
             provider.identity(),
             &query,
@@ -46,5 +44,5 @@ pub async fn handle(
     .await
     .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?
     .map_err(|e| ErrorBody::new(ErrorCode::Refused, format!("cannot embed the query: {e}")))??;
-    to_value(&result)
+    Ok(result)
 }

@@ -14,8 +14,7 @@ use crate::ingest::formats::Format;
 use crate::ingest::isolate::{self, Failure, Limits, ParseWorker};
 use crate::protocol::{ErrorBody, ErrorCode, ReadOverride, SetOutcome, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, known_peer, need_group, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, bad_args, known_peer, need_group};
 /// `set` as it came on the wire.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetRequest {
@@ -25,11 +24,7 @@ pub struct SetRequest {
 }
 
 /// Answer a `set` command.
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Set,
-) -> Result<Value, ErrorBody> {
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Set) -> Reply<cmd::Set> {
     let cmd::Set {
         source,
         group,
@@ -61,7 +56,7 @@ async fn set(
     peer: Option<Peer>,
     group: String,
     request: SetRequest,
-) -> Result<Value, ErrorBody> {
+) -> Reply<cmd::Set> {
     let peer = known_peer(peer)?;
     let SetRequest {
         source,
@@ -79,10 +74,7 @@ async fn set(
         _ => {}
     }
     let (g, s) = (group.clone(), source.clone());
-    let reread = shared
-        .catalog
-        .call(move |db| db.version_to_reread(&g, &s))
-        .await?;
+    let reread = shared.catalog.version_to_reread(g, s).await?;
     let format = Format::from_extension(&reread.format).ok_or_else(|| {
         ErrorBody::new(
             ErrorCode::Internal,
@@ -99,10 +91,7 @@ async fn set(
     let mut read = isolate::read_options(&config.ingest);
     if matches!(format, Format::Xls | Format::Xlsx | Format::Xlsm) {
         let g = group.clone();
-        read.sheet = shared
-            .catalog
-            .call(move |db| db.preferred_sheet(&g))
-            .await?;
+        read.sheet = shared.catalog.preferred_sheet(g).await?;
     }
     if let Some(options) = &stored {
         forced::apply(&mut read, options);
@@ -160,11 +149,11 @@ async fn set(
         let (reread, read_as) = (reread.clone(), read_as.clone());
         shared
             .catalog
-            .call(move |db| db.apply_override(&reread, stored.as_ref(), &read_as, &actor, detail))
+            .apply_override(reread, stored, read_as, actor, detail)
             .await?
             .map_err(|why| ErrorBody::new(ErrorCode::Refused, why))?
     };
-    to_value(&SetOutcome {
+    Ok(SetOutcome {
         group,
         source,
         version,

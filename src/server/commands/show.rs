@@ -9,9 +9,8 @@ use crate::ingest::isolate::slots::ParseSlots;
 use crate::protocol::{ErrorBody, ErrorCode, PrefsDraft, SourceDetail, cmd};
 use crate::server::auth::Peer;
 use crate::server::context::{
-    Shared, SocketLimits, bad_args, listing_group, overlay, require_group, to_value,
+    Reply, Shared, SocketLimits, bad_args, in_scope, named_or_current, overlay, require_group,
 };
-use serde_json::Value;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::{Mutex, OnceLock};
@@ -19,11 +18,7 @@ use std::sync::{Mutex, OnceLock};
 /// Rows a preview may render.
 const PREVIEW_MAX: u32 = 1000;
 
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Show,
-) -> Result<Value, ErrorBody> {
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Show) -> Reply<cmd::Show> {
     let cmd::Show {
         source,
         group,
@@ -36,12 +31,12 @@ pub async fn handle(
             "prefs only changes how a preview is rendered: give preview too",
         ));
     }
-    let group = listing_group(shared, peer, group, false).await?;
+    let group = in_scope(shared, peer, named_or_current(group)).await?;
     let mut detail = show(shared, source, group).await?;
     if let Some(rows) = preview {
         add_preview(shared, peer, &mut detail, rows, prefs).await?;
     }
-    to_value(&detail)
+    Ok(detail)
 }
 
 async fn show(
@@ -54,11 +49,7 @@ async fn show(
     }
     let wanted_group = group.clone();
     let name = source.clone();
-    let mut detail = match shared
-        .catalog
-        .call(move |db| db.show_source(wanted_group.as_deref(), &name))
-        .await
-    {
+    let mut detail = match shared.catalog.show_source(wanted_group, name).await {
         Ok(detail) => detail,
         Err(CatalogError::NotFound(message)) => {
             // Seen but not yet stored: show that rather than "not found".
@@ -212,10 +203,7 @@ async fn add_preview(
         }
     };
     let (group, source) = (detail.summary.group.clone(), detail.summary.name.clone());
-    let mut version = shared
-        .catalog
-        .call(move |db| db.newest_version(&group, &source))
-        .await?;
+    let mut version = shared.catalog.newest_version(group, source).await?;
     if let Some(draft) = draft {
         version.prefs.columns = draft.columns;
         version.prefs.context = draft.context;

@@ -2,24 +2,23 @@
 //! recent errors, the last reload, and whether the caller may change anything.
 
 use crate::clock;
-use crate::protocol::{ErrorBody, JobState, QueueSummary, Status, StatusInfo, cmd};
+use crate::protocol::{JobState, QueueSummary, Status, StatusInfo, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, group_list, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, group_list};
 use std::collections::BTreeMap;
 
 pub async fn handle(
     shared: &Shared,
     peer: Option<Peer>,
     _request: cmd::Status,
-) -> Result<Value, ErrorBody> {
+) -> Reply<cmd::Status> {
     let config = shared.config();
     let refused = shared.limits.admins.check(&config, peer).await.err();
     drop(config);
     status(shared, refused).await
 }
 
-async fn status(shared: &Shared, read_only: Option<String>) -> Result<Value, ErrorBody> {
+async fn status(shared: &Shared, read_only: Option<String>) -> Reply<cmd::Status> {
     let config = shared.config();
     let groups = group_list(shared).await?;
     let mut by_status: BTreeMap<Status, u64> = BTreeMap::new();
@@ -28,7 +27,7 @@ async fn status(shared: &Shared, read_only: Option<String>) -> Result<Value, Err
             *by_status.entry(*status).or_default() += count;
         }
     }
-    let counts = shared.catalog.call(|db| db.queue_counts()).await?;
+    let counts = shared.catalog.queue_counts().await?;
     let count = |state| counts.get(&state).copied().unwrap_or(0);
     let queue = QueueSummary {
         queued: count(JobState::Queued),
@@ -57,5 +56,5 @@ async fn status(shared: &Shared, read_only: Option<String>) -> Result<Value, Err
         parse_worker_sandbox: crate::ingest::isolate::sandbox::report(),
         read_only,
     };
-    to_value(&info)
+    Ok(info)
 }

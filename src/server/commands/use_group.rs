@@ -1,16 +1,11 @@
 //! `use`: the caller's current group, set, cleared or only read. The group is recorded in the
 //! catalog if its folder was made a moment ago and the watcher has not recorded it yet.
 
-use crate::protocol::{ErrorBody, UseInfo, cmd};
+use crate::protocol::{UseInfo, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Shared, bad_args, known_peer, require_group, to_value};
-use serde_json::Value;
+use crate::server::context::{Reply, Shared, bad_args, known_peer, require_group};
 
-pub async fn handle(
-    shared: &Shared,
-    peer: Option<Peer>,
-    request: cmd::Use,
-) -> Result<Value, ErrorBody> {
+pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Use) -> Reply<cmd::Use> {
     let cmd::Use { group, clear } = request;
     let peer = known_peer(peer)?;
     if clear && group.is_some() {
@@ -20,23 +15,14 @@ pub async fn handle(
         require_group(shared, group).await?;
         // A folder seen a moment ago may not be recorded yet; record it now.
         let name = group.clone();
-        shared
-            .catalog
-            .call(move |db| db.ensure_group(&name))
-            .await?;
+        shared.catalog.ensure_group(name).await?;
     }
     if group.is_some() || clear {
         let set = group.clone();
-        shared
-            .catalog
-            .call(move |db| db.set_current_group(peer.uid, set.as_deref()))
-            .await?;
+        shared.catalog.set_current_group(peer.uid, set).await?;
     }
-    let current = shared
-        .catalog
-        .call(move |db| db.current_group(peer.uid))
-        .await?;
-    to_value(&UseInfo {
+    let current = shared.catalog.current_group(peer.uid).await?;
+    Ok(UseInfo {
         group: current,
         uid: peer.uid,
     })

@@ -244,6 +244,62 @@ pub struct Events {
     pub all: bool,
 }
 
+/// Which groups a listing request (`ls`, `jobs`, `audit`, `events`) covers, from its `group`
+/// and `all` fields: the wire keeps the two fields, a handler matches on this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The named group.
+    Group(String),
+    /// The caller's current group, else every group.
+    Current,
+    /// Every group, whatever the caller's current group is.
+    All,
+}
+
+/// A request named a group and asked for every group.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("give a group or all, not both")]
+pub struct GroupAndAll;
+
+impl Scope {
+    /// The scope of a request's `group` and `all` fields.
+    pub fn new(group: Option<String>, all: bool) -> Result<Scope, GroupAndAll> {
+        match (group, all) {
+            (Some(_), true) => Err(GroupAndAll),
+            (Some(group), false) => Ok(Scope::Group(group)),
+            (None, true) => Ok(Scope::All),
+            (None, false) => Ok(Scope::Current),
+        }
+    }
+
+    /// The `group` and `all` fields that carry this scope.
+    pub fn into_fields(self) -> (Option<String>, bool) {
+        match self {
+            Scope::Group(group) => (Some(group), false),
+            Scope::Current => (None, false),
+            Scope::All => (None, true),
+        }
+    }
+}
+
+/// A request whose `group` and `all` fields choose the groups it covers.
+pub trait Scoped {
+    /// Which groups this request covers.
+    fn scope(&self) -> Result<Scope, GroupAndAll>;
+}
+
+macro_rules! scoped {
+    ($($name:ident),*) => {$(
+        impl Scoped for $name {
+            fn scope(&self) -> Result<Scope, GroupAndAll> {
+                Scope::new(self.group.clone(), self.all)
+            }
+        }
+    )*};
+}
+
+scoped!(Ls, Jobs, Audit, Events);
+
 /// Ties each request to its variant of [`Command`] and to its reply type.
 macro_rules! calls {
     ($($name:ident => $reply:ty,)*) => {$(
@@ -277,4 +333,46 @@ calls! {
     Search => SearchResult,
     Audit => Vec<AuditEntry>,
     Events => Following,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scope_comes_from_group_and_all_and_goes_back_to_them() {
+        let cases = [
+            (Some("g"), false, Ok(Scope::Group("g".into()))),
+            (None, false, Ok(Scope::Current)),
+            (None, true, Ok(Scope::All)),
+            (Some("g"), true, Err(GroupAndAll)),
+        ];
+        for (group, all, expected) in cases {
+            let scope = Scope::new(group.map(String::from), all);
+            assert_eq!(scope, expected, "group {group:?}, all {all}");
+            if let Ok(scope) = scope {
+                assert_eq!(scope.into_fields(), (group.map(String::from), all));
+            }
+        }
+    }
+
+    #[test]
+    fn every_listing_request_reads_its_scope_from_its_fields() {
+        let ls = Ls {
+            group: Some("g".into()),
+            all: false,
+        };
+        assert_eq!(ls.scope(), Ok(Scope::Group("g".into())));
+        let jobs = Jobs {
+            all: true,
+            ..Jobs::default()
+        };
+        assert_eq!(jobs.scope(), Ok(Scope::All));
+        assert_eq!(Audit::default().scope(), Ok(Scope::Current));
+        let events = Events {
+            group: Some("g".into()),
+            all: true,
+        };
+        assert_eq!(events.scope(), Err(GroupAndAll));
+    }
 }
