@@ -13,11 +13,11 @@
 
 use ingestd::catalog::Catalog;
 use ingestd::config::Config;
-use ingestd::inflight::InFlight;
 use ingestd::ingest::isolate::{Limits, ParseWorker};
 use ingestd::ingest::{Ingestor, Outcome, formats};
 use ingestd::notices::Notices;
 use ingestd::watch::SettledFile;
+use ingestd::watch::inflight::InFlight;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;

@@ -170,11 +170,7 @@ impl AuditLog {
             .map(|m| (m.dev(), m.ino()));
         if self.file.is_none() || at_path != held {
             // 0640 whatever the umask: every record names people and files.
-            self.file = Some(crate::ingest::dirs::open_private(
-                &self.path,
-                PRIVATE_MODE,
-                true,
-            )?);
+            self.file = Some(crate::dirs::open_private(&self.path, PRIVATE_MODE, true)?);
         }
         match &mut self.file {
             // One write call per batch: O_APPEND keeps lines whole even with other writers.

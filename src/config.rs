@@ -122,13 +122,16 @@ impl Default for Ingest {
             max_cells: 50_000_000,
             max_unzipped_size: ByteSize::gb(1),
             storage_mode: DEFAULT_STORAGE_MODE.into(),
-            worker_user: crate::ingest::isolate::sandbox::DEFAULT_WORKER_USER.to_string(),
+            worker_user: DEFAULT_WORKER_USER.to_string(),
         }
     }
 }
 
 /// Default `ingest.storage_mode`.
 pub const DEFAULT_STORAGE_MODE: &str = "0640";
+
+/// The user parse workers read as when `ingest.worker_user` is not set.
+pub const DEFAULT_WORKER_USER: &str = "nobody";
 
 /// Parse an `ingest.storage_mode` value: octal, read and write for the owner, no execute
 /// bits, nothing writable by anyone else.
@@ -159,7 +162,7 @@ impl Ingest {
     /// `validate` refuses before any config is used).
     pub fn storage_modes(&self) -> (u32, u32) {
         let file = parse_storage_mode(&self.storage_mode).unwrap_or(0o640);
-        (file, crate::ingest::dirs::dir_mode(file))
+        (file, crate::dirs::dir_mode(file))
     }
 }
 
@@ -313,9 +316,30 @@ pub struct CatalogConfig {
     pub password_file: Option<PathBuf>,
 }
 
-/// The config in force while the daemon runs: kept with the service code that replaces it on
-/// reload, named here too because every reader of the config reaches for it here.
-pub use crate::service::live::LiveConfig;
+/// A PostgreSQL URL (`catalog.url`, `catalog migrate --to`) as the `postgres` crate reads it,
+/// refused with the reason when it does not parse, holds a password (URLs are shown in logs and
+/// by `check-config`), or names no database.
+pub fn pg_url(url: &str) -> Result<postgres::Config, String> {
+    let config: postgres::Config = url.parse().map_err(|e| {
+        format!(
+            "{url:?} is not a PostgreSQL URL ({e}); \
+             e.g. \"postgresql:///ingestd?host=/run/postgresql&user=ingestd\""
+        )
+    })?;
+    if config.get_password().is_some() {
+        return Err(
+            "holds a password; URLs are shown in logs and by check-config, so put the \
+                    password in a file named by catalog.password_file instead"
+                .into(),
+        );
+    }
+    if config.get_dbname().is_none() {
+        return Err(format!(
+            "{url:?} names no database (postgresql:///DATABASE?host=…)"
+        ));
+    }
+    Ok(config)
+}
 
 impl Config {
     /// The config file to read: `explicit`, else `$INGESTD_CONFIG`, else the system default.
@@ -569,12 +593,8 @@ impl Config {
             }
         }
         if !self.catalog.url.trim().is_empty()
-            && let Err(error) = crate::catalog::pg::check_url("catalog.url", &self.catalog.url)
+            && let Err(reason) = pg_url(&self.catalog.url)
         {
-            let reason = match error {
-                crate::catalog::pg::PgError::BadUrl { reason, .. } => reason,
-                other => other.to_string(),
-            };
             return invalid("catalog.url", reason);
         }
         if server.admin_connections >= server.max_connections {
@@ -605,9 +625,7 @@ impl Config {
         self.ingest
             .allowed_formats
             .iter()
-            .filter(|f| {
-                crate::ingest::formats::Format::from_extension(f).is_some_and(|f| f.readable())
-            })
+            .filter(|f| crate::format::Format::from_extension(f).is_some_and(|f| f.readable()))
             .map(|f| format!(".{f}"))
             .collect::<Vec<_>>()
             .join(", ")

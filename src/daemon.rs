@@ -15,7 +15,6 @@
 use crate::catalog::{Catalog, CatalogError, CatalogThread};
 use crate::config::Config;
 use crate::events::Events;
-use crate::inflight::InFlight;
 use crate::ingest::isolate::slots::ParseSlots;
 use crate::ingest::{Ingestor, Workers, recover};
 use crate::notices::Notices;
@@ -24,6 +23,7 @@ use crate::server::{self, ServerError, Shared};
 use crate::service::live::LiveConfig;
 use crate::service::supervisor::{Supervisor, TaskFailure};
 use crate::service::{self, Service, notify};
+use crate::watch::inflight::InFlight;
 use crate::watch::{self, WatchContext, WatchError, WatchHandle};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -130,7 +130,7 @@ impl Drop for SocketFile {
 
 /// Create a folder the daemon needs, with exactly `mode` (never the umask) where it creates one.
 fn create_dir(path: &Path, mode: u32, about: &'static str) -> Result<(), DaemonError> {
-    crate::ingest::dirs::create_all(path, mode).map_err(|e| DaemonError::Io {
+    crate::dirs::create_all(path, mode).map_err(|e| DaemonError::Io {
         about,
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
@@ -256,6 +256,8 @@ async fn start(config: Config, service: Service) -> Result<Running, DaemonError>
 
     // ---- service manager: ready, watchdog and status, reloads ----
     if notify::enabled() {
+        let files = in_flight.clone();
+        let in_flight = move || files.len();
         let summary = notify::summary(&catalog, &in_flight)
             .await
             .unwrap_or_default();
@@ -264,7 +266,7 @@ async fn start(config: Config, service: Service) -> Result<Running, DaemonError>
             "heartbeat",
             notify::heartbeat(
                 catalog.clone(),
-                in_flight.clone(),
+                in_flight,
                 notify::watchdog_interval(),
                 stop.clone(),
             ),

@@ -12,11 +12,14 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dirs;
 pub mod embed;
 pub mod events;
+pub mod format;
 pub mod identity;
-pub mod inflight;
 pub mod ingest;
+#[cfg(test)]
+mod layers;
 pub mod notices;
 pub mod queue;
 pub mod server;

@@ -197,11 +197,11 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
     // next connection of another process (a backup, the searching application) believes
     // it is alone, resets the shared WAL index under this one's feet, and this process dies
     // of SIGBUS or reads a half-built index.
-    crate::ingest::dirs::open_private(path, crate::audit::PRIVATE_MODE, false).map_err(io_err)?;
+    crate::dirs::open_private(path, crate::audit::PRIVATE_MODE, false).map_err(io_err)?;
     for suffix in ["-wal", "-shm"] {
         let mut side = path.as_os_str().to_os_string();
         side.push(suffix);
-        crate::ingest::dirs::restrict_existing(Path::new(&side), crate::audit::PRIVATE_MODE)
+        crate::dirs::restrict_existing(Path::new(&side), crate::audit::PRIVATE_MODE)
             .map_err(io_err)?;
     }
     let mut conn = Connection::open(path).map_err(open_err)?;

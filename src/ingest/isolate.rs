@@ -436,6 +436,16 @@ pub(crate) enum Answer {
     Rejected(Rejection),
 }
 
+impl Answer {
+    /// Send this answer as the worker's one line on stdout, flushed.
+    pub(super) fn write(&self) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, self)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+}
+
 impl From<Result<Extracted, Rejection>> for Answer {
     fn from(result: Result<Extracted, Rejection>) -> Self {
         match result {

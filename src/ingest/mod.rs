@@ -9,7 +9,6 @@
 //! Runs on ingest worker threads (blocking I/O); talks to the catalog through its handle.
 
 pub mod columns;
-pub mod dirs;
 pub mod formats;
 pub mod isolate;
 pub mod pause;
@@ -18,14 +17,15 @@ pub mod rejected;
 pub mod store;
 
 use crate::catalog::{Accepted, Catalog, Decision, Rejected};
-use crate::config::{Config, LiveConfig};
+use crate::config::Config;
+use crate::dirs::{Dir, DirError};
 use crate::identity::{Actor, Resolve, Via};
-use crate::inflight::InFlight;
 use crate::notices::Notices;
+use crate::service::live::LiveConfig;
+use crate::watch::inflight::InFlight;
 use crate::watch::names::{MAX_SOURCE_NAME, safe_name};
 use crate::watch::{Done, Next, SettledFile};
 use crossbeam_channel::{Receiver, Sender};
-use dirs::{Dir, DirError};
 use formats::Format;
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -362,7 +362,7 @@ impl Ingestor {
             }
         };
         if let Some(set) = &set {
-            columns::forced::apply(&mut options, &set.options);
+            options.apply(&set.options);
         }
         let extracted = match self.parse_worker.extract(
             format,

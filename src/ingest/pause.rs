@@ -18,7 +18,7 @@ pub fn before_open(group: &str, name: &str) {
 }
 
 /// Wait before removing the original `name` in the group folder `dir`, if a test asked.
-pub fn before_remove(dir: &super::dirs::Dir, name: &std::ffi::OsStr) {
+pub fn before_remove(dir: &crate::dirs::Dir, name: &std::ffi::OsStr) {
     #[cfg(debug_assertions)]
     {
         let group = dir

@@ -10,10 +10,10 @@
 //! was being removed when the daemon stopped: it is removed only if the catalog holds exactly
 //! its content as a version of its name, and otherwise given its name back (or a free one).
 
-use super::dirs::Dir;
 use super::store;
 use crate::catalog::{Catalog, CatalogError, Reservation};
 use crate::config::Config;
+use crate::dirs::Dir;
 use std::ffi::OsStr;
 use std::path::Path;
 

@@ -9,7 +9,7 @@
 //! `.error.txt` files; a rejected file keeps its own owner and mode. This module never moves or
 //! writes anything itself.
 
-use super::dirs::{Dir, DirError};
+use crate::dirs::{Dir, DirError};
 use std::path::PathBuf;
 
 /// `.rejected/` opened and checked, with the mode and group its `.error.txt` files get.
@@ -58,7 +58,7 @@ pub fn open(group: &Dir) -> Result<Kept, RejectedDirError> {
     };
     let group_st = group.stat_self().map_err(io)?;
     let file_mode = file_mode(group_st.st_mode);
-    let folder_mode = super::dirs::dir_mode(file_mode);
+    let folder_mode = crate::dirs::dir_mode(file_mode);
     let (dir, created) = group.child_or_create(NAME, folder_mode)?;
     let st = dir.stat_self().map_err(io)?;
     let euid = rustix::process::geteuid().as_raw();

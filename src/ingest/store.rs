@@ -4,7 +4,8 @@
 //! Every step that makes data durable syncs before the next step can make the previous copy
 //! unnecessary, so a crash never leaves neither the original nor a complete stored copy.
 
-use super::dirs::Dir;
+use crate::dirs::Dir;
+pub use crate::dirs::Identity;
 use sha2::{Digest, Sha256};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -72,51 +73,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-/// The identity of a file as we read it: if any of this changed, it is another file or another
-/// content, and must not be removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Identity {
-    pub dev: u64,
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i128,
-}
-
-impl Identity {
-    pub fn of(meta: &std::fs::Metadata) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        }
-    }
-
-    // `struct stat`'s field types differ between architectures; the conversions are needed
-    // on some of them.
-    #[allow(clippy::useless_conversion)]
-    pub fn of_stat(st: &rustix::fs::Stat) -> Self {
-        Self {
-            dev: u64::from(st.st_dev),
-            ino: u64::from(st.st_ino),
-            size: u64::try_from(st.st_size).unwrap_or(0),
-            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
-        }
-    }
-
-    /// Is `name` in `dir` still exactly this file (never following a link)?
-    pub fn matches_in(&self, dir: &Dir, name: impl AsRef<std::ffi::OsStr>) -> bool {
-        dir.stat(name)
-            .map(|st| Identity::of_stat(&st) == *self)
-            .unwrap_or(false)
-    }
-
-    /// The same inode, whatever happened to its content since.
-    pub fn same_inode(&self, other: &Identity) -> bool {
-        self.dev == other.dev && self.ino == other.ino
-    }
 }
 
 /// How a stored file's drop original is set aside before it is unlinked:

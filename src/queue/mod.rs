@@ -12,8 +12,8 @@ pub mod rows;
 mod runner;
 
 use crate::catalog::{Catalog, Ending};
-use crate::config::LiveConfig;
 use crate::embed::configured::Providers;
+use crate::service::live::LiveConfig;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

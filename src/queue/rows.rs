@@ -43,7 +43,7 @@ pub fn stream(
         retry_after: None,
     })?;
     if let Some(set) = &set {
-        crate::ingest::columns::forced::apply(&mut options, set);
+        options.apply(set);
     }
     let limits = Limits::of(&config.ingest);
     ParseWorker::current()

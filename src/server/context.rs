@@ -8,12 +8,13 @@
 
 use super::auth::{self, Peer};
 use crate::catalog::{Catalog, CatalogError};
-use crate::config::{Config, LiveConfig};
+use crate::config::Config;
 use crate::events::Events;
-use crate::inflight::{InFlight, Phase};
 use crate::notices::Notices;
 use crate::protocol::cmd::{GroupAndAll, Scope};
 use crate::protocol::{ErrorBody, ErrorCode, GroupInfo, SourceSummary, Status};
+use crate::service::live::LiveConfig;
+use crate::watch::inflight::{InFlight, Phase};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -80,8 +80,7 @@ pub fn bind(path: &Path, mode: u32, group: &str) -> Result<Listener, ServerError
     }
     if let Some(parent) = path.parent() {
         // Created 0755 whatever the umask: who may connect is the socket's own mode and group.
-        crate::ingest::dirs::create_all(parent, 0o755)
-            .map_err(|e| bind_err(std::io::Error::other(e)))?;
+        crate::dirs::create_all(parent, 0o755).map_err(|e| bind_err(std::io::Error::other(e)))?;
     }
     let name = path.to_fs_name::<GenericFilePath>().map_err(bind_err)?;
     let listener = ListenerOptions::new()

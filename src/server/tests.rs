@@ -7,9 +7,10 @@ use super::auth::Peer;
 use super::context::Shared;
 use super::handlers::handle;
 use crate::catalog::Catalog;
-use crate::config::{Config, LiveConfig};
+use crate::config::Config;
 use crate::events::Events;
 use crate::protocol::{Command, ErrorCode, PrefsDraft, cmd};
+use crate::service::live::LiveConfig;
 use std::sync::Arc;
 
 /// A uid no system gives anyone, so no name lookup can make it an admin.

@@ -8,7 +8,6 @@
 //! systemd restarts the daemon.
 
 use crate::catalog::Catalog;
-use crate::inflight::InFlight;
 use sd_notify::NotifyState;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -91,7 +90,8 @@ impl std::fmt::Display for Summary {
 }
 
 /// Count groups and sources through the catalog thread: the round trip the watchdog trusts.
-pub async fn summary(catalog: &Catalog, in_flight: &InFlight) -> Option<Summary> {
+/// `in_flight` counts the files the watcher holds (settling or validating).
+pub async fn summary(catalog: &Catalog, in_flight: &impl Fn() -> usize) -> Option<Summary> {
     let (groups, sources) = catalog.groups_and_statuses().await.ok()?;
     let (groups, sources) = (groups.len(), sources.len());
     let jobs = catalog.queue_counts().await.ok()?;
@@ -99,7 +99,7 @@ pub async fn summary(catalog: &Catalog, in_flight: &InFlight) -> Option<Summary>
     Some(Summary {
         groups: groups as u64,
         sources: sources as u64,
-        in_flight: in_flight.len() as u64,
+        in_flight: in_flight() as u64,
         queued: count(crate::protocol::JobState::Queued),
         processing: count(crate::protocol::JobState::Processing),
     })
@@ -109,7 +109,7 @@ pub async fn summary(catalog: &Catalog, in_flight: &InFlight) -> Option<Summary>
 /// ping the watchdog (when there is one) and refresh `STATUS=` if it changed.
 pub async fn heartbeat(
     catalog: Catalog,
-    in_flight: InFlight,
+    in_flight: impl Fn() -> usize + Send,
     watchdog: Option<Duration>,
     stop: CancellationToken,
 ) {

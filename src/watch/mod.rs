@@ -6,17 +6,18 @@
 //! full or the kernel reports an overflow, the root is marked for a rescan instead of dropping
 //! anything. It never follows symlinks and never touches hidden or temporary names.
 
+pub mod inflight;
 pub mod names;
 pub mod settle;
 pub mod writers;
 
 use crate::catalog::Catalog;
+use crate::dirs::Identity;
+use crate::dirs::{self, Dir};
 use crate::events::Events;
-use crate::inflight::{InFlight, Phase};
-use crate::ingest::dirs::{self, Dir};
-use crate::ingest::store::Identity;
 use crate::notices::Notices;
 use crate::protocol::EventKind as FileEvent;
+use crate::watch::inflight::{InFlight, Phase};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, select, unbounded};
 use names::PathKind;
 use notify::{EventKind, RecursiveMode, Watcher as _};
@@ -103,7 +104,7 @@ pub struct WatchContext {
     pub root: PathBuf,
     pub settle: Duration,
     /// When given, `ingest.settle_ms` follows config reloads (from the next event of a file).
-    pub live: Option<crate::config::LiveConfig>,
+    pub live: Option<crate::service::live::LiveConfig>,
     pub catalog: Catalog,
     pub in_flight: InFlight,
     pub notices: Notices,

@@ -92,28 +92,7 @@ impl std::fmt::Debug for Target {
 /// Check a `catalog.url` value (without connecting): a libpq URL or key=value string that
 /// holds no password. `key` names where it came from, for the message.
 pub fn check_url(key: &'static str, url: &str) -> Result<postgres::Config, PgError> {
-    let config: postgres::Config = url.parse().map_err(|e| PgError::BadUrl {
-        key,
-        reason: format!(
-            "{url:?} is not a PostgreSQL URL ({e}); \
-             e.g. \"postgresql:///ingestd?host=/run/postgresql&user=ingestd\""
-        ),
-    })?;
-    if config.get_password().is_some() {
-        return Err(PgError::BadUrl {
-            key,
-            reason: "holds a password; URLs are shown in logs and by check-config, so put the \
-                     password in a file named by catalog.password_file instead"
-                .into(),
-        });
-    }
-    if config.get_dbname().is_none() {
-        return Err(PgError::BadUrl {
-            key,
-            reason: format!("{url:?} names no database (postgresql:///DATABASE?host=…)"),
-        });
-    }
-    Ok(config)
+    crate::config::pg_url(url).map_err(|reason| PgError::BadUrl { key, reason })
 }
 
 impl Target {

@@ -8,7 +8,7 @@
 //! header row exists in a file, or its bytes decode in the encoding, is the reader's to say.
 
 use super::header::{Header, Row};
-use crate::ingest::formats::{Format, ReadOptions};
+use crate::format::Format;
 use crate::protocol::ReadOverride;
 
 /// The highest header row that may be set: a header lower than this is not a preamble any
@@ -78,15 +78,6 @@ impl Forced {
             sheet: options.sheet.is_some(),
         }
     }
-}
-
-/// Read with `options` (stored, so checked when they were set): the sheet they name replaces
-/// the group's preference.
-pub fn apply(read: &mut ReadOptions, options: &ReadOverride) {
-    if options.sheet.is_some() {
-        read.sheet = options.sheet.clone();
-    }
-    read.set = Forced::of(options);
 }
 
 /// Why a source's options cannot be stored, in words for the caller.
@@ -212,6 +203,7 @@ pub fn numbered_columns(width: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::formats::ReadOptions;
 
     fn options(f: impl FnOnce(&mut ReadOverride)) -> ReadOverride {
         let mut o = ReadOverride::default();
@@ -303,7 +295,7 @@ mod tests {
         let format = Format::from_extension(name.rsplit('.').next().unwrap()).unwrap();
         let stored = check(format, &set).map_err(|e| e.0)?;
         let mut options = ReadOptions::default();
-        apply(&mut options, &stored);
+        options.apply(&stored);
         let extracted =
             crate::ingest::formats::extract(format, &path, &options).map_err(|r| r.reason)?;
         // The rows a job reads line up with the columns, under the same options.
@@ -536,7 +528,7 @@ mod tests {
     #[test]
     fn options_travel_to_the_worker_as_json() {
         let mut options = ReadOptions::default();
-        apply(&mut options, &options_with_all());
+        options.apply(&options_with_all());
         let text = serde_json::to_string(&options).unwrap();
         assert_eq!(serde_json::from_str::<ReadOptions>(&text).unwrap(), options);
         // A request from before the options had none: detection.

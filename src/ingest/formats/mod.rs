@@ -21,6 +21,7 @@ mod cells;
 #[cfg(test)]
 pub(crate) mod corpus;
 pub mod csv;
+mod delimiter;
 mod disguise;
 pub mod input;
 mod package;
@@ -36,50 +37,8 @@ use crate::protocol::{Reading, SkippedColumn};
 use std::ops::ControlFlow;
 use std::path::Path;
 
+pub use crate::format::Format;
 pub use rows::MAX_VALUE_BYTES;
-
-/// A format the daemon reads, named by its extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    Csv,
-    Tsv,
-    Xls,
-    Xlsx,
-    Xlsm,
-    Parquet,
-}
-
-impl Format {
-    /// The format an extension claims (case-insensitive), if it is one we know.
-    pub fn from_extension(ext: &str) -> Option<Self> {
-        Some(match ext.to_ascii_lowercase().as_str() {
-            "csv" => Format::Csv,
-            "tsv" => Format::Tsv,
-            "xls" => Format::Xls,
-            "xlsx" => Format::Xlsx,
-            "xlsm" => Format::Xlsm,
-            "parquet" => Format::Parquet,
-            _ => return None,
-        })
-    }
-
-    /// Whether this build has a reader for the format; formats without one are not advertised
-    /// as accepted. Every format named here has a reader now.
-    pub fn readable(self) -> bool {
-        true
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Csv => "csv",
-            Format::Tsv => "tsv",
-            Format::Xls => "xls",
-            Format::Xlsx => "xlsx",
-            Format::Xlsm => "xlsm",
-            Format::Parquet => "parquet",
-        }
-    }
-}
 
 /// What a reader may use and how far it may go.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -94,6 +53,17 @@ pub struct ReadOptions {
     /// What the source's read options (`ingestctl set`) decide instead of detection.
     #[serde(default)]
     pub set: Forced,
+}
+
+impl ReadOptions {
+    /// Read with a source's own options (stored, so checked when they were set): the sheet
+    /// they name replaces the group's preference.
+    pub fn apply(&mut self, options: &crate::protocol::ReadOverride) {
+        if options.sheet.is_some() {
+            self.sheet = options.sheet.clone();
+        }
+        self.set = Forced::of(options);
+    }
 }
 
 impl Default for ReadOptions {

@@ -223,7 +223,7 @@ fn from_head(head: &[u8], size: u64) -> Kind {
     if looks_like_text(head) {
         let complete = size <= HEAD_BYTES;
         return Kind::Text {
-            delimiter: super::csv::delimiter_in(head, complete),
+            delimiter: super::delimiter::delimiter_in(head, complete),
         };
     }
     Kind::Binary

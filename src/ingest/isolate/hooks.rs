@@ -9,7 +9,6 @@
 //! with a NUL byte, so no text file can hold it by accident.
 
 use super::Answer;
-use super::worker::write_answer;
 use crate::ingest::formats::Rejection;
 use std::io::Read;
 use std::path::Path;
@@ -119,11 +118,11 @@ impl Hook {
             }
             Hook::Inspect => {
                 let reason = inspect().to_string();
-                write_answer(&Answer::Rejected(Rejection::new(reason)))
+                Answer::Rejected(Rejection::new(reason)).write()
             }
             Hook::Escape => {
                 let reason = escape().to_string();
-                write_answer(&Answer::Rejected(Rejection::new(reason)))
+                Answer::Rejected(Rejection::new(reason)).write()
             }
         }
     }

@@ -24,8 +24,7 @@
 use crate::protocol::WorkerSandbox;
 use std::sync::Mutex;
 
-/// The user parse workers read as when `ingest.worker_user` is not set.
-pub const DEFAULT_WORKER_USER: &str = "nobody";
+pub use crate::config::DEFAULT_WORKER_USER;
 
 /// Who a parse worker reads as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! judges that (`isolate::judge`).
 
 use super::sandbox::{self, WorkerUser};
-use super::{Answer, MAX_REQUEST_BYTES, PROBE_ARG, ROWS_ARG, WORKER_COMMAND};
+use super::{MAX_REQUEST_BYTES, PROBE_ARG, ROWS_ARG, WORKER_COMMAND};
 use crate::ingest::formats::{self, Format, ReadOptions};
 use nix::sys::resource::{Resource, setrlimit};
 use std::ffi::OsString;
@@ -126,7 +126,7 @@ fn run(args: impl Iterator<Item = OsString>) -> Result<(), WorkerFailure> {
         return super::stream_here(format, path, options, &mut out).map_err(written_failed);
     }
     let answer = super::extract_here(format, path, options);
-    write_answer(&answer).map_err(written_failed)
+    answer.write().map_err(written_failed)
 }
 
 impl Invocation {
@@ -255,14 +255,6 @@ fn close_inherited_descriptors() {
         // number again fails harmlessly with EBADF.
         unsafe { nix::libc::close(fd) };
     }
-}
-
-/// One line of JSON on stdout.
-pub(super) fn write_answer(answer: &Answer) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, answer)?;
-    out.write_all(b"\n")?;
-    out.flush()
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ async fn set(
         read.sheet = shared.catalog.preferred_sheet(g).await?;
     }
     if let Some(options) = &stored {
-        forced::apply(&mut read, options);
+        read.apply(options);
     }
     let limits = Limits::of(&config.ingest);
     drop(config);

@@ -5,7 +5,7 @@
 //! purpose (the start-up scan finds those files again). A file waiting to be tried again after
 //! a transient failure is `pending` with the reason it waits.
 
-use crate::watch::writers::Writers;
+use super::writers::Writers;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 

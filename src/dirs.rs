@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// Why a folder could not be opened.
@@ -364,6 +365,51 @@ fn restrict(fd: &OwnedFd, mode: u32) -> io::Result<()> {
         rustix::fs::fchmod(fd, Mode::from_raw_mode(current & mode))?;
     }
     Ok(())
+}
+
+/// The identity of a file as we read it: if any of this changed, it is another file or another
+/// content, and must not be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl Identity {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+
+    // `struct stat`'s field types differ between architectures; the conversions are needed
+    // on some of them.
+    #[allow(clippy::useless_conversion)]
+    pub fn of_stat(st: &rustix::fs::Stat) -> Self {
+        Self {
+            dev: u64::from(st.st_dev),
+            ino: u64::from(st.st_ino),
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime_ns: i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec),
+        }
+    }
+
+    /// Is `name` in `dir` still exactly this file (never following a link)?
+    pub fn matches_in(&self, dir: &Dir, name: impl AsRef<OsStr>) -> bool {
+        dir.stat(name)
+            .map(|st| Identity::of_stat(&st) == *self)
+            .unwrap_or(false)
+    }
+
+    /// The same inode, whatever happened to its content since.
+    pub fn same_inode(&self, other: &Identity) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
 }
 
 /// Is this status a regular file?
