@@ -73,6 +73,11 @@ impl Catalog {
         self.call(|db| db.list_groups()).await
     }
 
+    /// Every group's name, sorted (no counts: cheap at any size).
+    pub async fn group_names(&self) -> Result<Vec<String>, CatalogError> {
+        self.call(|db| db.group_names()).await
+    }
+
     /// Every group and every source's status, read in one go so the two agree.
     pub async fn groups_and_statuses(
         &self,

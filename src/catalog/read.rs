@@ -253,6 +253,16 @@ impl Db {
     }
 
     /// Every group with counts of its sources by status.
+    /// Every group name, sorted: what a request naming a group is checked against, without
+    /// counting anything.
+    pub fn group_names(&self) -> Result<Vec<String>, CatalogError> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT name FROM groups ORDER BY name")?;
+        let names = stmt.query_map([], |r| r.get(0))?;
+        Ok(names.collect::<Result<_, _>>()?)
+    }
+
     pub fn list_groups(&self) -> Result<Vec<GroupInfo>, CatalogError> {
         let mut groups: BTreeMap<String, GroupInfo> = BTreeMap::new();
         let mut stmt = self.conn().prepare_cached(

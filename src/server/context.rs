@@ -125,8 +125,8 @@ pub async fn need_group(
 }
 
 pub async fn require_group(shared: &Shared, group: &str) -> Result<(), ErrorBody> {
-    let groups = shared.catalog.list_groups().await?;
-    if groups.iter().any(|g| g.name == group) {
+    let names = shared.catalog.group_names().await?;
+    if names.iter().any(|name| name == group) {
         return Ok(());
     }
     // A folder made a moment ago is a group even before the watcher has recorded it.
@@ -136,7 +136,6 @@ pub async fn require_group(shared: &Shared, group: &str) -> Result<(), ErrorBody
     {
         return Ok(());
     }
-    let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     let known = if names.is_empty() {
         "there are no groups yet".to_string()
     } else {

@@ -7,14 +7,14 @@ use super::context::Shared;
 use super::{commands, refusals};
 use crate::audit::AuditRecord;
 use crate::protocol::{Command, ErrorBody, ErrorCode, cmd};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Answer one command (every command but `events`, which streams; see `stream`).
 pub async fn handle(
     shared: &Shared,
     peer: Option<Peer>,
     command: Command,
-) -> Result<Value, ErrorBody> {
+) -> Result<Box<RawValue>, ErrorBody> {
     // Before any work, the refusal's audit included: a request that names too much is only
     // answered.
     let max_targets = shared.config().server.max_targets as usize;
@@ -46,9 +46,15 @@ pub async fn handle(
     }
 }
 
-/// A handler's typed answer as the `data` of the response.
-fn wire<T: serde::Serialize>(answer: Result<T, ErrorBody>) -> Result<Value, ErrorBody> {
-    super::context::to_value(&answer?)
+/// A handler's typed answer as the `data` of the response: encoded once, straight from the
+/// reply type, never built as a JSON tree first.
+fn wire<T: serde::Serialize>(answer: Result<T, ErrorBody>) -> Result<Box<RawValue>, ErrorBody> {
+    serde_json::value::to_raw_value(&answer?).map_err(|e| {
+        ErrorBody::new(
+            ErrorCode::Internal,
+            format!("cannot encode the answer: {e}"),
+        )
+    })
 }
 
 /// Refuse (and audit the refusal of) a state-changing command from a non-admin. Refusals

@@ -20,7 +20,7 @@ mod tests;
 pub use auth::Peer;
 pub use context::{Shared, SocketLimits};
 
-use reply::write_response;
+use reply::{Outgoing, write_response};
 use slots::Slots;
 
 use crate::protocol::{self, Command, ErrorBody, ErrorCode, MAX_LINE_BYTES, Response, cmd};
@@ -270,11 +270,12 @@ async fn connection(
             },
         };
         wait = timeouts.idle;
-        let response = match frame {
+        let response: Outgoing = match frame {
             Frame::TooLong => Response::err(ErrorBody::new(
                 ErrorCode::LineTooLong,
                 format!("request line is longer than {MAX_LINE_BYTES} bytes and was skipped"),
-            )),
+            ))
+            .into(),
             Frame::Line(line) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Frame::Line(line) => match protocol::parse_request(&line) {
                 Ok(Command::Events(events)) => match slot.follow(&limits) {
@@ -292,14 +293,14 @@ async fn connection(
                         break;
                     }
                     Err(denied) => {
-                        Response::err(ErrorBody::new(ErrorCode::Refused, denied.to_string()))
+                        Response::err(ErrorBody::new(ErrorCode::Refused, denied.to_string())).into()
                     }
                 },
                 Ok(command) => match handlers::handle(&shared, peer, command).await {
-                    Ok(data) => Response::ok(data),
-                    Err(error) => Response::err(error),
+                    Ok(data) => Outgoing::ok(data),
+                    Err(error) => Response::err(error).into(),
                 },
-                Err(error) => Response::err(error),
+                Err(error) => Response::err(error).into(),
             },
         };
         if write_response(&mut send, response, WRITE_TIMEOUT)

@@ -8,7 +8,8 @@
 //! serializer stops at its next chunk and the answer is freed. Nothing here decides what the
 //! answer is.
 
-use crate::protocol::{ErrorBody, ErrorCode, Response};
+use crate::protocol::{ErrorBody, ErrorCode, PROTOCOL_VERSION, Response};
+use serde_json::value::RawValue;
 use std::io::Write;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -18,6 +19,53 @@ use tokio::sync::mpsc;
 const CHUNK: usize = 64 * 1024;
 /// Answers this small are encoded in place: no thread hop for `status`.
 const SMALL: usize = 16 * 1024;
+
+/// A response as the server writes it: the wire shape of [`Response`], with `data` already
+/// encoded. A command's answer is encoded once from its reply type (`handlers`); only the
+/// small answers that start as JSON trees (events, errors) are converted.
+#[derive(Debug, serde::Serialize)]
+pub struct Outgoing {
+    ok: bool,
+    v: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
+
+impl Outgoing {
+    /// A successful answer carrying `data`.
+    pub fn ok(data: Box<RawValue>) -> Self {
+        Self {
+            ok: true,
+            v: PROTOCOL_VERSION,
+            data: Some(data),
+            error: None,
+        }
+    }
+}
+
+impl From<Response> for Outgoing {
+    fn from(response: Response) -> Self {
+        let data = match response.data.as_ref().map(serde_json::value::to_raw_value) {
+            None => None,
+            Some(Ok(data)) => Some(data),
+            Some(Err(e)) => {
+                return Response::err(ErrorBody::new(
+                    ErrorCode::Internal,
+                    format!("cannot encode the response: {e}"),
+                ))
+                .into();
+            }
+        };
+        Self {
+            ok: response.ok,
+            v: response.v,
+            data,
+            error: response.error,
+        }
+    }
+}
 
 /// Why a response could not be written; the connection ends either way.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,9 +80,10 @@ pub enum WriteFailed {
 /// chunk within `timeout`.
 pub async fn write_response<W: AsyncWrite + Unpin>(
     send: &mut W,
-    response: Response,
+    response: impl Into<Outgoing>,
     timeout: Duration,
 ) -> Result<(), WriteFailed> {
+    let response: Outgoing = response.into();
     if looks_small(&response) {
         let mut text = encode(&response);
         text.push(b'\n');
@@ -88,7 +137,7 @@ async fn write_chunk<W: AsyncWrite + Unpin>(
     }
 }
 
-fn encode(response: &Response) -> Vec<u8> {
+fn encode(response: &Outgoing) -> Vec<u8> {
     serde_json::to_vec(response).unwrap_or_else(|e| {
         serde_json::to_vec(&Response::err(ErrorBody::new(
             ErrorCode::Internal,
@@ -98,31 +147,12 @@ fn encode(response: &Response) -> Vec<u8> {
     })
 }
 
-/// Is the answer surely small? A walk of the value that gives up as soon as it has seen
-/// `SMALL` bytes' worth, so it costs little even for a huge answer.
-fn looks_small(response: &Response) -> bool {
-    fn walk(value: &serde_json::Value, budget: &mut usize) -> bool {
-        let cost = match value {
-            serde_json::Value::String(s) => s.len() + 2,
-            serde_json::Value::Array(items) => items.len() + 2,
-            serde_json::Value::Object(map) => map.keys().map(|k| k.len() + 4).sum::<usize>() + 2,
-            _ => 24,
-        };
-        let Some(left) = budget.checked_sub(cost) else {
-            return false;
-        };
-        *budget = left;
-        match value {
-            serde_json::Value::Array(items) => items.iter().all(|v| walk(v, budget)),
-            serde_json::Value::Object(map) => map.values().all(|v| walk(v, budget)),
-            _ => true,
-        }
-    }
-    let mut budget = SMALL;
+/// Is the answer small enough to encode in place?
+fn looks_small(response: &Outgoing) -> bool {
     response
         .data
         .as_ref()
-        .is_none_or(|data| walk(data, &mut budget))
+        .is_none_or(|data| data.get().len() <= SMALL)
 }
 
 /// The encoder's writer: each buffered chunk goes to the connection, waiting while it is
