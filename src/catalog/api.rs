@@ -78,11 +78,12 @@ impl Catalog {
         self.call(|db| db.group_names()).await
     }
 
-    /// Every group and every source's status, read in one go so the two agree.
+    /// Every group (counts left at zero) and every source's status, read in one go so the
+    /// two agree; the caller counts.
     pub async fn groups_and_statuses(
         &self,
     ) -> Result<(Vec<GroupInfo>, SourceStatuses), CatalogError> {
-        self.call(|db| Ok((db.list_groups()?, db.source_statuses()?)))
+        self.call(|db| Ok((db.group_rows()?, db.source_statuses()?)))
             .await
     }
 

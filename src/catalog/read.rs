@@ -8,7 +8,7 @@ use super::{CatalogError, Db};
 use crate::clock;
 use crate::protocol::{GroupInfo, SkippedColumn, SourceDetail, SourceSummary, Status, VersionInfo};
 use rusqlite::{OptionalExtension, Row};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 const VERSION_COLUMNS: &str = "v.version_no, v.status, v.reason, v.format, v.size, v.sha256, \
      v.rows, v.columns, v.skipped_columns, v.stored_path, v.created_at, v.added_by, \
@@ -49,44 +49,44 @@ fn version_from_row(r: &Row<'_>, at: usize) -> rusqlite::Result<Option<(VersionI
     Ok(Some((info, r.get(at + 13)?)))
 }
 
-fn summarize(
-    group: String,
-    name: String,
-    latest: Option<(VersionInfo, i64)>,
-    current: Option<(VersionInfo, i64)>,
-) -> SourceSummary {
-    let updated_at = latest.as_ref().map(|(_, t)| clock::rfc3339(*t));
-    let latest = latest.map(|(v, _)| v);
-    let current = current.map(|(v, _)| v);
-    let (status, reason) = match &latest {
-        Some(v) if v.status == Status::Invalid => (Status::Invalid, v.reason.clone()),
-        Some(v) => (v.status, None),
-        None => (Status::Pending, None),
+/// One row of [`Db::summaries`]: the source, its latest version's status and who added it,
+/// and its current version's contents.
+fn summary_from_row(r: &Row<'_>) -> rusqlite::Result<SourceSummary> {
+    let status = Status::parse(&r.get::<_, String>(2)?).unwrap_or(Status::Failed);
+    let reason = if status == Status::Invalid {
+        r.get(3)?
+    } else {
+        None
     };
-    let shown = current.as_ref().or(latest.as_ref());
-    SourceSummary {
-        group,
-        name,
-        version: current.as_ref().and_then(|v| v.version.clone()),
+    let uid: Option<u32> = r.get(8)?;
+    let user: Option<String> = r.get(7)?;
+    // A current version exists when its `version_no` (never NULL for one) is there.
+    let current = r.get::<_, Option<i64>>(10)?;
+    let json_list = |at: usize| -> rusqlite::Result<String> {
+        Ok(r.get::<_, Option<String>>(at)?.unwrap_or_default())
+    };
+    let (format, size) = if current.is_some() {
+        (r.get(14)?, r.get::<_, Option<i64>>(15)?)
+    } else {
+        (r.get(4)?, r.get::<_, Option<i64>>(5)?)
+    };
+    Ok(SourceSummary {
+        group: r.get(0)?,
+        name: r.get(1)?,
+        version: current.map(|n| format!("v{n}")),
         status,
-        rows: current.as_ref().and_then(|v| v.rows),
-        columns: current
-            .as_ref()
-            .map(|v| v.columns.clone())
-            .unwrap_or_default(),
-        skipped_columns: current
-            .as_ref()
-            .map(|v| v.skipped_columns.clone())
-            .unwrap_or_default(),
+        rows: r.get::<_, Option<i64>>(11)?.map(|n| n as u64),
+        columns: serde_json::from_str(&json_list(12)?).unwrap_or_default(),
+        skipped_columns: serde_json::from_str(&json_list(13)?).unwrap_or_default(),
         reason,
-        format: shown.and_then(|v| v.format.clone()),
-        size: shown.and_then(|v| v.size),
-        sha256: current.as_ref().and_then(|v| v.sha256.clone()),
-        added_at: latest.as_ref().map(|v| v.added_at.clone()),
-        added_by: latest.as_ref().and_then(|v| v.added_by.clone()),
-        added_by_uid: latest.as_ref().and_then(|v| v.added_by_uid),
-        updated_at,
-    }
+        format,
+        size: size.map(|s| s as u64),
+        sha256: r.get(16)?,
+        added_at: Some(clock::rfc3339(r.get(6)?)),
+        added_by: user.or_else(|| uid.map(|u| u.to_string())),
+        added_by_uid: uid,
+        updated_at: Some(clock::rfc3339(r.get(9)?)),
+    })
 }
 
 impl Db {
@@ -109,41 +109,47 @@ impl Db {
     }
 
     /// Summaries of the sources of `group` (all if `None`), only `name` if given.
+    ///
+    /// Each source's latest version and its current one (the newest stored version that is
+    /// not invalid) are found through `versions_by_source`, so a listing costs what the
+    /// listed sources have, not what the whole catalog holds; only the fields a summary shows
+    /// are read and decoded.
     fn summaries(
         &self,
         group: Option<&str>,
         name: Option<&str>,
     ) -> Result<Vec<SourceSummary>, CatalogError> {
+        // `?1 IS NULL` when no group is asked for, so the planner sees `g.name = ?1` (indexed)
+        // whenever one is.
         let sql = format!(
-            "WITH latest AS (SELECT source_id, MAX(id) AS id FROM versions
-                             WHERE status != 'deleting' GROUP BY source_id),
-                  current AS (SELECT source_id, MAX(id) AS id FROM versions
-                              WHERE version_no IS NOT NULL
-                                AND status NOT IN ('invalid', 'deleting')
-                              GROUP BY source_id)
-             SELECT g.name, s.name, {latest}, {current}
-             FROM sources s
-             JOIN groups g ON g.id = s.group_id
-             LEFT JOIN latest ON latest.source_id = s.id
-             LEFT JOIN versions v ON v.id = latest.id
-             LEFT JOIN current ON current.source_id = s.id
-             LEFT JOIN versions c ON c.id = current.id
-             WHERE (?1 IS NULL OR g.name = ?1) AND (?2 IS NULL OR s.name = ?2)
-               AND latest.id IS NOT NULL
+            "SELECT g.name, s.name,
+                    v.status, v.reason, v.format, v.size, v.created_at, v.added_by,
+                    v.added_by_uid, v.updated_at,
+                    c.version_no, c.rows, c.columns, c.skipped_columns, c.format, c.size,
+                    c.sha256
+             FROM groups g
+             JOIN sources s ON s.group_id = g.id
+             JOIN versions v ON v.id = (SELECT MAX(x.id) FROM versions x
+                                        WHERE x.source_id = s.id AND x.status != 'deleting')
+             LEFT JOIN versions c ON c.id = (SELECT MAX(y.id) FROM versions y
+                                             WHERE y.source_id = s.id
+                                               AND y.version_no IS NOT NULL
+                                               AND y.status NOT IN ('invalid', 'deleting'))
+             WHERE {in_group} AND {named}
              ORDER BY g.name, s.name",
-            latest = VERSION_COLUMNS,
-            current = VERSION_COLUMNS.replace("v.", "c."),
+            in_group = if group.is_some() {
+                "g.name = ?1"
+            } else {
+                "?1 IS NULL"
+            },
+            named = if name.is_some() {
+                "s.name = ?2"
+            } else {
+                "?2 IS NULL"
+            },
         );
         let mut stmt = self.conn().prepare_cached(&sql)?;
-        let rows = stmt.query_map([group, name], |r| {
-            Ok(summarize(
-                r.get(0)?,
-                r.get(1)?,
-                version_from_row(r, 2)?,
-                // The current version's columns follow the latest's.
-                version_from_row(r, 2 + VERSION_COLUMNS.split(',').count())?,
-            ))
-        })?;
+        let rows = stmt.query_map([group, name], summary_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -209,12 +215,10 @@ impl Db {
     /// the summary: cheap enough to count thousands of sources on every `status`.
     pub fn source_statuses(&self) -> Result<Vec<(String, String, Status)>, CatalogError> {
         let mut stmt = self.conn().prepare_cached(
-            "WITH latest AS (SELECT source_id, MAX(id) AS id FROM versions
-                             WHERE status != 'deleting' GROUP BY source_id)
-             SELECT g.name, s.name, v.status FROM latest
-             JOIN versions v ON v.id = latest.id
-             JOIN sources s ON s.id = latest.source_id
-             JOIN groups g ON g.id = s.group_id",
+            "SELECT g.name, s.name, v.status FROM groups g
+             JOIN sources s ON s.group_id = g.id
+             JOIN versions v ON v.id = (SELECT MAX(x.id) FROM versions x
+                                        WHERE x.source_id = s.id AND x.status != 'deleting')",
         )?;
         let rows = stmt.query_map([], |r| {
             let status: String = r.get(2)?;
@@ -264,6 +268,24 @@ impl Db {
     }
 
     pub fn list_groups(&self) -> Result<Vec<GroupInfo>, CatalogError> {
+        let mut groups = self.group_rows()?;
+        let at: HashMap<String, usize> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.name.clone(), i))
+            .collect();
+        for (group, _, status) in self.source_statuses()? {
+            if let Some(&i) = at.get(&group) {
+                groups[i].sources += 1;
+                *groups[i].by_status.entry(status).or_default() += 1;
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Every group with its last activity, sorted by name, counts left at zero (the caller
+    /// counts, e.g. with files in flight laid over the catalog's statuses).
+    pub fn group_rows(&self) -> Result<Vec<GroupInfo>, CatalogError> {
         let mut groups: BTreeMap<String, GroupInfo> = BTreeMap::new();
         let mut stmt = self.conn().prepare_cached(
             "SELECT g.name, MAX(COALESCE(v.updated_at, g.created_at))
@@ -284,12 +306,6 @@ impl Db {
                     last_activity: last.map(clock::rfc3339),
                 },
             );
-        }
-        for (group, _, status) in self.source_statuses()? {
-            if let Some(group) = groups.get_mut(&group) {
-                group.sources += 1;
-                *group.by_status.entry(status).or_default() += 1;
-            }
         }
         Ok(groups.into_values().collect())
     }

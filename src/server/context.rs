@@ -236,14 +236,15 @@ pub async fn group_list(shared: &Shared) -> Result<Vec<GroupInfo>, ErrorBody> {
             },
         );
     }
-    for group in &mut groups {
-        group.sources = 0;
-        group.by_status.clear();
-    }
+    let at: std::collections::HashMap<String, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.name.clone(), i))
+        .collect();
     for ((group, _), status) in shown {
-        if let Some(group) = groups.iter_mut().find(|g| g.name == group) {
-            group.sources += 1;
-            *group.by_status.entry(status).or_default() += 1;
+        if let Some(&i) = at.get(&group) {
+            groups[i].sources += 1;
+            *groups[i].by_status.entry(status).or_default() += 1;
         }
     }
     Ok(groups)
