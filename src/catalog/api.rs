@@ -25,9 +25,6 @@ use crate::protocol::{
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// Every source's status, as `(group, source, status)`.
-pub type SourceStatuses = Vec<(String, String, Status)>;
-
 /// What a job request asked of jobs that are running: which ones must stop.
 pub type Stopping = Vec<i64>;
 
@@ -78,12 +75,14 @@ impl Catalog {
         self.call(|db| db.group_names()).await
     }
 
-    /// Every group (counts left at zero) and every source's status, read in one go so the
-    /// two agree; the caller counts.
-    pub async fn groups_and_statuses(
+    /// Every group with its sources counted by status, read in one go, and the statuses the
+    /// catalog gives the sources in `in_flight` (files the watcher holds), so the caller can
+    /// lay those over the counts the way `ls` lays them over the list.
+    pub async fn group_counts(
         &self,
-    ) -> Result<(Vec<GroupInfo>, SourceStatuses), CatalogError> {
-        self.call(|db| Ok((db.group_rows()?, db.source_statuses()?)))
+        in_flight: Vec<(String, String)>,
+    ) -> Result<(Vec<GroupInfo>, Vec<Option<Status>>), CatalogError> {
+        self.call(move |db| Ok((db.list_groups()?, db.statuses_of(&in_flight)?)))
             .await
     }
 

@@ -19,7 +19,7 @@ pub mod retain;
 mod schema;
 pub mod search;
 
-pub use api::{SourceStatuses, Stopping};
+pub use api::Stopping;
 pub use ingest::{Accepted, Decision, Rejected, Reservation};
 pub use jobs::{Begun, Claimed, Ending, Finished};
 pub use manage::{AuditFilter, PrefsChange, parse_target};

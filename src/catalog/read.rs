@@ -211,26 +211,6 @@ impl Db {
         })
     }
 
-    /// The status `ls` shows for every source (group, name, status), without the rest of
-    /// the summary: cheap enough to count thousands of sources on every `status`.
-    pub fn source_statuses(&self) -> Result<Vec<(String, String, Status)>, CatalogError> {
-        let mut stmt = self.conn().prepare_cached(
-            "SELECT g.name, s.name, v.status FROM groups g
-             JOIN sources s ON s.group_id = g.id
-             JOIN versions v ON v.id = (SELECT MAX(x.id) FROM versions x
-                                        WHERE x.source_id = s.id AND x.status != 'deleting')",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let status: String = r.get(2)?;
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                Status::parse(&status).unwrap_or(Status::Failed),
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     /// Every column name of a group's current versions, in order of first appearance.
     pub fn known_columns(&self, group: &str) -> Result<Vec<String>, CatalogError> {
         let mut stmt = self.conn().prepare_cached(
@@ -257,6 +237,51 @@ impl Db {
     }
 
     /// Every group with counts of its sources by status.
+    /// How many sources of each group are in each status (a source counts by its latest
+    /// version, as `ls` shows it), counted by the database: `status` and `groups` cost the
+    /// same at 100 sources as at 100,000.
+    pub fn status_counts(&self) -> Result<Vec<(String, Status, u64)>, CatalogError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT g.name, v.status, COUNT(*) FROM groups g
+             JOIN sources s ON s.group_id = g.id
+             JOIN versions v ON v.id = (SELECT MAX(x.id) FROM versions x
+                                        WHERE x.source_id = s.id AND x.status != 'deleting')
+             GROUP BY g.name, v.status",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let status: String = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                Status::parse(&status).unwrap_or(Status::Failed),
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The status `ls` shows for each of `sources` (group, name), `None` for a source the
+    /// catalog does not hold.
+    pub fn statuses_of(
+        &self,
+        sources: &[(String, String)],
+    ) -> Result<Vec<Option<Status>>, CatalogError> {
+        let mut stmt = self.conn().prepare_cached(
+            "SELECT v.status FROM groups g
+             JOIN sources s ON s.group_id = g.id
+             JOIN versions v ON v.id = (SELECT MAX(x.id) FROM versions x
+                                        WHERE x.source_id = s.id AND x.status != 'deleting')
+             WHERE g.name = ?1 AND s.name = ?2",
+        )?;
+        sources
+            .iter()
+            .map(|(group, name)| {
+                let status: Option<String> =
+                    stmt.query_row([group, name], |r| r.get(0)).optional()?;
+                Ok(status.map(|s| Status::parse(&s).unwrap_or(Status::Failed)))
+            })
+            .collect()
+    }
+
     /// Every group name, sorted: what a request naming a group is checked against, without
     /// counting anything.
     pub fn group_names(&self) -> Result<Vec<String>, CatalogError> {
@@ -267,6 +292,8 @@ impl Db {
         Ok(names.collect::<Result<_, _>>()?)
     }
 
+    /// Every group with its sources counted by status (as `ls` shows each source), sorted by
+    /// name.
     pub fn list_groups(&self) -> Result<Vec<GroupInfo>, CatalogError> {
         let mut groups = self.group_rows()?;
         let at: HashMap<String, usize> = groups
@@ -274,10 +301,10 @@ impl Db {
             .enumerate()
             .map(|(i, g)| (g.name.clone(), i))
             .collect();
-        for (group, _, status) in self.source_statuses()? {
+        for (group, status, count) in self.status_counts()? {
             if let Some(&i) = at.get(&group) {
-                groups[i].sources += 1;
-                *groups[i].by_status.entry(status).or_default() += 1;
+                groups[i].sources += count;
+                *groups[i].by_status.entry(status).or_default() += count;
             }
         }
         Ok(groups)

@@ -16,7 +16,6 @@ use crate::protocol::{ErrorBody, ErrorCode, GroupInfo, SourceSummary, Status};
 use crate::service::live::LiveConfig;
 use crate::watch::inflight::{InFlight, Phase};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -221,31 +220,38 @@ pub fn overlay(list: &mut Vec<SourceSummary>, in_flight: &InFlight, group: Optio
 
 /// Every group with its sources counted by status, the in-flight overlay included.
 pub async fn group_list(shared: &Shared) -> Result<Vec<GroupInfo>, ErrorBody> {
-    let (mut groups, statuses) = shared.catalog.groups_and_statuses().await?;
-    // Recount with the in-flight overlay so counts agree with `ls`.
-    let mut shown: BTreeMap<(String, String), Status> = statuses
-        .into_iter()
-        .map(|(group, name, status)| ((group, name), status))
-        .collect();
-    for (key, phase) in shared.in_flight.snapshot() {
-        shown.insert(
-            key,
-            match phase {
-                Phase::Pending => Status::Pending,
-                Phase::Validating => Status::Validating,
-            },
-        );
-    }
+    // The catalog counts; only the files in flight are laid over its counts, as `ls` lays
+    // them over its list: a file being validated counts as validating, in place of its
+    // source's stored status if it has one.
+    let flying = shared.in_flight.snapshot();
+    let keys: Vec<(String, String)> = flying.keys().cloned().collect();
+    let (mut groups, stored) = shared.catalog.group_counts(keys).await?;
     let at: std::collections::HashMap<String, usize> = groups
         .iter()
         .enumerate()
         .map(|(i, g)| (g.name.clone(), i))
         .collect();
-    for ((group, _), status) in shown {
-        if let Some(&i) = at.get(&group) {
-            groups[i].sources += 1;
-            *groups[i].by_status.entry(status).or_default() += 1;
+    for (((group, _), phase), stored) in flying.into_iter().zip(stored) {
+        let Some(&i) = at.get(&group) else {
+            continue;
+        };
+        let group = &mut groups[i];
+        match stored {
+            Some(status) => {
+                if let Some(count) = group.by_status.get_mut(&status) {
+                    *count -= 1;
+                    if *count == 0 {
+                        group.by_status.remove(&status);
+                    }
+                }
+            }
+            None => group.sources += 1,
         }
+        let shown = match phase {
+            Phase::Pending => Status::Pending,
+            Phase::Validating => Status::Validating,
+        };
+        *group.by_status.entry(shown).or_default() += 1;
     }
     Ok(groups)
 }

@@ -388,3 +388,65 @@ async fn requests_that_name_too_much_are_refused_before_the_gate() {
         .unwrap();
     assert!(audited.is_empty(), "nothing audited: {audited:?}");
 }
+
+#[tokio::test]
+async fn group_counts_lay_the_files_in_flight_over_the_catalog_like_ls() {
+    use crate::protocol::{GroupInfo, Status};
+    use crate::watch::inflight::Phase;
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared(dir.path());
+    // g: a.csv embedded (v1 then v2), b.csv ready, c.csv rejected; h: d.csv embedded; an
+    // older version or a deleting one never counts.
+    let conn = rusqlite::Connection::open(dir.path().join("ingestd.sqlite")).unwrap();
+    conn.execute_batch(
+        "INSERT INTO groups (id, name, created_at) VALUES (1, 'g', 0), (2, 'h', 0);
+         INSERT INTO sources (id, group_id, name, created_at)
+             VALUES (1, 1, 'a.csv', 0), (2, 1, 'b.csv', 0), (3, 1, 'c.csv', 0), (4, 2, 'd.csv', 0);
+         INSERT INTO versions (id, source_id, version_no, status, created_at, updated_at)
+             VALUES (1, 1, 1, 'embedded', 0, 0), (2, 1, 2, 'embedded', 0, 0),
+                    (3, 2, 1, 'ready', 0, 0), (4, 3, NULL, 'invalid', 0, 0),
+                    (5, 4, 1, 'embedded', 0, 0), (6, 4, 2, 'deleting', 0, 0);",
+    )
+    .unwrap();
+    drop(conn);
+    let counts = |groups: &[GroupInfo], name: &str| {
+        let group = groups.iter().find(|g| g.name == name).unwrap();
+        (group.sources, group.by_status.clone())
+    };
+    let groups = super::context::group_list(&shared).await.unwrap();
+    assert_eq!(
+        counts(&groups, "g"),
+        (
+            3,
+            [
+                (Status::Embedded, 1),
+                (Status::Ready, 1),
+                (Status::Invalid, 1)
+            ]
+            .into()
+        )
+    );
+    assert_eq!(counts(&groups, "h"), (1, [(Status::Embedded, 1)].into()));
+
+    // A new version of b.csv being validated, a new file settling, a file in a group the
+    // catalog has not recorded yet: counted as `ls` would list them.
+    shared.in_flight.set("g", "b.csv", Phase::Validating);
+    shared.in_flight.set("g", "new.csv", Phase::Pending);
+    shared.in_flight.set("nowhere", "x.csv", Phase::Pending);
+    let groups = super::context::group_list(&shared).await.unwrap();
+    assert_eq!(
+        counts(&groups, "g"),
+        (
+            4,
+            [
+                (Status::Embedded, 1),
+                (Status::Validating, 1),
+                (Status::Invalid, 1),
+                (Status::Pending, 1)
+            ]
+            .into()
+        )
+    );
+    assert_eq!(counts(&groups, "h"), (1, [(Status::Embedded, 1)].into()));
+    assert!(groups.iter().all(|g| g.name != "nowhere"));
+}

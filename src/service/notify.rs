@@ -92,13 +92,14 @@ impl std::fmt::Display for Summary {
 /// Count groups and sources through the catalog thread: the round trip the watchdog trusts.
 /// `in_flight` counts the files the watcher holds (settling or validating).
 pub async fn summary(catalog: &Catalog, in_flight: &impl Fn() -> usize) -> Option<Summary> {
-    let (groups, sources) = catalog.groups_and_statuses().await.ok()?;
-    let (groups, sources) = (groups.len(), sources.len());
+    let (groups, _) = catalog.group_counts(Vec::new()).await.ok()?;
+    let sources: u64 = groups.iter().map(|g| g.sources).sum();
+    let groups = groups.len();
     let jobs = catalog.queue_counts().await.ok()?;
     let count = |state| jobs.get(&state).copied().unwrap_or(0);
     Some(Summary {
         groups: groups as u64,
-        sources: sources as u64,
+        sources,
         in_flight: in_flight() as u64,
         queued: count(crate::protocol::JobState::Queued),
         processing: count(crate::protocol::JobState::Processing),
