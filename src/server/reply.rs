@@ -1,12 +1,13 @@
-//! Writing one response line with bounded memory: the JSON is serialized straight into the
-//! socket in chunks, with backpressure, instead of into one buffer the size of the answer.
+//! Writing one response line with bounded memory: the answer goes to the socket in chunks,
+//! with backpressure, and is freed as soon as the client stops taking it.
 //!
-//! Serialization runs on a blocking thread and hands `CHUNK`-sized pieces through a channel
-//! of one to the connection, which writes each within the write timeout. A client that stops
-//! reading therefore holds at most the socket buffer and two chunks of encoded text beyond
-//! the answer itself; when a write times out the connection drops the channel, the
-//! serializer stops at its next chunk and the answer is freed. Nothing here decides what the
-//! answer is.
+//! A command's answer arrives already encoded, once, from its reply type (`handlers`): one
+//! buffer the size of the answer's text, smaller than the JSON tree it replaced. The envelope
+//! around it is written on a blocking thread, which hands `CHUNK`-sized pieces through a
+//! channel of one to the connection, which writes each within the write timeout. A client
+//! that stops reading therefore holds at most the socket buffer and two chunks beyond the
+//! answer itself; when a write times out the connection drops the channel, the writer stops
+//! at its next chunk and the answer is freed. Nothing here decides what the answer is.
 
 use crate::protocol::{ErrorBody, ErrorCode, PROTOCOL_VERSION, Response};
 use serde_json::value::RawValue;
