@@ -65,11 +65,6 @@ impl Catalog {
 
     // ---- groups, sources, reads ---------------------------------------------------------
 
-    /// Every group with its counts by status.
-    pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, CatalogError> {
-        self.call(|db| db.list_groups()).await
-    }
-
     /// Every group's name, sorted (no counts: cheap at any size).
     pub async fn group_names(&self) -> Result<Vec<String>, CatalogError> {
         self.call(|db| db.group_names()).await

@@ -11,7 +11,7 @@ use crate::catalog::{Catalog, CatalogError};
 use crate::config::Config;
 use crate::events::Events;
 use crate::notices::Notices;
-use crate::protocol::cmd::{GroupAndAll, Scope};
+use crate::protocol::cmd::Scope;
 use crate::protocol::{ErrorBody, ErrorCode, GroupInfo, SourceSummary, Status};
 use crate::service::live::LiveConfig;
 use crate::watch::inflight::{InFlight, Phase};
@@ -90,9 +90,9 @@ pub async fn current_group(
 pub async fn in_scope(
     shared: &Shared,
     peer: Option<Peer>,
-    scope: Result<Scope, GroupAndAll>,
+    scope: Scope,
 ) -> Result<Option<String>, ErrorBody> {
-    match scope.map_err(|e| bad_args(e.to_string()))? {
+    match scope {
         Scope::All => Ok(None),
         Scope::Group(group) => {
             require_group(shared, &group).await?;
@@ -102,18 +102,13 @@ pub async fn in_scope(
     }
 }
 
-/// The scope of a request that names one group or none (the current one).
-pub fn named_or_current(group: Option<String>) -> Result<Scope, GroupAndAll> {
-    Ok(group.map_or(Scope::Current, Scope::Group))
-}
-
 /// The group a command needs one of: the named one, else the current group.
 pub async fn need_group(
     shared: &Shared,
     peer: Option<Peer>,
     group: Option<String>,
 ) -> Result<String, ErrorBody> {
-    match in_scope(shared, peer, named_or_current(group)).await? {
+    match in_scope(shared, peer, Scope::named_or_current(group)).await? {
         Some(group) => Ok(group),
         None => Err(ErrorBody::new(
             ErrorCode::BadArgs,

@@ -30,7 +30,11 @@ pub async fn follow<R, W>(
 {
     // Subscribe before answering, so nothing that happens after the answer is missed.
     let mut events = shared.events.subscribe();
-    let group = match in_scope(shared, peer, scope).await {
+    let scoped = match scope {
+        Ok(scope) => in_scope(shared, peer, scope).await,
+        Err(error) => Err(error.into()),
+    };
+    let group = match scoped {
         Ok(group) => group,
         Err(error) => {
             let _ = write_response(send, Response::err(error), WRITE_TIMEOUT).await;

@@ -450,3 +450,40 @@ async fn group_counts_lay_the_files_in_flight_over_the_catalog_like_ls() {
     assert_eq!(counts(&groups, "h"), (1, [(Status::Embedded, 1)].into()));
     assert!(groups.iter().all(|g| g.name != "nowhere"));
 }
+
+#[tokio::test]
+async fn a_listing_that_names_a_group_and_asks_for_all_is_refused_as_bad_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = shared(dir.path());
+    let both = [
+        Command::Ls(cmd::Ls {
+            group: Some("g".into()),
+            all: true,
+        }),
+        Command::Jobs(cmd::Jobs {
+            group: Some("g".into()),
+            all: true,
+            ..Default::default()
+        }),
+        Command::Audit(cmd::Audit {
+            group: Some("g".into()),
+            all: true,
+            ..Default::default()
+        }),
+    ];
+    for command in both {
+        let error = handle(&shared, Some(STRANGER), command.clone())
+            .await
+            .expect_err("refused");
+        assert_eq!(error.code, ErrorCode::BadArgs, "{command:?}");
+        assert!(error.message.contains("not both"), "{}", error.message);
+    }
+    // Each half alone is fine.
+    let ls = cmd::Ls {
+        group: Some("g".into()),
+        all: false,
+    };
+    handle(&shared, Some(STRANGER), Command::Ls(ls))
+        .await
+        .unwrap();
+}

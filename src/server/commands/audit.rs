@@ -19,7 +19,7 @@ pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Audit) ->
         before,
         ..
     } = request;
-    let group = in_scope(shared, peer, scope).await?;
+    let group = in_scope(shared, peer, scope?).await?;
     let since_ms = match since {
         None => None,
         Some(text) => Some(

@@ -19,7 +19,7 @@ pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Jobs) -> 
         ..
     } = request;
     let group = if ids.is_empty() {
-        in_scope(shared, peer, scope).await?
+        in_scope(shared, peer, scope?).await?
     } else {
         None
     };

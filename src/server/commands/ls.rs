@@ -7,6 +7,6 @@ use crate::server::auth::Peer;
 use crate::server::context::{Reply, Shared, in_scope, sources};
 
 pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Ls) -> Reply<cmd::Ls> {
-    let group = in_scope(shared, peer, request.scope()).await?;
+    let group = in_scope(shared, peer, request.scope()?).await?;
     sources(shared, group).await
 }

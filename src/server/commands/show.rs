@@ -6,10 +6,11 @@
 use crate::catalog::CatalogError;
 use crate::embed::render::Renderer;
 use crate::ingest::isolate::slots::ParseSlots;
+use crate::protocol::cmd::Scope;
 use crate::protocol::{ErrorBody, ErrorCode, PrefsDraft, SourceDetail, cmd};
 use crate::server::auth::Peer;
 use crate::server::context::{
-    Reply, Shared, SocketLimits, bad_args, in_scope, named_or_current, overlay, require_group,
+    Reply, Shared, SocketLimits, bad_args, in_scope, overlay, require_group,
 };
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -31,7 +32,7 @@ pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Show) -> 
             "prefs only changes how a preview is rendered: give preview too",
         ));
     }
-    let group = in_scope(shared, peer, named_or_current(group)).await?;
+    let group = in_scope(shared, peer, Scope::named_or_current(group)).await?;
     let mut detail = show(shared, source, group).await?;
     if let Some(rows) = preview {
         add_preview(shared, peer, &mut detail, rows, prefs).await?;

@@ -261,6 +261,12 @@ pub enum Scope {
 #[error("give a group or all, not both")]
 pub struct GroupAndAll;
 
+impl From<GroupAndAll> for super::ErrorBody {
+    fn from(error: GroupAndAll) -> Self {
+        super::ErrorBody::new(super::ErrorCode::BadArgs, error.to_string())
+    }
+}
+
 impl Scope {
     /// The scope of a request's `group` and `all` fields.
     pub fn new(group: Option<String>, all: bool) -> Result<Scope, GroupAndAll> {
@@ -272,13 +278,9 @@ impl Scope {
         }
     }
 
-    /// The `group` and `all` fields that carry this scope.
-    pub fn into_fields(self) -> (Option<String>, bool) {
-        match self {
-            Scope::Group(group) => (Some(group), false),
-            Scope::Current => (None, false),
-            Scope::All => (None, true),
-        }
+    /// A request that names one group or none (the caller's current one).
+    pub fn named_or_current(group: Option<String>) -> Scope {
+        group.map_or(Scope::Current, Scope::Group)
     }
 }
 
@@ -340,7 +342,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_scope_comes_from_group_and_all_and_goes_back_to_them() {
+    fn a_scope_comes_from_group_and_all() {
         let cases = [
             (Some("g"), false, Ok(Scope::Group("g".into()))),
             (None, false, Ok(Scope::Current)),
@@ -350,10 +352,12 @@ mod tests {
         for (group, all, expected) in cases {
             let scope = Scope::new(group.map(String::from), all);
             assert_eq!(scope, expected, "group {group:?}, all {all}");
-            if let Ok(scope) = scope {
-                assert_eq!(scope.into_fields(), (group.map(String::from), all));
-            }
         }
+        assert_eq!(
+            Scope::named_or_current(Some("g".into())),
+            Scope::Group("g".into())
+        );
+        assert_eq!(Scope::named_or_current(None), Scope::Current);
     }
 
     #[test]
