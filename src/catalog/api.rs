@@ -9,6 +9,7 @@
 //! docs/architecture.md.
 
 use super::jobs::{Begun, Claimed, Ending, Finished, NewRow, Origin, Written};
+use super::memo::{Kept, Listing};
 use super::read_options::{Applied, ReadAs, Reread};
 use super::retain::Retention;
 use super::{
@@ -20,10 +21,11 @@ use crate::identity::Actor;
 use crate::protocol::FsckReport;
 use crate::protocol::{
     AuditEntry, GroupInfo, JobInfo, JobState, PrefsInfo, Queued, ReadOverride, RmOutcome,
-    SearchResult, SourceDetail, SourceOverride, SourceSummary, Status,
+    SearchResult, SourceDetail, SourceOverride, Status,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What a job request asked of jobs that are running: which ones must stop.
 pub type Stopping = Vec<i64>;
@@ -77,16 +79,17 @@ impl Catalog {
         &self,
         in_flight: Vec<(String, String)>,
     ) -> Result<(Vec<GroupInfo>, Vec<Option<Status>>), CatalogError> {
-        self.call(move |db| Ok((db.list_groups()?, db.statuses_of(&in_flight)?)))
-            .await
+        self.call(move |db| {
+            let groups = Vec::clone(&*db.group_counts()?);
+            Ok((groups, db.statuses_of(&in_flight)?))
+        })
+        .await
     }
 
-    /// The sources of `group`, or of every group.
-    pub async fn list_sources(
-        &self,
-        group: Option<String>,
-    ) -> Result<Vec<SourceSummary>, CatalogError> {
-        self.call(move |db| db.list_sources(group.as_deref())).await
+    /// The sources of `group`, or of every group; the same answer (and its JSON) until the
+    /// catalog changes.
+    pub async fn list_sources(&self, group: Option<String>) -> Result<Arc<Listing>, CatalogError> {
+        self.call(move |db| db.listing(group)).await
     }
 
     /// One source in detail: versions, rejections, columns, generations, jobs.
@@ -347,7 +350,8 @@ impl Catalog {
         self.call(|db| db.queue_counts()).await
     }
 
-    /// One page of jobs, newest first, before the job id `before`.
+    /// One page of jobs, newest first, before the job id `before`; the same answer (and its
+    /// JSON) until the catalog changes.
     pub async fn jobs_page(
         &self,
         group: Option<String>,
@@ -355,8 +359,8 @@ impl Catalog {
         ids: Vec<i64>,
         limit: u32,
         before: Option<i64>,
-    ) -> Result<Vec<JobInfo>, CatalogError> {
-        self.call(move |db| db.jobs_page(group.as_deref(), state, &ids, limit, before))
+    ) -> Result<Arc<Kept<Vec<JobInfo>>>, CatalogError> {
+        self.call(move |db| db.jobs_kept((group, state, ids, limit, before)))
             .await
     }
 

@@ -12,6 +12,7 @@ mod ingest;
 pub mod jobs;
 mod jobs_page;
 mod manage;
+pub mod memo;
 pub mod pg;
 mod read;
 pub mod read_options;
@@ -71,6 +72,8 @@ struct Db {
     queue: jobs::QueueState,
     /// How many versions to keep, and where their files are.
     retention: retain::Retention,
+    /// Listings and counts kept while nothing changes.
+    memo: memo::Memo,
 }
 
 impl Db {
@@ -166,6 +169,7 @@ impl Catalog {
             events,
             queue,
             retention: retain::Retention::default(),
+            memo: memo::Memo::default(),
         };
         let (tx, mut rx) = mpsc::channel::<Call>(QUEUE);
         let thread = std::thread::Builder::new()

@@ -7,11 +7,12 @@
 //! for listing commands — every group.
 
 use super::auth::{self, Peer};
+use crate::catalog::memo::Encoded;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::Config;
 use crate::events::Events;
 use crate::notices::Notices;
-use crate::protocol::cmd::Scope;
+use crate::protocol::cmd::{self, Scope};
 use crate::protocol::{ErrorBody, ErrorCode, GroupInfo, SourceSummary, Status};
 use crate::service::live::LiveConfig;
 use crate::watch::inflight::{InFlight, Phase};
@@ -69,6 +70,9 @@ pub fn bad_args(message: impl Into<String>) -> ErrorBody {
 /// What the handler of request `C` answers: the reply type the protocol ties to `C`
 /// (`Call::Reply`), so a handler cannot answer a shape its clients do not expect.
 pub type Reply<C> = Result<<C as crate::protocol::Call>::Reply, ErrorBody>;
+
+/// [`Reply`] already encoded: for answers the catalog keeps with their JSON text.
+pub type EncodedReply<C> = Result<Encoded<<C as crate::protocol::Call>::Reply>, ErrorBody>;
 
 pub fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, ErrorBody> {
     serde_json::to_value(value).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
@@ -153,15 +157,28 @@ pub fn known_peer(peer: Option<Peer>) -> Result<Peer, ErrorBody> {
     })
 }
 
-/// Sources of `group` (all groups if `None`) with in-flight files laid over them.
-pub async fn sources(
-    shared: &Shared,
-    group: Option<String>,
-) -> Result<Vec<SourceSummary>, ErrorBody> {
-    let wanted = group.clone();
-    let mut list = shared.catalog.list_sources(wanted).await?;
-    overlay(&mut list, &shared.in_flight, group.as_deref());
-    Ok(list)
+/// Sources of `group` (all groups if `None`) with in-flight files laid over them, encoded.
+/// While no file of that scope is in flight, this is the catalog's kept listing and its JSON
+/// text as they are (`catalog::memo`): nothing is read, copied or encoded again.
+pub async fn sources(shared: &Shared, group: Option<String>) -> EncodedReply<cmd::Ls> {
+    let listing = shared.catalog.list_sources(group.clone()).await?;
+    let in_scope = |(g, _): &(String, String)| group.as_ref().is_none_or(|wanted| wanted == g);
+    let encoded = if shared.in_flight.snapshot().keys().any(in_scope) {
+        let mut list = listing.value.clone();
+        overlay(&mut list, &shared.in_flight, group.as_deref());
+        Encoded::new(&list)
+    } else {
+        listing.encoded()
+    };
+    encoded.map_err(encoding_failed)
+}
+
+/// An answer that could not be encoded (never expected: every reply type serializes).
+pub fn encoding_failed(error: serde_json::Error) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::Internal,
+        format!("cannot encode the answer: {error}"),
+    )
 }
 
 /// Mark sources whose file is in flight, and add those the catalog has not seen yet.

@@ -108,6 +108,7 @@ impl Fixture {
                 ..QueueState::default()
             },
             retention: crate::catalog::retain::Retention::default(),
+            memo: Default::default(),
         };
         db.conn
             .execute_batch(

@@ -26,6 +26,7 @@ impl Fixture {
                 keep,
                 storage_root: root.clone(),
             },
+            memo: Default::default(),
         };
         db.conn
             .execute_batch(

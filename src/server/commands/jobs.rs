@@ -1,15 +1,20 @@
 //! `jobs`: the embedding jobs of a group (or of every group, or the ones named by id), by
-//! state, paged with `before`.
+//! state, paged with `before`. The answer comes encoded: the catalog keeps a page and its
+//! JSON while nothing changes.
 
 use crate::protocol::cmd::Scoped;
 use crate::protocol::{JOBS_MAX, cmd};
 use crate::server::auth::Peer;
-use crate::server::context::{Reply, Shared, bad_args, in_scope};
+use crate::server::context::{EncodedReply, Shared, bad_args, encoding_failed, in_scope};
 
 /// Jobs returned when no limit is given (the most is `protocol::JOBS_MAX`; `before` pages on).
 const JOBS_DEFAULT: u32 = JOBS_MAX;
 
-pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Jobs) -> Reply<cmd::Jobs> {
+pub async fn handle(
+    shared: &Shared,
+    peer: Option<Peer>,
+    request: cmd::Jobs,
+) -> EncodedReply<cmd::Jobs> {
     let scope = request.scope();
     let cmd::Jobs {
         state,
@@ -30,9 +35,9 @@ pub async fn handle(shared: &Shared, peer: Option<Peer>, request: cmd::Jobs) -> 
              first job of a page)"
         )));
     }
-    let jobs = shared
+    let page = shared
         .catalog
         .jobs_page(group, state, ids, limit, before)
         .await?;
-    Ok(jobs)
+    page.encoded().map_err(encoding_failed)
 }
