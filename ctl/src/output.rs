@@ -6,12 +6,14 @@
 //! [`emit`]). No colour: none is needed yet, and any added later must be off unless stdout is a
 //! TTY and `NO_COLOR` is unset.
 
-use comfy_table::{CellAlignment, Table, presets};
+use jiff::fmt::temporal::DateTimePrinter;
 use jiff::{Timestamp, tz::TimeZone};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use unicode_width::UnicodeWidthStr;
 
 /// `text` safe to print on a terminal as one field: every control character (C0 with
 /// newline and tab, DEL, C1) and every character that reorders or hides text (bidi
@@ -31,7 +33,12 @@ pub fn escape_text(text: &str) -> Cow<'_, str> {
 }
 
 fn escape_where(text: &str, escape_this: impl Fn(char) -> bool) -> Cow<'_, str> {
-    if !text.chars().any(|c| dangerous(c) && escape_this(c)) {
+    // Nearly everything printed is printable ASCII: that is checked a byte at a time, without
+    // decoding characters (a listing of thousands of rows goes through here whole).
+    let plain = |b: u8| {
+        (0x20..0x7f).contains(&b) || (matches!(b, b'\n' | b'\t') && !escape_this(b as char))
+    };
+    if text.bytes().all(plain) || !text.chars().any(|c| dangerous(c) && escape_this(c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
@@ -69,45 +76,113 @@ fn dangerous(c: char) -> bool {
         )
 }
 
+/// The zone times are shown in: the one `TZ` names when it is set, else the system's
+/// (`/etc/localtime`), else UTC.
+///
+/// `/etc/localtime` is read here rather than through [`TimeZone::system`], which first
+/// indexes the whole zoneinfo database (some 40 directory reads on Debian): that was a fifth
+/// of what a `status` cost, for a zone found by one read.
+pub fn local_zone() -> TimeZone {
+    if std::env::var_os("TZ").is_none()
+        && let Ok(data) = std::fs::read("/etc/localtime")
+        && let Ok(zone) = TimeZone::tzif("localtime", &data)
+    {
+        return zone;
+    }
+    TimeZone::system()
+}
+
 /// Widest the joined column list of `ls` may get before it is cut.
 pub const COLUMNS_WIDTH: usize = 40;
 
-/// What `--json` prints: the daemon's `data`, pretty-printed, with a final newline.
-pub fn json(data: &Value) -> String {
-    let mut text = serde_json::to_string_pretty(data).expect("a JSON value always serializes");
+/// What `--json` prints for `data`, with a final newline: pretty-printed, keys in alphabetical
+/// order, for a person at a terminal (`pretty`); one line for a script.
+pub fn json(data: &Value, pretty: bool) -> String {
+    let mut text = if pretty {
+        serde_json::to_string_pretty(data)
+    } else {
+        serde_json::to_string(data)
+    }
+    .expect("a JSON value always serializes");
+    text.push('\n');
+    text
+}
+
+/// [`json`] of the daemon's `data` as it sent it: a script gets that text unchanged, never
+/// parsed again (a listing of thousands of sources costs nothing more to pass on); a person
+/// gets the pretty form.
+pub fn json_text(data: &RawValue, pretty: bool) -> String {
+    if pretty && let Ok(value) = serde_json::from_str::<Value>(data.get()) {
+        return json(&value, true);
+    }
+    let mut text = String::with_capacity(data.get().len() + 1);
+    text.push_str(data.get());
     text.push('\n');
     text
 }
 
 /// A borderless table, columns two spaces apart, no trailing spaces. `right` lists the
 /// columns (by index) that hold numbers.
-pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::NOTHING)
-        .set_header(header.to_vec());
-    for row in rows {
-        // Every cell may hold someone else's text: one line, nothing a terminal acts on.
-        table.add_row(row.iter().map(|cell| escape(cell).into_owned()));
-    }
-    for (index, column) in table.column_iter_mut().enumerate() {
-        column.set_padding((0, 2));
-        if right.contains(&index) {
-            column.set_cell_alignment(CellAlignment::Right);
+///
+/// Laid out here rather than by a table crate: a listing of thousands of sources is the
+/// biggest thing `ingestctl` prints, and a general layout engine (wrapping, styles, borders)
+/// cost more than everything else the client did for it. Widths are display columns
+/// (`unicode-width`), as a terminal shows them.
+pub fn table<S: AsRef<str>>(header: &[&str], rows: Vec<Vec<S>>, right: &[usize]) -> String {
+    // Every cell may hold someone else's text: one line, nothing a terminal acts on.
+    let rows: Vec<Vec<Cow<'_, str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| escape(cell.as_ref())).collect())
+        .collect();
+    let columns = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for row in &rows {
+        for (widest, cell) in widths.iter_mut().zip(row) {
+            *widest = (*widest).max(width(cell));
         }
     }
-    let mut text = table.trim_fmt();
-    text.push('\n');
+    let line_width: usize = widths.iter().map(|w| w + 2).sum();
+    let mut text = String::with_capacity((rows.len() + 1) * (line_width + 1));
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let start = text.len();
+        for (index, cell) in cells.take(columns).enumerate() {
+            let pad = widths[index].saturating_sub(width(cell));
+            if right.contains(&index) {
+                text.extend(std::iter::repeat_n(' ', pad));
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+            text.push_str("  ");
+        }
+        let end = text[start..].trim_end_matches(' ').len();
+        text.truncate(start + end);
+        text.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in &rows {
+        line(&mut row.iter().map(|cell| cell.as_ref()));
+    }
     text
 }
+
+/// How many columns a terminal gives `text` (its length, when it is ASCII).
+fn width(text: &str) -> usize {
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.width()
+    }
+}
+
+/// How [`time`] prints: "2026-11-27 01:56:24".
+const LOCAL_TIME: DateTimePrinter = DateTimePrinter::new().separator(b' ').precision(Some(0));
 
 /// An RFC 3339 time as "2026-11-27 01:56:24" in `tz`; anything unparsable is shown as sent.
 pub fn time(rfc3339: &str, tz: &TimeZone) -> String {
     match rfc3339.parse::<Timestamp>() {
-        Ok(ts) => ts
-            .to_zoned_datetime(tz.clone())
-            .strftime("%Y-%m-%d %H:%M:%S")
-            .to_string(),
+        Ok(ts) => LOCAL_TIME.datetime_to_string(&tz.to_datetime(ts)),
         Err(_) => rfc3339.to_string(),
     }
 }
@@ -172,9 +247,10 @@ pub fn who(name: Option<&str>, uid: Option<u32>) -> String {
 
 /// `items` joined with ", ", cut to about `max_chars` with a count of what was left out:
 /// "id, date, amount, … +12".
-pub fn joined_truncated(items: &[String], max_chars: usize) -> String {
+pub fn joined_truncated(items: &[impl AsRef<str>], max_chars: usize) -> String {
     let mut out = String::new();
     for (index, item) in items.iter().enumerate() {
+        let item = item.as_ref();
         let separator = if index == 0 { "" } else { ", " };
         let fits = out.chars().count() + separator.len() + item.chars().count() <= max_chars;
         if fits {
@@ -218,7 +294,7 @@ mod tests {
 
     #[test]
     fn tables_have_no_borders_and_no_trailing_spaces() {
-        let text = table(
+        let text = table::<String>(
             &["NAME", "ROWS"],
             vec![
                 vec!["a.csv".into(), "5".into()],
@@ -361,7 +437,7 @@ mod tests {
 
     #[test]
     fn table_cells_are_escaped_and_stay_on_one_line() {
-        let text = table(
+        let text = table::<String>(
             &["NAME", "REASON"],
             vec![vec!["a\nb.csv".into(), "\x1b[2Jgone".into()]],
             &[],
@@ -376,7 +452,21 @@ mod tests {
 
     #[test]
     fn json_is_pretty_and_ends_with_a_newline() {
-        let text = json(&serde_json::json!([{"name": "a.csv"}]));
-        assert_eq!(text, "[\n  {\n    \"name\": \"a.csv\"\n  }\n]\n");
+        let data = serde_json::json!([{"name": "a.csv", "b": 1}]);
+        assert_eq!(
+            json(&data, true),
+            "[\n  {\n    \"b\": 1,\n    \"name\": \"a.csv\"\n  }\n]\n"
+        );
+        assert_eq!(json(&data, false), "[{\"b\":1,\"name\":\"a.csv\"}]\n");
+    }
+
+    #[test]
+    fn the_daemons_json_goes_to_scripts_as_sent_and_to_people_pretty() {
+        let sent = RawValue::from_string(r#"[{"name":"a.csv","b":1}]"#.into()).unwrap();
+        assert_eq!(json_text(&sent, false), "[{\"name\":\"a.csv\",\"b\":1}]\n");
+        assert_eq!(
+            json_text(&sent, true),
+            "[\n  {\n    \"b\": 1,\n    \"name\": \"a.csv\"\n  }\n]\n"
+        );
     }
 }

@@ -88,7 +88,7 @@ pub fn run(
         0
     };
     let text = if options.json {
-        output::json(&to_json(&added))
+        output::json(&to_json(&added), options.pretty)
     } else if wait {
         render_verdicts(&added)
     } else {

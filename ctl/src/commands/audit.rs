@@ -31,7 +31,10 @@ pub fn run(client: &mut Client, options: &Options, args: &AuditArgs) -> Result<S
         before: args.before,
     };
     if options.json {
-        return Ok(output::json(&client.request(&command)?));
+        return Ok(output::json_text(
+            &client.call_text(&command)?,
+            options.pretty,
+        ));
     }
     let entries: Vec<AuditEntry> = client.call(&command)?;
     if entries.is_empty() {

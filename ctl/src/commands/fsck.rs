@@ -20,7 +20,7 @@ pub fn run(client: &mut Client, options: &Options, repair: bool) -> Result<Done,
         EXIT_FAILED
     };
     let text = if options.json {
-        output::json(&data)
+        output::json(&data, options.pretty)
     } else {
         render(&report)
     };

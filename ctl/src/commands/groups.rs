@@ -9,7 +9,10 @@ use jiff::tz::TimeZone;
 
 pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
     if options.json {
-        return Ok(output::json(&client.request(&cmd::Groups {})?));
+        return Ok(output::json_text(
+            &client.call_text(&cmd::Groups {})?,
+            options.pretty,
+        ));
     }
     let groups: Vec<GroupInfo> = client.call(&cmd::Groups {})?;
     if groups.is_empty() {

@@ -6,11 +6,13 @@
 //! cancelled. On a terminal each job gets a bar; elsewhere one line per job is printed as it
 //! ends, so logs of scripted runs stay readable.
 
-use super::{Done, Failure, Options};
+use super::{Done, Failure, Options, Text};
 use crate::output;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ingestd_proto::client::{Client, EXIT_FAILED};
-use ingestd_proto::protocol::{Call, JOBS_MAX, JobInfo, JobState, Queued, cmd};
+use ingestd_proto::protocol::{
+    Call, JOBS_MAX, JobInfo, JobState, Progress, QueuePosition, Queued, cmd,
+};
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -97,7 +99,7 @@ fn queued<R: Call<Reply = Vec<Queued>>>(
         EXIT_FAILED
     };
     let mut text = if options.json && !wait {
-        output::json(&data)
+        output::json(&data, options.pretty)
     } else if outcomes.is_empty() {
         format!("{nothing}\n")
     } else {
@@ -117,7 +119,10 @@ fn queued<R: Call<Reply = Vec<Queued>>>(
             code = EXIT_FAILED;
         }
         if options.json {
-            text = output::json(&serde_json::to_value(&ended).unwrap_or_default());
+            text = output::json(
+                &serde_json::to_value(&ended).unwrap_or_default(),
+                options.pretty,
+            );
         } else {
             for job in &ended {
                 text.push_str(&ending_line(job));
@@ -213,20 +218,30 @@ pub fn list(
     } else {
         poll_requests(ids)
     };
-    let mut jobs: Vec<JobInfo> = Vec::new();
-    let mut data = Vec::new();
-    for command in &commands {
-        if options.json {
+    if options.json {
+        if let [command] = commands.as_slice() {
+            return Ok(output::json_text(
+                &client.call_text(command)?,
+                options.pretty,
+            ));
+        }
+        let mut data = Vec::new();
+        for command in &commands {
             match client.request(command)? {
                 serde_json::Value::Array(items) => data.extend(items),
                 other => data.push(other),
             }
-        } else {
-            jobs.extend(client.call(command)?);
         }
+        return Ok(output::json(
+            &serde_json::Value::Array(data),
+            options.pretty,
+        ));
     }
-    if options.json {
-        return Ok(output::json(&serde_json::Value::Array(data)));
+    // Each answer is kept while its rows, which borrow from it, are shown.
+    let mut answers = vec![Vec::new(); commands.len()];
+    let mut jobs: Vec<Row<'_>> = Vec::new();
+    for (command, answer) in commands.iter().zip(answers.iter_mut()) {
+        jobs.extend(client.call_view::<_, Vec<Row<'_>>>(command, answer)?);
     }
     if jobs.is_empty() {
         return Ok(match state {
@@ -241,8 +256,30 @@ pub fn list(
     Ok(text)
 }
 
+/// One job as `jobs` prints it: the fields of a [`JobInfo`] its table shows, read from the
+/// answer's text without copying strings (see `ls`).
+#[derive(serde::Deserialize)]
+struct Row<'a> {
+    id: i64,
+    #[serde(borrow)]
+    group: Text<'a>,
+    #[serde(borrow)]
+    source: Text<'a>,
+    #[serde(borrow)]
+    version: Text<'a>,
+    state: JobState,
+    attempt: u32,
+    max_attempts: u32,
+    progress: Progress,
+    position: Option<QueuePosition>,
+    #[serde(borrow)]
+    error: Option<Text<'a>>,
+    #[serde(borrow)]
+    queued_at: Text<'a>,
+}
+
 /// A full page may have older jobs before it: say how to get them.
-fn more(jobs: &[JobInfo]) -> String {
+fn more(jobs: &[Row<'_>]) -> String {
     match jobs.first() {
         Some(first) if jobs.len() as u32 >= JOBS_MAX => format!(
             "(showing the newest {}; older jobs: ingestctl jobs --before {} with the same \
@@ -254,14 +291,14 @@ fn more(jobs: &[JobInfo]) -> String {
     }
 }
 
-fn render(jobs: &[JobInfo], tz: &TimeZone) -> String {
+fn render(jobs: &[Row<'_>], tz: &TimeZone) -> String {
     let rows = jobs
         .iter()
         .map(|j| {
             vec![
                 j.id.to_string(),
-                j.group.clone(),
-                format!("{} {}", j.source, j.version),
+                j.group.to_string(),
+                format!("{} {}", &*j.source, &*j.version),
                 j.state.to_string(),
                 j.position
                     .map(|p| format!("{} ({} in group)", p.overall, p.group))
@@ -302,7 +339,13 @@ mod tests {
         assert_eq!(poll_requests(&ids[..1000]).len(), 1);
         assert!(poll_requests(&[]).is_empty());
     }
-    use ingestd_proto::protocol::{Progress, QueuePosition};
+
+    /// `jobs` as `jobs` reads them from the daemon's answer: encoded, then decoded as rows.
+    fn rendered(jobs: &[JobInfo], tz: &TimeZone) -> String {
+        let text = serde_json::to_string(jobs).unwrap();
+        let rows: Vec<Row<'_>> = serde_json::from_str(&text).unwrap();
+        render(&rows, tz)
+    }
 
     pub fn job(id: i64, state: JobState) -> JobInfo {
         JobInfo {
@@ -337,7 +380,7 @@ mod tests {
         });
         let mut failed = job(8, JobState::Failed);
         failed.error = Some("gave up after 3 attempts: HTTP 503".into());
-        let text = render(&[queued, failed], &TimeZone::UTC);
+        let text = rendered(&[queued, failed], &TimeZone::UTC);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("JOB"), "{text}");
         assert!(lines[1].contains("3 (1 in group)"), "{text}");
@@ -352,6 +395,8 @@ mod tests {
         let page: Vec<JobInfo> = (41..41 + i64::from(JOBS_MAX))
             .map(|id| job(id, JobState::Completed))
             .collect();
+        let text = serde_json::to_string(&page).unwrap();
+        let page: Vec<Row<'_>> = serde_json::from_str(&text).unwrap();
         assert_eq!(
             more(&page),
             "(showing the newest 1000; older jobs: ingestctl jobs --before 41 with the same \

@@ -25,6 +25,7 @@ mod use_group;
 pub(crate) use rm::question as rm_question;
 
 use crate::cli::{Cli, Commands, PrefsAction};
+use crate::output;
 use crate::socket::{self, NoSocket};
 use ingestd_proto::client::{Client, ClientError, EXIT_FAILED, EXIT_UNREACHABLE};
 use ingestd_proto::protocol::{UseInfo, cmd};
@@ -85,9 +86,30 @@ impl Done {
     }
 }
 
+/// A string of the daemon's answer as a view of it holds it (`Client::call_view`): borrowed
+/// from the answer's text unless it held escapes.
+#[derive(serde::Deserialize)]
+pub struct Text<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What every command may need besides its own arguments.
 pub struct Options {
     pub json: bool,
+    /// `--json` output is for a person at a terminal: pretty-printed. Otherwise it is for a
+    /// script, one line (see `output::json`).
+    pub pretty: bool,
     pub group: Option<String>,
     /// Times are shown in this zone (the system's; tests use UTC).
     pub tz: TimeZone,
@@ -108,8 +130,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write) -> Result<Done, Failure> {
     let mut client = Client::connect(&socket)?;
     let options = Options {
         json: cli.json,
+        pretty: std::io::stdout().is_terminal(),
         group: cli.group.clone(),
-        tz: TimeZone::system(),
+        tz: output::local_zone(),
     };
     let c = &mut client;
     let done = match &cli.command {

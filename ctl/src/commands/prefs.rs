@@ -15,7 +15,10 @@ pub fn show(client: &mut Client, options: &Options) -> Result<String, ClientErro
         group: options.group.clone(),
     };
     if options.json {
-        return Ok(output::json(&client.request(&command)?));
+        return Ok(output::json_text(
+            &client.call_text(&command)?,
+            options.pretty,
+        ));
     }
     let prefs: PrefsInfo = client.call(&command)?;
     Ok(render(&prefs, &options.tz))
@@ -42,7 +45,7 @@ pub fn set(client: &mut Client, options: &Options, args: &PrefsSetArgs) -> Resul
         ))
     })?;
     let text = if options.json {
-        output::json(&data)
+        output::json(&data, options.pretty)
     } else {
         let mut text = format!("Saved.\n{}", render(&saved.prefs, &options.tz));
         for queued in &saved.jobs {

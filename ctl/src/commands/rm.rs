@@ -63,7 +63,7 @@ pub fn run(
         EXIT_FAILED
     };
     let text = if options.json {
-        output::json(&data)
+        output::json(&data, options.pretty)
     } else {
         render(&outcomes)
     };

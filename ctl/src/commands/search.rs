@@ -26,7 +26,10 @@ pub fn run(
         .map(|s| format!("note: {s}"))
         .collect();
     let text = if options.json {
-        output::json(&serde_json::to_value(&result.hits).unwrap_or_default())
+        output::json(
+            &serde_json::to_value(&result.hits).unwrap_or_default(),
+            options.pretty,
+        )
     } else {
         render(&result)
     };

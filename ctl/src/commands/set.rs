@@ -22,7 +22,7 @@ pub fn run(client: &mut Client, options: &Options, args: &SetArgs) -> Result<Don
     };
     let data = client.request(&command)?;
     if options.json {
-        return Ok(Done::text(output::json(&data)));
+        return Ok(Done::text(output::json(&data, options.pretty)));
     }
     let outcome: SetOutcome = serde_json::from_value(data).map_err(|e| {
         Failure::Failed(format!(

@@ -20,7 +20,10 @@ pub fn run(
         prefs: None,
     };
     if options.json {
-        return Ok(output::json(&client.request(&command)?));
+        return Ok(output::json_text(
+            &client.call_text(&command)?,
+            options.pretty,
+        ));
     }
     let detail: SourceDetail = client.call(&command)?;
     Ok(render(&detail, &options.tz))

@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 
 pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
     if options.json {
-        return Ok(output::json(&client.request(&cmd::Status {})?));
+        return Ok(output::json_text(
+            &client.call_text(&cmd::Status {})?,
+            options.pretty,
+        ));
     }
     let status: StatusInfo = client.call(&cmd::Status {})?;
     Ok(render(&status, &options.tz))

@@ -18,7 +18,10 @@ pub fn run(
         clear,
     };
     if options.json {
-        return Ok(Done::text(output::json(&client.request(&command)?)));
+        return Ok(Done::text(output::json_text(
+            &client.call_text(&command)?,
+            options.pretty,
+        )));
     }
     let info: UseInfo = client.call(&command)?;
     Ok(Done::text(render(&info)))

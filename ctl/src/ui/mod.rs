@@ -49,7 +49,7 @@ pub fn run(socket: PathBuf, group: Option<String>) -> std::io::Result<()> {
     spawn_keys(tx);
     let ctx = view::Ctx {
         theme: view::Theme::from_env(),
-        tz: jiff::tz::TimeZone::system(),
+        tz: crate::output::local_zone(),
         socket: socket.display().to_string(),
     };
     let result = event_loop(&mut terminal, App::new(group), &rx, &reads, &writes, &ctx);
