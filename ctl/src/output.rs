@@ -268,6 +268,7 @@ pub fn joined_truncated(items: &[impl AsRef<str>], max_chars: usize) -> String {
             // One name longer than the whole cell: show its start.
             out.extend(item.chars().take(max_chars.saturating_sub(1)));
             out.push('…');
+            chars = max_chars;
         } else {
             out.push_str(&format!(", … +{}", items.len() - index));
             break;
