@@ -438,7 +438,8 @@ impl Catalog {
         self.call_blocking(move |db| db.begin_generation(job, &identity))
     }
 
-    /// Write a window of a generation's rows and the job's progress (`done` rows).
+    /// Write a window of a generation's rows and the job's progress (`done` rows). A bulk
+    /// write: it waits while other requests are served (see [`Catalog`]).
     pub fn write_vectors_blocking(
         &self,
         job: i64,
@@ -446,7 +447,7 @@ impl Catalog {
         rows: Vec<NewRow>,
         done: u64,
     ) -> Result<Written, CatalogError> {
-        self.call_blocking(move |db| db.write_vectors(job, generation, &rows, done, true))
+        self.call_bulk_blocking(move |db| db.write_vectors(job, generation, &rows, done, true))
     }
 
     /// The texts a job's generation may take vectors from instead of embedding them again

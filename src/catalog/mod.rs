@@ -35,6 +35,14 @@ use tokio::sync::{mpsc, oneshot};
 /// when it is full; nothing is dropped.
 const QUEUE: usize = 256;
 
+/// Bulk writes (the chunks of vectors embedding jobs write) waiting for the catalog thread:
+/// one per writer thread is all there ever is, as each waits for its answer.
+const BULK_QUEUE: usize = 16;
+
+/// Calls of the main queue served in a row, while a bulk write waits, before that write goes
+/// next: a flood of requests on the socket slows embedding down but cannot stop it.
+const PRIORITY_RUN: u32 = 8;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("cannot open the catalog {path}: {source}")]
@@ -134,9 +142,16 @@ fn insert_audit(tx: &rusqlite::Transaction<'_>, r: &AuditRecord) -> rusqlite::Re
 type Call = Box<dyn FnOnce(&mut Db) + Send>;
 
 /// A handle to the catalog thread. Cheap to clone; the thread ends when every handle is gone.
+///
+/// The thread serves two queues. Everything goes through the main one except the chunks of
+/// vectors embedding jobs write, which go through a bulk queue the thread serves only when the
+/// main one is empty (or after `PRIORITY_RUN` calls in a row): a file being accepted, or a
+/// command on the socket, waits for at most the one chunk being written, never for the chunks
+/// of every running job queued before it.
 #[derive(Clone)]
 pub struct Catalog {
     tx: mpsc::Sender<Call>,
+    bulk: mpsc::Sender<Call>,
     /// Notified whenever a job may have become startable.
     wake: std::sync::Arc<tokio::sync::Notify>,
     /// The database file, for readers with their own connection (search, reuse).
@@ -171,21 +186,24 @@ impl Catalog {
             retention: retain::Retention::default(),
             memo: memo::Memo::default(),
         };
-        let (tx, mut rx) = mpsc::channel::<Call>(QUEUE);
+        let (tx, rx) = mpsc::channel::<Call>(QUEUE);
+        let (bulk, bulk_rx) = mpsc::channel::<Call>(BULK_QUEUE);
+        let failed = |e: std::io::Error| CatalogError::Open {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        };
+        // A runtime of its own, only to wait on two queues at once; it runs nothing else.
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(failed)?;
         let thread = std::thread::Builder::new()
             .name("catalog".into())
-            .spawn(move || {
-                while let Some(call) = rx.blocking_recv() {
-                    call(&mut db);
-                }
-            })
-            .map_err(|e| CatalogError::Open {
-                path: path.to_path_buf(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+            .spawn(move || waiter.block_on(serve(&mut db, rx, bulk_rx)))
+            .map_err(failed)?;
         Ok((
             Catalog {
                 tx,
+                bulk,
                 wake,
                 path: path.to_path_buf(),
             },
@@ -238,10 +256,137 @@ impl Catalog {
         F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
         R: Send + 'static,
     {
+        Self::send_blocking(&self.tx, f)
+    }
+
+    /// [`Catalog::call_blocking`] through the bulk queue, for writes that may wait for
+    /// everything else.
+    fn call_bulk_blocking<R, F>(&self, f: F) -> Result<R, CatalogError>
+    where
+        F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
+        R: Send + 'static,
+    {
+        Self::send_blocking(&self.bulk, f)
+    }
+
+    fn send_blocking<R, F>(queue: &mpsc::Sender<Call>, f: F) -> Result<R, CatalogError>
+    where
+        F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
+        R: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        self.tx
+        queue
             .blocking_send(Self::wrap(f, reply))
             .map_err(|_| CatalogError::Closed)?;
         answer.blocking_recv().map_err(|_| CatalogError::Closed)?
+    }
+}
+
+/// The catalog thread's loop: the main queue first, a bulk write when the main queue is empty
+/// or after [`PRIORITY_RUN`] calls in a row while one waits. Ends when both queues are closed
+/// (every [`Catalog`] handle dropped) and empty.
+async fn serve(db: &mut Db, mut main: mpsc::Receiver<Call>, mut bulk: mpsc::Receiver<Call>) {
+    let mut in_a_row = 0;
+    loop {
+        if in_a_row >= PRIORITY_RUN {
+            in_a_row = 0;
+            if let Ok(call) = bulk.try_recv() {
+                call(db);
+                continue;
+            }
+        }
+        let (call, from_main) = tokio::select! {
+            biased;
+            Some(call) = main.recv() => (call, true),
+            Some(call) = bulk.recv() => (call, false),
+            else => return,
+        };
+        in_a_row = if from_main { in_a_row + 1 } else { 0 };
+        call(db);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A catalog whose thread is held by a call until the returned sender is used (or
+    /// dropped), so that calls can be queued behind it.
+    fn held() -> (tempfile::TempDir, Catalog, std::sync::mpsc::Sender<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, _thread) = Catalog::open(
+            &dir.path().join("c.sqlite"),
+            &dir.path().join("audit.jsonl"),
+            Events::default(),
+        )
+        .unwrap();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let holder = catalog.clone();
+        std::thread::spawn(move || {
+            holder.call_blocking(move |_| {
+                started.send(()).unwrap();
+                let _ = wait.recv();
+                Ok(())
+            })
+        });
+        running.recv().unwrap();
+        (dir, catalog, release)
+    }
+
+    /// Queue a call that records `name` when it runs, on the main queue or the bulk one, and
+    /// wait until it is queued.
+    fn queue(
+        catalog: &Catalog,
+        bulk: bool,
+        name: String,
+        ran: &Arc<Mutex<Vec<String>>>,
+    ) -> std::thread::JoinHandle<()> {
+        let queue = if bulk { &catalog.bulk } else { &catalog.tx };
+        let before = queue.capacity();
+        let (catalog_, ran) = (catalog.clone(), Arc::clone(ran));
+        let call = move |_: &mut Db| {
+            ran.lock().unwrap().push(name);
+            Ok(())
+        };
+        let thread = std::thread::spawn(move || {
+            let result = if bulk {
+                catalog_.call_bulk_blocking(call)
+            } else {
+                catalog_.call_blocking(call)
+            };
+            result.unwrap();
+        });
+        while queue.capacity() == before {
+            std::thread::yield_now();
+        }
+        thread
+    }
+
+    #[test]
+    fn requests_go_before_queued_bulk_writes_but_never_starve_them() {
+        let (_dir, catalog, release) = held();
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..2 {
+            threads.push(queue(&catalog, true, format!("bulk{i}"), &ran));
+        }
+        let mains = PRIORITY_RUN as usize + 2;
+        for i in 0..mains {
+            threads.push(queue(&catalog, false, format!("main{i}"), &ran));
+        }
+        release.send(()).unwrap();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let ran = ran.lock().unwrap().clone();
+        // The call holding the thread was the first of the run of main calls.
+        let run = PRIORITY_RUN as usize - 1;
+        let mut want: Vec<String> = (0..run).map(|i| format!("main{i}")).collect();
+        want.push("bulk0".into());
+        want.extend((run..mains).map(|i| format!("main{i}")));
+        want.push("bulk1".into());
+        assert_eq!(ran, want);
     }
 }
