@@ -6,9 +6,17 @@
 //! 2. a "50 MB-equivalent" Parquet file (the rows of a 50 MB CSV, written by arrow-rs with
 //!    snappy): our `extract` against arrow-rs reading every batch; budget 1.5×;
 //! 3. peak RSS (VmHWM) of one `extract` of each, each in a fresh process;
-//! 4. the same for `stream_rows` of each (every row read and its values rendered as text).
+//! 4. the same for `stream_rows` of each (every row read and its values rendered as text);
+//! 5. `accept`: drop-to-accepted through the real daemon (hashing provider) of a 50 MB CSV,
+//!    the XLSX and the Parquet file, from the rename into the group folder to the commit of
+//!    the `accepted` audit record, minus `settle_ms`, against each library's own reader run as
+//!    a whole process on the same file in the same round (the csv crate's `StringRecord`
+//!    loop, calamine, arrow-rs). Each round drops new sources and waits for their embedding,
+//!    so the catalog grows by some 1.3 million vectors a round: later rounds show whether
+//!    ingest stays flat as the catalog grows (`FORMATS_BENCH_ROUNDS`, default 3).
 //!
-//! Not a test: nothing here asserts a time. The figures go into the issue notes.
+//! `cargo bench --bench formats -- accept` runs part 5 alone, `-- reads` parts 1–4. Not a
+//! test: nothing here asserts a time. The figures go into the issue notes.
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use calamine::{Reader, Xlsx};
@@ -22,6 +30,10 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+
+mod common;
+
+use common::median;
 
 const RUNS: usize = 5;
 /// Rows of the XLSX; with the columns below the file is about 10 MB.
@@ -202,6 +214,18 @@ fn run(read: &str, path: &Path) -> u64 {
                 .expect("extract parquet")
                 .rows
         }
+        "csv" => {
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_path(path)
+                .expect("open csv");
+            let mut record = csv::StringRecord::new();
+            let mut rows = 0;
+            while reader.read_record(&mut record).expect("csv record") {
+                rows += 1;
+            }
+            rows
+        }
         "rows-xlsx" => rows_of(Format::Xlsx, path),
         "rows-parquet" => rows_of(Format::Parquet, path),
         "arrow" => {
@@ -244,13 +268,138 @@ fn median_seconds(read: &str, path: &Path) -> f64 {
 
 /// VmHWM of a fresh process that runs `read` once, in MB.
 fn peak_rss_mb(read: &str, path: &Path) -> f64 {
+    child(read, path).0
+}
+
+/// Run `read` once in a fresh process: its VmHWM in MB, and how long the whole process took
+/// from spawn to exit, in seconds.
+fn child(read: &str, path: &Path) -> (f64, f64) {
     let exe = std::env::current_exe().expect("current exe");
+    let started = Instant::now();
     let output = std::process::Command::new(exe)
         .env(CHILD, format!("{read}:{}", path.display()))
         .output()
         .expect("run child");
+    let took = started.elapsed().as_secs_f64();
+    assert!(output.status.success(), "{read} failed");
     let text = String::from_utf8_lossy(&output.stdout);
-    text.trim().parse::<f64>().unwrap_or(f64::NAN) / 1024.0
+    (
+        text.trim().parse::<f64>().unwrap_or(f64::NAN) / 1024.0,
+        took,
+    )
+}
+
+/// Part 5: drop-to-accepted through the daemon against the readers as whole processes.
+fn accept(dir: &Path, xlsx: &Path, parquet: &Path) {
+    const SETTLE_MS: f64 = 100.0;
+    let rounds: usize = std::env::var("FORMATS_BENCH_ROUNDS")
+        .ok()
+        .map(|r| r.parse().expect("FORMATS_BENCH_ROUNDS: a number"))
+        .unwrap_or(3);
+    let daemon = common::BenchDaemon::start("[ingest]\nsettle_ms = 100\n", "");
+    let audit = daemon.path("audit.jsonl");
+    let database = daemon.path("db.sqlite");
+    let csv = dir.join("bench-50mb.csv");
+    // Just under the 50 MB limit: the largest CSV a drop may be.
+    std::fs::write(&csv, common::csv_of_bytes(49_900_000, 7)).expect("write csv");
+    let files = [
+        ("CSV", "csv", &csv, "csv"),
+        ("XLSX", "xlsx", &xlsx.to_path_buf(), "calamine"),
+        ("Parquet", "parquet", &parquet.to_path_buf(), "arrow"),
+    ];
+    let mut figures: Vec<Vec<(f64, f64)>> = vec![Vec::new(); files.len()];
+    for round in 0..rounds {
+        let size_gb = std::fs::metadata(&database).map_or(0.0, |m| m.len() as f64 / 1e9);
+        print!("round {}: catalog {size_gb:.1} GB;", round + 1);
+        for (at, (name, extension, path, yardstick)) in files.iter().enumerate() {
+            // A new source each round, so its vectors add to the catalog's.
+            let source = format!("r{round}-{extension}.{extension}");
+            let group = daemon.drop_root().join("g");
+            std::fs::create_dir_all(&group).expect("group folder");
+            let aside = group.join(format!(".{source}.part"));
+            std::fs::copy(path, &aside).expect("copy aside");
+            if std::env::var_os("FORMATS_BENCH_SYNC").is_some() {
+                // Let the kernel finish writing what the embedding left dirty first.
+                std::process::Command::new("sync").status().expect("sync");
+            }
+            print!(" [dirty {:.0} MB]", dirty_mb());
+            let seen = std::fs::read_to_string(&audit).map_or(0, |a| a.lines().count());
+            let dropped = jiff::Timestamp::now();
+            std::fs::rename(&aside, group.join(&source)).expect("rename in");
+            let accepted = wait_accepted(&audit, seen, &source);
+            let ms = accepted.duration_since(dropped).as_secs_f64() * 1000.0 - SETTLE_MS;
+            let (_, reader) = child(yardstick, path);
+            let reader_ms = reader * 1000.0;
+            print!(
+                " {name} {ms:.0} ms ({yardstick} {reader_ms:.0} ms, {:.2}×)",
+                ms / reader_ms
+            );
+            figures[at].push((ms, reader_ms));
+            wait_idle(&daemon);
+        }
+        println!();
+    }
+    for ((name, _, path, yardstick), runs) in files.iter().zip(figures) {
+        let ours = median(runs.iter().map(|r| r.0).collect());
+        let theirs = median(runs.iter().map(|r| r.1).collect());
+        let mb = std::fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1e6);
+        println!(
+            "{name} ({mb:.1} MB): drop-to-accepted median {ours:.0} ms ({:.0} MB/s), {yardstick} \
+             as a whole process {theirs:.0} ms: {:.2}× over {} rounds",
+            mb / ours * 1000.0,
+            ours / theirs,
+            runs.len()
+        );
+    }
+}
+
+/// When the `accepted` audit record of `source` was committed, among the records after the
+/// first `seen`.
+fn wait_accepted(audit: &Path, seen: usize, source: &str) -> jiff::Timestamp {
+    let deadline = Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        for line in text.lines().skip(seen) {
+            let record: serde_json::Value = serde_json::from_str(line).expect("audit line");
+            if record["source"] == source && record["action"] == "add" {
+                assert_eq!(record["outcome"], "accepted", "{record}");
+                return record["time"]
+                    .as_str()
+                    .expect("time")
+                    .parse()
+                    .expect("audit time");
+            }
+        }
+        assert!(Instant::now() < deadline, "{source} was not accepted");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Memory waiting to be written back to disk (`Dirty` of /proc/meminfo), MB.
+fn dirty_mb() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Dirty:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Wait until no job is queued or processing.
+fn wait_idle(daemon: &common::BenchDaemon) {
+    let mut client = daemon.client();
+    let deadline = Instant::now() + std::time::Duration::from_secs(3600);
+    loop {
+        let status: ingestd::protocol::StatusInfo = client
+            .call(&ingestd::protocol::cmd::Status {})
+            .expect("status");
+        if status.queue.queued == 0 && status.queue.processing == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the jobs did not end");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 fn vm_hwm_kb() -> u64 {
@@ -273,6 +422,13 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("bench folder");
     let xlsx = xlsx_file(&dir);
     let (parquet, rows) = parquet_file(&dir);
+    let wanted = common::wanted();
+    if wanted("accept") {
+        accept(&dir, &xlsx, &parquet);
+    }
+    if !wanted("reads") {
+        return;
+    }
     let size = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| m.len() as f64 / 1e6)
