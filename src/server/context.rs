@@ -159,7 +159,8 @@ pub fn known_peer(peer: Option<Peer>) -> Result<Peer, ErrorBody> {
 
 /// Sources of `group` (all groups if `None`) with in-flight files laid over them, encoded.
 /// While no file of that scope is in flight, this is the catalog's kept listing and its JSON
-/// text as they are (`catalog::memo`): nothing is read, copied or encoded again.
+/// text as they are (`catalog::memo`): nothing is read or encoded again, and the text is
+/// copied once, into the answer.
 pub async fn sources(shared: &Shared, group: Option<String>) -> EncodedReply<cmd::Ls> {
     let listing = shared.catalog.list_sources(group.clone()).await?;
     let in_scope = |(g, _): &(String, String)| group.as_ref().is_none_or(|wanted| wanted == g);
