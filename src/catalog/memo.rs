@@ -181,6 +181,7 @@ mod tests {
             queue: QueueState::default(),
             retention: retain::Retention::default(),
             memo: Memo::default(),
+            checkpointer: None,
         };
         db.conn
             .execute_batch(

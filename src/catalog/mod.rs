@@ -6,6 +6,7 @@
 //! the records to `audit.jsonl` only after the transaction commits.
 
 mod api;
+mod checkpoint;
 mod drops;
 pub mod fsck;
 mod ingest;
@@ -82,6 +83,9 @@ struct Db {
     retention: retain::Retention,
     /// Listings and counts kept while nothing changes.
     memo: memo::Memo,
+    /// Checkpoints the WAL on a thread of its own; `None` leaves it to SQLite's automatic
+    /// checkpoint on this connection.
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Db {
@@ -176,6 +180,16 @@ impl Catalog {
         events: Events,
     ) -> Result<(Catalog, CatalogThread), CatalogError> {
         let conn = schema::open(path)?;
+        let checkpointer = match checkpoint::Checkpointer::start(path) {
+            Ok(checkpointer) => {
+                conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                Some(checkpointer)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the checkpoint thread; SQLite checkpoints on commit");
+                None
+            }
+        };
         let queue = jobs::QueueState::default();
         let wake = std::sync::Arc::clone(&queue.wake);
         let mut db = Db {
@@ -185,6 +199,7 @@ impl Catalog {
             queue,
             retention: retain::Retention::default(),
             memo: memo::Memo::default(),
+            checkpointer,
         };
         let (tx, rx) = mpsc::channel::<Call>(QUEUE);
         let (bulk, bulk_rx) = mpsc::channel::<Call>(BULK_QUEUE);
@@ -287,23 +302,35 @@ impl Catalog {
 /// (every [`Catalog`] handle dropped) and empty.
 async fn serve(db: &mut Db, mut main: mpsc::Receiver<Call>, mut bulk: mpsc::Receiver<Call>) {
     let mut in_a_row = 0;
+    let mut changes = db.conn.total_changes();
     loop {
-        if in_a_row >= PRIORITY_RUN {
+        let call = if in_a_row >= PRIORITY_RUN
+            && let Ok(call) = bulk.try_recv()
+        {
             in_a_row = 0;
-            if let Ok(call) = bulk.try_recv() {
-                call(db);
-                continue;
+            call
+        } else {
+            let (call, from_main) = tokio::select! {
+                biased;
+                Some(call) = main.recv() => (call, true),
+                Some(call) = bulk.recv() => (call, false),
+                else => break,
+            };
+            in_a_row = if from_main { in_a_row + 1 } else { 0 };
+            call
+        };
+        call(db);
+        // Something was written: the checkpoint thread copies it into the database file
+        // shortly, instead of a later commit doing it on this thread.
+        if db.conn.total_changes() != changes {
+            changes = db.conn.total_changes();
+            if let Some(checkpointer) = &db.checkpointer {
+                checkpointer.changed();
             }
         }
-        let (call, from_main) = tokio::select! {
-            biased;
-            Some(call) = main.recv() => (call, true),
-            Some(call) = bulk.recv() => (call, false),
-            else => return,
-        };
-        in_a_row = if from_main { in_a_row + 1 } else { 0 };
-        call(db);
     }
+    // Stopped before the catalog's connection closes, which checkpoints what is left.
+    db.checkpointer = None;
 }
 
 #[cfg(test)]

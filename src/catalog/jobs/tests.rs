@@ -109,6 +109,7 @@ impl Fixture {
             },
             retention: crate::catalog::retain::Retention::default(),
             memo: Default::default(),
+            checkpointer: None,
         };
         db.conn
             .execute_batch(

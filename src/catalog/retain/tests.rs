@@ -27,6 +27,7 @@ impl Fixture {
                 storage_root: root.clone(),
             },
             memo: Default::default(),
+            checkpointer: None,
         };
         db.conn
             .execute_batch(
