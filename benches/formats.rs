@@ -283,10 +283,7 @@ fn child(read: &str, path: &Path) -> (f64, f64) {
     let took = started.elapsed().as_secs_f64();
     assert!(output.status.success(), "{read} failed");
     let text = String::from_utf8_lossy(&output.stdout);
-    (
-        text.trim().parse::<f64>().unwrap_or(f64::NAN) / 1024.0,
-        took,
-    )
+    (text.trim().parse::<f64>().unwrap_or(f64::NAN), took)
 }
 
 /// Part 5: drop-to-accepted through the daemon against the readers as whole processes.
@@ -322,7 +319,11 @@ fn accept(dir: &Path, xlsx: &Path, parquet: &Path) {
                 // Let the kernel finish writing what the embedding left dirty first.
                 std::process::Command::new("sync").status().expect("sync");
             }
-            print!(" [dirty {:.0} MB]", dirty_mb());
+            // Memory the kernel has yet to write back to disk.
+            print!(
+                " [dirty {:.0} MB]",
+                common::proc_mb("/proc/meminfo", "Dirty:")
+            );
             let seen = std::fs::read_to_string(&audit).map_or(0, |a| a.lines().count());
             let dropped = jiff::Timestamp::now();
             std::fs::rename(&aside, group.join(&source)).expect("rename in");
@@ -375,17 +376,6 @@ fn wait_accepted(audit: &Path, seen: usize, source: &str) -> jiff::Timestamp {
     }
 }
 
-/// Memory waiting to be written back to disk (`Dirty` of /proc/meminfo), MB.
-fn dirty_mb() -> f64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Dirty:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 /// Wait until no job is queued or processing.
 fn wait_idle(daemon: &common::BenchDaemon) {
     let mut client = daemon.client();
@@ -402,20 +392,11 @@ fn wait_idle(daemon: &common::BenchDaemon) {
     }
 }
 
-fn vm_hwm_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     if let Ok(job) = std::env::var(CHILD) {
         let (read, path) = job.split_once(':').expect("read:path");
         std::hint::black_box(run(read, Path::new(path)));
-        println!("{}", vm_hwm_kb());
+        println!("{}", common::proc_mb("/proc/self/status", "VmHWM:"));
         return;
     }
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("formats-bench");

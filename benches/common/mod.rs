@@ -74,10 +74,16 @@ pub fn csv_of_rows(rows: usize, seed: u64) -> Vec<u8> {
 
 /// Peak resident memory of a process (VmHWM), MB.
 pub fn peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+    proc_mb(&format!("/proc/{pid}/status"), "VmHWM:")
+}
+
+/// A `key: N kB` line of a /proc file (`/proc/meminfo`, `/proc/PID/status`), in MB; 0 when
+/// the file or the line is missing.
+pub fn proc_mb(file: &str, key: &str) -> f64 {
+    std::fs::read_to_string(file)
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0)
         / 1024.0
