@@ -183,6 +183,9 @@ impl Catalog {
         let checkpointer = match checkpoint::Checkpointer::start(path) {
             Ok(checkpointer) => {
                 conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+                // When the log is started over, a log grown past the limit by one long
+                // transaction (a big swap) is cut back to it.
+                conn.pragma_update(None, "journal_size_limit", checkpoint::LOG_LIMIT as i64)?;
                 Some(checkpointer)
             }
             Err(e) => {
@@ -327,6 +330,9 @@ async fn serve(db: &mut Db, mut main: mpsc::Receiver<Call>, mut bulk: mpsc::Rece
             if let Some(checkpointer) = &db.checkpointer {
                 checkpointer.changed();
             }
+        }
+        if let Some(checkpointer) = &db.checkpointer {
+            checkpointer.restart_if_asked(&db.conn, schema::BUSY_TIMEOUT);
         }
     }
     // Stopped before the catalog's connection closes, which checkpoints what is left.

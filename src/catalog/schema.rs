@@ -205,8 +205,7 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
             .map_err(io_err)?;
     }
     let mut conn = Connection::open(path).map_err(open_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
     // WAL lets readers (backups, the searching application) work while we write. FULL makes
     // each commit durable before it returns: the ingest path deletes the drop original right
     // after the commit that records its stored copy, so that commit must survive power loss.
@@ -220,6 +219,9 @@ pub fn open(path: &Path) -> Result<Connection, CatalogError> {
     Ok(conn)
 }
 
+/// How long a connection waits for another's lock before it gives up.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A read-only connection of its own to the catalog at `path`, for reads too long to hold up
 /// the catalog thread (search, a job's reusable texts, a row stream's read options). It never
 /// creates or migrates anything; SQLite shares its locks with the daemon's own connection.
@@ -232,7 +234,7 @@ pub fn open_reader(path: &Path) -> Result<Connection, CatalogError> {
         path: path.to_path_buf(),
         source,
     })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
 
