@@ -105,7 +105,8 @@ impl Db {
             .collect();
         let orphan_vectors: i64 = self.conn().query_row(
             "SELECT COUNT(*) FROM vectors WHERE generation_id NOT IN
-                (SELECT n.id FROM generations n JOIN versions v ON v.id = n.version_id)",
+                (SELECT n.id FROM generations n JOIN versions v ON v.id = n.version_id)
+               AND generation_id NOT IN (SELECT generation_id FROM vector_trash)",
             [],
             |r| r.get(0),
         )?;
@@ -182,7 +183,8 @@ impl Db {
             }
             tx.execute(
                 "DELETE FROM vectors WHERE generation_id NOT IN
-                    (SELECT n.id FROM generations n JOIN versions v ON v.id = n.version_id)",
+                    (SELECT n.id FROM generations n JOIN versions v ON v.id = n.version_id)
+                   AND generation_id NOT IN (SELECT generation_id FROM vector_trash)",
                 [],
             )?;
             tx.execute(

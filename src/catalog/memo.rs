@@ -182,6 +182,7 @@ mod tests {
             retention: retain::Retention::default(),
             memo: Memo::default(),
             checkpointer: None,
+            trash: false,
         };
         db.conn
             .execute_batch(

@@ -15,6 +15,7 @@ mod jobs_page;
 mod manage;
 pub mod memo;
 pub mod pg;
+mod purge;
 mod read;
 pub mod read_options;
 pub mod retain;
@@ -86,6 +87,8 @@ struct Db {
     /// Checkpoints the WAL on a thread of its own; `None` leaves it to SQLite's automatic
     /// checkpoint on this connection.
     checkpointer: Option<checkpoint::Checkpointer>,
+    /// Dropped generations still have vectors to delete (`purge`).
+    trash: bool,
 }
 
 impl Db {
@@ -203,7 +206,9 @@ impl Catalog {
             retention: retain::Retention::default(),
             memo: memo::Memo::default(),
             checkpointer,
+            trash: false,
         };
+        db.trash = db.trash_pending()?;
         let (tx, rx) = mpsc::channel::<Call>(QUEUE);
         let (bulk, bulk_rx) = mpsc::channel::<Call>(BULK_QUEUE);
         let failed = |e: std::io::Error| CatalogError::Open {
@@ -311,24 +316,40 @@ async fn serve(db: &mut Db, mut main: mpsc::Receiver<Call>, mut bulk: mpsc::Rece
             && let Ok(call) = bulk.try_recv()
         {
             in_a_row = 0;
-            call
+            Some(call)
         } else {
+            // Trash is deleted only when both queues are empty, and not once they are closed:
+            // what is left is deleted after the next start.
+            let purge = db.trash && !(main.is_closed() && bulk.is_closed());
             let (call, from_main) = tokio::select! {
                 biased;
-                Some(call) = main.recv() => (call, true),
-                Some(call) = bulk.recv() => (call, false),
+                Some(call) = main.recv() => (Some(call), true),
+                Some(call) = bulk.recv() => (Some(call), false),
+                () = std::future::ready(()), if purge => (None, false),
                 else => break,
             };
             in_a_row = if from_main { in_a_row + 1 } else { 0 };
             call
         };
-        call(db);
+        match call {
+            Some(call) => call(db),
+            None => {
+                db.trash = db.purge_chunk().unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot delete the vectors of dropped generations; trying again after the next change");
+                    false
+                });
+            }
+        }
         // Something was written: the checkpoint thread copies it into the database file
         // shortly, instead of a later commit doing it on this thread.
         if db.conn.total_changes() != changes {
             changes = db.conn.total_changes();
             if let Some(checkpointer) = &db.checkpointer {
                 checkpointer.changed();
+            }
+            // A call may have dropped a generation (a swap, a job's end).
+            if !db.trash {
+                db.trash = db.trash_pending().unwrap_or(false);
             }
         }
         if let Some(checkpointer) = &db.checkpointer {

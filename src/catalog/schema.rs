@@ -172,6 +172,12 @@ const MIGRATIONS: &[&str] = &[
         set_uid INTEGER,
         set_at INTEGER NOT NULL
     );",
+    // 7: generations dropped whose vectors are still to delete. A swap drops the previous
+    // generation's row in its own transaction, so nothing reads those vectors any more, and
+    // leaves the vectors here for the catalog thread to delete a chunk at a time when it has
+    // nothing else to do (`catalog::purge`): a swap replacing a million vectors no longer
+    // holds the writer, and every accept behind it, for seconds.
+    "CREATE TABLE vector_trash (generation_id INTEGER PRIMARY KEY);",
 ];
 
 /// Open `path` in WAL mode and bring its schema up to date.

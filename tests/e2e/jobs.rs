@@ -37,9 +37,18 @@ pub(crate) fn active_rows(
         .unwrap()
 }
 
+/// The vectors of the generations a swap or a job's end dropped are deleted a chunk at a
+/// time after the commit that dropped them; wait until none is left.
+pub(crate) fn wait_trash_emptied(daemon: &Daemon) {
+    wait_for("the vectors of dropped generations deleted", || {
+        (daemon.count("SELECT COUNT(*) FROM vector_trash") == 0).then_some(())
+    });
+}
+
 /// The catalog holds nothing half-done: no generation being written, no vector without its
 /// generation, at most one active generation per source.
 pub(crate) fn assert_no_orphans(daemon: &Daemon) {
+    wait_trash_emptied(daemon);
     assert_eq!(
         daemon.count("SELECT COUNT(*) FROM generations WHERE state != 'active'"),
         0,
@@ -109,6 +118,7 @@ fn a_dropped_file_ends_with_one_active_generation_of_all_its_rows() {
     let detail = daemon.wait_embedded("sales", "q1.csv", "v2");
     assert_eq!(detail.embeddings.unwrap().rows, 40);
     assert_eq!(active_rows(&daemon, "sales", "q1.csv").len(), 40);
+    wait_trash_emptied(&daemon);
     assert_eq!(daemon.count("SELECT COUNT(*) FROM vectors"), 40);
     assert_no_orphans(&daemon);
     let v1 = detail
@@ -338,6 +348,7 @@ fn rm_is_refused_while_embedding_and_force_cancels_first() {
     let out = daemon.ctl(&["rm", "big.csv", "-g", "g", "--yes", "--force"]);
     assert!(out.status.success(), "{out:?}");
     assert!(daemon.ls(Some("g")).is_empty());
+    wait_trash_emptied(&daemon);
     assert_eq!(daemon.count("SELECT COUNT(*) FROM vectors"), 0);
     assert_eq!(daemon.count("SELECT COUNT(*) FROM generations"), 0);
     assert_eq!(daemon.count("SELECT COUNT(*) FROM jobs"), 0);
@@ -368,6 +379,7 @@ fn a_job_killed_mid_way_resumes_after_restart_without_orphans() {
         "the interrupted try counts: {resumed:?}"
     );
     assert_eq!(active_rows(&daemon, "g", "a.csv").len(), 300);
+    wait_trash_emptied(&daemon);
     assert_eq!(daemon.count("SELECT COUNT(*) FROM vectors"), 300);
     assert_no_orphans(&daemon);
 }
@@ -732,6 +744,7 @@ fn sigterm_gives_a_processing_job_its_grace_then_returns_it_to_the_queue() {
         daemon.count("SELECT COUNT(*) FROM generations WHERE state = 'retained'"),
         1
     );
+    wait_trash_emptied(&daemon);
     let kept = daemon.count("SELECT COUNT(*) FROM vectors");
     assert_eq!(
         kept as usize,

@@ -5,7 +5,7 @@
 
 use crate::helper::openai::FakeOpenAi;
 use crate::helper::{Daemon, wait_for};
-use crate::jobs::{active_rows, assert_no_orphans, marked_csv, wait_job};
+use crate::jobs::{active_rows, assert_no_orphans, marked_csv, wait_job, wait_trash_emptied};
 use ingestd::embed::{cosine, hashing};
 use ingestd::protocol::JobState;
 use std::sync::atomic::Ordering;
@@ -70,6 +70,7 @@ fn a_v2_with_one_changed_row_sends_exactly_that_row() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(sent(&server), 41);
     assert_every_row_has_its_own_vector(&daemon, "a.csv", 40);
+    wait_trash_emptied(&daemon);
     assert_eq!(
         daemon.count("SELECT COUNT(*) FROM vectors"),
         40,

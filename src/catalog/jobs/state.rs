@@ -9,7 +9,7 @@
 use crate::clock;
 use crate::protocol::{JobState, Status};
 use rusqlite::types::{ToSql, ToSqlOutput};
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 /// Read a job state column. A word no ingestd writes reads as `failed`, the state that asks
 /// for a person's attention, rather than failing the whole listing.
@@ -77,11 +77,25 @@ pub(super) fn settle_version_status(tx: &Transaction<'_>, version_id: i64) -> ru
     )
 }
 
-/// Delete one generation and its vectors; returns how many vectors went.
+/// Drop one generation; returns how many vectors it held. Its row goes in `tx`, so from the
+/// commit on nothing reads its vectors (search and reuse go through `generations`); the
+/// vectors themselves are left in `vector_trash` for the catalog thread to delete a chunk at a
+/// time (`catalog::purge`), not in this transaction.
 pub(super) fn drop_generation(tx: &Transaction<'_>, generation: i64) -> rusqlite::Result<u64> {
-    let rows = tx.execute("DELETE FROM vectors WHERE generation_id = ?1", [generation])?;
+    let rows: i64 = tx
+        .query_row(
+            "SELECT rows FROM generations WHERE id = ?1",
+            [generation],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    tx.execute(
+        "INSERT OR IGNORE INTO vector_trash (generation_id) VALUES (?1)",
+        [generation],
+    )?;
     tx.execute("DELETE FROM generations WHERE id = ?1", [generation])?;
-    Ok(rows as u64)
+    Ok(rows.max(0) as u64)
 }
 
 /// Delete the retained generations of jobs that are no longer queued or processing (ended,

@@ -110,6 +110,7 @@ impl Fixture {
             retention: crate::catalog::retain::Retention::default(),
             memo: Default::default(),
             checkpointer: None,
+            trash: false,
         };
         db.conn
             .execute_batch(
@@ -345,6 +346,21 @@ impl Fixture {
     /// `active_vectors` view, as a searching application sees them.
     fn seen(&self) -> String {
         let conn = &self.db.conn;
+        // A dropped generation's vectors wait in the trash (`catalog::purge`); no vector is
+        // ever without a generation otherwise.
+        let orphans: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM vectors WHERE generation_id NOT IN
+                    (SELECT id FROM generations)
+                   AND generation_id NOT IN (SELECT generation_id FROM vector_trash)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            orphans, 0,
+            "vectors neither in a generation nor in the trash"
+        );
         let (state, attempt, max): (String, i64, i64) = conn
             .query_row(
                 "SELECT state, attempt, max_attempts FROM jobs WHERE id = ?1",

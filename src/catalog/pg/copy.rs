@@ -643,7 +643,8 @@ pub fn migrate(sqlite_path: &Path, target: &Target, node: &str) -> Result<Report
     let snapshot = conn.transaction()?;
     let sqlite_version = sqlite_schema(&snapshot)?;
     let orphan_vectors: i64 = snapshot.query_row(
-        "SELECT COUNT(*) FROM vectors WHERE generation_id NOT IN (SELECT id FROM generations)",
+        "SELECT COUNT(*) FROM vectors WHERE generation_id NOT IN (SELECT id FROM generations)
+           AND generation_id NOT IN (SELECT generation_id FROM vector_trash)",
         [],
         |r| r.get(0),
     )?;

@@ -28,6 +28,7 @@ impl Fixture {
             },
             memo: Default::default(),
             checkpointer: None,
+            trash: false,
         };
         db.conn
             .execute_batch(

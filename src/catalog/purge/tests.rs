@@ -1,0 +1,112 @@
+//! The trash is emptied a chunk at a time, only when the catalog thread has nothing else to
+//! do, and a request never waits for more than one chunk.
+
+use super::*;
+use crate::audit::AuditLog;
+use crate::catalog::schema;
+use crate::events::Events;
+use rusqlite::params;
+
+fn db(dir: &std::path::Path) -> Db {
+    Db {
+        conn: schema::open(&dir.join("c.sqlite")).unwrap(),
+        audit: AuditLog::new(&dir.join("audit.jsonl")),
+        events: Events::default(),
+        queue: Default::default(),
+        retention: Default::default(),
+        memo: Default::default(),
+        checkpointer: None,
+        trash: false,
+    }
+}
+
+/// `rows` vectors of generation `generation`, which has no row in `generations`.
+fn trashed(db: &Db, generation: i64, rows: i64) {
+    let mut insert = db
+        .conn
+        .prepare(
+            "INSERT INTO vectors (generation_id, row_no, text, embedding)
+             VALUES (?1, ?2, 'text', zeroblob(16))",
+        )
+        .unwrap();
+    for row in 1..=rows {
+        insert.execute(params![generation, row]).unwrap();
+    }
+    db.conn
+        .execute(
+            "INSERT INTO vector_trash (generation_id) VALUES (?1)",
+            [generation],
+        )
+        .unwrap();
+}
+
+fn count(db: &Db, sql: &str) -> i64 {
+    db.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn chunks_empty_the_trash_generation_by_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = db(dir.path());
+    assert!(!db.trash_pending().unwrap());
+    assert!(
+        !db.purge_chunk().unwrap(),
+        "an empty trash is nothing to do"
+    );
+    trashed(&db, 7, CHUNK + 5);
+    trashed(&db, 9, 3);
+    assert!(db.trash_pending().unwrap());
+
+    // One chunk: CHUNK vectors of the first generation, nothing of the second.
+    assert!(db.purge_chunk().unwrap());
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM vectors WHERE generation_id = 7"),
+        5
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM vectors WHERE generation_id = 9"),
+        3
+    );
+    assert!(
+        db.purge_chunk().unwrap(),
+        "generation 9 is still in the trash"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM vector_trash"), 1);
+    assert!(!db.purge_chunk().unwrap(), "the trash is empty");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM vectors"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM vector_trash"), 0);
+}
+
+#[test]
+fn the_catalog_thread_empties_the_trash_between_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite");
+    {
+        // Left by a run that stopped before its trash was emptied.
+        let db = db(dir.path());
+        trashed(&db, 3, 4 * CHUNK);
+    }
+    let (catalog, thread) =
+        crate::catalog::Catalog::open(&path, &dir.path().join("audit.jsonl"), Events::default())
+            .unwrap();
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        // Requests keep being answered while the trash is emptied.
+        catalog.reservations_blocking().unwrap();
+        let left: i64 = reader
+            .query_row("SELECT COUNT(*) FROM vectors", [], |r| r.get(0))
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} vectors left");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let trash: i64 = reader
+        .query_row("SELECT COUNT(*) FROM vector_trash", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(trash, 0);
+    drop(catalog);
+    thread.join();
+}
