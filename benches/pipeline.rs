@@ -9,8 +9,8 @@
 //!    `PIPELINE_BENCH_VECTORS`) active and drops the previous generation of N; then, while the
 //!    catalog thread deletes the dropped vectors a chunk at a time, a request every 10 ms
 //!    (what an accept or a command waits for: its median and worst wait, and how long the
-//!    purge took); then the delete of the source with its N vectors. 384 dimensions, as
-//!    MiniLM's; the database holds about 3 GB during this part.
+//!    purge took); then the delete of the source with its N vectors, and their purge. 384
+//!    dimensions, as MiniLM's; the database holds about 4 GB during this part.
 
 use ingestd::catalog::jobs::{NewRow, RowVector, Written, text_hash};
 use ingestd::catalog::{Catalog, Ending};
@@ -119,7 +119,8 @@ fn swap() {
         .unwrap();
     let swap_secs = started.elapsed().as_secs_f64();
     println!(
-        "swap: generation of {n} vectors activated, previous {n} dropped, one transaction: {swap_secs:.2} s ({settled:?})"
+        "swap: generation of {n} vectors activated, previous {n} dropped, one transaction: {:.1} ms ({settled:?})",
+        swap_secs * 1000.0
     );
 
     // The dropped generation's vectors are deleted behind the swap; requests keep coming.
@@ -162,7 +163,18 @@ fn swap() {
         .remove(0);
     let delete_secs = started.elapsed().as_secs_f64();
     assert!(outcome.ok, "{outcome:?}");
-    println!("delete: the source with its {n} active vectors: {delete_secs:.2} s");
+    println!(
+        "delete: the source with its {n} active vectors, one transaction: {:.1} ms",
+        delete_secs * 1000.0
+    );
+    let started = Instant::now();
+    while left() > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    println!(
+        "purge: its vectors deleted behind the delete in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     drop(catalog);
     thread.join();
 }
