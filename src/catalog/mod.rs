@@ -333,12 +333,16 @@ async fn serve(db: &mut Db, mut main: mpsc::Receiver<Call>, mut bulk: mpsc::Rece
         };
         match call {
             Some(call) => call(db),
-            None => {
-                db.trash = db.purge_chunk().unwrap_or_else(|e| {
+            None => match db.purge_chunk() {
+                Ok(more) => db.trash = more,
+                Err(e) => {
                     tracing::warn!(error = %e, "cannot delete the vectors of dropped generations; trying again after the next change");
-                    false
-                });
-            }
+                    db.trash = false;
+                    // A failed commit still moves the count of changed rows: it must not look
+                    // like the next change, or a full disk would make this a busy loop.
+                    changes = db.conn.total_changes();
+                }
+            },
         }
         // Something was written: the checkpoint thread copies it into the database file
         // shortly, instead of a later commit doing it on this thread.

@@ -3,8 +3,9 @@
 //! [`Db::finish_job`] opens.
 //!
 //! The promise kept here: the source's active generation is replaced only by a complete
-//! generation of a version at least as new, in the same transaction that deletes it, so a
-//! search sees the old rows or the new rows, never neither. Every other ending leaves it
+//! generation of a version at least as new, in the same transaction that drops it, so a
+//! search sees the old rows or the new rows, never neither. A dropped generation's vectors
+//! are deleted after the commit (`catalog::purge`). Every other ending leaves it
 //! active. A try that may run again (a retry, a stop) keeps what it wrote as `retained` for
 //! its next try to reuse; any other ending drops it, and every ending sweeps the retained
 //! generations of jobs that ended. This file never queues or claims a job.
@@ -39,7 +40,7 @@ pub enum Ending {
 /// What the end of a try did, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finished {
-    /// The try's generation is active; `replaced` vectors of the previous one are gone.
+    /// The try's generation is active; the previous one, of `replaced` vectors, is dropped.
     Swapped {
         rows: u64,
         replaced: u64,

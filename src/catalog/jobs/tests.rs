@@ -1061,3 +1061,46 @@ fn a_job_for_a_version_older_than_the_active_one_never_replaces_it() {
         ],
     }]);
 }
+
+#[test]
+fn a_copy_from_a_dropped_generation_is_refused_even_before_its_vectors_are_deleted() {
+    // v1's active generation is dropped (its version deleted) while v2's try runs: its
+    // vectors wait in the trash, and a row planned as a copy of one of them must fail the
+    // way it did when they were deleted at once, not depend on how far the purge got.
+    let mut fixture = Fixture::new(Setup::Replace, 3);
+    fixture.step(&Step::Claim);
+    fixture.step(&Step::Begin);
+    let old: i64 = fixture
+        .db
+        .conn
+        .query_row(
+            "SELECT id FROM generations WHERE state = 'active'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    fixture
+        .db
+        .write(|tx| {
+            Ok((
+                super::state::drop_generation(tx, old).map(|_| ())?,
+                Vec::new(),
+            ))
+        })
+        .unwrap();
+    let copy = NewRow {
+        row: 1,
+        text: "old 1".into(),
+        text_hash: text_hash("old 1"),
+        vector: RowVector::Copy {
+            generation: old,
+            row: 1,
+        },
+    };
+    let written =
+        fixture
+            .db
+            .write_vectors(fixture.job, fixture.generation.unwrap(), &[copy], 1, true);
+    let error = written.expect_err("a copy of a trashed vector").to_string();
+    assert!(error.contains("is gone"), "{error}");
+}

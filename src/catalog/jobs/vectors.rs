@@ -144,7 +144,8 @@ impl Db {
                 "INSERT OR REPLACE INTO vectors (generation_id, row_no, text, embedding,
                                                  text_hash)
                  SELECT ?1, ?2, ?3, embedding, ?4 FROM vectors
-                 WHERE generation_id = ?5 AND row_no = ?6",
+                 WHERE generation_id = ?5 AND row_no = ?6
+                   AND NOT EXISTS (SELECT 1 FROM vector_trash WHERE generation_id = ?5)",
             )?;
             for new in rows {
                 let (row, hash) = (new.row as i64, &new.text_hash[..]);

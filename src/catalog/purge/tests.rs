@@ -21,9 +21,9 @@ fn db(dir: &std::path::Path) -> Db {
 }
 
 /// `rows` vectors of generation `generation`, which has no row in `generations`.
-fn trashed(db: &Db, generation: i64, rows: i64) {
-    let mut insert = db
-        .conn
+fn trashed(db: &mut Db, generation: i64, rows: i64) {
+    let tx = db.conn.transaction().unwrap();
+    let mut insert = tx
         .prepare(
             "INSERT INTO vectors (generation_id, row_no, text, embedding)
              VALUES (?1, ?2, 'text', zeroblob(16))",
@@ -32,12 +32,13 @@ fn trashed(db: &Db, generation: i64, rows: i64) {
     for row in 1..=rows {
         insert.execute(params![generation, row]).unwrap();
     }
-    db.conn
-        .execute(
-            "INSERT INTO vector_trash (generation_id) VALUES (?1)",
-            [generation],
-        )
-        .unwrap();
+    drop(insert);
+    tx.execute(
+        "INSERT INTO vector_trash (generation_id) VALUES (?1)",
+        [generation],
+    )
+    .unwrap();
+    tx.commit().unwrap();
 }
 
 fn count(db: &Db, sql: &str) -> i64 {
@@ -53,8 +54,8 @@ fn chunks_empty_the_trash_generation_by_generation() {
         !db.purge_chunk().unwrap(),
         "an empty trash is nothing to do"
     );
-    trashed(&db, 7, CHUNK + 5);
-    trashed(&db, 9, 3);
+    trashed(&mut db, 7, CHUNK + 5);
+    trashed(&mut db, 9, 3);
     assert!(db.trash_pending().unwrap());
 
     // One chunk: CHUNK vectors of the first generation, nothing of the second.
@@ -83,8 +84,8 @@ fn the_catalog_thread_empties_the_trash_between_requests() {
     let path = dir.path().join("c.sqlite");
     {
         // Left by a run that stopped before its trash was emptied.
-        let db = db(dir.path());
-        trashed(&db, 3, 4 * CHUNK);
+        let mut db = db(dir.path());
+        trashed(&mut db, 3, 4 * CHUNK);
     }
     let (catalog, thread) =
         crate::catalog::Catalog::open(&path, &dir.path().join("audit.jsonl"), Events::default())
