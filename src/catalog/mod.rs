@@ -45,6 +45,11 @@ const BULK_QUEUE: usize = 16;
 /// next: a flood of requests on the socket slows embedding down but cannot stop it.
 const PRIORITY_RUN: u32 = 8;
 
+/// Calls served in a row while dropped generations' vectors wait, before one chunk of them is
+/// deleted: jobs and requests that keep the queues busy slow the purge down but cannot stop
+/// it.
+const PURGE_RUN: u32 = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("cannot open the catalog {path}: {source}")]
@@ -306,20 +311,24 @@ impl Catalog {
 }
 
 /// The catalog thread's loop: the main queue first, a bulk write when the main queue is empty
-/// or after [`PRIORITY_RUN`] calls in a row while one waits. Ends when both queues are closed
-/// (every [`Catalog`] handle dropped) and empty.
+/// or after [`PRIORITY_RUN`] calls in a row while one waits, a chunk of dropped vectors when
+/// both are empty or after [`PURGE_RUN`] calls in a row while some wait. Ends when both queues
+/// are closed (every [`Catalog`] handle dropped) and empty.
 async fn serve(db: &mut Db, mut main: mpsc::Receiver<Call>, mut bulk: mpsc::Receiver<Call>) {
     let mut in_a_row = 0;
+    let mut since_purge: u32 = 0;
     let mut changes = db.conn.total_changes();
     loop {
-        let call = if in_a_row >= PRIORITY_RUN
+        let call = if db.trash && since_purge >= PURGE_RUN {
+            None
+        } else if in_a_row >= PRIORITY_RUN
             && let Ok(call) = bulk.try_recv()
         {
             in_a_row = 0;
             Some(call)
         } else {
-            // Trash is deleted only when both queues are empty, and not once they are closed:
-            // what is left is deleted after the next start.
+            // Trash is deleted when both queues are empty (and after PURGE_RUN calls in a
+            // row), not once they are closed: what is left is deleted after the next start.
             let purge = db.trash && !(main.is_closed() && bulk.is_closed());
             let (call, from_main) = tokio::select! {
                 biased;
@@ -332,12 +341,19 @@ async fn serve(db: &mut Db, mut main: mpsc::Receiver<Call>, mut bulk: mpsc::Rece
             call
         };
         match call {
-            Some(call) => call(db),
+            Some(call) => {
+                call(db);
+                since_purge = since_purge.saturating_add(1);
+            }
             None => match db.purge_chunk() {
-                Ok(more) => db.trash = more,
+                Ok(more) => {
+                    db.trash = more;
+                    since_purge = 0;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot delete the vectors of dropped generations; trying again after the next change");
                     db.trash = false;
+                    since_purge = 0;
                     // A failed commit still moves the count of changed rows: it must not look
                     // like the next change, or a full disk would make this a busy loop.
                     changes = db.conn.total_changes();

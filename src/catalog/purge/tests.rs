@@ -112,3 +112,53 @@ fn the_catalog_thread_empties_the_trash_between_requests() {
     drop(catalog);
     thread.join();
 }
+
+#[test]
+fn requests_that_never_stop_slow_the_purge_but_cannot_stop_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite");
+    {
+        let mut db = db(dir.path());
+        trashed(&mut db, 3, 50 * CHUNK);
+    }
+    let (catalog, thread) =
+        crate::catalog::Catalog::open(&path, &dir.path().join("audit.jsonl"), Events::default())
+            .unwrap();
+    // Hold the thread, queue more calls than PURGE_RUN behind it, then let them all go: the
+    // main queue is never empty until the last one has run.
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let holder = catalog.clone();
+    let held = std::thread::spawn(move || {
+        holder.call_blocking(move |_| {
+            let _ = wait.recv();
+            Ok(())
+        })
+    });
+    while catalog.tx.capacity() == super::super::QUEUE {
+        std::thread::yield_now();
+    }
+    let calls = 2 * super::super::PURGE_RUN as usize;
+    let mut threads = Vec::new();
+    for _ in 0..calls {
+        let before = catalog.tx.capacity();
+        let caller = catalog.clone();
+        threads.push(std::thread::spawn(move || {
+            caller
+                .call_blocking(|db| Ok(count(db, "SELECT COUNT(*) FROM vectors")))
+                .unwrap()
+        }));
+        while catalog.tx.capacity() == before {
+            std::thread::yield_now();
+        }
+    }
+    release.send(()).unwrap();
+    held.join().unwrap().unwrap();
+    let seen: Vec<i64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(seen[0] > 0, "the trash was emptied before the calls ran");
+    assert!(
+        seen[calls - 1] < seen[0],
+        "no chunk was deleted between {calls} calls in a row: {seen:?}"
+    );
+    drop(catalog);
+    thread.join();
+}
