@@ -193,17 +193,25 @@ fn checkpoint(
 mod tests {
     use super::*;
 
-    #[test]
-    fn changes_are_checkpointed_by_the_thread_not_the_writer() {
+    /// A database `c.sqlite` in a new folder, in WAL mode without SQLite's automatic
+    /// checkpoint (as the catalog's connection is), with one table `t (x BLOB)`.
+    fn writer() -> (tempfile::TempDir, std::path::PathBuf, rusqlite::Connection) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.sqlite");
         let writer = rusqlite::Connection::open(&path).unwrap();
         writer
             .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
-                 CREATE TABLE t (x BLOB);",
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+                 PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB);",
             )
             .unwrap();
+        writer.busy_timeout(Duration::from_secs(5)).unwrap();
+        (dir, path, writer)
+    }
+
+    #[test]
+    fn changes_are_checkpointed_by_the_thread_not_the_writer() {
+        let (_dir, path, writer) = writer();
         let checkpointer = Checkpointer::start(&path).unwrap();
         for _ in 0..50 {
             writer
@@ -240,16 +248,7 @@ mod tests {
     fn the_log_stays_bounded_while_the_writer_never_pauses() {
         // Under a writer that never pauses, passive checkpoints alone never let it start the
         // log over, and the log grew until the disk was full.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.sqlite");
-        let writer = rusqlite::Connection::open(&path).unwrap();
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-                 PRAGMA wal_autocheckpoint = 0; CREATE TABLE t (x BLOB);",
-            )
-            .unwrap();
-        writer.busy_timeout(Duration::from_secs(5)).unwrap();
+        let (_dir, path, writer) = writer();
         let checkpointer = Checkpointer::start_with(&path, 1 << 20).unwrap();
         let (rows, row) = (640, 64 * 1024);
         for _ in 0..rows {

@@ -168,22 +168,9 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::AuditLog;
-    use crate::catalog::jobs::QueueState;
-    use crate::catalog::{retain, schema};
-    use crate::events::Events;
 
     fn db(dir: &std::path::Path) -> Db {
-        let db = Db {
-            conn: schema::open(&dir.join("c.sqlite")).unwrap(),
-            audit: AuditLog::new(&dir.join("audit.jsonl")),
-            events: Events::default(),
-            queue: QueueState::default(),
-            retention: retain::Retention::default(),
-            memo: Memo::default(),
-            checkpointer: None,
-            trash: false,
-        };
+        let db = Db::in_dir(dir);
         db.conn
             .execute_batch(
                 "INSERT INTO groups (id, name, created_at) VALUES (1, 'g', 0);

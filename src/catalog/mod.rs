@@ -96,6 +96,24 @@ struct Db {
     trash: bool,
 }
 
+#[cfg(test)]
+impl Db {
+    /// The catalog in `dir` (`c.sqlite`, `audit.jsonl`), migrated, with default settings and
+    /// neither a thread nor a checkpointer: for unit tests that drive `Db` directly.
+    fn in_dir(dir: &Path) -> Db {
+        Db {
+            conn: schema::open(&dir.join("c.sqlite")).unwrap(),
+            audit: AuditLog::new(&dir.join("audit.jsonl")),
+            events: Events::default(),
+            queue: jobs::QueueState::default(),
+            retention: retain::Retention::default(),
+            memo: memo::Memo::default(),
+            checkpointer: None,
+            trash: false,
+        }
+    }
+}
+
 impl Db {
     /// Run `f` in one transaction; insert the audit records it returns; commit; then append
     /// them to `audit.jsonl`.
@@ -388,7 +406,13 @@ mod tests {
     /// A catalog whose thread is held by a call until the returned sender is used (or
     /// dropped), so that calls can be queued behind it.
     fn held() -> (tempfile::TempDir, Catalog, std::sync::mpsc::Sender<()>) {
-        let dir = tempfile::tempdir().unwrap();
+        held_at(tempfile::tempdir().unwrap())
+    }
+
+    /// [`held`], on the catalog `c.sqlite` in `dir`.
+    pub(super) fn held_at(
+        dir: tempfile::TempDir,
+    ) -> (tempfile::TempDir, Catalog, std::sync::mpsc::Sender<()>) {
         let (catalog, _thread) = Catalog::open(
             &dir.path().join("c.sqlite"),
             &dir.path().join("audit.jsonl"),
@@ -409,19 +433,20 @@ mod tests {
         (dir, catalog, release)
     }
 
-    /// Queue a call that records `name` when it runs, on the main queue or the bulk one, and
-    /// wait until it is queued.
-    fn queue(
+    /// Queue a call that records what `record` says when it runs, on the main queue or the
+    /// bulk one, and wait until it is queued.
+    pub(super) fn queue(
         catalog: &Catalog,
         bulk: bool,
-        name: String,
+        record: impl FnOnce(&mut Db) -> String + Send + 'static,
         ran: &Arc<Mutex<Vec<String>>>,
     ) -> std::thread::JoinHandle<()> {
         let queue = if bulk { &catalog.bulk } else { &catalog.tx };
         let before = queue.capacity();
         let (catalog_, ran) = (catalog.clone(), Arc::clone(ran));
-        let call = move |_: &mut Db| {
-            ran.lock().unwrap().push(name);
+        let call = move |db: &mut Db| {
+            let seen = record(db);
+            ran.lock().unwrap().push(seen);
             Ok(())
         };
         let thread = std::thread::spawn(move || {
@@ -444,11 +469,11 @@ mod tests {
         let ran = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for i in 0..2 {
-            threads.push(queue(&catalog, true, format!("bulk{i}"), &ran));
+            threads.push(queue(&catalog, true, move |_| format!("bulk{i}"), &ran));
         }
         let mains = PRIORITY_RUN as usize + 2;
         for i in 0..mains {
-            threads.push(queue(&catalog, false, format!("main{i}"), &ran));
+            threads.push(queue(&catalog, false, move |_| format!("main{i}"), &ran));
         }
         release.send(()).unwrap();
         for thread in threads {

@@ -7,12 +7,9 @@
 //! vectors, until a new generation of the newest version is swapped in.
 
 use super::*;
-use crate::audit::AuditLog;
 use crate::catalog::Db;
-use crate::catalog::schema;
 use crate::clock;
 use crate::embed::Identity;
-use crate::events::Events;
 use crate::identity::{Actor, Resolve};
 use rusqlite::params;
 use std::collections::HashMap;
@@ -98,20 +95,8 @@ fn vector(row: u64) -> Vec<f32> {
 impl Fixture {
     fn new(setup: Setup, max_attempts: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let conn = schema::open(&dir.path().join("c.sqlite")).unwrap();
-        let mut db = Db {
-            conn,
-            audit: AuditLog::new(&dir.path().join("audit.jsonl")),
-            events: Events::default(),
-            queue: QueueState {
-                max_attempts,
-                ..QueueState::default()
-            },
-            retention: crate::catalog::retain::Retention::default(),
-            memo: Default::default(),
-            checkpointer: None,
-            trash: false,
-        };
+        let mut db = Db::in_dir(dir.path());
+        db.queue.max_attempts = max_attempts;
         db.conn
             .execute_batch(
                 "INSERT INTO groups (id, name, created_at) VALUES (1, 'g', 0);

@@ -2,22 +2,11 @@
 //! do, and a request never waits for more than one chunk.
 
 use super::*;
-use crate::audit::AuditLog;
-use crate::catalog::schema;
 use crate::events::Events;
 use rusqlite::params;
 
 fn db(dir: &std::path::Path) -> Db {
-    Db {
-        conn: schema::open(&dir.join("c.sqlite")).unwrap(),
-        audit: AuditLog::new(&dir.join("audit.jsonl")),
-        events: Events::default(),
-        queue: Default::default(),
-        retention: Default::default(),
-        memo: Default::default(),
-        checkpointer: None,
-        trash: false,
-    }
+    Db::in_dir(dir)
 }
 
 /// `rows` vectors of generation `generation`, which has no row in `generations`.
@@ -78,15 +67,18 @@ fn chunks_empty_the_trash_generation_by_generation() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM vector_trash"), 0);
 }
 
+/// A catalog `c.sqlite` in a new folder, left by a run that stopped before its trash of one
+/// generation of `rows` vectors was emptied.
+fn left_with_trash(rows: i64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    trashed(&mut db(dir.path()), 3, rows);
+    dir
+}
+
 #[test]
 fn the_catalog_thread_empties_the_trash_between_requests() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = left_with_trash(4 * CHUNK);
     let path = dir.path().join("c.sqlite");
-    {
-        // Left by a run that stopped before its trash was emptied.
-        let mut db = db(dir.path());
-        trashed(&mut db, 3, 4 * CHUNK);
-    }
     let (catalog, thread) =
         crate::catalog::Catalog::open(&path, &dir.path().join("audit.jsonl"), Events::default())
             .unwrap();
@@ -115,50 +107,31 @@ fn the_catalog_thread_empties_the_trash_between_requests() {
 
 #[test]
 fn requests_that_never_stop_slow_the_purge_but_cannot_stop_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.sqlite");
-    {
-        let mut db = db(dir.path());
-        trashed(&mut db, 3, 50 * CHUNK);
-    }
-    let (catalog, thread) =
-        crate::catalog::Catalog::open(&path, &dir.path().join("audit.jsonl"), Events::default())
-            .unwrap();
-    // Hold the thread, queue more calls than PURGE_RUN behind it, then let them all go: the
-    // main queue is never empty until the last one has run.
-    let (release, wait) = std::sync::mpsc::channel::<()>();
-    let holder = catalog.clone();
-    let held = std::thread::spawn(move || {
-        holder.call_blocking(move |_| {
-            let _ = wait.recv();
-            Ok(())
+    use crate::catalog::tests::{held_at, queue};
+    // More calls than PURGE_RUN queued behind a held thread, then all let go: the main queue
+    // is never empty until the last one has run. Each records the vectors it sees.
+    let (_dir, catalog, release) = held_at(left_with_trash(50 * CHUNK));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = 2 * crate::catalog::PURGE_RUN as usize;
+    let threads: Vec<_> = (0..calls)
+        .map(|_| {
+            let record = |db: &mut Db| count(db, "SELECT COUNT(*) FROM vectors").to_string();
+            queue(&catalog, false, record, &seen)
         })
-    });
-    while catalog.tx.capacity() == super::super::QUEUE {
-        std::thread::yield_now();
-    }
-    let calls = 2 * super::super::PURGE_RUN as usize;
-    let mut threads = Vec::new();
-    for _ in 0..calls {
-        let before = catalog.tx.capacity();
-        let caller = catalog.clone();
-        threads.push(std::thread::spawn(move || {
-            caller
-                .call_blocking(|db| Ok(count(db, "SELECT COUNT(*) FROM vectors")))
-                .unwrap()
-        }));
-        while catalog.tx.capacity() == before {
-            std::thread::yield_now();
-        }
-    }
+        .collect();
     release.send(()).unwrap();
-    held.join().unwrap().unwrap();
-    let seen: Vec<i64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let seen: Vec<i64> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
     assert!(seen[0] > 0, "the trash was emptied before the calls ran");
     assert!(
         seen[calls - 1] < seen[0],
         "no chunk was deleted between {calls} calls in a row: {seen:?}"
     );
-    drop(catalog);
-    thread.join();
 }

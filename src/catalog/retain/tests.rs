@@ -1,7 +1,4 @@
 use super::*;
-use crate::audit::AuditLog;
-use crate::catalog::{jobs::QueueState, schema};
-use crate::events::Events;
 
 /// A catalog with one source `g/s.csv` of `versions` stored versions (files in a temporary
 /// storage root), keeping `keep`.
@@ -16,19 +13,10 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("storage");
         std::fs::create_dir_all(root.join("g")).unwrap();
-        let conn = schema::open(&dir.path().join("c.sqlite")).unwrap();
-        let db = Db {
-            conn,
-            audit: AuditLog::new(&dir.path().join("audit.jsonl")),
-            events: Events::default(),
-            queue: QueueState::default(),
-            retention: Retention {
-                keep,
-                storage_root: root.clone(),
-            },
-            memo: Default::default(),
-            checkpointer: None,
-            trash: false,
+        let mut db = Db::in_dir(dir.path());
+        db.retention = Retention {
+            keep,
+            storage_root: root.clone(),
         };
         db.conn
             .execute_batch(
