@@ -23,7 +23,7 @@
 
 mod claim;
 mod finish;
-mod order;
+pub(in crate::catalog) mod order;
 mod query;
 mod recover;
 mod requests;

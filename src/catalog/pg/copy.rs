@@ -449,7 +449,10 @@ fn inspect(client: &mut Client) -> Result<Found, PgError> {
         return Ok(Found::Empty);
     }
     let ours = |name: &str| {
-        TABLES.contains(&name) || name == "schema_migrations" || name == "active_vectors"
+        TABLES.contains(&name)
+            || schema::STATE_TABLES.contains(&name)
+            || name == "schema_migrations"
+            || name == "active_vectors"
     };
     let foreign: Vec<String> = names.iter().filter(|n| !ours(n)).cloned().collect();
     if !foreign.is_empty() || !names.iter().any(|n| n == "schema_migrations") {

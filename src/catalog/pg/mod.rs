@@ -1,7 +1,9 @@
 //! The PostgreSQL + pgvector catalog, for several daemons ("nodes") sharing one database:
 //! reaching the server (`catalog.url`, `catalog.password_file`), its schema and numbered
 //! migrations ([`schema`]), copying a SQLite catalog into it ([`copy`], behind
-//! `ingestd catalog migrate`), and nearest-row search over its HNSW indexes ([`search`]).
+//! `ingestd catalog migrate`), nearest-row search over its HNSW indexes ([`search`]), and the
+//! cluster's queue: claims under one cap, leases and their takeover, the node registry
+//! ([`queue`]).
 //!
 //! The daemon does not run on this backend yet: nothing here is called by `ingestd` itself,
 //! only by `ingestd catalog migrate` and the tests. Everything is synchronous (the `postgres`
@@ -11,6 +13,7 @@
 
 pub mod cli;
 pub mod copy;
+pub mod queue;
 pub mod schema;
 pub mod search;
 

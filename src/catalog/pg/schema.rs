@@ -22,10 +22,11 @@ pub const LOCK_KEY: i64 = 0x696e_6765_7374_6401;
 pub const HNSW_MAX_DIMENSION: usize = 2000;
 
 /// (description, SQL).
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "the catalog: nodes, groups, sources, versions, audit, current groups, preferences, jobs, \
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "the catalog: nodes, groups, sources, versions, audit, current groups, preferences, jobs, \
      identities, generations, vectors, pending deletes",
-    "CREATE TABLE nodes (
+        "CREATE TABLE nodes (
         name TEXT PRIMARY KEY,
         started_at BIGINT NOT NULL,
         heartbeat_at BIGINT NOT NULL,
@@ -217,7 +218,21 @@ pub const MIGRATIONS: &[(&str, &str)] = &[(
         JOIN groups g ON g.id = s.group_id
         JOIN versions v ON v.id = n.version_id
         WHERE n.state = 'active';",
-)];
+    ),
+    (
+        "the cluster queue's turn: the group that last got a job, shared by every node",
+        "CREATE TABLE queue_turn (
+        only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+        -- Round robin across groups starts after this group (NULL: with the first).
+        group_id BIGINT
+    );
+    INSERT INTO queue_turn DEFAULT VALUES;",
+    ),
+];
+
+/// Tables that hold the cluster's working state, not catalog data: a copy neither fills nor
+/// counts them.
+pub const STATE_TABLES: &[&str] = &["queue_turn"];
 
 /// The tables of the catalog, parents first (the order a copy fills them and the reverse of
 /// the order it empties them).

@@ -7,6 +7,7 @@
 //! in a fresh database of its own, dropped afterwards.
 
 mod migrate;
+mod queue;
 mod search;
 
 use std::process::{Command as Process, Output, Stdio};
