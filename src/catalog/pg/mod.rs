@@ -3,7 +3,7 @@
 //! migrations ([`schema`]), copying a SQLite catalog into it ([`copy`], behind
 //! `ingestd catalog migrate`), nearest-row search over its HNSW indexes ([`search`]), and the
 //! cluster's queue: claims under one cap, leases and their takeover, the node registry
-//! ([`queue`]).
+//! ([`queue`]), and what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]).
 //!
 //! The daemon does not run on this backend yet: nothing here is called by `ingestd` itself,
 //! only by `ingestd catalog migrate` and the tests. Everything is synchronous (the `postgres`
@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod copy;
+pub mod notify;
 pub mod queue;
 pub mod schema;
 pub mod search;
