@@ -1,7 +1,8 @@
 //! What one node tells the others, over PostgreSQL's `LISTEN`/`NOTIFY`: the events its
 //! followers see (accepted, rejected, swapped, a job's progress…), so `events` and `--wait` on
 //! any node see what every node did; and a nudge to the schedulers when a job may have become
-//! startable (queued, or a slot freed), so no node polls the queue to learn of it.
+//! startable (queued, or a slot freed), so no node polls the queue to learn of it; and to the
+//! node that holds a deleted version's file, that it has a file to remove.
 //!
 //! A notification is sent in the transaction that makes the change and PostgreSQL delivers it
 //! only when that transaction commits, in commit order: a follower never hears of a change
@@ -24,6 +25,8 @@ use std::time::{Duration, Instant};
 pub const EVENTS: &str = "ingestd_events";
 /// The channel of scheduler nudges (payload: the sending node).
 pub const QUEUE: &str = "ingestd_queue";
+/// The channel of cross-node deletes (payload: the node that holds the files to remove).
+pub const DELETES: &str = "ingestd_deletes";
 /// The largest payload the server takes (it refuses 8000 bytes or more).
 pub const MAX_PAYLOAD: usize = 7999;
 
@@ -42,6 +45,13 @@ pub fn publish(
 ) -> Result<(), PgError> {
     let payload = payload_of(node, event)?;
     tx.execute("SELECT pg_notify($1, $2)", &[&EVENTS, &payload])?;
+    Ok(())
+}
+
+/// Tell `holder` that files of its own wait to be removed (`pending_deletes`), when the
+/// caller's transaction commits.
+pub fn deletes_for(tx: &mut impl postgres::GenericClient, holder: &str) -> Result<(), PgError> {
+    tx.execute("SELECT pg_notify($1, $2)", &[&DELETES, &holder])?;
     Ok(())
 }
 
@@ -97,6 +107,8 @@ pub enum Heard {
     Event(Box<Remote>),
     /// Some node's queue may have a startable job.
     Nudge,
+    /// Another node deleted versions whose files this node holds.
+    Deletes,
     /// The connection was lost and is back: notifications sent meanwhile were missed.
     Reconnected,
 }
@@ -133,7 +145,9 @@ impl Listener {
         connect: &mut Box<dyn FnMut() -> Result<Client, PgError> + Send>,
     ) -> Result<Client, PgError> {
         let mut client = connect()?;
-        client.batch_execute(&format!("LISTEN {EVENTS}; LISTEN {QUEUE}"))?;
+        client.batch_execute(&format!(
+            "LISTEN {EVENTS}; LISTEN {QUEUE}; LISTEN {DELETES}"
+        ))?;
         Ok(client)
     }
 
@@ -192,6 +206,7 @@ impl Listener {
     fn read(&self, channel: &str, payload: &str) -> Option<Heard> {
         match channel {
             QUEUE => (payload != self.node).then_some(Heard::Nudge),
+            DELETES => (payload == self.node).then_some(Heard::Deletes),
             EVENTS => match serde_json::from_str::<Remote>(payload) {
                 Ok(remote) if remote.node != self.node => Some(Heard::Event(Box::new(remote))),
                 Ok(_) => None,

@@ -35,6 +35,9 @@ use std::time::Duration;
 /// `…01`).
 pub const CLAIM_LOCK_KEY: i64 = 0x696e_6765_7374_6402;
 
+/// The database's clock in ms, as SQL.
+const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
 /// What a node is, as the queue sees it.
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -90,12 +93,7 @@ pub struct NodeInfo {
 
 /// The database's clock, in ms since the epoch.
 pub fn now_ms(client: &mut impl postgres::GenericClient) -> Result<i64, PgError> {
-    Ok(client
-        .query_one(
-            "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
-            &[],
-        )?
-        .get(0))
+    Ok(client.query_one(&format!("SELECT {NOW_MS}"), &[])?.get(0))
 }
 
 /// Enter the registry as `node` (or come back to it after a restart): started now, heartbeat
@@ -108,9 +106,7 @@ pub fn join(client: &mut Client, node: &str) -> Result<(), PgError> {
         &[&node, &env!("CARGO_PKG_VERSION")],
     )?;
     client.execute(
-        "UPDATE nodes SET started_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint,
-                          heartbeat_at = (extract(epoch FROM clock_timestamp()) * 1000)::bigint
-         WHERE name = $1",
+        &format!("UPDATE nodes SET started_at = {NOW_MS}, heartbeat_at = {NOW_MS} WHERE name = $1"),
         &[&node],
     )?;
     Ok(())
@@ -168,6 +164,9 @@ pub fn renew(client: &mut Client, member: &Member, running: &[i64]) -> Result<Ve
 
 /// Start up to `slots` queued jobs on `member`, keeping at most `cap` processing across the
 /// cluster. Expired leases are taken over first, so their slots count as free.
+///
+/// Seven round trips when a job starts: claims queue behind one lock, so each statement
+/// counts (measured with `cargo bench --bench cluster`).
 pub fn claim(
     client: &mut Client,
     member: &Member,
@@ -180,33 +179,33 @@ pub fn claim(
     }
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK_KEY])?;
-    // Read after the lock: every claim before this one has committed.
+    // Read after the lock: every claim before this one has committed. One row per
+    // processing job (never two of one source), with the clock and the turn.
     let processing = JobState::Processing.as_str();
-    let busy: HashSet<i64> = tx
-        .query(
-            "SELECT source_id FROM jobs WHERE state = $1",
-            &[&processing],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let running: i64 = tx
-        .query_one("SELECT COUNT(*) FROM jobs WHERE state = $1", &[&processing])?
-        .get(0);
-    let free = cap.saturating_sub(usize::try_from(running).unwrap_or(usize::MAX));
-    let slots = slots.min(free);
+    let rows = tx.query(
+        &format!(
+            "SELECT t.group_id, {NOW_MS}, j.source_id FROM queue_turn t
+             LEFT JOIN jobs j ON j.state = $1"
+        ),
+        &[&processing],
+    )?;
+    let turn: Option<i64> = rows.first().and_then(|r| r.get(0));
+    let now: i64 = rows.first().map_or(0, |r| r.get(1));
+    let busy: HashSet<i64> = rows.iter().filter_map(|r| r.get(2)).collect();
+    let running = rows.iter().filter(|r| r.get::<_, Option<i64>>(2).is_some());
+    let slots = slots.min(cap.saturating_sub(running.count()));
     if slots == 0 {
         tx.commit()?;
         return Ok((Vec::new(), taken));
     }
-    let now = now_ms(&mut tx)?;
+    // Claims are serialized, so the queue is read without locking its rows; only the picked
+    // ones are locked, below.
     let rows = tx.query(
         "SELECT j.id, j.group_id, j.source_id, j.not_before IS NULL OR j.not_before <= $2,
                 v.node = $3
          FROM jobs j JOIN versions v ON v.id = j.version_id
          WHERE j.state = $1 AND v.status != 'deleting'
-         ORDER BY j.queued_at, j.id
-         FOR UPDATE OF j SKIP LOCKED",
+         ORDER BY j.queued_at, j.id",
         &[&JobState::Queued.as_str(), &now, &member.name],
     )?;
     let mut blocked: HashSet<i64> = HashSet::new();
@@ -232,22 +231,42 @@ pub fn claim(
         }
         waiting.push(job);
     }
-    let turn: Option<i64> = tx.query_one("SELECT group_id FROM queue_turn", &[])?.get(0);
     let (picked, turn) = order::pick(&waiting, &busy, turn, slots);
     if picked.is_empty() {
         tx.commit()?;
         return Ok((Vec::new(), taken));
     }
-    tx.execute("UPDATE queue_turn SET group_id = $1", &[&turn])?;
+    // One statement starts the jobs, marks their versions and moves the turn. A picked job
+    // that another transaction holds (a cancel, a delete under way) is skipped, and one that
+    // changed state since the read is not started: `state` is checked again under the lock.
     let lease_until = now.saturating_add(member.lease_ms());
     let updated = tx.query(
-        "UPDATE jobs SET state = $2, attempt = attempt + 1, started_at = $3, finished_at = NULL,
-                rows_done = 0, not_before = NULL, node = $4, lease_until = $5
-         WHERE id = ANY($1)
-         RETURNING id, group_id, source_id, version_id, attempt",
-        &[&picked, &processing, &now, &member.name, &lease_until],
+        "WITH started AS (
+             UPDATE jobs SET state = $2, attempt = attempt + 1, started_at = $3,
+                    finished_at = NULL, rows_done = 0, not_before = NULL, node = $4,
+                    lease_until = $5
+             WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) AND state = $6
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING id, group_id, source_id, version_id, attempt
+         ), marked AS (
+             UPDATE versions SET status = $7, updated_at = $3
+             WHERE id IN (SELECT version_id FROM started) AND status != 'deleting'
+         ), turned AS (
+             UPDATE queue_turn SET group_id = $8
+         )
+         SELECT id, group_id, source_id, version_id, attempt FROM started",
+        &[
+            &picked,
+            &processing,
+            &now,
+            &member.name,
+            &lease_until,
+            &JobState::Queued.as_str(),
+            &Status::Embedding.as_str(),
+            &turn,
+        ],
     )?;
-    let by_id: HashMap<i64, Started> = updated
+    let mut by_id: HashMap<i64, Started> = updated
         .iter()
         .map(|r| {
             let job: i64 = r.get(0);
@@ -262,15 +281,8 @@ pub fn claim(
             (job, started)
         })
         .collect();
-    let versions: Vec<i64> = by_id.values().map(|s| s.version_id).collect();
-    tx.execute(
-        "UPDATE versions SET status = $2, updated_at = $3
-         WHERE id = ANY($1) AND status != 'deleting'",
-        &[&versions, &Status::Embedding.as_str(), &now],
-    )?;
     tx.commit()?;
     // In the order they were picked: the order the workers start them.
-    let mut by_id = by_id;
     let started = picked.iter().filter_map(|id| by_id.remove(id)).collect();
     Ok((started, taken))
 }
@@ -279,6 +291,18 @@ pub fn claim(
 /// doing this at once split the jobs between them).
 pub fn take_over_expired(client: &mut Client) -> Result<Vec<TakenOver>, PgError> {
     let mut taken = Vec::new();
+    // One round trip when, as nearly always, no lease ran out.
+    let any: bool = client
+        .query_one(
+            &format!(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = $1 AND lease_until < {NOW_MS})"
+            ),
+            &[&JobState::Processing.as_str()],
+        )?
+        .get(0);
+    if !any {
+        return Ok(taken);
+    }
     loop {
         let mut tx = client.transaction()?;
         let now = now_ms(&mut tx)?;

@@ -440,3 +440,38 @@ fn a_restarted_node_takes_its_own_jobs_back_at_once() {
     // An hour's lease of another node is not run out: nothing to take over.
     assert!(queue::take_over_expired(&mut client).unwrap().is_empty());
 }
+
+#[test]
+fn a_job_another_transaction_holds_is_passed_over_not_waited_on() {
+    let Some((db, mut client)) = catalog() else {
+        return;
+    };
+    let g = group(&mut client, "g");
+    let held = queue_job(&mut client, g, "one", "a", 3);
+    let free = queue_job(&mut client, g, "two", "a", 3);
+    // Another node is cancelling the first job: its row is locked until that commits.
+    let mut other = db.client();
+    let mut cancel = other.transaction().unwrap();
+    cancel
+        .execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", &[&held])
+        .unwrap();
+    let a = member("a", Duration::from_secs(30), false);
+    let (started, _) = queue::claim(&mut client, &a, CAP, 1).unwrap();
+    assert!(started.is_empty(), "the picked job was locked: {started:?}");
+    let (started, _) = queue::claim(&mut client, &a, CAP, 2).unwrap();
+    assert_eq!(
+        started.iter().map(|s| s.job).collect::<Vec<_>>(),
+        vec![free]
+    );
+    cancel
+        .execute(
+            "UPDATE jobs SET state = 'cancelled' WHERE id = $1",
+            &[&held],
+        )
+        .unwrap();
+    cancel.commit().unwrap();
+    // Cancelled meanwhile: never started.
+    let (started, _) = queue::claim(&mut client, &a, CAP, CAP).unwrap();
+    assert!(started.is_empty(), "{started:?}");
+    assert_eq!(job_row(&mut client, held).0, "cancelled");
+}
