@@ -3,7 +3,8 @@
 //! migrations ([`schema`]), copying a SQLite catalog into it ([`copy`], behind
 //! `ingestd catalog migrate`), nearest-row search over its HNSW indexes ([`search`]), and the
 //! cluster's queue: claims under one cap, leases and their takeover, the node registry
-//! ([`queue`]), what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]), and the files
+//! ([`queue`]), a try's generation begun, written and ended under fencing ([`generations`]),
+//! what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]), and the files
 //! one node's delete leaves to the node that holds them ([`deletes`]).
 //!
 //! The daemon does not run on this backend yet: nothing here is called by `ingestd` itself,
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod copy;
 pub mod deletes;
+pub mod generations;
 pub mod notify;
 pub mod queue;
 pub mod schema;

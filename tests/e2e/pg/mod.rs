@@ -7,6 +7,7 @@
 //! in a fresh database of its own, dropped afterwards.
 
 mod deletes;
+mod generations;
 mod migrate;
 mod notify;
 mod queue;

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One deadline for every wait of a test.
-const TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(60);
 const CAP: usize = 3;
 
 /// A migrated catalog in a fresh database.
-fn catalog() -> Option<(TestDb, Client)> {
+pub(super) fn catalog() -> Option<(TestDb, Client)> {
     let db = TestDb::create()?;
     let mut client = db.client();
     client
@@ -27,7 +27,7 @@ fn catalog() -> Option<(TestDb, Client)> {
     Some((db, client))
 }
 
-fn member(name: &str, lease: Duration, shared_storage: bool) -> Member {
+pub(super) fn member(name: &str, lease: Duration, shared_storage: bool) -> Member {
     Member {
         name: name.into(),
         lease,
@@ -35,7 +35,7 @@ fn member(name: &str, lease: Duration, shared_storage: bool) -> Member {
     }
 }
 
-fn group(client: &mut Client, name: &str) -> i64 {
+pub(super) fn group(client: &mut Client, name: &str) -> i64 {
     client
         .query_one(
             "INSERT INTO groups (name, created_at) VALUES ($1, 0) RETURNING id",
@@ -47,7 +47,13 @@ fn group(client: &mut Client, name: &str) -> i64 {
 
 /// Queue a job for a new version of `source` in `group`, its file held by `node`; jobs are
 /// queued in the order of these calls. Answers the job's id.
-fn queue_job(client: &mut Client, group: i64, source: &str, node: &str, max_attempts: i32) -> i64 {
+pub(super) fn queue_job(
+    client: &mut Client,
+    group: i64,
+    source: &str,
+    node: &str,
+    max_attempts: i32,
+) -> i64 {
     let source: i64 = client
         .query_one(
             "INSERT INTO sources (group_id, name, created_at) VALUES ($1, $2, 0)
@@ -91,7 +97,7 @@ fn complete(client: &mut Client, job: i64, node: &str) {
     assert_eq!(n, 1, "job {job} was processing on {node}");
 }
 
-fn job_row(client: &mut Client, job: i64) -> (String, i32, Option<String>, String) {
+pub(super) fn job_row(client: &mut Client, job: i64) -> (String, i32, Option<String>, String) {
     let r = client
         .query_one(
             "SELECT j.state, j.attempt, j.node, v.status FROM jobs j
@@ -102,7 +108,7 @@ fn job_row(client: &mut Client, job: i64) -> (String, i32, Option<String>, Strin
     (r.get(0), r.get(1), r.get(2), r.get(3))
 }
 
-fn count(client: &mut Client, sql: &str) -> i64 {
+pub(super) fn count(client: &mut Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).unwrap().get(0)
 }
 
@@ -297,7 +303,7 @@ fn generations(client: &mut Client, job: i64) -> (i64, i64) {
 }
 
 /// Take over expired leases as `client`'s node would, until one is taken.
-fn wait_for_takeover(client: &mut Client, deadline: Instant) -> Vec<TakenOver> {
+pub(super) fn wait_for_takeover(client: &mut Client, deadline: Instant) -> Vec<TakenOver> {
     loop {
         let taken = queue::take_over_expired(client).unwrap();
         if !taken.is_empty() {
