@@ -22,7 +22,7 @@ use crate::embed::Identity;
 use crate::identity::{Actor, Resolve};
 use crate::protocol::{JobState, Status};
 use postgres::types::Type;
-use postgres::{Client, GenericClient, Transaction};
+use postgres::{Client, Transaction};
 
 /// The database's clock in ms, as SQL.
 const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
@@ -277,33 +277,6 @@ fn names(tx: &mut Transaction<'_>, job: i64) -> Result<(String, String, String),
     ))
 }
 
-/// Record `record`, written by `node`, and send it to the other nodes at commit.
-pub fn audit(tx: &mut impl GenericClient, node: &str, record: &AuditRecord) -> Result<(), PgError> {
-    let via = serde_json::to_value(record.actor.via)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string));
-    tx.execute(
-        "INSERT INTO audit (time, actor_uid, actor_user, via, action, group_name, source,
-                            version, job, outcome, detail, node)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        &[
-            &record.time_ms,
-            &record.actor.uid.map(i64::from),
-            &record.actor.user,
-            &via,
-            &record.action,
-            &record.group,
-            &record.source,
-            &record.version,
-            &record.job,
-            &record.outcome,
-            &record.detail,
-            &node,
-        ],
-    )?;
-    notify::publish(tx, node, &crate::events::event_of(record))
-}
-
 fn set_version_status(
     tx: &mut Transaction<'_>,
     version_id: i64,
@@ -459,7 +432,7 @@ pub fn finish(
                         format!(", replacing {}", plural(replaced))
                     }
                 );
-                audit(&mut tx, node, &record("swap", "ok", detail))?;
+                super::audit(&mut tx, node, &record("swap", "ok", detail))?;
                 Finished::Swapped {
                     rows: rows as u64,
                     replaced,
@@ -495,7 +468,7 @@ pub fn finish(
             }
             set_job(&mut tx, JobState::Failed, Some(&error))?;
             set_version_status(&mut tx, version_id, Status::Failed)?;
-            audit(&mut tx, node, &record("embed", "failed", error))?;
+            super::audit(&mut tx, node, &record("embed", "failed", error))?;
             Finished::Failed
         }
         Ending::Cancelled => {

@@ -3,7 +3,8 @@
 //! migrations ([`schema`]), copying a SQLite catalog into it ([`copy`], behind
 //! `ingestd catalog migrate`), nearest-row search over its HNSW indexes ([`search`]), and the
 //! cluster's queue: claims under one cap, leases and their takeover, the node registry
-//! ([`queue`]), a try's generation begun, written and ended under fencing ([`generations`]),
+//! ([`queue`], which also queues jobs), storing a dropped file ([`ingest`]), a try's generation
+//! begun, written and ended under fencing ([`generations`]),
 //! what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]), and the files
 //! one node's delete leaves to the node that holds them ([`deletes`]).
 //!
@@ -17,13 +18,15 @@ pub mod cli;
 pub mod copy;
 pub mod deletes;
 pub mod generations;
+pub mod ingest;
 pub mod notify;
 pub mod queue;
 pub mod schema;
 pub mod search;
 
+use crate::audit::AuditRecord;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -71,6 +74,33 @@ pub enum PgError {
     Catalog(#[from] super::CatalogError),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Record `record`, written by `node`, and send it to the other nodes at commit.
+pub fn audit(tx: &mut impl GenericClient, node: &str, record: &AuditRecord) -> Result<(), PgError> {
+    let via = serde_json::to_value(record.actor.via)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string));
+    tx.execute(
+        "INSERT INTO audit (time, actor_uid, actor_user, via, action, group_name, source,
+                            version, job, outcome, detail, node)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            &record.time_ms,
+            &record.actor.uid.map(i64::from),
+            &record.actor.user,
+            &via,
+            &record.action,
+            &record.group,
+            &record.source,
+            &record.version,
+            &record.job,
+            &record.outcome,
+            &record.detail,
+            &node,
+        ],
+    )?;
+    notify::publish(tx, node, &crate::events::event_of(record))
 }
 
 /// The server's own words for a failed statement ("ERROR: relation … does not exist"); the

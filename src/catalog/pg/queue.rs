@@ -408,3 +408,120 @@ fn interrupt(
         vectors_dropped: dropped.iter().map(|&n| n.max(0) as u64).sum(),
     })
 }
+
+/// Queue an embedding of `version_id` in the caller's transaction, as the SQLite catalog does
+/// (`catalog::jobs::enqueue`): a job already queued for this version is the answer (marked to
+/// switch the group's model when asked); jobs queued for older versions of the source are
+/// cancelled as superseded, with an audit record each in `audit`. The other nodes' schedulers
+/// are nudged when the transaction commits. Answers `(job, whether it was queued already)`.
+#[allow(clippy::too_many_arguments)]
+pub fn enqueue(
+    tx: &mut postgres::Transaction<'_>,
+    node: &str,
+    version_id: i64,
+    reason: &str,
+    actor: &crate::identity::Actor,
+    max_attempts: u32,
+    switch_model: bool,
+    audit: &mut Vec<crate::audit::AuditRecord>,
+) -> Result<(i64, bool), PgError> {
+    use crate::identity::Resolve;
+    let row = tx.query_one(
+        "SELECT v.source_id, s.group_id, v.version_no, v.rows, g.name, s.name
+         FROM versions v JOIN sources s ON s.id = v.source_id JOIN groups g ON g.id = s.group_id
+         WHERE v.id = $1",
+        &[&version_id],
+    )?;
+    let (source_id, group_id, version_no, rows): (i64, i64, Option<i64>, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (group, source): (String, String) = (row.get(4), row.get(5));
+    let version_no = version_no.unwrap_or_default();
+    let queued: Vec<(i64, i64, Option<i64>)> = tx
+        .query(
+            "SELECT j.id, j.version_id, v.version_no FROM jobs j
+             JOIN versions v ON v.id = j.version_id
+             WHERE j.source_id = $1 AND j.state = $2 ORDER BY j.id FOR UPDATE OF j",
+            &[&source_id, &JobState::Queued.as_str()],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let now = now_ms(tx)?;
+    for (job, queued_version, old_no) in &queued {
+        if *queued_version == version_id {
+            if switch_model {
+                tx.execute("UPDATE jobs SET switch_model = true WHERE id = $1", &[job])?;
+            }
+            return Ok((*job, true));
+        }
+        let why = format!("superseded by v{version_no}, which was queued after it");
+        tx.execute(
+            "UPDATE jobs SET state = $1, finished_at = $2, error = $3 WHERE id = $4",
+            &[&JobState::Cancelled.as_str(), &now, &why, job],
+        )?;
+        let active: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM generations WHERE version_id = $1 AND state = $2)",
+                &[queued_version, &Generation::Active.as_str()],
+            )?
+            .get(0);
+        let settled = if active {
+            Status::Embedded
+        } else {
+            Status::Ready
+        };
+        tx.execute(
+            "UPDATE versions SET status = $1, updated_at = $2 WHERE id = $3 AND status != 'deleting'",
+            &[&settled.as_str(), &now, queued_version],
+        )?;
+        let mut record = crate::audit::AuditRecord::new(
+            crate::identity::Actor::daemon(),
+            "cancel",
+            "superseded",
+        )
+        .on(&group, &source)
+        .version(Some(format!("v{}", old_no.unwrap_or_default())))
+        .detail(format!("job {job} {why}"));
+        record.job = Some(*job);
+        audit.push(record);
+    }
+    if queued.iter().any(|(_, v, _)| *v != version_id) {
+        // Kept only while their job may run again: a superseded job will not.
+        tx.execute(
+            "DELETE FROM generations n WHERE n.state = $1 AND NOT EXISTS
+                 (SELECT 1 FROM jobs j WHERE j.id = n.job_id AND j.state IN ($2, $3))",
+            &[
+                &Generation::Retained.as_str(),
+                &JobState::Queued.as_str(),
+                &JobState::Processing.as_str(),
+            ],
+        )?;
+    }
+    let max_attempts = i32::try_from(max_attempts.max(1)).unwrap_or(i32::MAX);
+    let job: i64 = tx
+        .query_one(
+            "INSERT INTO jobs (group_id, source_id, version_id, state, reason, switch_model,
+                               max_attempts, requested_by, requested_uid, rows_total, queued_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            &[
+                &group_id,
+                &source_id,
+                &version_id,
+                &JobState::Queued.as_str(),
+                &reason,
+                &switch_model,
+                &max_attempts,
+                &actor.display_name(),
+                &actor.uid.map(i64::from),
+                &rows.unwrap_or(0),
+                &now,
+            ],
+        )?
+        .get(0);
+    tx.execute(
+        "UPDATE versions SET status = $1, updated_at = $2 WHERE id = $3 AND status != 'deleting'",
+        &[&Status::Queued.as_str(), &now, &version_id],
+    )?;
+    super::notify::nudge(tx, node)?;
+    Ok((job, false))
+}

@@ -8,6 +8,7 @@
 
 mod deletes;
 mod generations;
+mod ingest;
 mod migrate;
 mod notify;
 mod queue;
