@@ -1,9 +1,9 @@
 //! A try of a job on PostgreSQL, after its claim ([`super::queue`]): its generation begun
 //! ([`begin`]), its vectors written ([`write`], binary `COPY`), and the try ended ([`finish`]:
 //! swap, requeue, failure, cancel), with the same rules as the SQLite catalog
-//! (`catalog::jobs`) and one more: **fencing**. Every call names the node that runs the try,
-//! and does its work only while the job is `processing` on that node, checked under the job
-//! row's lock. A node whose lease was taken over (it was cut off, not dead) learns at its next
+//! (`catalog::jobs`) and one more: **fencing**. Every call names its try ([`Try`]: the job,
+//! the node that runs it, the number its claim gave it), and does its work only while that
+//! is the job's current try, checked under the job row's lock. A node whose lease was taken over (it was cut off, not dead) learns at its next
 //! call that the job is no longer its own ([`Begun::Cancelled`], [`Written::Stopped`],
 //! [`Finished::Dropped`]) and nothing it sends lands, so a source never gets two tries'
 //! vectors or a half-written generation made active.
@@ -64,32 +64,56 @@ pub fn identity_id(client: &mut Client, identity: &Identity) -> Result<i32, PgEr
     Ok(id)
 }
 
-/// The job's row, locked: `Some((source, group, version))` while it is processing on `node`.
-fn held(
-    tx: &mut Transaction<'_>,
-    job: i64,
-    node: &str,
-) -> Result<Option<(i64, i64, i64, bool)>, PgError> {
+/// One try of a job: the job, the node running it, and the number its claim gave it
+/// (`queue::Started::try_id`, from a sequence: no two claims share one). A job cancelled,
+/// retried and claimed again by the same node while the old try's worker still finishes has
+/// a new number, so the old worker is fenced off too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Try<'a> {
+    pub job: i64,
+    pub node: &'a str,
+    pub try_id: i64,
+}
+
+impl<'a> Try<'a> {
+    /// The try a claim on `node` started.
+    pub fn of(started: &crate::catalog::pg::queue::Started, node: &'a str) -> Self {
+        Self {
+            job: started.job,
+            node,
+            try_id: started.try_id,
+        }
+    }
+}
+
+/// The job's row, locked: `Some((source, group, version, switch_model))` while `at` is its
+/// current try.
+fn held(tx: &mut Transaction<'_>, at: &Try<'_>) -> Result<Option<(i64, i64, i64, bool)>, PgError> {
     let row = tx.query_opt(
         "SELECT source_id, group_id, version_id, switch_model FROM jobs
-         WHERE id = $1 AND state = $2 AND node = $3 FOR UPDATE",
-        &[&job, &JobState::Processing.as_str(), &node],
+         WHERE id = $1 AND state = $2 AND node = $3 AND try_id = $4 FOR UPDATE",
+        &[
+            &at.job,
+            &JobState::Processing.as_str(),
+            &at.node,
+            &at.try_id,
+        ],
     )?;
     Ok(row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
 }
 
-/// Start an empty `writing` generation for `job`, running on `node`, made by `identity`
+/// Start an empty `writing` generation for the try `at`, made by `identity`
 /// (whose id [`identity_id`] gave). Refused when the group's other sources hold embeddings
 /// of another model and the job may not switch the group's model, as in SQLite.
 pub fn begin(
     client: &mut Client,
-    node: &str,
-    job: i64,
+    at: &Try<'_>,
     identity: &Identity,
     identity_id: i32,
 ) -> Result<Begun, PgError> {
+    let job = at.job;
     let mut tx = client.transaction()?;
-    let Some((source_id, group_id, version_id, switch)) = held(&mut tx, job, node)? else {
+    let Some((source_id, group_id, version_id, switch)) = held(&mut tx, at)? else {
         tx.commit()?;
         return Ok(Begun::Cancelled);
     };
@@ -156,23 +180,23 @@ pub fn begin(
     Ok(Begun::Started(id))
 }
 
-/// Append `rows` to `generation` of `job` on `node` and record the job's progress (`done`
-/// rows), in one transaction: embedded vectors by binary `COPY`, reused ones copied inside
-/// the database. Nothing is stored unless the job is still processing on `node` and the
-/// generation still being written by it.
+/// Append `rows` to `generation` of the try `at` and record the job's progress (`done` rows),
+/// in one transaction: embedded vectors by binary `COPY`, reused ones copied inside the
+/// database. Nothing is stored unless `at` is still the job's current try and the generation
+/// still being written by it.
 pub fn write(
     client: &mut Client,
-    node: &str,
-    job: i64,
+    at: &Try<'_>,
     generation: i64,
     rows: &[NewRow],
     done: u64,
 ) -> Result<Written, PgError> {
+    let job = at.job;
     let mut tx = client.transaction()?;
     // Until the swap these rows are not searchable and a lost try is discarded: the commit
     // need not wait for the disk.
     tx.batch_execute("SET LOCAL synchronous_commit = off")?;
-    if held(&mut tx, job, node)?.is_none() {
+    if held(&mut tx, at)?.is_none() {
         tx.commit()?;
         return Ok(Written::Stopped);
     }
@@ -319,19 +343,19 @@ fn drop_generation(tx: &mut Transaction<'_>, generation: i64) -> Result<u64, PgE
     Ok(rows.unwrap_or(0).max(0) as u64)
 }
 
-/// End the try of `job` on `node`: swap on success, otherwise keep the source's active
-/// generation. A job no longer processing on `node` is not touched: only the generation
-/// this try wrote goes ([`Finished::Dropped`], or `Cancelled` when it was cancelled).
+/// End the try `at`: swap on success, otherwise keep the source's active generation. A job
+/// whose current try is no longer `at` is not touched: only the generation this try wrote
+/// goes ([`Finished::Dropped`], or `Cancelled` when it was cancelled).
 pub fn finish(
     client: &mut Client,
-    node: &str,
-    job: i64,
+    at: &Try<'_>,
     generation: Option<i64>,
     ending: Ending,
 ) -> Result<Finished, PgError> {
+    let (job, node) = (at.job, at.node);
     let mut tx = client.transaction()?;
     let now: i64 = tx.query_one(&format!("SELECT {NOW_MS}"), &[])?.get(0);
-    let Some((source_id, _group, version_id, _switch)) = held(&mut tx, job, node)? else {
+    let Some((source_id, _group, version_id, _switch)) = held(&mut tx, at)? else {
         if let Some(generation) = generation {
             tx.execute(
                 "DELETE FROM generations WHERE id = $1 AND job_id = $2 AND state = $3",

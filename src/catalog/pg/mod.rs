@@ -3,7 +3,8 @@
 //! migrations ([`schema`]), copying a SQLite catalog into it ([`copy`], behind
 //! `ingestd catalog migrate`), nearest-row search over its HNSW indexes ([`search`]), and the
 //! cluster's queue: claims under one cap, leases and their takeover, the node registry
-//! ([`queue`], which also queues jobs), storing a dropped file ([`ingest`]), a try's generation
+//! ([`queue`], which also queues jobs), jobs as users steer them ([`jobs`]), storing a
+//! dropped file ([`ingest`]), a try's generation
 //! begun, written and ended under fencing ([`generations`]),
 //! what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]), and the files
 //! one node's delete leaves to the node that holds them ([`deletes`]).
@@ -19,6 +20,7 @@ pub mod copy;
 pub mod deletes;
 pub mod generations;
 pub mod ingest;
+pub mod jobs;
 pub mod notify;
 pub mod queue;
 pub mod schema;

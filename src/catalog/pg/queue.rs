@@ -64,6 +64,8 @@ pub struct Started {
     pub version_id: i64,
     /// This try's number, from 1.
     pub attempt: i32,
+    /// This try's number, unique in the cluster: what fences its calls (`generations::Try`).
+    pub try_id: i64,
     /// Database time (ms) until which the lease holds.
     pub lease_until: i64,
 }
@@ -244,17 +246,17 @@ pub fn claim(
         "WITH started AS (
              UPDATE jobs SET state = $2, attempt = attempt + 1, started_at = $3,
                     finished_at = NULL, rows_done = 0, not_before = NULL, node = $4,
-                    lease_until = $5
+                    lease_until = $5, try_id = nextval('try_ids')
              WHERE id IN (SELECT id FROM jobs WHERE id = ANY($1) AND state = $6
                           FOR UPDATE SKIP LOCKED)
-             RETURNING id, group_id, source_id, version_id, attempt
+             RETURNING id, group_id, source_id, version_id, attempt, try_id
          ), marked AS (
              UPDATE versions SET status = $7, updated_at = $3
              WHERE id IN (SELECT version_id FROM started) AND status != 'deleting'
          ), turned AS (
              UPDATE queue_turn SET group_id = $8
          )
-         SELECT id, group_id, source_id, version_id, attempt FROM started",
+         SELECT id, group_id, source_id, version_id, attempt, try_id FROM started",
         &[
             &picked,
             &processing,
@@ -276,6 +278,7 @@ pub fn claim(
                 source_id: r.get(2),
                 version_id: r.get(3),
                 attempt: r.get(4),
+                try_id: r.get(5),
                 lease_until,
             };
             (job, started)

@@ -220,13 +220,18 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         WHERE n.state = 'active';",
     ),
     (
-        "the cluster queue's turn: the group that last got a job, shared by every node",
+        "the cluster queue: the turn of round robin shared by every node, and a number for \
+         each try of a job that fences off every other try",
         "CREATE TABLE queue_turn (
         only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
         -- Round robin across groups starts after this group (NULL: with the first).
         group_id BIGINT
     );
-    INSERT INTO queue_turn DEFAULT VALUES;",
+    INSERT INTO queue_turn DEFAULT VALUES;
+    -- Each claim of a job takes the next number: a worker's calls land only while its number
+    -- is the job's (generations::Try), so no older try of the job, on any node, writes.
+    CREATE SEQUENCE try_ids;
+    ALTER TABLE jobs ADD COLUMN try_id BIGINT;",
     ),
 ];
 

@@ -6,7 +6,7 @@
 use super::queue::{TIMEOUT, catalog, count, group, job_row, member, queue_job, wait_for_takeover};
 use ingestd::catalog::jobs::{Begun, Ending, Finished, NewRow, RowVector, Written, text_hash};
 use ingestd::catalog::pg::PgError;
-use ingestd::catalog::pg::generations::{self as run, identity_id};
+use ingestd::catalog::pg::generations::{self as run, Try, identity_id};
 use ingestd::catalog::pg::notify::{Heard, Listener};
 use ingestd::catalog::pg::queue;
 use ingestd::embed::Identity;
@@ -35,18 +35,18 @@ fn embedded(row: u64, text: &str) -> NewRow {
 }
 
 /// Write a chunk that must be stored.
-fn stored(client: &mut Client, node: &str, job: i64, generation: i64, rows: &[NewRow], done: u64) {
-    let written = run::write(client, node, job, generation, rows, done).unwrap();
+fn stored(client: &mut Client, at: &Try<'_>, generation: i64, rows: &[NewRow], done: u64) {
+    let written = run::write(client, at, generation, rows, done).unwrap();
     assert_eq!(written, Written::Stored);
 }
 
 /// Claim the one job waiting on `node` and start its generation.
-fn start(client: &mut Client, node: &str, identity: &Identity) -> (i64, i64) {
+fn start(client: &mut Client, node: &'static str, identity: &Identity) -> (Try<'static>, i64) {
     let (started, _) = queue::claim(client, &member(node, LONG, true), 3, 1).unwrap();
-    let job = started.first().expect("a job to claim").job;
+    let at = Try::of(started.first().expect("a job to claim"), node);
     let id = identity_id(client, identity).unwrap();
-    match run::begin(client, node, job, identity, id).unwrap() {
-        Begun::Started(generation) => (job, generation),
+    match run::begin(client, &at, identity, id).unwrap() {
+        Begun::Started(generation) => (at, generation),
         other => panic!("{other:?}"),
     }
 }
@@ -80,14 +80,15 @@ fn a_try_writes_by_copy_reuses_inside_the_database_and_swaps_one_active_generati
     let g = group(&mut client, "sales");
     let minilm = identity("m");
     queue_job(&mut client, g, "q.csv", "a", 3);
-    let (job, first) = start(&mut client, "a", &minilm);
+    let (t1, first) = start(&mut client, "a", &minilm);
+    let job = t1.job;
     let chunk = [
         embedded(0, "north"),
         embedded(1, "south"),
         embedded(2, "east"),
     ];
     assert_eq!(
-        run::write(&mut client, "a", job, first, &chunk, 3).unwrap(),
+        run::write(&mut client, &t1, first, &chunk, 3).unwrap(),
         Written::Stored
     );
     // Row 3 has row 0's text: copied inside the database, never sent again.
@@ -101,11 +102,11 @@ fn a_try_writes_by_copy_reuses_inside_the_database_and_swaps_one_active_generati
         },
     };
     assert_eq!(
-        run::write(&mut client, "a", job, first, &[reused], 4).unwrap(),
+        run::write(&mut client, &t1, first, &[reused], 4).unwrap(),
         Written::Stored
     );
     assert_eq!(
-        run::finish(&mut client, "a", job, Some(first), Ending::Done).unwrap(),
+        run::finish(&mut client, &t1, Some(first), Ending::Done).unwrap(),
         Finished::Swapped {
             rows: 4,
             replaced: 0
@@ -127,10 +128,11 @@ fn a_try_writes_by_copy_reuses_inside_the_database_and_swaps_one_active_generati
 
     // v2 of the same source replaces it in one swap; v1's vectors go with their generation.
     queue_job(&mut client, g, "q.csv", "a", 3);
-    let (job2, second) = start(&mut client, "a", &minilm);
-    stored(&mut client, "a", job2, second, &chunk[..2], 2);
+    let (t2, second) = start(&mut client, "a", &minilm);
+    let job2 = t2.job;
+    stored(&mut client, &t2, second, &chunk[..2], 2);
     assert_eq!(
-        run::finish(&mut client, "a", job2, Some(second), Ending::Done).unwrap(),
+        run::finish(&mut client, &t2, Some(second), Ending::Done).unwrap(),
         Finished::Swapped {
             rows: 2,
             replaced: 4
@@ -178,34 +180,35 @@ fn a_node_cut_off_by_a_takeover_lands_nothing_and_one_generation_stays_active() 
     let (started, _) =
         queue::claim(&mut a, &member("a", Duration::from_millis(200), true), 3, 1).unwrap();
     assert_eq!(started[0].job, job);
-    let Begun::Started(lost) = run::begin(&mut a, "a", job, &minilm, m).unwrap() else {
+    let cut_off = Try::of(&started[0], "a");
+    let Begun::Started(lost) = run::begin(&mut a, &cut_off, &minilm, m).unwrap() else {
         panic!()
     };
-    stored(&mut a, "a", job, lost, &[embedded(0, "x")], 1);
+    stored(&mut a, &cut_off, lost, &[embedded(0, "x")], 1);
     wait_for_takeover(&mut b, Instant::now() + TIMEOUT);
-    let (job_b, mine) = start(&mut b, "b", &minilm);
-    assert_eq!(job_b, job);
+    let (on_b, mine) = start(&mut b, "b", &minilm);
+    assert_eq!(on_b.job, job);
 
     // Whatever a still sends is refused, and b's try is untouched.
     assert_eq!(
-        run::write(&mut a, "a", job, lost, &[embedded(1, "y")], 2).unwrap(),
+        run::write(&mut a, &cut_off, lost, &[embedded(1, "y")], 2).unwrap(),
         Written::Stopped
     );
     assert_eq!(
-        run::write(&mut a, "a", job, mine, &[embedded(1, "y")], 2).unwrap(),
+        run::write(&mut a, &cut_off, mine, &[embedded(1, "y")], 2).unwrap(),
         Written::Stopped
     );
     assert_eq!(
-        run::begin(&mut a, "a", job, &minilm, m).unwrap(),
+        run::begin(&mut a, &cut_off, &minilm, m).unwrap(),
         Begun::Cancelled
     );
     assert_eq!(
-        run::finish(&mut a, "a", job, Some(lost), Ending::Done).unwrap(),
+        run::finish(&mut a, &cut_off, Some(lost), Ending::Done).unwrap(),
         Finished::Dropped
     );
-    stored(&mut b, "b", job, mine, &[embedded(0, "x")], 1);
+    stored(&mut b, &on_b, mine, &[embedded(0, "x")], 1);
     assert_eq!(
-        run::finish(&mut b, "b", job, Some(mine), Ending::Done).unwrap(),
+        run::finish(&mut b, &on_b, Some(mine), Ending::Done).unwrap(),
         Finished::Swapped {
             rows: 1,
             replaced: 0
@@ -232,24 +235,25 @@ fn every_other_ending_keeps_the_active_generation_and_models_are_never_mixed() {
     let g = group(&mut client, "sales");
     let (old, new) = (identity("old"), identity("new"));
     queue_job(&mut client, g, "one.csv", "a", 2);
-    let (job, generation) = start(&mut client, "a", &old);
-    stored(&mut client, "a", job, generation, &[embedded(0, "x")], 1);
-    run::finish(&mut client, "a", job, Some(generation), Ending::Done).unwrap();
+    let (first, generation) = start(&mut client, "a", &old);
+    stored(&mut client, &first, generation, &[embedded(0, "x")], 1);
+    run::finish(&mut client, &first, Some(generation), Ending::Done).unwrap();
 
     // Another source of the group may not start with another model.
     let two = queue_job(&mut client, g, "two.csv", "a", 2);
     let (started, _) = queue::claim(&mut client, &member("a", LONG, true), 3, 1).unwrap();
     assert_eq!(started[0].job, two);
+    let t2 = Try::of(&started[0], "a");
     let new_id = identity_id(&mut client, &new).unwrap();
-    let Begun::Refused(why) = run::begin(&mut client, "a", two, &new, new_id).unwrap() else {
+    let Begun::Refused(why) = run::begin(&mut client, &t2, &new, new_id).unwrap() else {
         panic!("mixed two models in one group")
     };
     assert!(why.contains("reembed --all -g sales"), "{why}");
     let old_id = identity_id(&mut client, &old).unwrap();
-    let Begun::Started(tried) = run::begin(&mut client, "a", two, &old, old_id).unwrap() else {
+    let Begun::Started(tried) = run::begin(&mut client, &t2, &old, old_id).unwrap() else {
         panic!()
     };
-    stored(&mut client, "a", two, tried, &[embedded(0, "y")], 1);
+    stored(&mut client, &t2, tried, &[embedded(0, "y")], 1);
 
     // A transient error: queued again after a backoff, what it wrote kept for reuse.
     let at = i64::MAX / 2;
@@ -258,7 +262,7 @@ fn every_other_ending_keeps_the_active_generation_and_models_are_never_mixed() {
         at_ms: at,
     };
     assert_eq!(
-        run::finish(&mut client, "a", two, Some(tried), retry).unwrap(),
+        run::finish(&mut client, &t2, Some(tried), retry).unwrap(),
         Finished::Requeued
     );
     assert_eq!(
@@ -278,10 +282,10 @@ fn every_other_ending_keeps_the_active_generation_and_models_are_never_mixed() {
         .unwrap();
 
     // Failed for good on its second try: its writes and the retained generation go.
-    let (_, second) = start(&mut client, "a", &old);
+    let (t2, second) = start(&mut client, "a", &old);
     let failed = Ending::Failed("the server said no".into());
     assert_eq!(
-        run::finish(&mut client, "a", two, Some(second), failed).unwrap(),
+        run::finish(&mut client, &t2, Some(second), failed).unwrap(),
         Finished::Failed
     );
     assert_eq!(
@@ -299,15 +303,15 @@ fn every_other_ending_keeps_the_active_generation_and_models_are_never_mixed() {
 
     // A stop gives the try back; a cancel settles the version on what it serves.
     let three = queue_job(&mut client, g, "one.csv", "a", 2);
-    let (_, gen3) = start(&mut client, "a", &old);
+    let (t3, gen3) = start(&mut client, "a", &old);
     assert_eq!(
-        run::finish(&mut client, "a", three, Some(gen3), Ending::Interrupted).unwrap(),
+        run::finish(&mut client, &t3, Some(gen3), Ending::Interrupted).unwrap(),
         Finished::Requeued
     );
     assert_eq!(job_row(&mut client, three).1, 0, "a stop does not count");
-    let (_, gen3) = start(&mut client, "a", &old);
+    let (t3, gen3) = start(&mut client, "a", &old);
     assert_eq!(
-        run::finish(&mut client, "a", three, Some(gen3), Ending::Cancelled).unwrap(),
+        run::finish(&mut client, &t3, Some(gen3), Ending::Cancelled).unwrap(),
         Finished::Cancelled
     );
     assert_eq!(

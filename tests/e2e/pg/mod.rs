@@ -9,6 +9,7 @@
 mod deletes;
 mod generations;
 mod ingest;
+mod jobs;
 mod migrate;
 mod notify;
 mod queue;

@@ -1,0 +1,234 @@
+//! Jobs as users steer them on PostgreSQL (`catalog::pg::jobs`): positions in the cluster's
+//! order, listings and counts; re-embed, retry and cancel from any node, audited with that
+//! node; and a cancel of a job running on another node, whose old worker stays fenced off even
+//! when the job is retried and claimed again by the same node.
+
+use super::queue::{catalog, count, member};
+use ingestd::catalog::jobs::{Begun, Ending, Finished, NewRow, RowVector, Written, text_hash};
+use ingestd::catalog::pg::generations::{self as run, Try, identity_id};
+use ingestd::catalog::pg::{ingest, jobs, queue};
+use ingestd::catalog::{Accepted, Decision};
+use ingestd::embed::Identity;
+use ingestd::identity::{Actor, Via};
+use ingestd::protocol::JobState;
+use postgres::Client;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(3600);
+
+fn bob() -> Actor {
+    Actor {
+        uid: Some(1001),
+        user: Some("bob".into()),
+        via: Via::Socket,
+    }
+}
+
+/// Drop `name` into `group` on `node` with content `sha`: stored, ready, its job queued.
+fn drop_file(client: &mut Client, node: &str, group: &str, name: &str, sha: &str) -> i64 {
+    let file = Accepted {
+        group: group.into(),
+        name: name.into(),
+        format: "csv".into(),
+        size: 10,
+        sha256: sha.into(),
+        columns: vec!["region".into(), "amount".into()],
+        skipped: Vec::new(),
+        rows: 2,
+        notes: Vec::new(),
+        reading: Default::default(),
+        actor: bob(),
+        drop_path: PathBuf::from(format!("/drop/{group}/{name}")),
+        tmp_path: PathBuf::from(format!("/storage/{group}/.tmp")),
+    };
+    let Decision::Reserved(r) = ingest::decide(client, node, &file, Path::new("/storage")).unwrap()
+    else {
+        panic!("{name} was unchanged")
+    };
+    ingest::mark_ready(client, node, &r, "2 rows".into(), 3).unwrap()
+}
+
+fn state(client: &mut Client, job: i64) -> JobState {
+    jobs::job_info(client, job).unwrap().expect("the job").state
+}
+
+#[test]
+fn positions_follow_the_clusters_order_and_listings_filter() {
+    let Some((_db, mut client)) = catalog() else {
+        return;
+    };
+    let a1 = drop_file(&mut client, "a", "alpha", "1.csv", "x1");
+    let a2 = drop_file(&mut client, "a", "alpha", "2.csv", "x2");
+    let b1 = drop_file(&mut client, "b", "beta", "1.csv", "y1");
+    let position = |client: &mut Client, job| {
+        let p = jobs::job_info(client, job)
+            .unwrap()
+            .unwrap()
+            .position
+            .unwrap();
+        (p.overall, p.group)
+    };
+    // Round robin across groups: alpha, beta, alpha.
+    assert_eq!(position(&mut client, a1), (1, 1));
+    assert_eq!(position(&mut client, b1), (2, 1));
+    assert_eq!(position(&mut client, a2), (3, 2));
+    // Once alpha got a job, beta is next, wherever it is claimed.
+    let (started, _) = queue::claim(&mut client, &member("a", LONG, true), 3, 1).unwrap();
+    assert_eq!(started[0].job, a1);
+    assert_eq!(position(&mut client, b1), (1, 1));
+    assert_eq!(position(&mut client, a2), (2, 1));
+
+    let listed = jobs::list_jobs(&mut client, Some("alpha"), None, &[], 10, None).unwrap();
+    assert_eq!(
+        listed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![a1, a2]
+    );
+    assert_eq!(listed[0].state, JobState::Processing);
+    assert_eq!(listed[1].position.map(|p| p.overall), Some(2));
+    let queued = jobs::list_jobs(&mut client, None, Some(JobState::Queued), &[], 10, None).unwrap();
+    assert_eq!(queued.len(), 2);
+    let by_id = jobs::list_jobs(&mut client, None, None, &[b1], 10, None).unwrap();
+    assert_eq!(by_id.len(), 1);
+    let page = jobs::list_jobs(&mut client, None, None, &[], 1, Some(b1)).unwrap();
+    assert_eq!(page.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a2]);
+    let counts = jobs::queue_counts(&mut client).unwrap();
+    assert_eq!(counts.get(&JobState::Queued), Some(&2));
+    assert_eq!(counts.get(&JobState::Processing), Some(&1));
+
+    assert_eq!(jobs::next_due(&mut client).unwrap(), None);
+    let later = i64::MAX / 4;
+    client
+        .execute(
+            "UPDATE jobs SET not_before = $1 WHERE id = $2",
+            &[&later, &b1],
+        )
+        .unwrap();
+    assert_eq!(jobs::next_due(&mut client).unwrap(), Some(later));
+
+    let claimed = jobs::claimed(&mut client, a1).unwrap();
+    assert_eq!(
+        (
+            claimed.group.as_str(),
+            claimed.source.as_str(),
+            claimed.version_no
+        ),
+        ("alpha", "1.csv", 1)
+    );
+    assert_eq!(claimed.prefs.known_columns, vec!["region", "amount"]);
+    assert_eq!(claimed.attempt, 1);
+}
+
+#[test]
+fn requests_from_any_node_and_a_cancelled_try_stays_fenced_off_after_a_retry() {
+    let Some((db, mut a)) = catalog() else {
+        return;
+    };
+    let mut b = db.client();
+    let job = drop_file(&mut a, "a", "sales", "q.csv", "one");
+
+    // On node b: re-embedding what is queued answers the queued job; unknown names are said.
+    let answers = jobs::reembed(
+        &mut b,
+        "b",
+        "sales",
+        &["q.csv".into(), "nope.csv".into()],
+        false,
+        &bob(),
+        3,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(answers[0].ok && answers[0].existing, "{answers:?}");
+    assert_eq!(answers[0].job.as_ref().map(|j| j.id), Some(job));
+    assert!(!answers[1].ok && answers[1].message.contains("no source named"));
+    assert_eq!(
+        jobs::reembed(&mut b, "b", "nowhere", &[], true, &bob(), 3).unwrap(),
+        Err("no group named \"nowhere\"".to_string())
+    );
+
+    // Node a runs the job; node b cancels it: a is not told to stop by b's answer (the
+    // job is not b's), but every call of a's try is refused from now on.
+    let (started, _) = queue::claim(&mut a, &member("a", LONG, false), 3, 1).unwrap();
+    let old = Try::of(&started[0], "a");
+    let identity = Identity {
+        provider: "hashing".into(),
+        model: "m".into(),
+        dimension: 2,
+        weights_hash: "w".into(),
+    };
+    let id = identity_id(&mut a, &identity).unwrap();
+    let Begun::Started(old_generation) = run::begin(&mut a, &old, &identity, id).unwrap() else {
+        panic!()
+    };
+    let (outcomes, here) = jobs::cancel(&mut b, "b", &[job], &bob()).unwrap();
+    assert!(outcomes[0].ok, "{outcomes:?}");
+    assert!(here.is_empty(), "the job ran on a, not b");
+    assert_eq!(state(&mut a, job), JobState::Cancelled);
+    let (again, _) = jobs::cancel(&mut b, "b", &[job, 999], &bob()).unwrap();
+    assert!(again[0].message.contains("already cancelled"), "{again:?}");
+    assert_eq!(again[1].message, "no job 999");
+
+    // While a's worker is still finishing, a refuses to retry it; b may.
+    let refused = jobs::retry(&mut a, "a", &[job], None, &[job], &bob(), 3).unwrap();
+    assert!(!refused[0].ok && refused[0].message.contains("still finishing"));
+    let retried = jobs::retry(&mut b, "b", &[job], None, &[], &bob(), 3).unwrap();
+    assert!(retried[0].ok, "{retried:?}");
+    assert_eq!(state(&mut a, job), JobState::Queued);
+
+    // a claims it again: a new try. The old worker's calls still land nowhere, and its end
+    // does not end the new try.
+    let (started, _) = queue::claim(&mut a, &member("a", LONG, false), 3, 1).unwrap();
+    let new = Try::of(&started[0], "a");
+    assert_eq!(new.job, job);
+    assert_ne!(new.try_id, old.try_id, "{old:?} {new:?}");
+    let row = NewRow {
+        row: 0,
+        text: "north".into(),
+        text_hash: text_hash("north"),
+        vector: RowVector::Embedded(vec![1.0, 0.0]),
+    };
+    assert_eq!(
+        run::write(&mut a, &old, old_generation, std::slice::from_ref(&row), 1).unwrap(),
+        Written::Stopped
+    );
+    assert_eq!(
+        run::finish(&mut a, &old, Some(old_generation), Ending::Cancelled).unwrap(),
+        Finished::Dropped
+    );
+    assert_eq!(state(&mut a, job), JobState::Processing);
+    let Begun::Started(generation) = run::begin(&mut a, &new, &identity, id).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        run::write(&mut a, &new, generation, &[row], 1).unwrap(),
+        Written::Stored
+    );
+    assert_eq!(
+        run::finish(&mut a, &new, Some(generation), Ending::Done).unwrap(),
+        Finished::Swapped {
+            rows: 1,
+            replaced: 0
+        }
+    );
+    // Every request was audited with the node that took it.
+    let audit: Vec<(String, String, String)> = a
+        .query(
+            "SELECT action, outcome, node FROM audit WHERE action IN ('reembed', 'cancel', 'retry')
+             ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        audit,
+        vec![
+            ("reembed".into(), "existing".into(), "b".into()),
+            ("cancel".into(), "ok".into(), "b".into()),
+            ("retry".into(), "queued".into(), "b".into()),
+        ]
+    );
+    assert_eq!(count(&mut a, "SELECT COUNT(*) FROM generations"), 1);
+}
