@@ -144,6 +144,19 @@ const SPECS: &[Spec] = &[
                  FROM preferences WHERE ?1 IS NOT NULL ORDER BY group_id",
     },
     Spec {
+        table: "source_reading",
+        columns: &[
+            ("source_id", Int8),
+            ("options", Text),
+            ("set_by", Text),
+            ("set_uid", Int8),
+            ("set_at", Int8),
+        ],
+        order: "source_id",
+        sqlite: "SELECT source_id, options, set_by, set_uid, set_at
+                 FROM source_reading WHERE ?1 IS NOT NULL ORDER BY source_id",
+    },
+    Spec {
         table: "jobs",
         columns: &[
             ("id", Int8),

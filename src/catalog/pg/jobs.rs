@@ -580,3 +580,72 @@ pub fn cancel(
     }
     Ok((out, here))
 }
+
+/// Every text the try `job` may reuse instead of embedding it again: (hash, generation, row)
+/// of the vectors of its source's active and retained generations made by `identity_id`,
+/// except `generation` (the job's own, empty when this runs).
+pub fn reusable_texts(
+    client: &mut Client,
+    job: i64,
+    generation: i64,
+    identity_id: i32,
+) -> Result<Vec<([u8; 16], crate::catalog::jobs::Origin)>, PgError> {
+    let rows = client.query(
+        "SELECT x.text_hash, x.generation_id, x.row_no FROM generations n
+         JOIN vectors x ON x.generation_id = n.id
+         WHERE n.source_id = (SELECT source_id FROM jobs WHERE id = $1) AND n.id != $2
+           AND n.state IN ($3, $4) AND n.identity_id = $5 AND x.text_hash IS NOT NULL",
+        &[
+            &job,
+            &generation,
+            &Generation::Active.as_str(),
+            &Generation::Retained.as_str(),
+            &identity_id,
+        ],
+    )?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let hash: &[u8] = r.get(0);
+            let row: i64 = r.get(2);
+            <[u8; 16]>::try_from(hash)
+                .ok()
+                .map(|h| (h, (r.get::<_, i64>(1), row.max(0) as u64)))
+        })
+        .collect())
+}
+
+/// What a preview reads: the newest accepted version of `source` in `group`, as a job would
+/// see it, and the node that holds its file.
+pub fn newest_version(
+    client: &mut Client,
+    group: &str,
+    source: &str,
+) -> Result<Result<(Claimed, String), String>, PgError> {
+    let row = client.query_opt(
+        "SELECT v.stored_path, v.format, v.columns, v.rows, v.version_no, v.node
+         FROM versions v JOIN sources s ON s.id = v.source_id JOIN groups g ON g.id = s.group_id
+         WHERE g.name = $1 AND s.name = $2 AND v.version_no IS NOT NULL
+           AND v.status NOT IN ('invalid', 'deleting', 'validating')
+         ORDER BY v.version_no DESC LIMIT 1",
+        &[&group, &source],
+    )?;
+    let Some(r) = row else {
+        return Ok(Err(format!("{source} has no accepted version to preview")));
+    };
+    let claimed = Claimed {
+        job: 0,
+        group: group.to_string(),
+        source: source.to_string(),
+        version_no: r.get(4),
+        stored_path: PathBuf::from(r.get::<_, Option<String>>(0).unwrap_or_default()),
+        format: r.get::<_, Option<String>>(1).unwrap_or_default(),
+        columns: serde_json::from_str(r.get(2)).unwrap_or_default(),
+        rows_total: r.get::<_, Option<i64>>(3).unwrap_or(0).max(0) as u64,
+        prefs: prefs(client, group)?,
+        switch_model: false,
+        attempt: 0,
+        max_attempts: 0,
+    };
+    Ok(Ok((claimed, r.get(5))))
+}

@@ -4,7 +4,8 @@
 //! `ingestd catalog migrate`), nearest-row search over its HNSW indexes ([`search`]), and the
 //! cluster's queue: claims under one cap, leases and their takeover, the node registry
 //! ([`queue`], which also queues jobs), jobs as users steer them ([`jobs`]), storing a
-//! dropped file ([`ingest`]), a try's generation
+//! dropped file ([`ingest`]), what `ls`, `show` and `groups` read ([`read`]), preferences,
+//! current groups, read options, the audit trail and deletes ([`manage`]), a try's generation
 //! begun, written and ended under fencing ([`generations`]),
 //! what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]), and the files
 //! one node's delete leaves to the node that holds them ([`deletes`]).
@@ -21,8 +22,10 @@ pub mod deletes;
 pub mod generations;
 pub mod ingest;
 pub mod jobs;
+pub mod manage;
 pub mod notify;
 pub mod queue;
+pub mod read;
 pub mod schema;
 pub mod search;
 

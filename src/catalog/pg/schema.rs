@@ -1,7 +1,8 @@
 //! The PostgreSQL catalog's schema and its numbered migrations, recorded in
 //! `schema_migrations`.
 //!
-//! It mirrors everything the SQLite catalog holds (`catalog::schema`, migrations 1–5) and adds
+//! It mirrors everything the SQLite catalog holds (`catalog::schema`, migrations 1–6; 7 is
+//! SQLite's own purge of dropped vectors, which PostgreSQL deletes at once) and adds
 //! what several nodes sharing one database need: the node that holds each stored file, version
 //! numbers the database allocates, leases on processing jobs, pending cross-node deletes, and
 //! a registry of nodes. Vectors are pgvector values with one HNSW index per model identity
@@ -221,7 +222,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ),
     (
         "the cluster queue: the turn of round robin shared by every node, and a number for \
-         each try of a job that fences off every other try",
+         each try of a job that fences off every other try; each source's read options",
         "CREATE TABLE queue_turn (
         only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
         -- Round robin across groups starts after this group (NULL: with the first).
@@ -231,7 +232,16 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     -- Each claim of a job takes the next number: a worker's calls land only while its number
     -- is the job's (generations::Try), so no older try of the job, on any node, writes.
     CREATE SEQUENCE try_ids;
-    ALTER TABLE jobs ADD COLUMN try_id BIGINT;",
+    ALTER TABLE jobs ADD COLUMN try_id BIGINT;
+    -- Each source's read options (`ingestctl set`), JSON of `protocol::ReadOverride`, as in
+    -- SQLite (its migration 6). They go with the source.
+    CREATE TABLE source_reading (
+        source_id BIGINT PRIMARY KEY REFERENCES sources(id) ON DELETE CASCADE,
+        options TEXT NOT NULL,
+        set_by TEXT,
+        set_uid BIGINT,
+        set_at BIGINT NOT NULL
+    );",
     ),
 ];
 
@@ -249,6 +259,7 @@ pub const TABLES: &[&str] = &[
     "audit",
     "current_groups",
     "preferences",
+    "source_reading",
     "jobs",
     "identities",
     "generations",

@@ -232,3 +232,140 @@ fn requests_from_any_node_and_a_cancelled_try_stays_fenced_off_after_a_retry() {
     );
     assert_eq!(count(&mut a, "SELECT COUNT(*) FROM generations"), 1);
 }
+
+#[test]
+fn reuse_previews_and_read_options_see_the_whole_cluster() {
+    use ingestd::catalog::pg::manage;
+    use ingestd::catalog::read_options::ReadAs;
+    use ingestd::protocol::{ReadOverride, Reading};
+
+    let Some((db, mut a)) = catalog() else {
+        return;
+    };
+    let mut b = db.client();
+    let identity = Identity {
+        provider: "hashing".into(),
+        model: "m".into(),
+        dimension: 2,
+        weights_hash: "w".into(),
+    };
+    let id = identity_id(&mut a, &identity).unwrap();
+    drop_file(&mut a, "a", "sales", "q.csv", "one");
+    let (started, _) = queue::claim(&mut a, &member("a", LONG, true), 3, 1).unwrap();
+    let first = Try::of(&started[0], "a");
+    let Begun::Started(g1) = run::begin(&mut a, &first, &identity, id).unwrap() else {
+        panic!()
+    };
+    let rows: Vec<NewRow> = ["north", "south"]
+        .iter()
+        .enumerate()
+        .map(|(i, text)| NewRow {
+            row: i as u64,
+            text: text.to_string(),
+            text_hash: text_hash(text),
+            vector: RowVector::Embedded(vec![i as f32, 1.0]),
+        })
+        .collect();
+    assert_eq!(
+        run::write(&mut a, &first, g1, &rows, 2).unwrap(),
+        Written::Stored
+    );
+    run::finish(&mut a, &first, Some(g1), Ending::Done).unwrap();
+
+    // v2 of the source, claimed on b: it may reuse every text v1's generation holds.
+    drop_file(&mut a, "a", "sales", "q.csv", "two");
+    let (started, _) = queue::claim(&mut b, &member("b", LONG, true), 3, 1).unwrap();
+    let second = Try::of(&started[0], "b");
+    let Begun::Started(g2) = run::begin(&mut b, &second, &identity, id).unwrap() else {
+        panic!()
+    };
+    let mut reusable = jobs::reusable_texts(&mut b, second.job, g2, id).unwrap();
+    reusable.sort();
+    let mut expected = vec![(text_hash("north"), (g1, 0)), (text_hash("south"), (g1, 1))];
+    expected.sort();
+    assert_eq!(reusable, expected);
+    let other = identity_id(
+        &mut b,
+        &Identity {
+            model: "other".into(),
+            ..identity.clone()
+        },
+    )
+    .unwrap();
+    assert!(
+        jobs::reusable_texts(&mut b, second.job, g2, other)
+            .unwrap()
+            .is_empty()
+    );
+
+    // A preview on b reads what a holds: it is told which node that is.
+    let (preview, holder) = jobs::newest_version(&mut b, "sales", "q.csv")
+        .unwrap()
+        .unwrap();
+    assert_eq!((preview.version_no, holder.as_str()), (2, "a"));
+    assert!(
+        jobs::newest_version(&mut b, "sales", "none.csv")
+            .unwrap()
+            .is_err()
+    );
+
+    // Read options set from b on the version a holds.
+    let (reread, holder) = manage::version_to_reread(&mut b, "sales", "q.csv")
+        .unwrap()
+        .unwrap();
+    assert_eq!((reread.version_no, holder.as_str()), (2, "a"));
+    let options = ReadOverride {
+        header_row: Some(2),
+        ..ReadOverride::default()
+    };
+    let read = ReadAs {
+        columns: vec!["amount".into()],
+        skipped: Vec::new(),
+        rows: 7,
+        notes: Vec::new(),
+        reading: Reading {
+            set: Some(options.clone()),
+            ..Reading::default()
+        },
+    };
+    let applied = manage::apply_override(
+        &mut b,
+        "b",
+        &reread,
+        Some(&options),
+        &read,
+        &bob(),
+        "header on row 2".into(),
+        3,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(applied.options.as_ref().map(|o| &o.options), Some(&options));
+    assert_eq!(
+        manage::source_override(&mut a, "sales", "q.csv")
+            .unwrap()
+            .map(|o| o.set_by),
+        Some(Some("bob".into()))
+    );
+    assert_eq!(
+        manage::version_override(&mut a, "sales", "q.csv", 2).unwrap(),
+        Some(options.clone())
+    );
+    // A newer version arriving meanwhile: nothing changes, and the caller is told.
+    drop_file(&mut a, "a", "sales", "q.csv", "three");
+    let stale =
+        manage::apply_override(&mut b, "b", &reread, None, &read, &bob(), "clear".into(), 3)
+            .unwrap();
+    assert!(stale.unwrap_err().contains("a newer version"));
+    assert!(
+        manage::source_override(&mut a, "sales", "q.csv")
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        manage::version_to_reread(&mut b, "sales", "none.csv")
+            .unwrap()
+            .unwrap_err()
+            .contains("no source named")
+    );
+}

@@ -58,6 +58,11 @@ const COUNTS: &[(&str, &str, &str)] = &[
         "SELECT COUNT(*) FROM preferences",
     ),
     (
+        "source_reading",
+        "SELECT COUNT(*) FROM source_reading",
+        "SELECT COUNT(*) FROM source_reading",
+    ),
+    (
         "jobs",
         "SELECT COUNT(*) FROM jobs",
         "SELECT COUNT(*) FROM jobs",
@@ -79,8 +84,8 @@ const COUNTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// A daemon's catalog with three groups of real files, a second version, preferences, a
-/// current group, jobs, vectors and audit; the daemon stopped. `None` without the corpus.
+/// A daemon's catalog with three groups of real files, a second version, preferences, read
+/// options, a current group, jobs, vectors and audit; the daemon stopped. `None` without the corpus.
 fn written_catalog() -> Option<Daemon> {
     let root = corpus();
     if !FIXTURES.iter().all(|(_, path)| root.join(path).is_file()) {
@@ -133,6 +138,20 @@ fn written_catalog() -> Option<Daemon> {
             .unwrap();
         daemon.wait_settled(group, name);
     }
+    // A source's read options (`ingestctl set`): the header where detection found it too.
+    daemon
+        .client()
+        .call(&cmd::Set {
+            source: "comma_in_quotes.csv".into(),
+            group: Some("places".into()),
+            header_row: Some(1),
+            no_header: false,
+            encoding: None,
+            sheet: None,
+            delimiter: None,
+            clear: false,
+        })
+        .expect("set");
     wait_for("every job to end", || {
         let jobs = daemon.jobs();
         (!jobs.is_empty()
@@ -255,6 +274,11 @@ fn pg_migrate_copies_every_table_and_searches_agree_and_a_rerun_changes_nothing(
         assert_eq!(pg_count(&mut client, in_pg), expected, "{what}");
     }
     assert!(pg_count(&mut client, "SELECT COUNT(*) FROM active_vectors") > 0);
+    assert_eq!(
+        pg_count(&mut client, "SELECT COUNT(*) FROM source_reading"),
+        1,
+        "the read options set above were copied"
+    );
     assert_eq!(
         pg_count(
             &mut client,

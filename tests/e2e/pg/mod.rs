@@ -10,9 +10,11 @@ mod deletes;
 mod generations;
 mod ingest;
 mod jobs;
+mod manage;
 mod migrate;
 mod notify;
 mod queue;
+mod read;
 mod search;
 
 use std::process::{Command as Process, Output, Stdio};
