@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 pub const LOST_AND_FOUND: &str = "lost+found";
 
 /// Stored files under `root`: `<group>/<file>`, skipping temporaries and lost+found.
-fn stored_files(root: &Path) -> Vec<PathBuf> {
+pub(in crate::catalog) fn stored_files(root: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let Ok(groups) = std::fs::read_dir(root) else {
         return files;
@@ -47,7 +47,7 @@ fn stored_files(root: &Path) -> Vec<PathBuf> {
 }
 
 /// A free name for `file` in `dir`: the same name, else `name.1`, `name.2`, …
-fn free_name(dir: &Path, file: &Path) -> PathBuf {
+pub(in crate::catalog) fn free_name(dir: &Path, file: &Path) -> PathBuf {
     let name = file
         .file_name()
         .map(|n| n.to_os_string())

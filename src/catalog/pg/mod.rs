@@ -5,7 +5,8 @@
 //! cluster's queue: claims under one cap, leases and their takeover, the node registry
 //! ([`queue`], which also queues jobs), jobs as users steer them ([`jobs`]), storing a
 //! dropped file ([`ingest`]), what `ls`, `show` and `groups` read ([`read`]), preferences,
-//! current groups, read options, the audit trail and deletes ([`manage`]), a try's generation
+//! current groups, read options, the audit trail and deletes ([`manage`]), retention
+//! ([`retain`]), `fsck` of one node ([`fsck`]), a node's start ([`start_up`]), a try's generation
 //! begun, written and ended under fencing ([`generations`]),
 //! what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]), and the files
 //! one node's delete leaves to the node that holds them ([`deletes`]).
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod copy;
 pub mod deletes;
+pub mod fsck;
 pub mod generations;
 pub mod ingest;
 pub mod jobs;
@@ -26,6 +28,7 @@ pub mod manage;
 pub mod notify;
 pub mod queue;
 pub mod read;
+pub mod retain;
 pub mod schema;
 pub mod search;
 
@@ -79,6 +82,33 @@ pub enum PgError {
     Catalog(#[from] super::CatalogError),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// What a node's start found left from before and finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartUp {
+    /// Its jobs that were processing, back in the queue (or failed, with no attempt left).
+    pub requeued: Vec<queue::TakenOver>,
+    /// Deleted versions whose rows and files it finished removing.
+    pub deletions: usize,
+    /// Files other nodes' deletes left to it, removed; and those refused (kept for fsck).
+    pub carried: deletes::Carried,
+    /// Pruned versions whose files it removed.
+    pub prunes: usize,
+}
+
+/// A node's start on the shared catalog: enter the registry, take back the jobs it left
+/// processing, and finish the deletes and prunes of its files that a stop interrupted or that
+/// other nodes asked for while it was down. Its reservations are the ingest recovery's
+/// ([`ingest::reservations`]).
+pub fn start_up(client: &mut Client, node: &str, storage_root: &Path) -> Result<StartUp, PgError> {
+    queue::join(client, node)?;
+    Ok(StartUp {
+        requeued: queue::recover_own(client, node)?,
+        deletions: manage::finish_deletions(client, node, storage_root)?,
+        carried: deletes::carry_out(client, node, storage_root)?,
+        prunes: retain::finish_prunes(client, node, storage_root)?,
+    })
 }
 
 /// Record `record`, written by `node`, and send it to the other nodes at commit.

@@ -16,6 +16,7 @@ mod notify;
 mod queue;
 mod read;
 mod search;
+mod upkeep;
 
 use std::process::{Command as Process, Output, Stdio};
 
