@@ -53,6 +53,7 @@ pub struct Config {
     pub embedding: Embedding,
     pub server: Server,
     pub catalog: CatalogConfig,
+    pub cluster: ClusterConfig,
     /// The file this was read from (not a key).
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -303,17 +304,62 @@ impl Default for Server {
     }
 }
 
-/// `[catalog]`: the PostgreSQL catalog that `ingestd catalog migrate` copies into (the daemon
-/// itself still runs on `paths.database`).
+/// Where the catalog lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// `paths.database`, owned by this daemon alone (the embedded default).
+    #[default]
+    Sqlite,
+    /// `catalog.url`, shared by the nodes of a cluster.
+    Postgres,
+}
+
+/// `[catalog]`: which catalog the daemon runs on, and the PostgreSQL one (`backend =
+/// "postgres"`, and what `ingestd catalog migrate` copies into).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatalogConfig {
+    pub backend: Backend,
     /// A libpq URL, e.g. `postgresql:///ingestd?host=/run/postgresql&user=ingestd`; empty:
     /// none. Must not hold a password.
     pub url: String,
     /// A file holding the database password (never logged); unset or empty: none. Optional
     /// like `embedding.openai.api_key_file`, so `check-config` output loads back unchanged.
     pub password_file: Option<PathBuf>,
+}
+
+/// `[cluster]`: this daemon as one node of several on a PostgreSQL catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name; empty: the host name.
+    pub node: String,
+    /// A processing job whose node stops renewing its lease is taken over after this.
+    pub lease_secs: u64,
+    /// Every node mounts the same `paths.storage_root`, so any node can run any job.
+    pub shared_storage: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node: String::new(),
+            lease_secs: 30,
+            shared_storage: false,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// This node's name: `node`, else the host name.
+    pub fn node_name(&self) -> String {
+        if self.node.trim().is_empty() {
+            crate::catalog::pg::cli::host_name()
+        } else {
+            self.node.trim().to_string()
+        }
+    }
 }
 
 /// A PostgreSQL URL (`catalog.url`, `catalog migrate --to`) as the `postgres` crate reads it,
@@ -596,6 +642,31 @@ impl Config {
             && let Err(reason) = pg_url(&self.catalog.url)
         {
             return invalid("catalog.url", reason);
+        }
+        if self.catalog.backend == Backend::Postgres && self.catalog.url.trim().is_empty() {
+            return invalid(
+                "catalog.url",
+                "catalog.backend is \"postgres\" but no catalog.url names the database".into(),
+            );
+        }
+        if !(5..=3600).contains(&self.cluster.lease_secs) {
+            return invalid(
+                "cluster.lease_secs",
+                format!("{} is out of range 5..=3600", self.cluster.lease_secs),
+            );
+        }
+        let node = &self.cluster.node;
+        if node.len() > 64
+            || node
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return invalid(
+                "cluster.node",
+                format!(
+                    "{node:?}: at most 64 letters, digits, '-', '_' or '.' (empty: the host name)"
+                ),
+            );
         }
         if server.admin_connections >= server.max_connections {
             return invalid(

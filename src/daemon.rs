@@ -325,7 +325,31 @@ async fn open_catalog(
     events: Events,
 ) -> Result<(Catalog, CatalogThread), DaemonError> {
     let paths = &config.paths;
-    let (catalog, catalog_thread) = Catalog::open(&paths.database, &paths.audit_log, events)?;
+    let (catalog, catalog_thread) = match config.catalog.backend {
+        crate::config::Backend::Sqlite => Catalog::open(&paths.database, &paths.audit_log, events)?,
+        crate::config::Backend::Postgres => {
+            let no_file = std::path::PathBuf::new();
+            let password_file = config.catalog.password_file.as_ref().unwrap_or(&no_file);
+            let target =
+                crate::catalog::pg::Target::new("catalog.url", &config.catalog.url, password_file)
+                    .map_err(CatalogError::from)?;
+            let member = crate::catalog::pg::queue::Member {
+                name: config.cluster.node_name(),
+                lease: std::time::Duration::from_secs(config.cluster.lease_secs),
+                shared_storage: config.cluster.shared_storage,
+            };
+            tracing::info!(
+                node = %member.name,
+                url = %target.url(),
+                "joining the cluster's catalog in PostgreSQL"
+            );
+            let (storage_root, target_) = (paths.storage_root.clone(), target);
+            tokio::task::spawn_blocking(move || {
+                Catalog::open_postgres(target_, member, storage_root, events)
+            })
+            .await??
+        }
+    };
     let recovered = {
         let config = Arc::clone(config);
         let catalog = catalog.clone();

@@ -40,6 +40,14 @@ impl Catalog {
         max_attempts: u32,
         retention: Retention,
     ) -> Result<(), CatalogError> {
+        if let Some(node) = self.pg() {
+            let mut settings = super::pg::node::lock(&node.settings);
+            settings.max_attempts = max_attempts;
+            settings.keep = retention.keep;
+            drop(settings);
+            self.wake.notify_one();
+            return Ok(());
+        }
         self.call(move |db| {
             db.queue.max_attempts = max_attempts;
             db.retention = retention;
@@ -56,6 +64,24 @@ impl Catalog {
         max_attempts: u32,
         retention: Retention,
     ) -> Result<(u64, u64), CatalogError> {
+        if let Some(node) = self.pg() {
+            {
+                let mut settings = super::pg::node::lock(&node.settings);
+                settings.max_attempts = max_attempts;
+                settings.keep = retention.keep;
+            }
+            let back = Self::on_pg(node, |c, n| {
+                super::pg::start_up(c, &n.member.name, &n.storage_root)
+            })
+            .await?;
+            let dropped = back
+                .requeued
+                .iter()
+                .filter(|t| t.vectors_dropped > 0)
+                .count();
+            self.wake.notify_one();
+            return Ok((back.requeued.len() as u64, dropped as u64));
+        }
         self.call(move |db| {
             db.queue.max_attempts = max_attempts;
             db.retention = retention;
@@ -69,6 +95,9 @@ impl Catalog {
 
     /// Every group's name, sorted (no counts: cheap at any size).
     pub async fn group_names(&self) -> Result<Vec<String>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, |c, _| super::pg::manage::group_names(c)).await;
+        }
         self.call(|db| db.group_names()).await
     }
 
@@ -79,6 +108,15 @@ impl Catalog {
         &self,
         in_flight: Vec<(String, String)>,
     ) -> Result<(Vec<GroupInfo>, Vec<Option<Status>>), CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| {
+                Ok((
+                    super::pg::read::group_counts(c)?,
+                    super::pg::read::statuses_of(c, &in_flight)?,
+                ))
+            })
+            .await;
+        }
         self.call(move |db| {
             let groups = Vec::clone(&*db.group_counts()?);
             Ok((groups, db.statuses_of(&in_flight)?))
@@ -89,6 +127,14 @@ impl Catalog {
     /// The sources of `group`, or of every group; the same answer (and its JSON) until the
     /// catalog changes.
     pub async fn list_sources(&self, group: Option<String>) -> Result<Arc<Listing>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| {
+                Ok(Arc::new(super::memo::Kept::new(
+                    super::pg::read::summaries(c, group.as_deref(), None)?,
+                )))
+            })
+            .await;
+        }
         self.call(move |db| db.listing(group)).await
     }
 
@@ -98,6 +144,16 @@ impl Catalog {
         group: Option<String>,
         name: String,
     ) -> Result<SourceDetail, CatalogError> {
+        if let Some(node) = self.pg() {
+            let found = Self::on_pg(node, move |c, _| {
+                super::pg::read::show_source(c, group.as_deref(), &name)
+            })
+            .await?;
+            return found.map_err(|not| match not {
+                super::pg::read::NotOne::Missing(m) => CatalogError::NotFound(m),
+                super::pg::read::NotOne::Ambiguous(m) => CatalogError::Ambiguous(m),
+            });
+        }
         self.call(move |db| db.show_source(group.as_deref(), &name))
             .await
     }
@@ -108,22 +164,39 @@ impl Catalog {
         group: String,
         source: String,
     ) -> Result<Claimed, CatalogError> {
+        if let Some(node) = self.pg() {
+            let found = Self::on_pg(node, move |c, _| {
+                super::pg::jobs::newest_version(c, &group, &source)
+            })
+            .await?;
+            let (claimed, holder) = found.map_err(CatalogError::NotFound)?;
+            return readable_here(node, claimed, &holder);
+        }
         self.call(move |db| db.newest_version(&group, &source))
             .await
     }
 
     /// Record a group (a folder seen in the drop root); true when it is new.
     pub async fn ensure_group(&self, name: String) -> Result<bool, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| super::pg::ingest::ensure_group(c, &name)).await;
+        }
         self.call(move |db| db.ensure_group(&name)).await
     }
 
     /// [`Catalog::ensure_group`] from a blocking thread.
     pub fn ensure_group_blocking(&self, name: String) -> Result<bool, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, _| super::pg::ingest::ensure_group(c, &name));
+        }
         self.call_blocking(move |db| db.ensure_group(&name))
     }
 
     /// The group `uid` chose with `use`.
     pub async fn current_group(&self, uid: u32) -> Result<Option<String>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| super::pg::manage::current_group(c, uid)).await;
+        }
         self.call(move |db| db.current_group(uid)).await
     }
 
@@ -133,6 +206,12 @@ impl Catalog {
         uid: u32,
         group: Option<String>,
     ) -> Result<(), CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| {
+                super::pg::manage::set_current_group(c, uid, group.as_deref())
+            })
+            .await;
+        }
         self.call(move |db| db.set_current_group(uid, group.as_deref()))
             .await
     }
@@ -141,6 +220,9 @@ impl Catalog {
 
     /// A group's column and context preferences.
     pub async fn prefs(&self, group: String) -> Result<PrefsInfo, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| super::pg::jobs::prefs(c, &group)).await;
+        }
         self.call(move |db| db.prefs(&group)).await
     }
 
@@ -152,17 +234,34 @@ impl Catalog {
         actor: Actor,
         detail: String,
     ) -> Result<PrefsInfo, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, n| {
+                super::pg::manage::set_prefs(c, &n.member.name, &group, change, &actor, detail)
+            })
+            .await;
+        }
         self.call(move |db| db.set_prefs(&group, change, &actor, detail))
             .await
     }
 
     /// The sheet a group's workbooks are read from, when one was chosen.
     pub async fn preferred_sheet(&self, group: String) -> Result<Option<String>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| {
+                super::pg::manage::preferred_sheet(c, &group)
+            })
+            .await;
+        }
         self.call(move |db| db.preferred_sheet(&group)).await
     }
 
     /// [`Catalog::preferred_sheet`] from a blocking thread.
     pub fn preferred_sheet_blocking(&self, group: String) -> Result<Option<String>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, _| {
+                super::pg::manage::preferred_sheet(c, &group)
+            });
+        }
         self.call_blocking(move |db| db.preferred_sheet(&group))
     }
 
@@ -172,6 +271,11 @@ impl Catalog {
         group: String,
         source: String,
     ) -> Result<Option<SourceOverride>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, _| {
+                super::pg::manage::source_override(c, &group, &source)
+            });
+        }
         self.call_blocking(move |db| db.source_override(&group, &source))
     }
 
@@ -181,6 +285,21 @@ impl Catalog {
         group: String,
         source: String,
     ) -> Result<Reread, CatalogError> {
+        if let Some(node) = self.pg() {
+            let found = Self::on_pg(node, move |c, _| {
+                super::pg::manage::version_to_reread(c, &group, &source)
+            })
+            .await?;
+            let (reread, holder) = found.map_err(CatalogError::NotFound)?;
+            if holder != node.member.name && !node.member.shared_storage {
+                return Err(CatalogError::NotFound(format!(
+                    "{} v{} is stored on node {holder}, whose files this node cannot read: run \
+                     `set` there",
+                    reread.source, reread.version_no
+                )));
+            }
+            return Ok(reread);
+        }
         self.call(move |db| db.version_to_reread(&group, &source))
             .await
     }
@@ -195,6 +314,22 @@ impl Catalog {
         actor: Actor,
         detail: String,
     ) -> Result<Result<Applied, String>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, n| {
+                let max_attempts = super::pg::node::lock(&n.settings).max_attempts;
+                super::pg::manage::apply_override(
+                    c,
+                    &n.member.name,
+                    &reread,
+                    options.as_ref(),
+                    &read,
+                    &actor,
+                    detail,
+                    max_attempts,
+                )
+            })
+            .await;
+        }
         self.call(move |db| db.apply_override(&reread, options.as_ref(), &read, &actor, detail))
             .await
     }
@@ -210,6 +345,13 @@ impl Catalog {
         storage_root: PathBuf,
         on_commit: impl FnOnce(&Decision) + Send + 'static,
     ) -> Result<Decision, CatalogError> {
+        if let Some(node) = self.pg() {
+            let decision = Self::on_pg_blocking(node, |c, n| {
+                super::pg::ingest::decide(c, &n.member.name, &file, &storage_root)
+            })?;
+            on_commit(&decision);
+            return Ok(decision);
+        }
         self.call_blocking(move |db| {
             let decision = db.decide(&file, &storage_root)?;
             on_commit(&decision);
@@ -220,6 +362,9 @@ impl Catalog {
     /// Give back a version reserved by [`Catalog::decide_blocking`] whose file could not be
     /// stored.
     pub fn abandon_blocking(&self, reservation: i64) -> Result<(), CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, _| super::pg::ingest::abandon(c, reservation));
+        }
         self.call_blocking(move |db| db.abandon(reservation))
     }
 
@@ -232,6 +377,12 @@ impl Catalog {
         detail: String,
         on_commit: impl FnOnce() + Send + 'static,
     ) -> Result<(), CatalogError> {
+        if let Some(node) = self.pg() {
+            pg_mark_ready(node, &reservation, detail)?;
+            on_commit();
+            pg_prune(node, &reservation.group, &reservation.name);
+            return Ok(());
+        }
         self.call_blocking(move |db| {
             db.mark_ready(&reservation, detail)?;
             on_commit();
@@ -246,6 +397,11 @@ impl Catalog {
         reservation: Reservation,
         detail: String,
     ) -> Result<(), CatalogError> {
+        if let Some(node) = self.pg() {
+            pg_mark_ready(node, &reservation, detail)?;
+            pg_prune(node, &reservation.group, &reservation.name);
+            return Ok(());
+        }
         self.call_blocking(move |db| db.mark_ready(&reservation, detail))
     }
 
@@ -255,6 +411,13 @@ impl Catalog {
         file: Rejected,
         on_commit: impl FnOnce() + Send + 'static,
     ) -> Result<(), CatalogError> {
+        if let Some(node) = self.pg() {
+            Self::on_pg_blocking(node, |c, n| {
+                super::pg::ingest::record_rejection(c, &n.member.name, &file)
+            })?;
+            on_commit();
+            return Ok(());
+        }
         self.call_blocking(move |db| {
             db.record_rejection(&file)?;
             on_commit();
@@ -265,6 +428,11 @@ impl Catalog {
     /// Versions reserved but not yet marked ready (a store a stop interrupted), for start-up
     /// recovery.
     pub fn reservations_blocking(&self) -> Result<Vec<Reservation>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, n| {
+                super::pg::ingest::reservations(c, &n.member.name)
+            });
+        }
         self.call_blocking(|db| db.reservations())
     }
 
@@ -276,6 +444,11 @@ impl Catalog {
         source: String,
         sha256: String,
     ) -> Result<bool, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, _| {
+                super::pg::ingest::holds_content(c, &group, &source, &sha256)
+            });
+        }
         self.call_blocking(move |db| db.holds_content(&group, &source, &sha256))
     }
 
@@ -288,6 +461,26 @@ impl Catalog {
         targets: Vec<String>,
         actor: Actor,
     ) -> Result<Vec<RmOutcome>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, n| {
+                let max_attempts = super::pg::node::lock(&n.settings).max_attempts;
+                Ok(targets
+                    .iter()
+                    .map(|target| {
+                        super::pg::manage::delete(
+                            c,
+                            &n.member.name,
+                            &n.storage_root,
+                            &group,
+                            target,
+                            &actor,
+                            max_attempts,
+                        )
+                    })
+                    .collect())
+            })
+            .await;
+        }
         self.call(move |db| {
             Ok(targets
                 .iter()
@@ -305,6 +498,12 @@ impl Catalog {
         targets: Vec<String>,
         actor: Actor,
     ) -> Result<Stopping, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, n| {
+                super::pg::manage::cancel_for_delete(c, &n.member.name, &group, &targets, &actor)
+            })
+            .await;
+        }
         self.call(move |db| db.cancel_for_delete(&group, &targets, &actor))
             .await
     }
@@ -312,6 +511,11 @@ impl Catalog {
     /// Finish the deletions a stop interrupted (files of deleted versions still on disk);
     /// answers how many.
     pub fn finish_deletions_blocking(&self) -> Result<usize, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, n| {
+                super::pg::manage::finish_deletions(c, &n.member.name, &n.storage_root)
+            });
+        }
         self.call_blocking(|db| db.finish_deletions())
     }
 
@@ -324,6 +528,17 @@ impl Catalog {
         repair: bool,
         actor: Actor,
     ) -> Result<FsckReport, CatalogError> {
+        if let Some(node) = self.pg() {
+            let _ = (storage_root, running_at);
+            let (report, pending) = Self::on_pg(node, move |c, n| {
+                super::pg::fsck::fsck(c, &n.member.name, &n.storage_root, &running, repair, &actor)
+            })
+            .await?;
+            for line in pending.mine {
+                tracing::warn!(%line, "a file another node deleted is still here");
+            }
+            return Ok(report);
+        }
         self.call(move |db| db.fsck(&storage_root, &running, running_at, repair, &actor))
             .await
     }
@@ -332,6 +547,17 @@ impl Catalog {
 
     /// Record audit rows on their own (refusals, requests that change nothing else).
     pub async fn audit(&self, records: Vec<AuditRecord>) -> Result<(), CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, n| {
+                let mut tx = c.transaction()?;
+                for record in &records {
+                    super::pg::audit(&mut tx, &n.member.name, record)?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        }
         self.call(move |db| db.audit(records)).await
     }
 
@@ -340,6 +566,12 @@ impl Catalog {
         &self,
         filter: AuditFilter,
     ) -> Result<Vec<AuditEntry>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| {
+                super::pg::manage::audit_entries(c, &filter)
+            })
+            .await;
+        }
         self.call(move |db| db.audit_entries(&filter)).await
     }
 
@@ -347,6 +579,9 @@ impl Catalog {
 
     /// How many jobs are in each state.
     pub async fn queue_counts(&self) -> Result<HashMap<JobState, u64>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, |c, _| super::pg::jobs::queue_counts(c)).await;
+        }
         self.call(|db| db.queue_counts()).await
     }
 
@@ -360,6 +595,14 @@ impl Catalog {
         limit: u32,
         before: Option<i64>,
     ) -> Result<Arc<Kept<Vec<JobInfo>>>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, _| {
+                Ok(Arc::new(super::memo::Kept::new(
+                    super::pg::jobs::list_jobs(c, group.as_deref(), state, &ids, limit, before)?,
+                )))
+            })
+            .await;
+        }
         self.call(move |db| db.jobs_kept((group, state, ids, limit, before)))
             .await
     }
@@ -372,6 +615,22 @@ impl Catalog {
         all: bool,
         actor: Actor,
     ) -> Result<Vec<Queued>, CatalogError> {
+        if let Some(node) = self.pg() {
+            let answered = Self::on_pg(node, move |c, n| {
+                let max_attempts = super::pg::node::lock(&n.settings).max_attempts;
+                super::pg::jobs::reembed(
+                    c,
+                    &n.member.name,
+                    &group,
+                    &sources,
+                    all,
+                    &actor,
+                    max_attempts,
+                )
+            })
+            .await?;
+            return answered.map_err(CatalogError::NotFound);
+        }
         self.call(move |db| db.reembed(&group, &sources, all, &actor))
             .await
     }
@@ -384,6 +643,21 @@ impl Catalog {
         running: Vec<i64>,
         actor: Actor,
     ) -> Result<Vec<Queued>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, n| {
+                let max_attempts = super::pg::node::lock(&n.settings).max_attempts;
+                super::pg::jobs::retry(
+                    c,
+                    &n.member.name,
+                    &ids,
+                    failed_in.as_deref(),
+                    &running,
+                    &actor,
+                    max_attempts,
+                )
+            })
+            .await;
+        }
         self.call(move |db| db.retry(&ids, failed_in.as_deref(), &running, &actor))
             .await
     }
@@ -394,17 +668,49 @@ impl Catalog {
         ids: Vec<i64>,
         actor: Actor,
     ) -> Result<(Vec<Queued>, Stopping), CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, n| {
+                super::pg::jobs::cancel(c, &n.member.name, &ids, &actor)
+            })
+            .await;
+        }
         self.call(move |db| db.cancel(&ids, &actor)).await
     }
 
-    /// Claim up to `slots` startable jobs: FIFO within a group, round robin across groups.
-    pub async fn claim(&self, slots: usize) -> Result<Vec<Claimed>, CatalogError> {
+    /// Claim up to `slots` startable jobs: FIFO within a group, round robin across groups,
+    /// at most `cap` processing at once (on PostgreSQL across the cluster; here `slots`
+    /// already keeps to it).
+    pub async fn claim(&self, slots: usize, cap: usize) -> Result<Vec<Claimed>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, move |c, n| {
+                let (started, taken) = super::pg::queue::claim(c, &n.member, cap, slots)?;
+                for lost in &taken {
+                    tracing::warn!(
+                        job = lost.job,
+                        node = %lost.node,
+                        requeued = lost.requeued,
+                        "took over a job whose node stopped renewing its lease"
+                    );
+                }
+                let mut claimed = Vec::with_capacity(started.len());
+                for s in started {
+                    n.started(s.job, s.try_id);
+                    claimed.push(super::pg::jobs::claimed(c, s.job)?);
+                    pg_job_event(c, n, crate::protocol::EventKind::JobStarted, s.job, None);
+                }
+                Ok(claimed)
+            })
+            .await;
+        }
         self.call(move |db| db.claim(slots)).await
     }
 
     /// When the next job waiting out a backoff becomes startable (milliseconds since the
     /// epoch).
     pub async fn next_due(&self) -> Result<Option<i64>, CatalogError> {
+        if let Some(node) = self.pg() {
+            return Self::on_pg(node, |c, _| super::pg::jobs::next_due(c)).await;
+        }
         self.call(|db| db.next_due()).await
     }
 
@@ -415,6 +721,12 @@ impl Catalog {
         generation: Option<i64>,
         ending: Ending,
     ) -> Result<Finished, CatalogError> {
+        if let Some(node) = self.pg() {
+            let node = Arc::clone(node);
+            return tokio::task::spawn_blocking(move || pg_finish(&node, job, generation, ending))
+                .await
+                .map_err(|e| CatalogError::Panicked(e.to_string()))?;
+        }
         self.call(move |db| db.finish_job(job, generation, ending))
             .await
     }
@@ -426,6 +738,9 @@ impl Catalog {
         generation: Option<i64>,
         ending: Ending,
     ) -> Result<Finished, CatalogError> {
+        if let Some(node) = self.pg() {
+            return pg_finish(node, job, generation, ending);
+        }
         self.call_blocking(move |db| db.finish_job(job, generation, ending))
     }
 
@@ -435,6 +750,15 @@ impl Catalog {
         job: i64,
         identity: Identity,
     ) -> Result<Begun, CatalogError> {
+        if let Some(node) = self.pg() {
+            let Some(at) = node.try_of(job) else {
+                return Ok(Begun::Cancelled);
+            };
+            return Self::on_pg_blocking(node, |c, n| {
+                let id = n.identity_id(c, &identity)?;
+                super::pg::generations::begin(c, &at, &identity, id)
+            });
+        }
         self.call_blocking(move |db| db.begin_generation(job, &identity))
     }
 
@@ -447,6 +771,18 @@ impl Catalog {
         rows: Vec<NewRow>,
         done: u64,
     ) -> Result<Written, CatalogError> {
+        if let Some(node) = self.pg() {
+            let Some(at) = node.try_of(job) else {
+                return Ok(Written::Stopped);
+            };
+            return Self::on_pg_blocking(node, |c, n| {
+                let written = super::pg::generations::write(c, &at, generation, &rows, done)?;
+                if written == Written::Stored {
+                    pg_job_event(c, n, crate::protocol::EventKind::JobProgress, job, None);
+                }
+                Ok(written)
+            });
+        }
         self.call_bulk_blocking(move |db| db.write_vectors(job, generation, &rows, done, true))
     }
 
@@ -459,7 +795,13 @@ impl Catalog {
         generation: i64,
         identity: &Identity,
     ) -> Result<Vec<([u8; 16], Origin)>, CatalogError> {
-        super::jobs::reusable_texts(&self.path, job, generation, identity)
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, n| {
+                let id = n.identity_id(c, identity)?;
+                super::pg::jobs::reusable_texts(c, job, generation, id)
+            });
+        }
+        super::jobs::reusable_texts(self.sqlite()?.2, job, generation, identity)
     }
 
     // ---- search ------------------------------------------------------------------------------
@@ -473,6 +815,127 @@ impl Catalog {
         query: &[f32],
         k: usize,
     ) -> Result<SearchResult, CatalogError> {
-        super::search::search(&self.path, group, identity, query, k)
+        if let Some(node) = self.pg() {
+            return Self::on_pg_blocking(node, |c, _| {
+                super::pg::search::search(
+                    c,
+                    group,
+                    identity,
+                    query,
+                    k,
+                    super::pg::search::DEFAULT_EF_SEARCH,
+                )
+            });
+        }
+        super::search::search(self.sqlite()?.2, group, identity, query, k)
     }
+}
+
+// ---- the PostgreSQL arm's shared steps ---------------------------------------------------------
+
+/// A version's file as this node may read it, or why it may not.
+fn readable_here(
+    node: &super::pg::node::Node,
+    claimed: Claimed,
+    holder: &str,
+) -> Result<Claimed, CatalogError> {
+    if holder == node.member.name || node.member.shared_storage {
+        return Ok(claimed);
+    }
+    Err(CatalogError::NotFound(format!(
+        "{} v{} is stored on node {holder}, whose files this node cannot read: ask there",
+        claimed.source, claimed.version_no
+    )))
+}
+
+/// Mark a reservation ready and queue its job.
+fn pg_mark_ready(
+    node: &super::pg::node::Node,
+    reservation: &Reservation,
+    detail: String,
+) -> Result<(), CatalogError> {
+    Catalog::on_pg_blocking(node, |c, n| {
+        let max_attempts = super::pg::node::lock(&n.settings).max_attempts;
+        super::pg::ingest::mark_ready(c, &n.member.name, reservation, detail, max_attempts)
+    })?;
+    node.wake.notify_one();
+    Ok(())
+}
+
+/// Prune a source after an accept or a swap; a failure is logged, never passed on.
+fn pg_prune(node: &super::pg::node::Node, group: &str, source: &str) {
+    let keep = super::pg::node::lock(&node.settings).keep;
+    let pruned = node.with(|c| {
+        super::pg::retain::prune_source(
+            c,
+            &node.member.name,
+            group,
+            source,
+            keep,
+            &node.storage_root,
+        )
+    });
+    match pruned {
+        Ok(pruned) if !pruned.is_empty() => {
+            let versions: Vec<String> = pruned
+                .iter()
+                .map(|p| format!("v{}", p.version_no))
+                .collect();
+            tracing::info!(group, source, versions = %versions.join(", "), "versions pruned");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(group, source, %error, "cannot prune old versions"),
+    }
+}
+
+/// Tell this node's followers about a job (started, progress, retrying): not an audit record,
+/// so it travels no further than this node, as in SQLite.
+fn pg_job_event(
+    client: &mut postgres::Client,
+    node: &super::pg::node::Node,
+    kind: crate::protocol::EventKind,
+    job: i64,
+    detail: Option<String>,
+) {
+    if let Ok(Some(info)) = super::pg::jobs::job_info(client, job) {
+        node.events.publish(crate::protocol::Event {
+            time: crate::clock::rfc3339(crate::clock::now_ms()),
+            kind,
+            group: Some(info.group.clone()),
+            source: Some(info.source.clone()),
+            version: Some(info.version.clone()),
+            detail: detail.or(info.error.clone()),
+            actor: None,
+            job: Some(info.id),
+            progress: Some(info.progress),
+        });
+    }
+}
+
+/// End a try this node ran.
+fn pg_finish(
+    node: &super::pg::node::Node,
+    job: i64,
+    generation: Option<i64>,
+    ending: Ending,
+) -> Result<Finished, CatalogError> {
+    let Some(at) = node.try_of(job) else {
+        return Ok(Finished::Dropped);
+    };
+    let finished = Catalog::on_pg_blocking(node, |c, n| {
+        let finished = super::pg::generations::finish(c, &at, generation, ending)?;
+        if finished == Finished::Requeued {
+            pg_job_event(c, n, crate::protocol::EventKind::JobRetrying, job, None);
+        }
+        Ok(finished)
+    });
+    node.ended(job);
+    let finished = finished?;
+    if matches!(finished, Finished::Swapped { .. })
+        && let Ok(Some(info)) = node.with(|c| super::pg::jobs::job_info(c, job))
+    {
+        pg_prune(node, &info.group, &info.source);
+    }
+    node.wake.notify_one();
+    Ok(finished)
 }

@@ -71,7 +71,7 @@ pub struct Kept<T> {
 pub type Listing = Kept<Vec<SourceSummary>>;
 
 impl<T: Serialize> Kept<T> {
-    fn new(value: T) -> Self {
+    pub(in crate::catalog) fn new(value: T) -> Self {
         Self {
             value,
             json: OnceLock::new(),

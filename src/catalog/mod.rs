@@ -75,6 +75,18 @@ pub enum CatalogError {
     Closed,
     #[error("catalog task panicked: {0}")]
     Panicked(String),
+    /// The PostgreSQL catalog (`catalog.backend = "postgres"`) failed or refused.
+    #[error("{0}")]
+    Postgres(String),
+}
+
+impl From<pg::PgError> for CatalogError {
+    fn from(error: pg::PgError) -> Self {
+        match error {
+            pg::PgError::Catalog(inner) => inner,
+            other => CatalogError::Postgres(other.to_string()),
+        }
+    }
 }
 
 /// The connection and the audit log, as the catalog thread holds them. Private to the
@@ -180,21 +192,34 @@ type Call = Box<dyn FnOnce(&mut Db) + Send>;
 /// of every running job queued before it.
 #[derive(Clone)]
 pub struct Catalog {
-    tx: mpsc::Sender<Call>,
-    bulk: mpsc::Sender<Call>,
+    backend: Backend,
     /// Notified whenever a job may have become startable.
     wake: std::sync::Arc<tokio::sync::Notify>,
-    /// The database file, for readers with their own connection (search, reuse).
-    path: PathBuf,
 }
 
-/// Joins the catalog thread at shutdown.
-pub struct CatalogThread(std::thread::JoinHandle<()>);
+/// Where the catalog is (docs/architecture.md: an enum of backends, not a trait).
+#[derive(Clone)]
+enum Backend {
+    /// The embedded default: one SQLite file owned by the catalog thread.
+    Sqlite {
+        tx: mpsc::Sender<Call>,
+        bulk: mpsc::Sender<Call>,
+        /// The database file, for readers with their own connection (search, reuse).
+        path: PathBuf,
+    },
+    /// A PostgreSQL catalog shared by the nodes of a cluster.
+    Postgres(std::sync::Arc<pg::node::Node>),
+}
+
+/// Joins the catalog thread at shutdown (SQLite; PostgreSQL has none to join).
+pub struct CatalogThread(Option<std::thread::JoinHandle<()>>);
 
 impl CatalogThread {
     /// Wait for the thread to finish its queue (after every [`Catalog`] handle is dropped).
     pub fn join(self) {
-        let _ = self.0.join();
+        if let Some(thread) = self.0 {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -248,13 +273,82 @@ impl Catalog {
             .map_err(failed)?;
         Ok((
             Catalog {
-                tx,
-                bulk,
+                backend: Backend::Sqlite {
+                    tx,
+                    bulk,
+                    path: path.to_path_buf(),
+                },
                 wake,
-                path: path.to_path_buf(),
             },
-            CatalogThread(thread),
+            CatalogThread(Some(thread)),
         ))
+    }
+
+    /// Join the cluster's catalog in PostgreSQL as `member`, whose stored files are under
+    /// `storage_root`: connect, migrate, start listening and the heartbeat.
+    pub fn open_postgres(
+        target: pg::Target,
+        member: pg::queue::Member,
+        storage_root: PathBuf,
+        events: Events,
+    ) -> Result<(Catalog, CatalogThread), CatalogError> {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let node = pg::node::Node::start(
+            target,
+            member,
+            storage_root,
+            events,
+            std::sync::Arc::clone(&wake),
+        )?;
+        Ok((
+            Catalog {
+                backend: Backend::Postgres(node),
+                wake,
+            },
+            CatalogThread(None),
+        ))
+    }
+
+    /// The PostgreSQL node, when the catalog is PostgreSQL.
+    fn pg(&self) -> Option<&std::sync::Arc<pg::node::Node>> {
+        match &self.backend {
+            Backend::Postgres(node) => Some(node),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
+    /// The SQLite queues, or the error a call on the wrong backend is (a bug: every method
+    /// takes the PostgreSQL arm first).
+    fn sqlite(&self) -> Result<(&mpsc::Sender<Call>, &mpsc::Sender<Call>, &Path), CatalogError> {
+        match &self.backend {
+            Backend::Sqlite { tx, bulk, path } => Ok((tx, bulk, path)),
+            Backend::Postgres(_) => Err(CatalogError::Panicked(
+                "a SQLite call on the PostgreSQL catalog".into(),
+            )),
+        }
+    }
+
+    /// Run `f` on a pooled PostgreSQL connection on a blocking thread, and await it.
+    async fn on_pg<R, F>(node: &std::sync::Arc<pg::node::Node>, f: F) -> Result<R, CatalogError>
+    where
+        F: FnOnce(&mut postgres::Client, &pg::node::Node) -> Result<R, pg::PgError>
+            + Send
+            + 'static,
+        R: Send + 'static,
+    {
+        let node = std::sync::Arc::clone(node);
+        tokio::task::spawn_blocking(move || node.with(|c| f(c, &node)))
+            .await
+            .map_err(|e| CatalogError::Panicked(e.to_string()))?
+            .map_err(CatalogError::from)
+    }
+
+    /// [`Catalog::on_pg`] from a blocking thread.
+    fn on_pg_blocking<R>(
+        node: &pg::node::Node,
+        f: impl FnOnce(&mut postgres::Client, &pg::node::Node) -> Result<R, pg::PgError>,
+    ) -> Result<R, CatalogError> {
+        node.with(|c| f(c, node)).map_err(CatalogError::from)
     }
 
     /// Notified whenever a job may have become startable (queued, retried, a worker freed).
@@ -289,8 +383,8 @@ impl Catalog {
         R: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Self::wrap(f, reply))
+        let (tx, _, _) = self.sqlite()?;
+        tx.send(Self::wrap(f, reply))
             .await
             .map_err(|_| CatalogError::Closed)?;
         answer.await.map_err(|_| CatalogError::Closed)?
@@ -302,7 +396,7 @@ impl Catalog {
         F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
         R: Send + 'static,
     {
-        Self::send_blocking(&self.tx, f)
+        Self::send_blocking(self.sqlite()?.0, f)
     }
 
     /// [`Catalog::call_blocking`] through the bulk queue, for writes that may wait for
@@ -312,7 +406,7 @@ impl Catalog {
         F: FnOnce(&mut Db) -> Result<R, CatalogError> + Send + 'static,
         R: Send + 'static,
     {
-        Self::send_blocking(&self.bulk, f)
+        Self::send_blocking(self.sqlite()?.1, f)
     }
 
     fn send_blocking<R, F>(queue: &mpsc::Sender<Call>, f: F) -> Result<R, CatalogError>
@@ -441,7 +535,8 @@ mod tests {
         record: impl FnOnce(&mut Db) -> String + Send + 'static,
         ran: &Arc<Mutex<Vec<String>>>,
     ) -> std::thread::JoinHandle<()> {
-        let queue = if bulk { &catalog.bulk } else { &catalog.tx };
+        let (tx, bulk_tx, _) = catalog.sqlite().unwrap();
+        let queue = if bulk { bulk_tx } else { tx };
         let before = queue.capacity();
         let (catalog_, ran) = (catalog.clone(), Arc::clone(ran));
         let call = move |db: &mut Db| {

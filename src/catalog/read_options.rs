@@ -14,7 +14,7 @@ use crate::clock;
 use crate::identity::Actor;
 use crate::protocol::{ReadOverride, Reading, SkippedColumn, SourceOverride};
 use rusqlite::{OptionalExtension, params};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The version `set` reads again: the newest accepted one of the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,27 +214,29 @@ fn newest(
         .optional()?)
 }
 
-/// The read options version `version_no` of `source` was read with, on a read-only connection
-/// of its own: a row stream must read the file exactly as its columns were read.
-pub fn version_override(
-    database: &Path,
-    group: &str,
-    source: &str,
-    version_no: i64,
-) -> Result<Option<ReadOverride>, CatalogError> {
-    let conn = super::schema::open_reader(database)?;
-    let reading: Option<String> = conn
-        .query_row(
-            "SELECT v.reading FROM versions v JOIN sources s ON s.id = v.source_id
+impl Db {
+    /// The read options version `version_no` of `source` was read with: a row stream must
+    /// read the file exactly as its columns were read (handed to it in [`super::Claimed`]).
+    pub fn version_set(
+        &self,
+        group: &str,
+        source: &str,
+        version_no: i64,
+    ) -> Result<Option<ReadOverride>, CatalogError> {
+        let reading: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT v.reading FROM versions v JOIN sources s ON s.id = v.source_id
              JOIN groups g ON g.id = s.group_id
              WHERE g.name = ?1 AND s.name = ?2 AND v.version_no = ?3",
-            params![group, source, version_no],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(reading
-        .and_then(|text| serde_json::from_str::<Reading>(&text).ok())
-        .and_then(|reading| reading.set))
+                params![group, source, version_no],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(reading
+            .and_then(|text| serde_json::from_str::<Reading>(&text).ok())
+            .and_then(|reading| reading.set))
+    }
 }
 
 /// JSON text of a value stored in a JSON column.

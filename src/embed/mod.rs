@@ -17,7 +17,7 @@ pub mod render;
 use std::time::Duration;
 
 /// Who made a vector: recorded with every generation, compared before any search.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub provider: String,
     pub model: String,

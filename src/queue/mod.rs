@@ -139,7 +139,7 @@ pub async fn run(
     loop {
         let free = queue.concurrency().saturating_sub(queue.running().len());
         if free > 0 {
-            match catalog.claim(free).await {
+            match catalog.claim(free, queue.concurrency()).await {
                 Ok(claimed) => {
                     for job in claimed {
                         if let Err(id) = start(&queue, &catalog, &config, job) {

@@ -32,17 +32,7 @@ pub fn stream(
     let mut options = isolate::read_options(&config.ingest);
     options.sheet = job.prefs.sheet.clone();
     // Read as the version's columns were read: with the source's options it was read with.
-    let set = crate::catalog::read_options::version_override(
-        &config.paths.database,
-        &job.group,
-        &job.source,
-        job.version_no,
-    )
-    .map_err(|error| EmbedError::Transient {
-        message: format!("cannot read the version's read options: {error}"),
-        retry_after: None,
-    })?;
-    if let Some(set) = &set {
+    if let Some(set) = &job.set {
         options.apply(set);
     }
     let limits = Limits::of(&config.ingest);

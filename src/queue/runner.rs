@@ -446,6 +446,7 @@ mod tests {
 
     fn claimed(attempt: u32, max_attempts: u32) -> Claimed {
         Claimed {
+            set: None,
             job: 1,
             group: "g".into(),
             source: "s.csv".into(),

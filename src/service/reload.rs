@@ -22,6 +22,7 @@ const WORKER_USER: &str =
     "the parse workers' user is resolved at start; restart ingestd to change it";
 const MODEL: &str = "the embedding model is loaded at start; restart ingestd to switch it";
 const CATALOG: &str = "the catalog is opened at start; restart ingestd to change it";
+const CLUSTER: &str = "a node joins the cluster at start; restart ingestd to change it";
 const FILES: &str = "the pid and log files are opened at start; restart ingestd to change them";
 
 /// One config key: its name, whether it can change live, and how to compare and take it.
@@ -127,11 +128,19 @@ static KEYS: &[Key] = &[
     key!("server.idle_timeout_secs", None, server.idle_timeout_secs),
     key!("server.max_targets", None, server.max_targets),
     key!("server.previews_per_uid", None, server.previews_per_uid),
+    key!("catalog.backend", Some(CATALOG), catalog.backend),
     key!("catalog.url", Some(CATALOG), catalog.url),
     key!(
         "catalog.password_file",
         Some(CATALOG),
         catalog.password_file
+    ),
+    key!("cluster.node", Some(CLUSTER), cluster.node),
+    key!("cluster.lease_secs", Some(CLUSTER), cluster.lease_secs),
+    key!(
+        "cluster.shared_storage",
+        Some(CLUSTER),
+        cluster.shared_storage
     ),
 ];
 

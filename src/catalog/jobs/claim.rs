@@ -33,6 +33,9 @@ pub struct Claimed {
     pub switch_model: bool,
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The source's read options (`ingestctl set`) the version was read with: its rows are
+    /// read with them again.
+    pub set: Option<crate::protocol::ReadOverride>,
 }
 
 /// What [`Db::begin_generation`] did.
@@ -139,6 +142,7 @@ impl Db {
                 },
             )?;
         let prefs = self.prefs(&group)?;
+        let set = self.version_set(&group, &source, version_no)?;
         Ok(Claimed {
             job: id,
             group,
@@ -152,6 +156,7 @@ impl Db {
             switch_model: switch,
             attempt,
             max_attempts: max,
+            set,
         })
     }
 

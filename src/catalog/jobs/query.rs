@@ -271,6 +271,7 @@ impl Db {
             switch_model: false,
             attempt: 0,
             max_attempts: 0,
+            set: self.version_set(group, source, version_no)?,
         })
     }
 }

@@ -212,10 +212,13 @@ pub fn claimed(client: &mut Client, job: i64) -> Result<Claimed, PgError> {
         &[&job],
     )?;
     let group: String = r.get(0);
+    let (source, version_no): (String, i64) =
+        (r.get(1), r.get::<_, Option<i64>>(2).unwrap_or_default());
     Ok(Claimed {
         job,
-        source: r.get(1),
-        version_no: r.get::<_, Option<i64>>(2).unwrap_or_default(),
+        set: super::manage::version_override(client, &group, &source, version_no)?,
+        source,
+        version_no,
         stored_path: PathBuf::from(r.get::<_, Option<String>>(3).unwrap_or_default()),
         format: r.get::<_, Option<String>>(4).unwrap_or_default(),
         columns: serde_json::from_str(r.get(5)).unwrap_or_default(),
@@ -635,6 +638,7 @@ pub fn newest_version(
     };
     let claimed = Claimed {
         job: 0,
+        set: super::manage::version_override(client, group, source, r.get(4))?,
         group: group.to_string(),
         source: source.to_string(),
         version_no: r.get(4),

@@ -293,6 +293,9 @@ pub fn delete(
     }
 }
 
+/// A version as a delete sees it: id, number, stored path, status, the node holding it.
+type VersionRow = (i64, Option<i64>, Option<String>, String, String);
+
 fn try_delete(
     client: &mut Client,
     node: &str,
@@ -311,7 +314,7 @@ fn try_delete(
     };
     // Locked: a delete and a store of one source on two nodes happen one after the other.
     tx.execute("SELECT 1 FROM sources WHERE id = $1 FOR UPDATE", &[&source])?;
-    let rows: Vec<(i64, Option<i64>, Option<String>, String, String)> = tx
+    let rows: Vec<VersionRow> = tx
         .query(
             "SELECT id, version_no, stored_path, status, node FROM versions
              WHERE source_id = $1 AND status != 'deleting' ORDER BY id",
@@ -320,7 +323,7 @@ fn try_delete(
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
         .collect();
-    let chosen: Vec<&(i64, Option<i64>, Option<String>, String, String)> = match version {
+    let chosen: Vec<&VersionRow> = match version {
         None => rows.iter().collect(),
         Some(no) => rows.iter().filter(|r| r.1 == Some(no)).collect(),
     };

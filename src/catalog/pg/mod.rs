@@ -25,6 +25,7 @@ pub mod generations;
 pub mod ingest;
 pub mod jobs;
 pub mod manage;
+pub mod node;
 pub mod notify;
 pub mod queue;
 pub mod read;

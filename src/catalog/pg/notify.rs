@@ -118,6 +118,8 @@ pub struct Listener {
     connect: Box<dyn FnMut() -> Result<Client, PgError> + Send>,
     client: Option<Client>,
     node: String,
+    /// Report this node's own notifications too.
+    own: bool,
     /// When to try again after a failed connection.
     retry_at: Option<Instant>,
 }
@@ -137,8 +139,16 @@ impl Listener {
             connect,
             client: Some(client),
             node: node.to_string(),
+            own: false,
             retry_at: None,
         })
+    }
+
+    /// Report this node's own notifications as well: for a daemon whose followers should see
+    /// one stream of every node's committed events in commit order.
+    pub fn hear_own(mut self) -> Self {
+        self.own = true;
+        self
     }
 
     fn listen(
@@ -201,14 +211,16 @@ impl Listener {
         }
     }
 
-    /// A notification as the caller wants it: `None` for our own and for what no ingestd
-    /// sends.
+    /// A notification as the caller wants it: `None` for what no ingestd sends, and for our
+    /// own unless asked ([`Listener::hear_own`]).
     fn read(&self, channel: &str, payload: &str) -> Option<Heard> {
         match channel {
-            QUEUE => (payload != self.node).then_some(Heard::Nudge),
+            QUEUE => (self.own || payload != self.node).then_some(Heard::Nudge),
             DELETES => (payload == self.node).then_some(Heard::Deletes),
             EVENTS => match serde_json::from_str::<Remote>(payload) {
-                Ok(remote) if remote.node != self.node => Some(Heard::Event(Box::new(remote))),
+                Ok(remote) if self.own || remote.node != self.node => {
+                    Some(Heard::Event(Box::new(remote)))
+                }
                 Ok(_) => None,
                 Err(e) => {
                     tracing::warn!(error = %e, "an event from another node that is not ours");

@@ -6,6 +6,7 @@
 //! `PG_TEST_REQUIRED` set (CI sets it) a missing server fails them instead. Every test works
 //! in a fresh database of its own, dropped afterwards.
 
+mod daemon;
 mod deletes;
 mod generations;
 mod ingest;

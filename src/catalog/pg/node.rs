@@ -1,0 +1,244 @@
+//! This daemon as a node of the cluster while it runs: its connections to the shared catalog,
+//! the tries it runs, its heartbeat, and what it hears from the other nodes. It is the
+//! PostgreSQL arm of `catalog::Catalog`; everything else of the daemon reaches it only through
+//! that seam.
+//!
+//! - **Connections.** Calls run on blocking threads (never on the reactor), each with a
+//!   connection taken from a small pool, at most [`MAX_CONNECTIONS`] open at once: a flood of
+//!   requests waits for a connection instead of exhausting the server's. A connection that
+//!   broke is dropped and the next call opens a new one.
+//! - **Tries.** A claim records the try number of each job it starts on this node; begin,
+//!   write and finish name the try by it (fencing, `generations`).
+//! - **Heartbeat.** A thread renews the leases of this node's tries and its heartbeat every
+//!   third of `cluster.lease_secs`.
+//! - **Listening.** A thread with a connection of its own hears every committed event (this
+//!   node's own too, so followers see one stream in commit order), publishes it to the local
+//!   hub, wakes the scheduler on a nudge, and removes the files other nodes' deletes left to
+//!   this node.
+
+use super::PgError;
+use super::notify::{Heard, Listener};
+use super::queue::Member;
+use super::{Target, deletes};
+use crate::embed::Identity;
+use crate::events::Events;
+use postgres::Client;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Most connections one node holds open for calls (the listener has one more).
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// Settings the daemon changes at start and on reload.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_attempts: u32,
+    /// `ingest.retain_versions` (0: keep all).
+    pub keep: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            keep: 0,
+        }
+    }
+}
+
+/// The pool: idle connections and how many are open.
+struct Pool {
+    idle: Vec<Client>,
+    open: usize,
+}
+
+/// This daemon as a node of the cluster.
+pub struct Node {
+    target: Target,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+    pub member: Member,
+    pub storage_root: PathBuf,
+    pub settings: Mutex<Settings>,
+    /// Job → the try number its claim on this node gave it.
+    tries: Mutex<HashMap<i64, i64>>,
+    identities: Mutex<HashMap<Identity, i32>>,
+    pub events: Events,
+    pub wake: Arc<Notify>,
+}
+
+pub(in crate::catalog) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Node {
+    /// Connect (checking the server and its schema), and start the heartbeat and listener
+    /// threads, which end when the node is dropped.
+    pub fn start(
+        target: Target,
+        member: Member,
+        storage_root: PathBuf,
+        events: Events,
+        wake: Arc<Notify>,
+    ) -> Result<Arc<Self>, PgError> {
+        let mut client = target.connect()?;
+        super::ensure_vector(&mut client, &target)?;
+        super::schema::migrate(&mut client)?;
+        let node = Arc::new(Self {
+            target,
+            pool: Mutex::new(Pool {
+                idle: vec![client],
+                open: 1,
+            }),
+            freed: Condvar::new(),
+            member,
+            storage_root,
+            settings: Mutex::new(Settings::default()),
+            tries: Mutex::new(HashMap::new()),
+            identities: Mutex::new(HashMap::new()),
+            events,
+            wake,
+        });
+        let listener = {
+            let target = node.target.clone();
+            Listener::new(&node.member.name, Box::new(move || target.connect()))?.hear_own()
+        };
+        spawn("catalog-listen", Arc::downgrade(&node), move |weak| {
+            listen(weak, listener)
+        })?;
+        spawn("catalog-heartbeat", Arc::downgrade(&node), heartbeat)?;
+        Ok(node)
+    }
+
+    /// Run `f` with a pooled connection, on the calling (blocking) thread.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Client) -> Result<R, PgError>) -> Result<R, PgError> {
+        let mut client = {
+            let mut pool = lock(&self.pool);
+            loop {
+                if let Some(client) = pool.idle.pop() {
+                    break client;
+                }
+                if pool.open < MAX_CONNECTIONS {
+                    pool.open += 1;
+                    drop(pool);
+                    match self.target.connect() {
+                        Ok(client) => break client,
+                        Err(e) => {
+                            lock(&self.pool).open -= 1;
+                            self.freed.notify_one();
+                            return Err(e);
+                        }
+                    }
+                }
+                pool = self.freed.wait(pool).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let result = f(&mut client);
+        let mut pool = lock(&self.pool);
+        if client.is_closed() {
+            pool.open -= 1;
+        } else {
+            pool.idle.push(client);
+        }
+        drop(pool);
+        self.freed.notify_one();
+        result
+    }
+
+    /// Remember the try a claim started on this node.
+    pub fn started(&self, job: i64, try_id: i64) {
+        lock(&self.tries).insert(job, try_id);
+    }
+
+    /// The try of `job` this node runs, if any.
+    pub fn try_of(&self, job: i64) -> Option<super::generations::Try<'_>> {
+        let try_id = *lock(&self.tries).get(&job)?;
+        Some(super::generations::Try {
+            job,
+            node: &self.member.name,
+            try_id,
+        })
+    }
+
+    /// Forget a try that ended.
+    pub fn ended(&self, job: i64) {
+        lock(&self.tries).remove(&job);
+    }
+
+    /// The id of `identity` in the catalog, recorded once.
+    pub fn identity_id(&self, client: &mut Client, identity: &Identity) -> Result<i32, PgError> {
+        if let Some(id) = lock(&self.identities).get(identity) {
+            return Ok(*id);
+        }
+        let id = super::generations::identity_id(client, identity)?;
+        lock(&self.identities).insert(identity.clone(), id);
+        Ok(id)
+    }
+}
+
+/// Start a thread that runs `body` with a weak handle on the node.
+fn spawn(
+    name: &str,
+    node: Weak<Node>,
+    body: impl FnOnce(Weak<Node>) + Send + 'static,
+) -> Result<(), PgError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || body(node))
+        .map(|_| ())
+        .map_err(|e| PgError::Invalid(format!("cannot start a thread: {e}")))
+}
+
+/// Renew this node's leases and heartbeat every third of the lease, until the node is gone.
+fn heartbeat(weak: Weak<Node>) {
+    loop {
+        let every = {
+            let Some(node) = weak.upgrade() else { return };
+            let running: Vec<i64> = lock(&node.tries).keys().copied().collect();
+            match node.with(|c| super::queue::renew(c, &node.member, &running)) {
+                Ok(lost) if !lost.is_empty() => tracing::warn!(
+                    jobs = ?lost,
+                    "jobs this node runs were taken over or cancelled elsewhere; their workers \
+                     stop at their next write"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot renew this node's leases"),
+            }
+            (node.member.lease / 3).max(Duration::from_millis(100))
+        };
+        std::thread::sleep(every);
+    }
+}
+
+/// Hear what every node commits, until the node is gone.
+fn listen(weak: Weak<Node>, mut listener: Listener) {
+    loop {
+        let heard = listener.recv(Duration::from_secs(1));
+        let Some(node) = weak.upgrade() else { return };
+        match heard {
+            Ok(Some(Heard::Event(remote))) => node.events.publish(remote.event),
+            Ok(Some(Heard::Nudge)) => node.wake.notify_one(),
+            Ok(Some(Heard::Deletes)) => {
+                let done =
+                    node.with(|c| deletes::carry_out(c, &node.member.name, &node.storage_root));
+                if let Err(error) = done {
+                    tracing::warn!(%error, "cannot remove files other nodes deleted");
+                }
+            }
+            Ok(Some(Heard::Reconnected)) => {
+                tracing::warn!(
+                    "listening to the cluster again: events sent while the connection was down \
+                     were missed"
+                );
+                // A job may have become startable meanwhile, and deletes may wait.
+                node.wake.notify_one();
+                let _ = node.with(|c| deletes::carry_out(c, &node.member.name, &node.storage_root));
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "cannot listen to the cluster"),
+        }
+    }
+}
