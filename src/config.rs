@@ -355,11 +355,20 @@ impl ClusterConfig {
     /// This node's name: `node`, else the host name.
     pub fn node_name(&self) -> String {
         if self.node.trim().is_empty() {
-            crate::catalog::pg::cli::host_name()
+            host_name()
         } else {
             self.node.trim().to_string()
         }
     }
+}
+
+/// This machine's host name, the default node name (`cluster.node`, `catalog migrate --node`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// A PostgreSQL URL (`catalog.url`, `catalog migrate --to`) as the `postgres` crate reads it,

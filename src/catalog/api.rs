@@ -531,7 +531,15 @@ impl Catalog {
         if let Some(node) = self.pg() {
             let _ = (storage_root, running_at);
             let (report, pending) = Self::on_pg(node, move |c, n| {
-                super::pg::fsck::fsck(c, &n.member.name, &n.storage_root, &running, repair, &actor)
+                super::pg::fsck::fsck(
+                    c,
+                    &n.member.name,
+                    &n.storage_root,
+                    n.member.shared_storage,
+                    &running,
+                    repair,
+                    &actor,
+                )
             })
             .await?;
             for line in pending.mine {

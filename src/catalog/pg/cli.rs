@@ -5,14 +5,7 @@ use super::copy::{Outcome, Report};
 use super::{PgError, Target};
 use crate::config::Config;
 
-/// This machine's host name, the default node name.
-pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|name| name.trim().to_string())
-        .ok()
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
+use crate::config::host_name;
 
 /// Copy `paths.database` into `to` (else `catalog.url`) as node `node` (else the host name);
 /// the report as text.

@@ -3,7 +3,8 @@
 //! left to it.
 //!
 //! Each node checks the files it holds (`versions.node`); another node's files are in its own
-//! storage root, for its own fsck. Read-only unless asked to repair, and a repair never deletes
+//! storage root, for its own fsck, unless every node mounts the same one
+//! (`cluster.shared_storage`): then each checks them all. Read-only unless asked to repair, and a repair never deletes
 //! a file it was not asked to: an orphaned file moves to `STORAGE_ROOT/lost+found/<group>/`;
 //! rows of this node whose file is gone are removed with their vectors and jobs; this node's
 //! jobs marked processing with no worker go back to the queue; the deletes other nodes left to
@@ -30,12 +31,14 @@ pub struct Pending {
     pub others: Vec<String>,
 }
 
-/// Check (and with `repair`, fix) what `node` holds under `storage_root`. `running` are the
-/// jobs its workers run; a job started less than a second ago may not be among them yet.
+/// Check (and with `repair`, fix) what `node` holds under `storage_root`; with `shared` (every
+/// node mounts that root) what every node holds there. `running` are the jobs its workers
+/// run; a job started less than a second ago may not be among them yet.
 pub fn fsck(
     client: &mut Client,
     node: &str,
     storage_root: &Path,
+    shared: bool,
     running: &[i64],
     repair: bool,
     actor: &Actor,
@@ -44,9 +47,9 @@ pub fn fsck(
         .query(
             "SELECT v.id, g.name, s.name, v.version_no, v.stored_path FROM versions v
              JOIN sources s ON s.id = v.source_id JOIN groups g ON g.id = s.group_id
-             WHERE v.node = $1 AND v.stored_path IS NOT NULL
+             WHERE (v.node = $1 OR $2) AND v.stored_path IS NOT NULL
                AND v.status NOT IN ('invalid', 'validating', 'deleting', 'pruned')",
-            &[&node],
+            &[&node, &shared],
         )?
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
@@ -55,9 +58,9 @@ pub fn fsck(
     // nodes asked it to remove: none of them is an orphan.
     let known: HashSet<PathBuf> = client
         .query(
-            "SELECT stored_path FROM versions WHERE node = $1 AND stored_path IS NOT NULL
-             UNION SELECT stored_path FROM pending_deletes WHERE node = $1",
-            &[&node],
+            "SELECT stored_path FROM versions WHERE (node = $1 OR $2) AND stored_path IS NOT NULL
+             UNION SELECT stored_path FROM pending_deletes WHERE node = $1 OR $2",
+            &[&node, &shared],
         )?
         .iter()
         .map(|r| PathBuf::from(r.get::<_, String>(0)))

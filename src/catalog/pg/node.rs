@@ -10,7 +10,7 @@
 //! - **Tries.** A claim records the try number of each job it starts on this node; begin,
 //!   write and finish name the try by it (fencing, `generations`).
 //! - **Heartbeat.** A thread renews the leases of this node's tries and its heartbeat every
-//!   third of `cluster.lease_secs`.
+//!   third of `cluster.lease_secs`, and takes over the jobs of nodes whose leases ran out.
 //! - **Listening.** A thread with a connection of its own hears every committed event (this
 //!   node's own too, so followers see one stream in commit order), publishes it to the local
 //!   hub, wakes the scheduler on a nudge, and removes the files other nodes' deletes left to
@@ -206,6 +206,23 @@ fn heartbeat(weak: Weak<Node>) {
                 ),
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "cannot renew this node's leases"),
+            }
+            // A dead node's leases run out with nobody's call to notice: every beat looks, and
+            // a job taken over wakes the scheduler (and, through the nudge, every node's).
+            match node.with(super::queue::take_over_expired) {
+                Ok(taken) if !taken.is_empty() => {
+                    for lost in &taken {
+                        tracing::warn!(
+                            job = lost.job,
+                            node = %lost.node,
+                            requeued = lost.requeued,
+                            "took over a job whose node stopped renewing its lease"
+                        );
+                    }
+                    node.wake.notify_one();
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot take over expired leases"),
             }
             (node.member.lease / 3).max(Duration::from_millis(100))
         };

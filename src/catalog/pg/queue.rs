@@ -392,6 +392,10 @@ fn interrupt(
             format!("node {node} {why}, and that was the last of {max_attempts} attempts"),
         )
     };
+    if requeued {
+        // Startable again: every node's scheduler hears of it at the commit.
+        super::notify::nudge(tx, "takeover")?;
+    }
     let finished_at = (!requeued).then_some(now);
     tx.execute(
         "UPDATE jobs SET state = $2, error = $3, node = NULL, lease_until = NULL, rows_done = 0,

@@ -147,3 +147,170 @@ fn pg_two_nodes_on_one_catalog_list_embed_and_delete_across_nodes() {
         .get(0);
     assert_eq!(pending, 0);
 }
+
+/// A node's daemon embedding at `server`, with `cluster` keys and its storage root moved to
+/// `storage` when given (every node mounting one storage root).
+fn node_at(
+    db: &TestDb,
+    name: &str,
+    server: &crate::helper::openai::FakeOpenAi,
+    cluster: &str,
+    storage: Option<&std::path::Path>,
+) -> Daemon {
+    let mut daemon = Daemon::configure_embedding(
+        &server.embedding_toml_with("concurrency = 3", "max_in_flight = 1"),
+        &format!(
+            "[ingest]\nsettle_ms = 150\n\
+             [catalog]\nbackend = \"postgres\"\nurl = \"{}\"\n\
+             [cluster]\nnode = \"{name}\"\n{cluster}\n",
+            db.url()
+        ),
+    );
+    if let Some(storage) = storage {
+        let text = std::fs::read_to_string(&daemon.config).unwrap();
+        let moved = text.replace(
+            "storage_root = \"../store\"",
+            &format!("storage_root = \"{}\"", storage.display()),
+        );
+        assert_ne!(text, moved);
+        std::fs::write(&daemon.config, moved).unwrap();
+        daemon.storage_root = storage.to_path_buf();
+    }
+    daemon.spawn();
+    daemon
+}
+
+fn fsck(daemon: &Daemon) -> ingestd::protocol::FsckReport {
+    daemon
+        .client()
+        .call(&cmd::Fsck { repair: false })
+        .expect("fsck")
+}
+
+#[test]
+fn pg_two_nodes_keep_one_cap_and_fifo_per_group_at_one_embedding_server() {
+    use crate::helper::openai::FakeOpenAi;
+    use std::sync::atomic::Ordering;
+    let Some(db) = TestDb::create() else { return };
+    let server = FakeOpenAi::start();
+    server.behaviour.delay_ms.store(25, Ordering::SeqCst);
+    let a = node_at(&db, "a", &server, "", None);
+    let b = node_at(&db, "b", &server, "", None);
+    // 3 groups × 10 files, dropped on either node: each node embeds the files it holds.
+    for f in 0..10 {
+        for g in 0..3 {
+            let daemon = if (g + f) % 2 == 0 { &a } else { &b };
+            daemon.drop_file(
+                &format!("g{g}"),
+                &format!("g{g}f{f}.csv"),
+                &csv(g * 10 + f, 12),
+            );
+        }
+    }
+    wait_for("30 completed jobs", || {
+        let jobs = a.jobs();
+        (jobs.len() == 30 && jobs.iter().all(|j| j.state == JobState::Completed)).then_some(())
+    });
+    // One request in flight per job: the server's count of requests is a count of jobs, of
+    // both nodes together.
+    let most = server.max_in_flight();
+    assert!(
+        most <= 3,
+        "{most} jobs embedded at once across the cluster, cap 3"
+    );
+    assert!(
+        most >= 2,
+        "jobs never ran in parallel (at most {most} at once)"
+    );
+    // FIFO within each group, in the order the server saw, whichever node ran each job.
+    let mut client = db.client();
+    for g in 0..3 {
+        let queued: Vec<String> = client
+            .query(
+                "SELECT s.name FROM jobs j JOIN sources s ON s.id = j.source_id
+                 JOIN groups g ON g.id = j.group_id WHERE g.name = $1
+                 ORDER BY j.queued_at, j.id",
+                &[&format!("g{g}")],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut seen: Vec<String> = Vec::new();
+        for text in server.texts() {
+            let source = text.split(" | ").next().unwrap().to_string();
+            if source.starts_with(&format!("g{g}f")) && !seen.contains(&source) {
+                seen.push(source);
+            }
+        }
+        assert_eq!(
+            seen, queued,
+            "group g{g}: the server's order against the queue's"
+        );
+    }
+    let one_each: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM generations WHERE state = 'active'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(one_each, 30);
+    let all: i64 = client
+        .query_one("SELECT COUNT(*) FROM generations", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(all, 30, "no generation but the active ones");
+    assert!(fsck(&a).is_clean() && fsck(&b).is_clean());
+}
+
+#[test]
+fn pg_a_killed_nodes_job_is_taken_over_after_its_lease_and_completed() {
+    use crate::helper::openai::FakeOpenAi;
+    let Some(db) = TestDb::create() else { return };
+    let server = FakeOpenAi::start();
+    let shared = "lease_secs = 5\nshared_storage = true";
+    let mut a = node_at(&db, "a", &server, shared, None);
+    // The file's rows wait at the server: a's job stays processing until a is killed.
+    server.hold("held row");
+    let rows = (0..12)
+        .map(|i| format!("{i},held row {i}\n"))
+        .collect::<String>();
+    a.drop_file("g", "slow.csv", format!("id,text\n{rows}").as_bytes());
+    wait_for("a's job to reach the server", || {
+        (server.held() > 0).then_some(())
+    });
+    let job = a.jobs()[0].id;
+    a.kill9();
+    server.release("held row");
+    // b mounts the same storage: after the lease it takes the job over and completes it.
+    let b = node_at(&db, "b", &server, shared, Some(&a.storage_root));
+    let done = wait_for("b to complete the job a was running", || {
+        let info = b.job(job);
+        (info.state == JobState::Completed).then_some(info)
+    });
+    assert_eq!(done.attempt, 2, "the interrupted try counts: {done:?}");
+    b.wait_embedded("g", "slow.csv", "v1");
+    let mut client = db.client();
+    let (active, all, vectors): (i64, i64, i64) = {
+        let r = client
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM generations WHERE state = 'active'),
+                        (SELECT COUNT(*) FROM generations),
+                        (SELECT COUNT(*) FROM vectors)",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    assert_eq!((active, all, vectors), (1, 1, 12));
+    let audit: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM audit WHERE action = 'swap' AND node = 'b'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(audit, 1);
+    assert!(fsck(&b).is_clean(), "{:?}", fsck(&b));
+}

@@ -164,7 +164,8 @@ fn fsck_checks_one_nodes_files_and_repairs_them_and_the_deletes_left_to_it() {
 
     let deadline = Instant::now() + TIMEOUT;
     let (report, pending) = loop {
-        let (report, pending) = fsck::fsck(&mut a, "a", &root_a, &[], false, &erin()).unwrap();
+        let (report, pending) =
+            fsck::fsck(&mut a, "a", &root_a, false, &[], false, &erin()).unwrap();
         // A job started less than a second ago may be on its way to its worker.
         if !report.stuck_jobs.is_empty() {
             break (report, pending);
@@ -183,16 +184,16 @@ fn fsck_checks_one_nodes_files_and_repairs_them_and_the_deletes_left_to_it() {
     assert_eq!(pending.mine, vec![format!("a: {}", handed.display())]);
     assert!(pending.others.is_empty());
     // b's own check sees none of a's files, and a's pending delete as a's.
-    let (theirs, pending_b) = fsck::fsck(&mut b, "b", &root_b, &[], false, &erin()).unwrap();
+    let (theirs, pending_b) = fsck::fsck(&mut b, "b", &root_b, false, &[], false, &erin()).unwrap();
     assert!(theirs.is_clean(), "{theirs:?}");
     assert_eq!(pending_b.others.len(), 1);
 
-    let (repaired, pending) = fsck::fsck(&mut a, "a", &root_a, &[], true, &erin()).unwrap();
+    let (repaired, pending) = fsck::fsck(&mut a, "a", &root_a, false, &[], true, &erin()).unwrap();
     assert!(repaired.repaired);
     assert!(!stray.exists() && !handed.exists());
     assert!(root_a.join("lost+found/sales/stray.csv").is_file());
     assert!(pending.mine.is_empty(), "{pending:?}");
-    let (again, pending) = fsck::fsck(&mut a, "a", &root_a, &[], false, &erin()).unwrap();
+    let (again, pending) = fsck::fsck(&mut a, "a", &root_a, false, &[], false, &erin()).unwrap();
     assert!(
         again.is_clean() && pending.mine.is_empty(),
         "{again:?} {pending:?}"
