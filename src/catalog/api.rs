@@ -530,7 +530,7 @@ impl Catalog {
     ) -> Result<FsckReport, CatalogError> {
         if let Some(node) = self.pg() {
             let _ = (storage_root, running_at);
-            let (report, pending) = Self::on_pg(node, move |c, n| {
+            let (report, _) = Self::on_pg(node, move |c, n| {
                 super::pg::fsck::fsck(
                     c,
                     &n.member.name,
@@ -542,9 +542,6 @@ impl Catalog {
                 )
             })
             .await?;
-            for line in pending.mine {
-                tracing::warn!(%line, "a file another node deleted is still here");
-            }
             return Ok(report);
         }
         self.call(move |db| db.fsck(&storage_root, &running, running_at, repair, &actor))
@@ -810,6 +807,28 @@ impl Catalog {
             });
         }
         super::jobs::reusable_texts(self.sqlite()?.2, job, generation, identity)
+    }
+
+    /// The nodes of the cluster (PostgreSQL), this one marked; none on SQLite.
+    pub async fn nodes(&self) -> Result<Vec<crate::protocol::ClusterNode>, CatalogError> {
+        let Some(node) = self.pg() else {
+            return Ok(Vec::new());
+        };
+        Self::on_pg(node, |c, n| {
+            let now = super::pg::queue::now_ms(c)?;
+            Ok(super::pg::queue::nodes(c)?
+                .into_iter()
+                .map(|info| crate::protocol::ClusterNode {
+                    this: info.name == n.member.name,
+                    started_at: crate::clock::rfc3339(info.started_at),
+                    heartbeat_at: crate::clock::rfc3339(info.heartbeat_at),
+                    heartbeat_age_secs: ((now - info.heartbeat_at).max(0) / 1000) as u64,
+                    version: info.ingestd_version,
+                    name: info.name,
+                })
+                .collect())
+        })
+        .await
     }
 
     // ---- search ------------------------------------------------------------------------------

@@ -134,6 +134,7 @@ impl Db {
             stuck_jobs: stuck.clone(),
             repaired: false,
             moved: Vec::new(),
+            pending_deletes: Vec::new(),
         };
         if !repair || report.is_clean() {
             return Ok(report);

@@ -792,6 +792,26 @@ pub struct StatusInfo {
     /// absent when it may. Lets a client disable what would be refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only: Option<String>,
+    /// The nodes of the cluster this daemon is one of (`catalog.backend = "postgres"`), by
+    /// name; absent on a SQLite catalog.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One node of a cluster, as the shared catalog's registry shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    pub name: String,
+    /// This daemon.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub this: bool,
+    /// When it last started (RFC 3339).
+    pub started_at: String,
+    /// Its last heartbeat (RFC 3339): every third of `cluster.lease_secs` while it runs.
+    pub heartbeat_at: String,
+    /// Seconds since that heartbeat, by the database's clock.
+    pub heartbeat_age_secs: u64,
+    pub version: String,
 }
 
 /// The confinement of a parse worker, seen from inside one (docs/operations.md, "Parse
@@ -1130,6 +1150,10 @@ pub struct FsckReport {
     pub repaired: bool,
     /// Where the orphaned files went (under the storage root's `lost+found/`).
     pub moved: Vec<String>,
+    /// On a cluster: files of this node that another node's delete left for it to remove,
+    /// not removed yet (`node: path`, with the reason once a removal was refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_deletes: Vec<String>,
 }
 
 impl FsckReport {
@@ -1138,6 +1162,7 @@ impl FsckReport {
             && self.missing_files.is_empty()
             && self.orphan_vectors == 0
             && self.stuck_jobs.is_empty()
+            && self.pending_deletes.is_empty()
     }
 }
 

@@ -68,6 +68,14 @@ fn render(r: &FsckReport) -> String {
         format!("{} jobs processing with no worker", r.stuck_jobs.len()),
         &stuck,
     );
+    list(
+        &mut text,
+        format!(
+            "{} files other nodes deleted, still to remove here",
+            r.pending_deletes.len()
+        ),
+        &r.pending_deletes,
+    );
     if r.orphan_vectors > 0 {
         text.push_str(&format!(
             "{} vectors of versions that no longer exist\n",
@@ -100,6 +108,7 @@ mod tests {
             stuck_jobs: vec![4],
             repaired: false,
             moved: Vec::new(),
+            pending_deletes: Vec::new(),
         };
         let text = render(&report);
         for needle in [

@@ -90,6 +90,19 @@ fn render(s: &StatusInfo, tz: &TimeZone) -> String {
     if let Some(reload) = &s.reload {
         text.push_str(&reload_lines(reload, tz));
     }
+    if !s.nodes.is_empty() {
+        text.push_str("\nNodes (one catalog in PostgreSQL):\n");
+        for node in &s.nodes {
+            text.push_str(&format!(
+                "  {:<16}{}heartbeat {} ago, started {}, ingestd {}\n",
+                node.name,
+                if node.this { "(this) " } else { "" },
+                output::duration(node.heartbeat_age_secs),
+                output::time(&node.started_at, tz),
+                node.version
+            ));
+        }
+    }
     if !s.last_errors.is_empty() {
         text.push_str("\nRecent errors (newest last):\n");
         for notice in &s.last_errors {
@@ -161,6 +174,7 @@ mod tests {
             }],
             reload: None,
             parse_worker_sandbox: None,
+            nodes: Vec::new(),
             read_only: None,
         }
     }
@@ -178,6 +192,35 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_cluster_lists_its_nodes_with_their_heartbeats() {
+        use ingestd_proto::protocol::ClusterNode;
+        let mut clustered = status();
+        let node = |name: &str, this: bool, age: u64| ClusterNode {
+            name: name.into(),
+            this,
+            started_at: "2026-11-27T01:00:00Z".into(),
+            heartbeat_at: "2026-11-27T03:59:50Z".into(),
+            heartbeat_age_secs: age,
+            version: "0.1.0".into(),
+        };
+        clustered.nodes = vec![node("ingest-1", true, 3), node("ingest-2", false, 95)];
+        let text = render(&clustered, &TimeZone::UTC);
+        assert!(
+            text.contains("Nodes (one catalog in PostgreSQL):\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ingest-1        (this) heartbeat 3s ago"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  ingest-2        heartbeat 1m 35s ago"),
+            "{text}"
+        );
+        assert!(!render(&status(), &TimeZone::UTC).contains("Nodes"));
     }
 
     #[test]

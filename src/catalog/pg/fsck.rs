@@ -121,8 +121,9 @@ pub fn fsck(
         stuck_jobs: stuck.clone(),
         repaired: false,
         moved: Vec::new(),
+        pending_deletes: pending.mine.clone(),
     };
-    if !repair || (report.is_clean() && pending.mine.is_empty()) {
+    if !repair || report.is_clean() {
         return Ok((report, pending));
     }
 
@@ -200,6 +201,7 @@ pub fn fsck(
         .iter()
         .map(|(path, why)| format!("{node}: {} ({why})", path.display()))
         .collect();
+    report.pending_deletes = pending.mine.clone();
     report.repaired = true;
     Ok((report, pending))
 }

@@ -43,7 +43,10 @@ async fn status(shared: &Shared, read_only: Option<String>) -> Reply<cmd::Status
         uptime_secs: shared.started.elapsed().as_secs(),
         drop_root: config.paths.drop_root.display().to_string(),
         storage_root: config.paths.storage_root.display().to_string(),
-        database: config.paths.database.display().to_string(),
+        database: match config.catalog.backend {
+            crate::config::Backend::Sqlite => config.paths.database.display().to_string(),
+            crate::config::Backend::Postgres => config.catalog.url.clone(),
+        },
         socket: config.paths.socket.display().to_string(),
         provider: shared.queue.providers.describe(),
         groups: groups.len() as u64,
@@ -55,6 +58,7 @@ async fn status(shared: &Shared, read_only: Option<String>) -> Reply<cmd::Status
         reload: shared.config.last_reload(),
         parse_worker_sandbox: crate::ingest::isolate::sandbox::report(),
         read_only,
+        nodes: shared.catalog.nodes().await?,
     };
     Ok(info)
 }

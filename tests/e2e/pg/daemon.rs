@@ -314,3 +314,51 @@ fn pg_a_killed_nodes_job_is_taken_over_after_its_lease_and_completed() {
     assert_eq!(audit, 1);
     assert!(fsck(&b).is_clean(), "{:?}", fsck(&b));
 }
+
+#[test]
+fn pg_a_follower_on_one_node_sees_what_another_accepted_and_embedded_and_status_lists_nodes() {
+    use ingestd::protocol::{Event, EventKind, Response};
+    let Some(db) = TestDb::create() else { return };
+    let a = node(&db, "a");
+    let b = node(&db, "b");
+    let mut follower = b.client();
+    follower.set_timeout(Some(crate::helper::TIMEOUT)).unwrap();
+    follower
+        .write_raw(b"{\"v\":1,\"cmd\":\"events\",\"all\":true}\n")
+        .unwrap();
+    assert!(follower.read_response().unwrap().ok);
+    a.drop_file("g", "e.csv", &csv(1, 3));
+    // What a commits reaches b's follower: the accept, then the swap of its embeddings.
+    let mut kinds = Vec::new();
+    while !kinds.contains(&EventKind::Swapped) {
+        let line: Response = follower.read_response().expect("an event line");
+        let event: Event = serde_json::from_value(line.data.unwrap()).unwrap();
+        if event.source.as_deref() == Some("e.csv") {
+            kinds.push(event.kind);
+        }
+    }
+    let audited: Vec<EventKind> = kinds
+        .iter()
+        .copied()
+        .filter(|k| matches!(k, EventKind::Accepted | EventKind::Swapped))
+        .collect();
+    assert_eq!(
+        audited,
+        [EventKind::Accepted, EventKind::Swapped],
+        "{kinds:?}"
+    );
+
+    let status = a.status();
+    let nodes: Vec<(&str, bool)> = status
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.this))
+        .collect();
+    assert_eq!(nodes, [("a", true), ("b", false)]);
+    assert!(status.nodes.iter().all(|n| n.heartbeat_age_secs < 60));
+    assert!(
+        status.database.starts_with("postgresql://"),
+        "{}",
+        status.database
+    );
+}
