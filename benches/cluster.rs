@@ -1,4 +1,5 @@
-//! Cluster benchmarks (issue 12), run with `cargo bench --bench cluster [claim] [search]`;
+//! Cluster benchmarks (issue 12), run with `cargo bench --bench cluster [claim] [pipeline]
+//! [search]`;
 //! prints medians, asserts no time. Both need a PostgreSQL with pgvector: `eval
 //! "$(tests/pg/start.sh)"` exports `PG_TEST_URL` (without it the bench says so and measures
 //! nothing). Each part works in a fresh database of its own, dropped at the end.
@@ -9,6 +10,10 @@
 //!   of the line, so the queue stays 1,000 deep. First one node claims alone, then two nodes
 //!   (two threads, two connections) claim at once and contend for the claim lock. The
 //!   yardstick is one `SELECT 1` round trip on the same kind of connection.
+//! - `pipeline`: "pipeline rows/s (hashing provider) on PostgreSQL vs SQLite on the same
+//!   file": whole embedding jobs through two real daemons, one on each catalog, from the
+//!   job's start to its swap, alternating on the same files (`CLUSTER_BENCH_ROWS` rows each,
+//!   default 200,000).
 //! - `search`: "search p50/p99 at 1,000,000 vectors of 384 dimensions: pgvector HNSW vs SQLite
 //!   exact scan". `CLUSTER_BENCH_VECTORS` (default 1,000,000) vectors shaped like embeddings
 //!   (points around 1,000 topic centres, as in tests/e2e/pg/search.rs) are written as one
@@ -143,6 +148,61 @@ fn main() {
     if wanted("search") {
         search_latency(&admin);
     }
+    if wanted("pipeline") {
+        pipeline(&admin);
+    }
+}
+
+/// Rows/s of whole embedding jobs (hashing provider) through the real daemon, on SQLite and on
+/// PostgreSQL, for the same files, alternating, `PIPELINE_RUNS` jobs each.
+fn pipeline(admin: &postgres::Config) {
+    use common::{BenchDaemon, csv_of_rows, job_secs};
+    const PIPELINE_RUNS: usize = 3;
+    let rows: usize = std::env::var("CLUSTER_BENCH_ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200_000);
+    let db = BenchDb::create(admin, "pipeline");
+    let host = admin
+        .get_hosts()
+        .iter()
+        .find_map(|h| match h {
+            postgres::config::Host::Unix(path) => Some(path.display().to_string()),
+            _ => None,
+        })
+        .expect("PG_TEST_URL names a Unix socket folder");
+    let url = format!(
+        "postgresql://{}@/{}?host={host}",
+        admin.get_user().unwrap_or("postgres"),
+        db.name
+    );
+    let common_toml = "[ingest]\nsettle_ms = 100\n";
+    let sqlite = BenchDaemon::start(common_toml, "batch_size = 256\n");
+    let pg = BenchDaemon::start(
+        &format!(
+            "{common_toml}[catalog]\nbackend = \"postgres\"\nurl = \"{url}\"\n\
+             [cluster]\nnode = \"bench\"\n"
+        ),
+        "batch_size = 256\n",
+    );
+    println!("pipeline: load average before: {}", load());
+    let (mut on_sqlite, mut on_pg) = (Vec::new(), Vec::new());
+    for run in 0..PIPELINE_RUNS {
+        let content = csv_of_rows(rows, 7 + run as u64);
+        let name = format!("rows{run}.csv");
+        for (daemon, rates) in [(&sqlite, &mut on_sqlite), (&pg, &mut on_pg)] {
+            daemon.drop_file("g", &name, &content);
+            let secs = job_secs(&mut daemon.client(), &name, "v1");
+            rates.push(rows as f64 / secs);
+        }
+    }
+    println!("pipeline: load average after: {}", load());
+    let (a, b) = (median(on_sqlite), median(on_pg));
+    println!(
+        "pipeline, hashing provider, {rows} rows per job, median of {PIPELINE_RUNS}: \
+         SQLite {a:.0} rows/s, PostgreSQL {b:.0} rows/s (PostgreSQL/SQLite {:.2})",
+        b / a
+    );
 }
 
 fn claim_latency(admin: &postgres::Config) {

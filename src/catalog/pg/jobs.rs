@@ -435,6 +435,11 @@ pub fn retry(
             });
             continue;
         }
+        // A new place in line, taken under the claim lock as in `queue::enqueue`.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&super::queue::CLAIM_LOCK_KEY],
+        )?;
         let version_id: i64 = tx
             .query_one(
                 &format!(

@@ -179,6 +179,20 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// A `postgres::Client` closes its connection by blocking on a runtime of its own, which
+    /// panics on a tokio worker, and the last handle on the node may well be dropped on one
+    /// (at shutdown): the idle connections are closed on a thread of their own instead.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut lock(&self.pool).idle);
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("catalog-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
 /// Start a thread that runs `body` with a weak handle on the node.
 fn spawn(
     name: &str,

@@ -433,6 +433,10 @@ pub fn enqueue(
     audit: &mut Vec<crate::audit::AuditRecord>,
 ) -> Result<(i64, bool), PgError> {
     use crate::identity::Resolve;
+    // Queued in commit order: a job's place (`queued_at`) is taken under the claim lock, held
+    // to the commit, so no claim sees a job queued later while an earlier one is still
+    // uncommitted (FIFO across nodes; the two-node test caught a claim doing that).
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK_KEY])?;
     let row = tx.query_one(
         "SELECT v.source_id, s.group_id, v.version_no, v.rows, g.name, s.name
          FROM versions v JOIN sources s ON s.id = v.source_id JOIN groups g ON g.id = s.group_id

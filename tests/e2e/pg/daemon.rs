@@ -157,8 +157,20 @@ fn node_at(
     cluster: &str,
     storage: Option<&std::path::Path>,
 ) -> Daemon {
+    node_with(db, name, server, 3, cluster, storage)
+}
+
+/// [`node_at`] with `embedding.concurrency = concurrency`.
+fn node_with(
+    db: &TestDb,
+    name: &str,
+    server: &crate::helper::openai::FakeOpenAi,
+    concurrency: u32,
+    cluster: &str,
+    storage: Option<&std::path::Path>,
+) -> Daemon {
     let mut daemon = Daemon::configure_embedding(
-        &server.embedding_toml_with("concurrency = 3", "max_in_flight = 1"),
+        &server.embedding_toml_with(&format!("concurrency = {concurrency}"), "max_in_flight = 1"),
         &format!(
             "[ingest]\nsettle_ms = 150\n\
              [catalog]\nbackend = \"postgres\"\nurl = \"{}\"\n\
@@ -222,31 +234,31 @@ fn pg_two_nodes_keep_one_cap_and_fifo_per_group_at_one_embedding_server() {
         most >= 2,
         "jobs never ran in parallel (at most {most} at once)"
     );
-    // FIFO within each group, in the order the server saw, whichever node ran each job.
+    // FIFO within each group, whichever node ran each job: in the order they were queued,
+    // jobs started (a claim's start time, the database's clock) never earlier than the ones
+    // queued before them. With three running at once, jobs started a few milliseconds apart
+    // reach the server in either order (a worker's first request waits for its parse worker);
+    // the server's order is checked with one job at a time, below.
     let mut client = db.client();
     for g in 0..3 {
-        let queued: Vec<String> = client
+        let queued: Vec<(String, i64)> = client
             .query(
-                "SELECT s.name FROM jobs j JOIN sources s ON s.id = j.source_id
+                "SELECT s.name, j.started_at FROM jobs j JOIN sources s ON s.id = j.source_id
                  JOIN groups g ON g.id = j.group_id WHERE g.name = $1
                  ORDER BY j.queued_at, j.id",
                 &[&format!("g{g}")],
             )
             .unwrap()
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let mut seen: Vec<String> = Vec::new();
-        for text in server.texts() {
-            let source = text.split(" | ").next().unwrap().to_string();
-            if source.starts_with(&format!("g{g}f")) && !seen.contains(&source) {
-                seen.push(source);
-            }
+        for pair in queued.windows(2) {
+            let ((earlier, t0), (later, t1)) = (&pair[0], &pair[1]);
+            assert!(
+                t0 <= t1,
+                "group g{g}: {later} (queued after {earlier}) started first: {queued:?}"
+            );
         }
-        assert_eq!(
-            seen, queued,
-            "group g{g}: the server's order against the queue's"
-        );
     }
     let one_each: i64 = client
         .query_one(
@@ -361,4 +373,60 @@ fn pg_a_follower_on_one_node_sees_what_another_accepted_and_embedded_and_status_
         "{}",
         status.database
     );
+}
+
+#[test]
+fn pg_one_job_at_a_time_across_two_nodes_reaches_the_server_in_queue_order() {
+    use crate::helper::openai::FakeOpenAi;
+    let Some(db) = TestDb::create() else { return };
+    let server = FakeOpenAi::start();
+    let a = node_with(&db, "a", &server, 1, "", None);
+    let b = node_with(&db, "b", &server, 1, "", None);
+    for f in 0..6 {
+        for g in 0..2 {
+            let daemon = if (g + f) % 2 == 0 { &a } else { &b };
+            daemon.drop_file(
+                &format!("g{g}"),
+                &format!("g{g}f{f}.csv"),
+                &csv(g * 10 + f, 6),
+            );
+        }
+    }
+    wait_for("12 completed jobs", || {
+        let jobs = b.jobs();
+        (jobs.len() == 12 && jobs.iter().all(|j| j.state == JobState::Completed)).then_some(())
+    });
+    assert_eq!(server.max_in_flight(), 1, "a cap of 1 across the cluster");
+    // The cluster ran one job at a time: the server saw each group's jobs in the order they
+    // were queued, whichever node queued and ran each.
+    let mut client = db.client();
+    let mut seen: Vec<String> = Vec::new();
+    for text in server.texts() {
+        let source = text.split(" | ").next().unwrap().to_string();
+        if !seen.contains(&source) {
+            seen.push(source);
+        }
+    }
+    for g in 0..2 {
+        let queued: Vec<String> = client
+            .query(
+                "SELECT s.name FROM jobs j JOIN sources s ON s.id = j.source_id
+                 JOIN groups g ON g.id = j.group_id WHERE g.name = $1
+                 ORDER BY j.queued_at, j.id",
+                &[&format!("g{g}")],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let in_group: Vec<String> = seen
+            .iter()
+            .filter(|s| s.starts_with(&format!("g{g}f")))
+            .cloned()
+            .collect();
+        assert_eq!(
+            in_group, queued,
+            "group g{g}: the server's order against the queue's"
+        );
+    }
 }
