@@ -481,3 +481,103 @@ fn a_job_another_transaction_holds_is_passed_over_not_waited_on() {
     assert!(started.is_empty(), "{started:?}");
     assert_eq!(job_row(&mut client, held).0, "cancelled");
 }
+
+#[test]
+fn a_job_queued_first_is_started_first_however_the_two_commits_interleave() {
+    use ingestd::catalog::pg::ingest;
+    use ingestd::catalog::{Accepted, Decision};
+    use ingestd::identity::{Actor, Via};
+    let Some((db, mut client)) = catalog() else {
+        return;
+    };
+    let accepted = |name: &str| Accepted {
+        group: "g".into(),
+        name: name.into(),
+        format: "csv".into(),
+        size: 1,
+        sha256: name.into(),
+        columns: vec!["a".into()],
+        skipped: Vec::new(),
+        rows: 1,
+        notes: Vec::new(),
+        reading: Default::default(),
+        actor: Actor {
+            uid: Some(1),
+            user: None,
+            via: Via::Drop,
+        },
+        drop_path: "/drop/g/x".into(),
+        tmp_path: "/storage/g/.x".into(),
+    };
+    let reserve = |client: &mut Client, node: &str, name: &str| {
+        let Decision::Reserved(r) = ingest::decide(
+            client,
+            node,
+            &accepted(name),
+            std::path::Path::new("/storage"),
+        )
+        .unwrap() else {
+            panic!()
+        };
+        r
+    };
+    let first = reserve(&mut client, "a", "first.csv");
+    let second = reserve(&mut client, "b", "second.csv");
+    // Node a queues `first` and has not committed yet when node b queues `second`, whose
+    // transaction would commit first; a claim comes in between.
+    let mut a = db.client();
+    let mut tx = a.transaction().unwrap();
+    let mut audit = Vec::new();
+    let actor = first.actor.clone();
+    queue::enqueue(
+        &mut tx,
+        "a",
+        first.id,
+        "new_version",
+        &actor,
+        3,
+        false,
+        &mut audit,
+    )
+    .unwrap();
+    let (b_url, c_url) = (db.client(), db.client());
+    let b_id = second.id;
+    let b = std::thread::spawn(move || {
+        let mut b = b_url;
+        ingest::mark_ready(&mut b, "b", &second, "1 row".into(), 3).unwrap()
+    });
+    let c = std::thread::spawn(move || {
+        let mut c = c_url;
+        // Shared storage: both files are startable here; one slot.
+        queue::claim(&mut c, &member("c", Duration::from_secs(60), true), 1, 1).unwrap()
+    });
+    // Let b and the claim reach the database before a commits (they wait on the claim lock
+    // a holds; without it b would commit first and the claim start `second`).
+    let deadline = Instant::now() + TIMEOUT;
+    while count(
+        &mut client,
+        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+    ) < 2
+    {
+        assert!(Instant::now() < deadline, "b and the claim never waited");
+        std::thread::yield_now();
+    }
+    tx.commit().unwrap();
+    let _ = b.join().unwrap();
+    let (started, _) = c.join().unwrap();
+    let first_job: i64 = client
+        .query_one("SELECT id FROM jobs WHERE version_id = $1", &[&first.id])
+        .unwrap()
+        .get(0);
+    let second_job: i64 = client
+        .query_one("SELECT id FROM jobs WHERE version_id = $1", &[&b_id])
+        .unwrap()
+        .get(0);
+    // Whichever of b and the claim got the lock next, the claim never started `second` first.
+    assert_ne!(
+        started.first().map(|s| s.job),
+        Some(second_job),
+        "the job queued later started first"
+    );
+    assert!(started.is_empty() || started[0].job == first_job);
+}
