@@ -141,17 +141,25 @@ pub fn renew(client: &mut Client, member: &Member, running: &[i64]) -> Result<Ve
         "UPDATE nodes SET heartbeat_at = $2 WHERE name = $1",
         &[&member.name, &now],
     )?;
+    // A job whose row a chunk of vectors being written holds is skipped, not waited on: the
+    // heartbeat must not stall behind a slow write (and so let this node's other leases run
+    // out), and a locked row cannot be taken over meanwhile (takeovers skip locked rows).
+    // Its lease is renewed at the next beat.
+    tx.execute(
+        "UPDATE jobs SET lease_until = $3
+         WHERE id IN (SELECT id FROM jobs WHERE id = ANY($2) AND node = $1 AND state = $4
+                      FOR UPDATE SKIP LOCKED)",
+        &[
+            &member.name,
+            &running,
+            &now.saturating_add(member.lease_ms()),
+            &JobState::Processing.as_str(),
+        ],
+    )?;
     let held: HashSet<i64> = tx
         .query(
-            "UPDATE jobs SET lease_until = $3
-             WHERE id = ANY($2) AND node = $1 AND state = $4
-             RETURNING id",
-            &[
-                &member.name,
-                &running,
-                &now.saturating_add(member.lease_ms()),
-                &JobState::Processing.as_str(),
-            ],
+            "SELECT id FROM jobs WHERE id = ANY($2) AND node = $1 AND state = $3",
+            &[&member.name, &running, &JobState::Processing.as_str()],
         )?
         .iter()
         .map(|r| r.get(0))

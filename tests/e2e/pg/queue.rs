@@ -581,3 +581,37 @@ fn a_job_queued_first_is_started_first_however_the_two_commits_interleave() {
     );
     assert!(started.is_empty() || started[0].job == first_job);
 }
+
+#[test]
+fn a_heartbeat_is_not_held_up_by_a_job_whose_row_a_write_holds() {
+    let Some((db, mut client)) = catalog() else {
+        return;
+    };
+    let g = group(&mut client, "g");
+    let busy = queue_job(&mut client, g, "one", "a", 3);
+    let other = queue_job(&mut client, g, "two", "a", 3);
+    let a = member("a", Duration::from_secs(30), true);
+    let (started, _) = queue::claim(&mut client, &a, CAP, 2).unwrap();
+    assert_eq!(started.len(), 2);
+    // A chunk of `busy`'s vectors being written holds its row.
+    let mut writer = db.client();
+    let mut write = writer.transaction().unwrap();
+    write
+        .execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", &[&busy])
+        .unwrap();
+    let before: i64 = client
+        .query_one("SELECT lease_until FROM jobs WHERE id = $1", &[&other])
+        .unwrap()
+        .get(0);
+    // The renewal answers at once (never waiting for the lock: it fails if it would), renews
+    // the other job, and loses neither.
+    client.batch_execute("SET lock_timeout = '2s'").unwrap();
+    let lost = queue::renew(&mut client, &a, &[busy, other]).unwrap();
+    assert!(lost.is_empty(), "{lost:?}");
+    let after: i64 = client
+        .query_one("SELECT lease_until FROM jobs WHERE id = $1", &[&other])
+        .unwrap()
+        .get(0);
+    assert!(after >= before, "{before} -> {after}");
+    write.commit().unwrap();
+}
