@@ -4,9 +4,10 @@
 //!
 //! Async code awaits the plain methods. Ingest, watcher and embedding threads, which must never
 //! run on the reactor, use the `_blocking` ones. Each method takes what it needs by value, so a
-//! call can cross to the catalog thread (or, later, to a connection pool) without borrowing
-//! from its caller. Why this is one struct over an enum of backends rather than a trait is in
-//! docs/architecture.md.
+//! call can cross to the catalog thread (or to a pooled PostgreSQL connection on a blocking
+//! thread) without borrowing from its caller. Each method takes its PostgreSQL arm first
+//! (`catalog::pg`) and its SQLite arm otherwise; why this is one struct over an enum of
+//! backends rather than a trait is in docs/architecture.md.
 
 use super::jobs::{Begun, Claimed, Ending, Finished, NewRow, Origin, Written};
 use super::memo::{Kept, Listing};
