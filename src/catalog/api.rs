@@ -700,9 +700,20 @@ impl Catalog {
                 }
                 let mut claimed = Vec::with_capacity(started.len());
                 for s in started {
-                    n.started(s.job, s.try_id);
-                    claimed.push(super::pg::jobs::claimed(c, s.job)?);
-                    pg_job_event(c, n, crate::protocol::EventKind::JobStarted, s.job, None);
+                    // A job this node cannot read back is not run, nor renewed: its lease runs
+                    // out and it is taken over, as if this node had died with it.
+                    match super::pg::jobs::claimed(c, s.job) {
+                        Ok(job) => {
+                            n.started(s.job, s.try_id);
+                            claimed.push(job);
+                            pg_job_event(c, n, crate::protocol::EventKind::JobStarted, s.job, None);
+                        }
+                        Err(error) => tracing::error!(
+                            job = s.job,
+                            %error,
+                            "cannot read a job this node claimed; it is taken over after its lease"
+                        ),
+                    }
                 }
                 Ok(claimed)
             })
