@@ -115,7 +115,7 @@ impl Node {
 
     /// Run `f` with a pooled connection, on the calling (blocking) thread.
     pub fn with<R>(&self, f: impl FnOnce(&mut Client) -> Result<R, PgError>) -> Result<R, PgError> {
-        let mut client = {
+        let client = {
             let mut pool = lock(&self.pool);
             loop {
                 if let Some(client) = pool.idle.pop() {
@@ -136,16 +136,12 @@ impl Node {
                 pool = self.freed.wait(pool).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let result = f(&mut client);
-        let mut pool = lock(&self.pool);
-        if client.is_closed() {
-            pool.open -= 1;
-        } else {
-            pool.idle.push(client);
-        }
-        drop(pool);
-        self.freed.notify_one();
-        result
+        // Given back however `f` ends: a call that panics must not shrink the pool for good.
+        let mut lent = Lent {
+            node: self,
+            client: Some(client),
+        };
+        f(lent.client.as_mut().expect("lent"))
     }
 
     /// Remember the try a claim started on this node.
@@ -176,6 +172,27 @@ impl Node {
         let id = super::generations::identity_id(client, identity)?;
         lock(&self.identities).insert(identity.clone(), id);
         Ok(id)
+    }
+}
+
+/// A pooled connection in use, returned to the pool (or counted out, if it broke) on drop.
+struct Lent<'a> {
+    node: &'a Node,
+    client: Option<Client>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        let mut pool = lock(&self.node.pool);
+        match self.client.take() {
+            Some(client) if !client.is_closed() && !std::thread::panicking() => {
+                pool.idle.push(client)
+            }
+            // A connection dropped while unwinding may be in the middle of a transaction.
+            _ => pool.open -= 1,
+        }
+        drop(pool);
+        self.node.freed.notify_one();
     }
 }
 
