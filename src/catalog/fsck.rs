@@ -47,7 +47,36 @@ pub(in crate::catalog) fn stored_files(root: &Path) -> Vec<PathBuf> {
 }
 
 /// A free name for `file` in `dir`: the same name, else `name.1`, `name.2`, …
-pub(in crate::catalog) fn free_name(dir: &Path, file: &Path) -> PathBuf {
+/// Move each of `files` (stored files no row names) to `storage_root/lost+found/<group>/`, under
+/// a free name; answers where each went, or why one could not be moved (the rest stay).
+pub(in crate::catalog) fn move_to_lost_and_found(
+    storage_root: &Path,
+    files: &[PathBuf],
+) -> Result<Vec<String>, String> {
+    let mut moved = Vec::with_capacity(files.len());
+    for file in files {
+        let group = file
+            .parent()
+            .and_then(Path::file_name)
+            .map(|g| g.to_os_string())
+            .unwrap_or_default();
+        let dir = storage_root.join(LOST_AND_FOUND).join(group);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let target = free_name(&dir, file);
+        std::fs::rename(file, &target).map_err(|e| {
+            format!(
+                "cannot move {} to {}: {e}",
+                file.display(),
+                target.display()
+            )
+        })?;
+        moved.push(target.display().to_string());
+    }
+    Ok(moved)
+}
+
+fn free_name(dir: &Path, file: &Path) -> PathBuf {
     let name = file
         .file_name()
         .map(|n| n.to_os_string())
@@ -141,26 +170,8 @@ impl Db {
         }
 
         // Files first: moved, never deleted.
-        for file in &orphan_files {
-            let group = file
-                .parent()
-                .and_then(Path::file_name)
-                .map(|g| g.to_os_string())
-                .unwrap_or_default();
-            let dir = storage_root.join(LOST_AND_FOUND).join(group);
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                CatalogError::NotFound(format!("cannot create {}: {e}", dir.display()))
-            })?;
-            let target = free_name(&dir, file);
-            std::fs::rename(file, &target).map_err(|e| {
-                CatalogError::NotFound(format!(
-                    "cannot move {} to {}: {e}",
-                    file.display(),
-                    target.display()
-                ))
-            })?;
-            report.moved.push(target.display().to_string());
-        }
+        report.moved =
+            move_to_lost_and_found(storage_root, &orphan_files).map_err(CatalogError::NotFound)?;
         let missing_ids: Vec<i64> = missing.iter().map(|m| m.0).collect();
         let detail = format!(
             "fsck repair: {} orphaned files moved to {}, {} rows without files removed, \

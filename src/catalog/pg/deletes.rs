@@ -8,8 +8,8 @@
 //! opened without following a symlink (`retain::remove_stored`): a row that names anything
 //! else is never acted on and stays, for `fsck` to report ([`pending`]).
 
-use super::PgError;
 use super::notify;
+use super::{NOW_MS, PgError};
 use crate::catalog::retain::{RemoveError, remove_stored};
 use postgres::Client;
 use std::path::{Path, PathBuf};
@@ -39,9 +39,11 @@ pub fn request(
         ))
     })?;
     tx.execute(
-        "INSERT INTO pending_deletes (node, group_name, stored_path, version_id, requested_at,
-                                      requested_by)
-         VALUES ($1, $2, $3, $4, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, $5)",
+        &format!(
+            "INSERT INTO pending_deletes (node, group_name, stored_path, version_id,
+                                          requested_at, requested_by)
+             VALUES ($1, $2, $3, $4, {NOW_MS}, $5)"
+        ),
         &[
             &request.holder,
             &request.group,

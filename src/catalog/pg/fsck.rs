@@ -10,18 +10,15 @@
 //! jobs marked processing with no worker go back to the queue; the deletes other nodes left to
 //! it are carried out ([`super::deletes::carry_out`]).
 
-use super::PgError;
 use super::deletes;
+use super::{NOW_MS, PgError};
 use crate::audit::AuditRecord;
-use crate::catalog::fsck::{LOST_AND_FOUND, free_name, stored_files};
+use crate::catalog::fsck::{LOST_AND_FOUND, move_to_lost_and_found, stored_files};
 use crate::identity::Actor;
 use crate::protocol::{FsckReport, JobState};
 use postgres::Client;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-
-/// The database's clock in ms, as SQL.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// What fsck found beyond SQLite's report: the files waiting for their holders to remove them
 /// (`node: path`), this node's first. Those of this node are not clean: they should be gone.
@@ -128,25 +125,7 @@ pub fn fsck(
     }
 
     // Files first: moved, never deleted.
-    for file in &orphan_files {
-        let group = file
-            .parent()
-            .and_then(Path::file_name)
-            .map(|g| g.to_os_string())
-            .unwrap_or_default();
-        let dir = storage_root.join(LOST_AND_FOUND).join(group);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| PgError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
-        let target = free_name(&dir, file);
-        std::fs::rename(file, &target).map_err(|e| {
-            PgError::Invalid(format!(
-                "cannot move {} to {}: {e}",
-                file.display(),
-                target.display()
-            ))
-        })?;
-        report.moved.push(target.display().to_string());
-    }
+    report.moved = move_to_lost_and_found(storage_root, &orphan_files).map_err(PgError::Invalid)?;
     let carried = deletes::carry_out(client, node, storage_root)?;
     let missing_ids: Vec<i64> = missing.iter().map(|m| m.0).collect();
     let detail = format!(

@@ -13,9 +13,9 @@
 //! Audit records are written with the node's name, and each is sent to the other nodes as an
 //! event ([`super::notify`]) when the transaction commits.
 
-use super::PgError;
 use super::notify;
 use super::schema;
+use super::{NOW_MS, PgError};
 use crate::audit::AuditRecord;
 use crate::catalog::jobs::{Begun, Ending, Finished, Generation, NewRow, RowVector, Written};
 use crate::embed::Identity;
@@ -23,9 +23,6 @@ use crate::identity::{Actor, Resolve};
 use crate::protocol::{JobState, Status};
 use postgres::types::Type;
 use postgres::{Client, Transaction};
-
-/// The database's clock in ms, as SQL.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// The id of `identity`, recorded (and given its HNSW index) the first time it is seen. The
 /// index is built outside any transaction of a job.
@@ -301,7 +298,7 @@ fn names(tx: &mut Transaction<'_>, job: i64) -> Result<(String, String, String),
     ))
 }
 
-fn set_version_status(
+pub(super) fn set_version_status(
     tx: &mut Transaction<'_>,
     version_id: i64,
     status: Status,
@@ -317,7 +314,10 @@ fn set_version_status(
 }
 
 /// `embedded` if the version holds its source's active generation, else `ready`.
-fn settle_version_status(tx: &mut Transaction<'_>, version_id: i64) -> Result<(), PgError> {
+pub(super) fn settle_version_status(
+    tx: &mut Transaction<'_>,
+    version_id: i64,
+) -> Result<(), PgError> {
     let active: bool = tx
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM generations WHERE version_id = $1 AND state = $2)",
@@ -523,7 +523,7 @@ fn retain(tx: &mut Transaction<'_>, generation: Option<i64>) -> Result<(), PgErr
 }
 
 /// Drop the retained generations of jobs that are no longer queued or processing.
-fn sweep_retained(tx: &mut Transaction<'_>) -> Result<(), PgError> {
+pub(super) fn sweep_retained(tx: &mut Transaction<'_>) -> Result<(), PgError> {
     tx.execute(
         "DELETE FROM generations n WHERE n.state = $1 AND NOT EXISTS
              (SELECT 1 FROM jobs j WHERE j.id = n.job_id AND j.state IN ($2, $3))",

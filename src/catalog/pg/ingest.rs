@@ -11,8 +11,8 @@
 //! version numbers come from the database (`next_version_no`); and every version records the
 //! node whose storage root holds its file, so recovery on one node never touches another's.
 
-use super::PgError;
 use super::queue;
+use super::{NOW_MS, PgError, json};
 use crate::audit::AuditRecord;
 use crate::catalog::ingest::{Accepted, Decision, Rejected, Reservation, versioned_name};
 use crate::catalog::jobs::NEW_VERSION;
@@ -20,13 +20,6 @@ use crate::identity::{Actor, Via};
 use crate::protocol::Status;
 use postgres::{Client, GenericClient};
 use std::path::{Path, PathBuf};
-
-/// The database's clock in ms, as SQL.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
-
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "[]".into())
-}
 
 fn text(path: &Path) -> String {
     path.to_string_lossy().into_owned()

@@ -8,8 +8,9 @@
 //! node is a state change in the database: that node's next renewal or chunk learns of it
 //! (fencing, `generations`), so it stops within one batch as a local cancel does.
 
-use super::PgError;
+use super::generations::{set_version_status, settle_version_status, sweep_retained};
 use super::queue::enqueue;
+use super::{NOW_MS, PgError};
 use crate::audit::AuditRecord;
 use crate::catalog::jobs::order::{self, Waiting};
 use crate::catalog::jobs::{Claimed, Generation, REEMBED, RETRY};
@@ -19,9 +20,6 @@ use crate::protocol::{JobInfo, JobState, PrefsInfo, Progress, QueuePosition, Que
 use postgres::{Client, GenericClient, Row};
 use std::collections::HashMap;
 use std::path::PathBuf;
-
-/// The database's clock in ms, as SQL.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 const JOB_COLUMNS: &str = "j.id, g.name, s.name, v.version_no, j.state, j.reason, j.attempt, \
      j.max_attempts, j.rows_done, j.rows_total, j.error, j.requested_by, j.queued_at, \
@@ -459,13 +457,7 @@ pub fn retry(
                 ],
             )?
             .get(0);
-        tx.execute(
-            &format!(
-                "UPDATE versions SET status = $1, updated_at = {NOW_MS}
-                 WHERE id = $2 AND status != 'deleting'"
-            ),
-            &[&Status::Queued.as_str(), &version_id],
-        )?;
+        set_version_status(&mut tx, version_id, Status::Queued)?;
         let mut record = AuditRecord::new(actor.clone(), "retry", "queued")
             .on(&job.group, &job.source)
             .version(Some(job.version.clone()))
@@ -531,33 +523,8 @@ pub fn cancel(
                 &id,
             ],
         )?;
-        let active: bool = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM generations WHERE version_id = $1 AND state = $2)",
-                &[&version_id, &Generation::Active.as_str()],
-            )?
-            .get(0);
-        let settled = if active {
-            Status::Embedded
-        } else {
-            Status::Ready
-        };
-        tx.execute(
-            &format!(
-                "UPDATE versions SET status = $1, updated_at = {NOW_MS}
-                 WHERE id = $2 AND status != 'deleting'"
-            ),
-            &[&settled.as_str(), &version_id],
-        )?;
-        tx.execute(
-            "DELETE FROM generations n WHERE n.state = $1 AND NOT EXISTS
-                 (SELECT 1 FROM jobs j WHERE j.id = n.job_id AND j.state IN ($2, $3))",
-            &[
-                &Generation::Retained.as_str(),
-                &JobState::Queued.as_str(),
-                &JobState::Processing.as_str(),
-            ],
-        )?;
+        settle_version_status(&mut tx, version_id)?;
+        sweep_retained(&mut tx)?;
         let mut record = AuditRecord::new(actor.clone(), "cancel", "ok")
             .on(&job.group, &job.source)
             .version(Some(job.version.clone()))

@@ -10,10 +10,10 @@
 //! any node, for files already handed over), so a delete is never half visible: no listing
 //! shows a version whose file is gone, and no file of a listed version is removed.
 
-use super::PgError;
 use super::deletes::{self, Request};
 use super::jobs::{job_info, prefs};
 use super::queue::enqueue;
+use super::{NOW_MS, PgError, json};
 use crate::audit::AuditRecord;
 use crate::catalog::jobs::{Generation, REEMBED};
 use crate::catalog::manage::{AuditFilter, DELETING, PrefsChange, parse_target};
@@ -26,9 +26,6 @@ use crate::protocol::{
 };
 use postgres::{Client, GenericClient};
 use std::path::{Path, PathBuf};
-
-/// The database's clock in ms, as SQL.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// Every group's name, sorted.
 pub fn group_names(client: &mut Client) -> Result<Vec<String>, PgError> {
@@ -545,11 +542,6 @@ pub fn embed_newest_if_bare(
     }
     tx.commit()?;
     Ok(Some(job))
-}
-
-/// JSON text of a value stored in a JSON column.
-fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
 /// The read options set for `source` of `group` (`ingestctl set`), if any.

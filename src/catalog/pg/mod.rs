@@ -85,6 +85,15 @@ pub enum PgError {
     Invalid(String),
 }
 
+/// The database's clock in ms, as SQL: every time the cluster compares (leases, queue order,
+/// audit) comes from one clock, not from nodes whose clocks may disagree.
+pub(crate) const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// JSON text of a value stored in a JSON column.
+pub(crate) fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
 /// What a node's start found left from before and finished.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StartUp {

@@ -23,7 +23,8 @@
 //!
 //! Everything here is one short transaction per call, on a connection of the caller's.
 
-use super::PgError;
+use super::generations::{set_version_status, settle_version_status, sweep_retained};
+use super::{NOW_MS, PgError};
 use crate::catalog::jobs::Generation;
 use crate::catalog::jobs::order::{self, Waiting};
 use crate::protocol::{JobState, Status};
@@ -34,9 +35,6 @@ use std::time::Duration;
 /// Serializes claims across the cluster: `pg_advisory_xact_lock` key (the schema lock is
 /// `…01`).
 pub const CLAIM_LOCK_KEY: i64 = 0x696e_6765_7374_6402;
-
-/// The database's clock in ms, as SQL.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// What a node is, as the queue sees it.
 #[derive(Debug, Clone)]
@@ -478,21 +476,7 @@ pub fn enqueue(
             "UPDATE jobs SET state = $1, finished_at = $2, error = $3 WHERE id = $4",
             &[&JobState::Cancelled.as_str(), &now, &why, job],
         )?;
-        let active: bool = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM generations WHERE version_id = $1 AND state = $2)",
-                &[queued_version, &Generation::Active.as_str()],
-            )?
-            .get(0);
-        let settled = if active {
-            Status::Embedded
-        } else {
-            Status::Ready
-        };
-        tx.execute(
-            "UPDATE versions SET status = $1, updated_at = $2 WHERE id = $3 AND status != 'deleting'",
-            &[&settled.as_str(), &now, queued_version],
-        )?;
+        settle_version_status(tx, *queued_version)?;
         let mut record = crate::audit::AuditRecord::new(
             crate::identity::Actor::daemon(),
             "cancel",
@@ -506,15 +490,7 @@ pub fn enqueue(
     }
     if queued.iter().any(|(_, v, _)| *v != version_id) {
         // Kept only while their job may run again: a superseded job will not.
-        tx.execute(
-            "DELETE FROM generations n WHERE n.state = $1 AND NOT EXISTS
-                 (SELECT 1 FROM jobs j WHERE j.id = n.job_id AND j.state IN ($2, $3))",
-            &[
-                &Generation::Retained.as_str(),
-                &JobState::Queued.as_str(),
-                &JobState::Processing.as_str(),
-            ],
-        )?;
+        sweep_retained(tx)?;
     }
     let max_attempts = i32::try_from(max_attempts.max(1)).unwrap_or(i32::MAX);
     let job: i64 = tx
@@ -537,10 +513,7 @@ pub fn enqueue(
             ],
         )?
         .get(0);
-    tx.execute(
-        "UPDATE versions SET status = $1, updated_at = $2 WHERE id = $3 AND status != 'deleting'",
-        &[&Status::Queued.as_str(), &now, &version_id],
-    )?;
+    set_version_status(tx, version_id, Status::Queued)?;
     super::notify::nudge(tx, node)?;
     Ok((job, false))
 }

@@ -8,15 +8,12 @@
 //! pruned row of another node's file keeps naming it until that node's next prune or start
 //! ([`finish_prunes`]), and `fsck` counts such a file as neither orphaned nor missing.
 
-use super::PgError;
+use super::{NOW_MS, PgError};
 use crate::audit::AuditRecord;
 use crate::catalog::retain::{PRUNED, Pruned, remove_stored};
 use crate::identity::{Actor, Resolve};
 use postgres::Client;
 use std::path::Path;
-
-/// The database's clock in ms, as SQL.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// Statuses of a stored version that counts against the limit.
 const STORED: &str = "'ready', 'queued', 'embedding', 'embedded', 'failed'";

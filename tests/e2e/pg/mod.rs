@@ -8,6 +8,7 @@
 
 mod daemon;
 mod deletes;
+mod fixture;
 mod generations;
 mod ingest;
 mod jobs;

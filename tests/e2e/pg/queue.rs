@@ -615,3 +615,39 @@ fn a_heartbeat_is_not_held_up_by_a_job_whose_row_a_write_holds() {
     assert!(after >= before, "{before} -> {after}");
     write.commit().unwrap();
 }
+
+#[test]
+fn calls_that_panic_give_their_connection_back() {
+    use ingestd::catalog::pg::{Target, node::MAX_CONNECTIONS, node::Node};
+    let Some((db, _client)) = catalog() else {
+        return;
+    };
+    let target = Target::new("catalog.url", &db.url(), std::path::Path::new("")).unwrap();
+    let node = Node::start(
+        target,
+        member("a", Duration::from_secs(30), false),
+        std::env::temp_dir(),
+        ingestd::events::Events::default(),
+        Arc::default(),
+    )
+    .unwrap();
+    for _ in 0..MAX_CONNECTIONS + 2 {
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = node.with(|_| -> Result<(), ingestd::catalog::pg::PgError> {
+                panic!("a bug in one call")
+            });
+        }));
+        assert!(panicked.is_err());
+    }
+    // Every connection came back (or was counted out): the next call gets one at once rather
+    // than waiting forever for a pool the panics emptied.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let node_ = Arc::clone(&node);
+    std::thread::spawn(move || {
+        let one: i32 = node_
+            .with(|c| Ok(c.query_one("SELECT 1", &[])?.get(0)))
+            .unwrap();
+        tx.send(one).unwrap();
+    });
+    assert_eq!(rx.recv_timeout(TIMEOUT), Ok(1));
+}

@@ -3,83 +3,10 @@
 //! left to it (`catalog::pg::fsck`), and a node's start finishing what it left
 //! (`catalog::pg::start_up`).
 
+use super::fixture::{LONG, carol, embed, store};
 use super::queue::{TIMEOUT, catalog, count, member};
-use ingestd::catalog::jobs::{Begun, Ending, NewRow, RowVector, text_hash};
-use ingestd::catalog::pg::generations::{self as run, Try, identity_id};
-use ingestd::catalog::pg::{self, fsck, ingest, manage, queue, retain};
-use ingestd::catalog::{Accepted, Decision};
-use ingestd::embed::Identity;
-use ingestd::identity::{Actor, Via};
-use postgres::Client;
-use std::path::{Path, PathBuf};
+use ingestd::catalog::pg::{self, fsck, manage, queue, retain};
 use std::time::{Duration, Instant};
-
-const LONG: Duration = Duration::from_secs(3600);
-
-fn erin() -> Actor {
-    Actor {
-        uid: Some(1004),
-        user: Some("erin".into()),
-        via: Via::Socket,
-    }
-}
-
-/// Store `name` in `group` on `node` under `root`, its file really there; answers the path.
-fn store(
-    client: &mut Client,
-    node: &str,
-    root: &Path,
-    group: &str,
-    name: &str,
-    sha: &str,
-) -> PathBuf {
-    let file = Accepted {
-        group: group.into(),
-        name: name.into(),
-        format: "csv".into(),
-        size: 4,
-        sha256: sha.into(),
-        columns: vec!["a".into()],
-        skipped: Vec::new(),
-        rows: 1,
-        notes: Vec::new(),
-        reading: Default::default(),
-        actor: erin(),
-        drop_path: PathBuf::from(format!("/drop/{group}/{name}")),
-        tmp_path: root.join(group).join(".tmp"),
-    };
-    let Decision::Reserved(r) = ingest::decide(client, node, &file, root).unwrap() else {
-        panic!("{name} was unchanged")
-    };
-    std::fs::create_dir_all(r.stored_path.parent().unwrap()).unwrap();
-    std::fs::write(&r.stored_path, "a\n1\n").unwrap();
-    ingest::mark_ready(client, node, &r, "1 row".into(), 3).unwrap();
-    r.stored_path
-}
-
-/// Run the oldest startable job to its swap on `node` (shared storage).
-fn embed(client: &mut Client, node: &'static str) {
-    let (started, _) = queue::claim(client, &member(node, LONG, true), 3, 1).unwrap();
-    let at = Try::of(&started[0], node);
-    let identity = Identity {
-        provider: "hashing".into(),
-        model: "m".into(),
-        dimension: 2,
-        weights_hash: "w".into(),
-    };
-    let id = identity_id(client, &identity).unwrap();
-    let Begun::Started(generation) = run::begin(client, &at, &identity, id).unwrap() else {
-        panic!()
-    };
-    let row = NewRow {
-        row: 0,
-        text: "x".into(),
-        text_hash: text_hash("x"),
-        vector: RowVector::Embedded(vec![1.0, 0.0]),
-    };
-    let _ = run::write(client, &at, generation, &[row], 1).unwrap();
-    run::finish(client, &at, Some(generation), Ending::Done).unwrap();
-}
 
 #[test]
 fn retention_prunes_from_any_node_and_each_file_goes_with_its_holder() {
@@ -156,7 +83,7 @@ fn fsck_checks_one_nodes_files_and_repairs_them_and_the_deletes_left_to_it() {
     let stray = root_a.join("sales/stray.csv");
     std::fs::write(&stray, "?\n").unwrap();
     // A node b delete of a's file, while a was busy.
-    let out = manage::delete(&mut b, "b", &root_b, "sales", "handed.csv", &erin(), 3);
+    let out = manage::delete(&mut b, "b", &root_b, "sales", "handed.csv", &carol(), 3);
     assert!(out.ok, "{out:?}");
     // One of a's jobs processing with no worker: a crashed mid-job, say.
     let (started, _) = queue::claim(&mut a, &member("a", LONG, false), 3, 1).unwrap();
@@ -165,7 +92,7 @@ fn fsck_checks_one_nodes_files_and_repairs_them_and_the_deletes_left_to_it() {
     let deadline = Instant::now() + TIMEOUT;
     let (report, pending) = loop {
         let (report, pending) =
-            fsck::fsck(&mut a, "a", &root_a, false, &[], false, &erin()).unwrap();
+            fsck::fsck(&mut a, "a", &root_a, false, &[], false, &carol()).unwrap();
         // A job started less than a second ago may be on its way to its worker.
         if !report.stuck_jobs.is_empty() {
             break (report, pending);
@@ -184,16 +111,17 @@ fn fsck_checks_one_nodes_files_and_repairs_them_and_the_deletes_left_to_it() {
     assert_eq!(pending.mine, vec![format!("a: {}", handed.display())]);
     assert!(pending.others.is_empty());
     // b's own check sees none of a's files, and a's pending delete as a's.
-    let (theirs, pending_b) = fsck::fsck(&mut b, "b", &root_b, false, &[], false, &erin()).unwrap();
+    let (theirs, pending_b) =
+        fsck::fsck(&mut b, "b", &root_b, false, &[], false, &carol()).unwrap();
     assert!(theirs.is_clean(), "{theirs:?}");
     assert_eq!(pending_b.others.len(), 1);
 
-    let (repaired, pending) = fsck::fsck(&mut a, "a", &root_a, false, &[], true, &erin()).unwrap();
+    let (repaired, pending) = fsck::fsck(&mut a, "a", &root_a, false, &[], true, &carol()).unwrap();
     assert!(repaired.repaired);
     assert!(!stray.exists() && !handed.exists());
     assert!(root_a.join("lost+found/sales/stray.csv").is_file());
     assert!(pending.mine.is_empty(), "{pending:?}");
-    let (again, pending) = fsck::fsck(&mut a, "a", &root_a, false, &[], false, &erin()).unwrap();
+    let (again, pending) = fsck::fsck(&mut a, "a", &root_a, false, &[], false, &carol()).unwrap();
     assert!(
         again.is_clean() && pending.mine.is_empty(),
         "{again:?} {pending:?}"
@@ -220,7 +148,7 @@ fn a_restarting_node_finishes_what_it_left_and_what_others_asked_of_it() {
     let (started, _) = queue::claim(&mut a, &member("a", LONG, false), 3, 1).unwrap();
     // a goes down; b deletes q.csv meanwhile (its job is not processing: r.csv's is).
     let processing = started[0].job;
-    let out = manage::delete(&mut b, "b", dir.path(), "sales", "q.csv", &erin(), 3);
+    let out = manage::delete(&mut b, "b", dir.path(), "sales", "q.csv", &carol(), 3);
     assert!(out.ok, "{out:?}");
     let back = pg::start_up(&mut a, "a", &root_a).unwrap();
     assert_eq!(
