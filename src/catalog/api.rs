@@ -843,6 +843,15 @@ impl Catalog {
         .await
     }
 
+    /// On a PostgreSQL catalog, the searchable rows not yet in the HNSW index
+    /// (`pg::staging`); `None` on SQLite, which has no index.
+    pub async fn index_backlog(&self) -> Result<Option<u64>, CatalogError> {
+        let Some(node) = self.pg() else {
+            return Ok(None);
+        };
+        Self::on_pg(node, |c, _| super::pg::staging::backlog(c).map(Some)).await
+    }
+
     // ---- search ------------------------------------------------------------------------------
 
     /// The `k` active rows of `group` nearest to `query` (a unit vector made by `identity`), on

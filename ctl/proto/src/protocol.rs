@@ -796,6 +796,11 @@ pub struct StatusInfo {
     /// name; absent on a SQLite catalog.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<ClusterNode>,
+    /// Only on a PostgreSQL catalog: searchable rows not yet in the HNSW index (written
+    /// since their swap, and moved in by a background pass); searches scan them exactly
+    /// meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_backlog: Option<u64>,
 }
 
 /// One node of a cluster, as the shared catalog's registry shows it.

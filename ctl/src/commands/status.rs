@@ -103,6 +103,11 @@ fn render(s: &StatusInfo, tz: &TimeZone) -> String {
             ));
         }
     }
+    if let Some(waiting) = s.index_backlog.filter(|n| *n > 0) {
+        text.push_str(&format!(
+            "Search index: {waiting} rows wait to go in; searches scan them exactly meanwhile\n"
+        ));
+    }
     if !s.last_errors.is_empty() {
         text.push_str("\nRecent errors (newest last):\n");
         for notice in &s.last_errors {
@@ -175,6 +180,7 @@ mod tests {
             reload: None,
             parse_worker_sandbox: None,
             nodes: Vec::new(),
+            index_backlog: None,
             read_only: None,
         }
     }
@@ -221,6 +227,15 @@ mod tests {
             "{text}"
         );
         assert!(!render(&status(), &TimeZone::UTC).contains("Nodes"));
+        assert!(!text.contains("Search index"), "nothing waits: {text}");
+        clustered.index_backlog = Some(12_345);
+        let text = render(&clustered, &TimeZone::UTC);
+        assert!(
+            text.contains(
+                "Search index: 12345 rows wait to go in; searches scan them exactly meanwhile\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -216,9 +216,12 @@ pub fn write(
         Type::TEXT,
         Type::BYTEA,
         vector,
+        Type::BOOL,
     ];
+    // Staged: out of the HNSW index, which would cost a graph insert per row here (`staging`).
     let sink = tx.copy_in(
-        "COPY vectors (generation_id, row_no, identity_id, group_id, text, text_hash, embedding)
+        "COPY vectors (generation_id, row_no, identity_id, group_id, text, text_hash, embedding,
+                       staged)
          FROM STDIN (FORMAT binary)",
     )?;
     let mut writer = postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
@@ -236,6 +239,7 @@ pub fn write(
                     &new.text,
                     &&new.text_hash[..],
                     &embedding,
+                    &true,
                 ])?;
             }
             RowVector::Copy {
@@ -249,8 +253,8 @@ pub fn write(
         // Inside the database: the vector never travels to the node.
         let copied = tx.execute(
             "INSERT INTO vectors (generation_id, row_no, identity_id, group_id, text, text_hash,
-                                  embedding)
-             SELECT $1, $2, $3, $4, $5, $6, embedding FROM vectors
+                                  embedding, staged)
+             SELECT $1, $2, $3, $4, $5, $6, embedding, true FROM vectors
              WHERE generation_id = $7 AND row_no = $8",
             &[
                 &generation,

@@ -8,12 +8,13 @@
 //! current groups, read options, the audit trail and deletes ([`manage`]), retention
 //! ([`retain`]), `fsck` of one node ([`fsck`]), a node's start ([`start_up`]), a try's generation
 //! begun, written and ended under fencing ([`generations`]),
-//! what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]), and the files
-//! one node's delete leaves to the node that holds them ([`deletes`]).
+//! what nodes tell each other over `LISTEN`/`NOTIFY` ([`notify`]), the files
+//! one node's delete leaves to the node that holds them ([`deletes`]), vectors kept out of
+//! the HNSW index until after the swap ([`staging`]), and the running node ([`node`]).
 //!
-//! The daemon does not run on this backend yet: nothing here is called by `ingestd` itself,
-//! only by `ingestd catalog migrate` and the tests. Everything is synchronous (the `postgres`
-//! crate), because the catalog runs on a thread of its own, never on the async reactor.
+//! The daemon reaches all of it through `catalog::Catalog` when `catalog.backend =
+//! "postgres"`. Everything is synchronous (the `postgres` crate), on blocking threads, never
+//! on the async reactor.
 //! A password is never logged or shown: it comes only from `catalog.password_file`, and a URL
 //! that carries one is refused.
 
@@ -32,6 +33,7 @@ pub mod read;
 pub mod retain;
 pub mod schema;
 pub mod search;
+pub mod staging;
 
 use crate::audit::AuditRecord;
 use postgres::error::SqlState;

@@ -11,6 +11,8 @@
 //!   write and finish name the try by it (fencing, `generations`).
 //! - **Heartbeat.** A thread renews the leases of this node's tries and its heartbeat every
 //!   third of `cluster.lease_secs`, and takes over the jobs of nodes whose leases ran out.
+//! - **Indexing.** A thread moves staged vectors into the HNSW index after their swap
+//!   (`staging`), a batch at a time, sharing the work with the other nodes.
 //! - **Listening.** A thread with a connection of its own hears every committed event (this
 //!   node's own too, so followers see one stream in commit order), publishes it to the local
 //!   hub, wakes the scheduler on a nudge, and removes the files other nodes' deletes left to
@@ -19,7 +21,7 @@
 use super::PgError;
 use super::notify::{Heard, Listener};
 use super::queue::Member;
-use super::{Target, deletes};
+use super::{Target, deletes, staging};
 use crate::embed::Identity;
 use crate::events::Events;
 use postgres::Client;
@@ -110,6 +112,7 @@ impl Node {
             listen(weak, listener)
         })?;
         spawn("catalog-heartbeat", Arc::downgrade(&node), heartbeat)?;
+        spawn("catalog-index", Arc::downgrade(&node), index_staged)?;
         Ok(node)
     }
 
@@ -258,6 +261,24 @@ fn heartbeat(weak: Weak<Node>) {
             (node.member.lease / 3).max(Duration::from_millis(100))
         };
         std::thread::sleep(every);
+    }
+}
+
+/// Move staged vectors into their HNSW index while any wait, until the node is gone; look
+/// again every second when none do.
+fn index_staged(weak: Weak<Node>) {
+    loop {
+        let moved = {
+            let Some(node) = weak.upgrade() else { return };
+            node.with(|c| staging::index_some(c, staging::BATCH))
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "cannot move staged vectors into the search index");
+                    0
+                })
+        };
+        if moved == 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 }
 

@@ -243,6 +243,38 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         set_at BIGINT NOT NULL
     );",
     ),
+    (
+        "staged vectors: a try writes its vectors outside the HNSW indexes, and a background \
+         pass moves them in after the swap; searches scan staged rows exactly meanwhile",
+        "ALTER TABLE vectors ADD COLUMN staged BOOLEAN NOT NULL DEFAULT false;
+    -- The rebuild below works in memory up to this much, and much slower beyond it.
+    SET LOCAL maintenance_work_mem = '1GB';
+    -- The rows a search scans exactly and the indexing pass picks (`staging`).
+    CREATE INDEX vectors_staged ON vectors (identity_id, group_id) WHERE staged;
+    -- Every identity's index is redefined to leave staged rows out; `migrate` builds the new
+    -- ones (ensure_indexes) in this transaction.
+    DO $$
+    DECLARE i RECORD;
+    BEGIN
+        FOR i IN SELECT id FROM identities LOOP
+            EXECUTE format('DROP INDEX IF EXISTS vectors_hnsw_%s', i.id);
+        END LOOP;
+    END $$;
+    -- Readers that search the view need the identity's id and `staged` to use its index.
+    CREATE OR REPLACE VIEW active_vectors AS
+        SELECT g.name AS group_name, s.name AS source, v.version_no AS version_no,
+               x.row_no AS row_no, x.text AS text, x.embedding AS embedding,
+               i.provider AS provider, i.model AS model, i.dimension AS dimension,
+               i.weights_hash AS weights_hash, n.id AS generation_id, v.node AS node,
+               x.identity_id AS identity_id, x.staged AS staged
+        FROM generations n
+        JOIN vectors x ON x.generation_id = n.id
+        JOIN identities i ON i.id = n.identity_id
+        JOIN sources s ON s.id = n.source_id
+        JOIN groups g ON g.id = s.group_id
+        JOIN versions v ON v.id = n.version_id
+        WHERE n.state = 'active';",
+    ),
 ];
 
 /// Tables that hold the cluster's working state, not catalog data: a copy neither fills nor
@@ -311,6 +343,9 @@ pub fn migrate(client: &mut Client) -> Result<i32, PgError> {
         }
         let (description, sql) = MIGRATIONS[found as usize];
         tx.batch_execute(sql)?;
+        // A migration may redefine the identities' indexes (3 did): they exist again before
+        // it commits.
+        ensure_indexes(&mut tx)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, description) VALUES ($1, $2)",
             &[&(found + 1), &description],
@@ -326,8 +361,9 @@ pub fn index_name(identity_id: i32) -> String {
 }
 
 /// Create the HNSW (cosine) index of identity `identity_id` if it is missing: a partial index
-/// on `vectors` of that identity's rows, cast to its dimension. Returns whether one exists
-/// now (identities wider than [`HNSW_MAX_DIMENSION`] get none and are searched exactly).
+/// on `vectors` of that identity's rows that are not staged (`staging`), cast to its
+/// dimension. Returns whether one exists now (identities wider than [`HNSW_MAX_DIMENSION`]
+/// get none and are searched exactly).
 pub fn ensure_index(
     client: &mut impl postgres::GenericClient,
     identity_id: i32,
@@ -340,8 +376,22 @@ pub fn ensure_index(
     // takes no parameters.
     client.batch_execute(&format!(
         "CREATE INDEX IF NOT EXISTS {} ON vectors USING hnsw \
-         ((embedding::vector({dimension})) vector_cosine_ops) WHERE identity_id = {identity_id}",
+         ((embedding::vector({dimension})) vector_cosine_ops) \
+         WHERE identity_id = {identity_id} AND NOT staged",
         index_name(identity_id)
     ))?;
     Ok(true)
+}
+
+/// [`ensure_index`] for every identity the catalog knows.
+pub fn ensure_indexes(client: &mut impl postgres::GenericClient) -> Result<(), PgError> {
+    let identities: Vec<(i32, i32)> = client
+        .query("SELECT id, dimension FROM identities ORDER BY id", &[])?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for (id, dimension) in identities {
+        ensure_index(client, id, dimension as usize)?;
+    }
+    Ok(())
 }

@@ -6,7 +6,8 @@
 //! HNSW is approximate. `hnsw.ef_search` (candidates kept per search) trades speed for recall;
 //! [`DEFAULT_EF_SEARCH`] was chosen from the agreement test against the exact scan
 //! (tests/e2e/pg/search.rs). A group filter is applied during the index scan with pgvector's
-//! iterative scans, so a small group inside a large identity still gets its `k` rows.
+//! iterative scans, so a small group inside a large identity still gets its `k` rows. Rows
+//! not in the index yet (`staging`) are scanned exactly and merged in.
 
 use super::PgError;
 use crate::embed::Identity;
@@ -98,22 +99,32 @@ pub fn search(
         ef_search.max(k as u32).min(1000)
     ))?;
     let dimension = identity.dimension;
-    // The ORDER BY expression is exactly the identity's index expression, so the planner uses
-    // that index; relaxed order may return neighbours slightly out of order, so the outer
-    // query sorts the k it got.
+    // Two halves: the rows in the index, and the staged rows the indexing pass has not moved
+    // in yet (`staging`), scanned exactly. In the first the ORDER BY expression is exactly the
+    // identity's index expression and `NOT staged` its predicate, so the planner uses that
+    // index; relaxed order may return neighbours slightly out of order, so the outer query
+    // sorts the k of each half and keeps k.
+    let half = |staged: &str| {
+        format!(
+            "(SELECT s.name AS source, v.version_no, x.row_no, x.text,
+                     x.embedding::vector({dimension}) <=> $1::vector({dimension}) AS distance
+              FROM vectors x
+              JOIN generations n ON n.id = x.generation_id AND n.state = 'active'
+              JOIN sources s ON s.id = n.source_id
+              JOIN versions v ON v.id = n.version_id
+              WHERE x.identity_id = $2 AND x.group_id = $3 AND {staged}
+              ORDER BY x.embedding::vector({dimension}) <=> $1::vector({dimension})
+              LIMIT $4)"
+        )
+    };
     let sql = format!(
         "SELECT source, version_no, row_no, text, distance FROM (
-             SELECT s.name AS source, v.version_no, x.row_no, x.text,
-                    x.embedding::vector({dimension}) <=> $1::vector({dimension}) AS distance
-             FROM vectors x
-             JOIN generations n ON n.id = x.generation_id AND n.state = 'active'
-             JOIN sources s ON s.id = n.source_id
-             JOIN versions v ON v.id = n.version_id
-             WHERE x.identity_id = $2 AND x.group_id = $3
-             ORDER BY x.embedding::vector({dimension}) <=> $1::vector({dimension})
-             LIMIT $4
+             {} UNION ALL {}
          ) nearest
-         ORDER BY distance, source, row_no"
+         ORDER BY distance, source, row_no
+         LIMIT $4",
+        half("NOT x.staged"),
+        half("x.staged")
     );
     let query = pgvector::Vector::from(query.to_vec());
     for row in tx.query(&sql, &[&query, &identity_id, &group_id, &(k as i64)])? {

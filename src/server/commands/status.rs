@@ -59,6 +59,7 @@ async fn status(shared: &Shared, read_only: Option<String>) -> Reply<cmd::Status
         parse_worker_sandbox: crate::ingest::isolate::sandbox::report(),
         read_only,
         nodes: shared.catalog.nodes().await?,
+        index_backlog: shared.catalog.index_backlog().await?,
     };
     Ok(info)
 }

@@ -67,6 +67,28 @@ fn pg_a_daemon_on_postgres_ingests_embeds_searches_deletes_and_restarts() {
         .expect("search");
     assert_eq!(found.hits.len(), 5, "{found:?}");
     assert_eq!(found.searched, 40);
+    // The node's indexing pass moves the swapped rows into the HNSW index, and status shows
+    // the backlog going to nothing; the same search answers the same.
+    crate::helper::wait_for("the index backlog to empty", || {
+        (daemon.status().index_backlog == Some(0)).then_some(())
+    });
+    assert_eq!(
+        count(&mut client, "SELECT COUNT(*) FROM vectors WHERE staged"),
+        0
+    );
+    let again: SearchResult = daemon
+        .client()
+        .call(&cmd::Search {
+            text: "row 7".into(),
+            group: Some("sales".into()),
+            k: Some(5),
+        })
+        .expect("search");
+    // The nearest row is the same; the rest tie at score 0 (no shared hashed word), and which
+    // of the tied rows an approximate index returns is its own.
+    assert_eq!(again.hits[0], found.hits[0]);
+    let scores = |r: &SearchResult| r.hits.iter().map(|h| h.score).collect::<Vec<_>>();
+    assert_eq!(scores(&again), scores(&found));
     let jobs = daemon.jobs();
     assert_eq!(jobs.len(), 2);
     assert!(

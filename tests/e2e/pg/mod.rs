@@ -18,6 +18,7 @@ mod notify;
 mod queue;
 mod read;
 mod search;
+mod staging;
 mod upkeep;
 
 use std::process::{Command as Process, Output, Stdio};
