@@ -936,8 +936,8 @@ fn pg_prune(node: &super::pg::node::Node, group: &str, source: &str) {
     }
 }
 
-/// Tell this node's followers about a job (started, progress, retrying): not an audit record,
-/// so it travels no further than this node, as in SQLite.
+/// Tell every node's followers about a job (started, progress, retrying). Not an audit
+/// record: it is sent on its own, not in the transaction of a change.
 fn pg_job_event(
     client: &mut postgres::Client,
     node: &super::pg::node::Node,
@@ -946,7 +946,7 @@ fn pg_job_event(
     detail: Option<String>,
 ) {
     if let Ok(Some(info)) = super::pg::jobs::job_info(client, job) {
-        node.events.publish(crate::protocol::Event {
+        let event = crate::protocol::Event {
             time: crate::clock::rfc3339(crate::clock::now_ms()),
             kind,
             group: Some(info.group.clone()),
@@ -956,7 +956,13 @@ fn pg_job_event(
             actor: None,
             job: Some(info.id),
             progress: Some(info.progress),
-        });
+        };
+        // To every node's followers, this node's too through its listener (one stream in the
+        // order the database delivers); only here when the database cannot take it.
+        if let Err(error) = super::pg::notify::publish(client, &node.member.name, &event) {
+            tracing::warn!(%error, "cannot tell the other nodes of a job's progress");
+            node.events.publish(event);
+        }
     }
 }
 

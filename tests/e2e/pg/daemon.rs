@@ -362,7 +362,8 @@ fn pg_a_follower_on_one_node_sees_what_another_accepted_and_embedded_and_status_
         .unwrap();
     assert!(follower.read_response().unwrap().ok);
     a.drop_file("g", "e.csv", &csv(1, 3));
-    // What a commits reaches b's follower: the accept, then the swap of its embeddings.
+    // What a commits reaches b's follower: the accept, the job a runs starting and making
+    // progress, then the swap of its embeddings.
     let mut kinds = Vec::new();
     while !kinds.contains(&EventKind::Swapped) {
         let line: Response = follower.read_response().expect("an event line");
@@ -374,13 +375,19 @@ fn pg_a_follower_on_one_node_sees_what_another_accepted_and_embedded_and_status_
     let audited: Vec<EventKind> = kinds
         .iter()
         .copied()
-        .filter(|k| matches!(k, EventKind::Accepted | EventKind::Swapped))
+        .filter(|k| {
+            matches!(
+                k,
+                EventKind::Accepted | EventKind::JobStarted | EventKind::Swapped
+            )
+        })
         .collect();
     assert_eq!(
         audited,
-        [EventKind::Accepted, EventKind::Swapped],
+        [EventKind::Accepted, EventKind::JobStarted, EventKind::Swapped],
         "{kinds:?}"
     );
+    assert!(kinds.contains(&EventKind::JobProgress), "{kinds:?}");
 
     let status = a.status();
     let nodes: Vec<(&str, bool)> = status
