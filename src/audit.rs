@@ -2,7 +2,9 @@
 //!
 //! The catalog's `audit` table is the source of truth; each record is appended to
 //! `paths.audit_log` after the transaction that wrote it commits, so the file never holds a
-//! record the catalog does not. A failed append is logged and the daemon goes on.
+//! record the catalog does not. A failed append is logged and the daemon goes on. On a
+//! PostgreSQL catalog each node's file holds the records that node wrote, appended when it
+//! hears their commit (`catalog::pg::node`).
 
 use crate::clock;
 use crate::identity::Actor;
@@ -124,12 +126,18 @@ impl AuditLog {
 
     /// Append one line per record. Opens the file lazily so a log rotated away is recreated.
     pub fn append(&mut self, records: &[AuditRecord]) {
-        if records.is_empty() {
+        let entries: Vec<AuditEntry> = records.iter().map(AuditRecord::to_entry).collect();
+        self.append_entries(&entries);
+    }
+
+    /// Append one line per entry, as written (a PostgreSQL node's records, read back).
+    pub fn append_entries(&mut self, entries: &[AuditEntry]) {
+        if entries.is_empty() {
             return;
         }
         let mut text = Vec::new();
-        for record in records {
-            if serde_json::to_writer(&mut text, &record.to_entry()).is_ok() {
+        for entry in entries {
+            if serde_json::to_writer(&mut text, entry).is_ok() {
                 text.push(b'\n');
             }
         }

@@ -344,8 +344,9 @@ async fn open_catalog(
                 "joining the cluster's catalog in PostgreSQL"
             );
             let (storage_root, target_) = (paths.storage_root.clone(), target);
+            let audit_log = paths.audit_log.clone();
             tokio::task::spawn_blocking(move || {
-                Catalog::open_postgres(target_, member, storage_root, events)
+                Catalog::open_postgres(target_, member, storage_root, events, &audit_log)
             })
             .await??
         }

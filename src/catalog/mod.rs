@@ -291,6 +291,7 @@ impl Catalog {
         member: pg::queue::Member,
         storage_root: PathBuf,
         events: Events,
+        audit_log: &Path,
     ) -> Result<(Catalog, CatalogThread), CatalogError> {
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let node = pg::node::Node::start(
@@ -299,6 +300,7 @@ impl Catalog {
             storage_root,
             events,
             std::sync::Arc::clone(&wake),
+            audit_log,
         )?;
         Ok((
             Catalog {

@@ -168,32 +168,48 @@ pub fn audit_entries(
             &filter.before,
         ],
     )?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let via: Option<String> = r.get(3);
-            AuditEntry {
-                id: Some(r.get(11)),
-                time: clock::rfc3339(r.get(0)),
-                actor: Actor {
-                    uid: r
-                        .get::<_, Option<i64>>(1)
-                        .and_then(|u| u32::try_from(u).ok()),
-                    user: r.get(2),
-                    via: via
-                        .and_then(|v| serde_json::from_value(serde_json::Value::String(v)).ok())
-                        .unwrap_or(Via::Daemon),
-                },
-                action: r.get(4),
-                group: r.get(5),
-                source: r.get(6),
-                version: r.get(7),
-                job: r.get(8),
-                outcome: r.get(9),
-                detail: r.get(10),
-            }
-        })
-        .collect())
+    Ok(rows.iter().map(entry_of).collect())
+}
+
+/// Audit record `id` as it was written, without its id (the shape of `audit.jsonl`), if it
+/// exists.
+pub fn audit_record(client: &mut Client, id: i64) -> Result<Option<AuditEntry>, PgError> {
+    let row = client.query_opt(
+        "SELECT time, actor_uid, actor_user, via, action, group_name, source, version, job,
+                outcome, detail, id
+         FROM audit WHERE id = $1",
+        &[&id],
+    )?;
+    Ok(row.map(|r| AuditEntry {
+        id: None,
+        ..entry_of(&r)
+    }))
+}
+
+/// An entry from a row of `time, actor_uid, actor_user, via, action, group_name, source,
+/// version, job, outcome, detail, id`.
+fn entry_of(r: &postgres::Row) -> AuditEntry {
+    let via: Option<String> = r.get(3);
+    AuditEntry {
+        id: Some(r.get(11)),
+        time: clock::rfc3339(r.get(0)),
+        actor: Actor {
+            uid: r
+                .get::<_, Option<i64>>(1)
+                .and_then(|u| u32::try_from(u).ok()),
+            user: r.get(2),
+            via: via
+                .and_then(|v| serde_json::from_value(serde_json::Value::String(v)).ok())
+                .unwrap_or(Via::Daemon),
+        },
+        action: r.get(4),
+        group: r.get(5),
+        source: r.get(6),
+        version: r.get(7),
+        job: r.get(8),
+        outcome: r.get(9),
+        detail: r.get(10),
+    }
 }
 
 fn source_id(

@@ -128,10 +128,10 @@ pub fn audit(tx: &mut impl GenericClient, node: &str, record: &AuditRecord) -> R
     let via = serde_json::to_value(record.actor.via)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string));
-    tx.execute(
+    let id: i64 = tx.query_one(
         "INSERT INTO audit (time, actor_uid, actor_user, via, action, group_name, source,
                             version, job, outcome, detail, node)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         &[
             &record.time_ms,
             &record.actor.uid.map(i64::from),
@@ -146,8 +146,9 @@ pub fn audit(tx: &mut impl GenericClient, node: &str, record: &AuditRecord) -> R
             &record.detail,
             &node,
         ],
-    )?;
-    notify::publish(tx, node, &crate::events::event_of(record))
+    )?
+    .get(0);
+    notify::publish_record(tx, node, &crate::events::event_of(record), Some(id))
 }
 
 /// The server's own words for a failed statement ("ERROR: relation … does not exist"); the

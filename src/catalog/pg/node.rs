@@ -15,8 +15,8 @@
 //!   (`staging`), a batch at a time, sharing the work with the other nodes.
 //! - **Listening.** A thread with a connection of its own hears every committed event (this
 //!   node's own too, so followers see one stream in commit order), publishes it to the local
-//!   hub, wakes the scheduler on a nudge, and removes the files other nodes' deletes left to
-//!   this node.
+//!   hub, appends this node's own audit records to its `audit.jsonl`, wakes the scheduler on
+//!   a nudge, and removes the files other nodes' deletes left to this node.
 
 use super::PgError;
 use super::notify::{Heard, Listener};
@@ -70,6 +70,8 @@ pub struct Node {
     identities: Mutex<HashMap<Identity, i32>>,
     pub events: Events,
     pub wake: Arc<Notify>,
+    /// `audit.jsonl`: the records this node writes, appended as their commit is heard.
+    audit_log: Mutex<crate::audit::AuditLog>,
 }
 
 pub(in crate::catalog) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,6 +87,7 @@ impl Node {
         storage_root: PathBuf,
         events: Events,
         wake: Arc<Notify>,
+        audit_log: &std::path::Path,
     ) -> Result<Arc<Self>, PgError> {
         let mut client = target.connect()?;
         super::ensure_vector(&mut client, &target)?;
@@ -103,6 +106,7 @@ impl Node {
             identities: Mutex::new(HashMap::new()),
             events,
             wake,
+            audit_log: Mutex::new(crate::audit::AuditLog::new(audit_log)),
         });
         let listener = {
             let target = node.target.clone();
@@ -282,13 +286,36 @@ fn index_staged(weak: Weak<Node>) {
     }
 }
 
+impl Node {
+    /// Append audit record `id`, which this node wrote and which has committed, to its
+    /// `audit.jsonl`, in the order the commits were heard.
+    fn append_audit(&self, id: i64) {
+        match self.with(|c| super::manage::audit_record(c, id)) {
+            Ok(Some(entry)) => lock(&self.audit_log).append_entries(&[entry]),
+            // Gone since it was heard: nothing to copy.
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                %error,
+                id,
+                "cannot read back an audit record for audit.jsonl; the catalog keeps it"
+            ),
+        }
+    }
+}
+
 /// Hear what every node commits, until the node is gone.
 fn listen(weak: Weak<Node>, mut listener: Listener) {
     loop {
         let heard = listener.recv(Duration::from_secs(1));
         let Some(node) = weak.upgrade() else { return };
         match heard {
-            Ok(Some(Heard::Event(remote))) => node.events.publish(remote.event),
+            Ok(Some(Heard::Event(remote))) => {
+                let own = remote.audit.filter(|_| remote.node == node.member.name);
+                node.events.publish(remote.event);
+                if let Some(id) = own {
+                    node.append_audit(id);
+                }
+            }
             Ok(Some(Heard::Nudge)) => node.wake.notify_one(),
             Ok(Some(Heard::Deletes)) => {
                 let done =

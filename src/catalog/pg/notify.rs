@@ -35,6 +35,9 @@ pub const MAX_PAYLOAD: usize = 7999;
 pub struct Remote {
     pub node: String,
     pub event: Event,
+    /// The id of the audit record the event reports; none for a job's progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<i64>,
 }
 
 /// Tell every node's followers about `event`, when the caller's transaction commits.
@@ -43,7 +46,18 @@ pub fn publish(
     node: &str,
     event: &Event,
 ) -> Result<(), PgError> {
-    let payload = payload_of(node, event)?;
+    publish_record(tx, node, event, None)
+}
+
+/// [`publish`] the event of audit record `audit`, so the node that wrote it can append the
+/// record to its `audit.jsonl` once it hears the commit.
+pub fn publish_record(
+    tx: &mut impl postgres::GenericClient,
+    node: &str,
+    event: &Event,
+    audit: Option<i64>,
+) -> Result<(), PgError> {
+    let payload = payload_of(node, event, audit)?;
     tx.execute("SELECT pg_notify($1, $2)", &[&EVENTS, &payload])?;
     Ok(())
 }
@@ -62,10 +76,11 @@ pub fn nudge(tx: &mut impl postgres::GenericClient, node: &str) -> Result<(), Pg
 }
 
 /// The JSON of `event` from `node`, its free text shortened until it fits [`MAX_PAYLOAD`].
-fn payload_of(node: &str, event: &Event) -> Result<String, PgError> {
+fn payload_of(node: &str, event: &Event, audit: Option<i64>) -> Result<String, PgError> {
     let mut remote = Remote {
         node: node.to_string(),
         event: event.clone(),
+        audit,
     };
     loop {
         let text = serde_json::to_string(&remote)
@@ -253,9 +268,10 @@ mod tests {
 
     #[test]
     fn only_the_free_text_is_shortened_and_an_event_too_big_without_it_is_an_error() {
-        let fits = payload_of("a", &event("s".into(), Some("x".repeat(100)))).unwrap();
+        let fits = payload_of("a", &event("s".into(), Some("x".repeat(100))), Some(7)).unwrap();
         assert!(fits.contains(&"x".repeat(100)), "{fits}");
-        let cut = payload_of("a", &event("s".into(), Some("\n".repeat(9000)))).unwrap();
+        assert!(fits.contains("\"audit\":7"), "{fits}");
+        let cut = payload_of("a", &event("s".into(), Some("\n".repeat(9000))), None).unwrap();
         assert!(
             cut.len() <= MAX_PAYLOAD && cut.len() > MAX_PAYLOAD - 8,
             "{}",
@@ -263,7 +279,7 @@ mod tests {
         );
         // The source name alone is over: shortening the detail cannot help, and says so.
         for detail in [None, Some(String::new()), Some("d".repeat(50))] {
-            let error = payload_of("a", &event("s".repeat(9000), detail)).unwrap_err();
+            let error = payload_of("a", &event("s".repeat(9000), detail), None).unwrap_err();
             assert!(error.to_string().contains("without free text"), "{error}");
         }
     }

@@ -133,6 +133,25 @@ fn pg_two_nodes_on_one_catalog_list_embed_and_delete_across_nodes() {
             .then_some(())
         });
     }
+    // Each node's audit.jsonl holds the records it wrote, as the catalog holds them: the
+    // accept and the swap of each of its own files, none of the other node's.
+    for (daemon, own, other) in [(&a, "north", "south"), (&b, "south", "north")] {
+        let lines = wait_for("each node's accepts and swaps in its audit.jsonl", || {
+            let lines = daemon.audit();
+            let of = |action: &str| {
+                lines
+                    .iter()
+                    .filter(|l| l["action"] == action && l["group"] == own)
+                    .count()
+            };
+            (of("add") == 3 && of("swap") == 3).then_some(lines)
+        });
+        assert!(
+            lines.iter().all(|l| l["group"] != other),
+            "{own}'s node wrote only its own records: {lines:?}"
+        );
+        assert!(lines.iter().all(|l| l.get("id").is_none()), "{lines:?}");
+    }
     let jobs = b.jobs();
     assert_eq!(jobs.len(), 6, "b lists a's jobs too: {jobs:?}");
     let mut client = db.client();

@@ -623,12 +623,14 @@ fn calls_that_panic_give_their_connection_back() {
         return;
     };
     let target = Target::new("catalog.url", &db.url(), std::path::Path::new("")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let node = Node::start(
         target,
         member("a", Duration::from_secs(30), false),
-        std::env::temp_dir(),
+        dir.path().join("storage"),
         ingestd::events::Events::default(),
         Arc::default(),
+        &dir.path().join("audit.jsonl"),
     )
     .unwrap();
     for _ in 0..MAX_CONNECTIONS + 2 {
