@@ -177,11 +177,18 @@ const SPECS: &[Spec] = &[
             ("not_before", Int8),
             ("started_at", Int8),
             ("finished_at", Int8),
+            ("node", Text),
+            ("lease_until", Int8),
         ],
         order: "id",
+        // A job the SQLite daemon left processing is the copy's node's, its lease run out:
+        // that node takes it back at its start (or any node, after its lease), as SQLite's
+        // start-up recovery would have.
         sqlite: "SELECT id, group_id, source_id, version_id, state, reason, switch_model,
                         attempt, max_attempts, error, requested_by, requested_uid, rows_done,
-                        rows_total, queued_at, not_before, started_at, finished_at
+                        rows_total, queued_at, not_before, started_at, finished_at,
+                        CASE WHEN state = 'processing' THEN ?1 END,
+                        CASE WHEN state = 'processing' THEN 0 END
                  FROM jobs WHERE ?1 IS NOT NULL ORDER BY id",
     },
     Spec {
@@ -685,6 +692,23 @@ pub fn migrate(sqlite_path: &Path, target: &Target, node: &str) -> Result<Report
                 indexes,
                 ..base
             });
+        }
+        // A node has run on the copy since (the copy writes no node): what the cluster did
+        // since is only in PostgreSQL, and copying again would replace it.
+        let joined: Vec<String> = client
+            .query("SELECT name FROM nodes ORDER BY name", &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !joined.is_empty() {
+            return Err(PgError::NotEmpty(format!(
+                "database {} at {} holds the copy of {shown_path}, and nodes have run on it \
+                 since ({}): it now holds what they did, which copying again would replace; \
+                 nothing was changed",
+                target.database(),
+                target.url(),
+                joined.join(", ")
+            )));
         }
         tracing::info!("the earlier copy differs from the SQLite catalog now; copying again");
     }

@@ -468,3 +468,75 @@ fn pg_migrate_explains_unreachable_servers_wrong_passwords_and_a_missing_pgvecto
     assert!(!stderr.contains("right-horse"), "{stderr}");
     drop(bare);
 }
+
+/// A job the SQLite daemon left processing is taken back by the copy's node on PostgreSQL and
+/// completed; once a node has run on the copy, a re-run of `migrate` refuses to copy over
+/// what it did.
+#[test]
+fn pg_a_copied_processing_job_is_taken_back_and_a_used_copy_is_never_copied_over() {
+    let Some(db) = TestDb::create() else { return };
+    let mut daemon = Daemon::start();
+    daemon.drop_file("g", "a.csv", &csv(1, 5));
+    daemon.wait_embedded("g", "a.csv", "v1");
+    daemon.stop();
+    // As a SQLite daemon killed in the middle of the job leaves it.
+    let sqlite = rusqlite::Connection::open(daemon.dir.path().join("state/ingestd.sqlite")).unwrap();
+    sqlite
+        .execute(
+            "UPDATE jobs SET state = 'processing', finished_at = NULL
+             WHERE id = (SELECT MAX(id) FROM jobs)",
+            [],
+        )
+        .unwrap();
+    drop(sqlite);
+
+    let out = migrate(&daemon.config, &["--to", &db.url(), "--node", "node-a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut client = db.client();
+    let row = client
+        .query_one("SELECT state, node, lease_until FROM jobs", &[])
+        .unwrap();
+    let copied: (String, Option<String>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(copied, ("processing".into(), Some("node-a".into()), Some(0)));
+
+    // The same folders, now as node-a of a cluster on the copy.
+    let mut config = std::fs::read_to_string(&daemon.config).unwrap();
+    config.push_str(&format!(
+        "\n[catalog]\nbackend = \"postgres\"\nurl = \"{}\"\n[cluster]\nnode = \"node-a\"\n",
+        db.url()
+    ));
+    std::fs::write(&daemon.config, config).unwrap();
+    daemon.spawn();
+    wait_for("the copied job to run again and complete", || {
+        let jobs = daemon.jobs();
+        (jobs.len() == 1 && jobs[0].state == JobState::Completed).then_some(())
+    });
+    let versions = pg_count(&mut client, "SELECT COUNT(*) FROM versions");
+    let audit = pg_count(&mut client, "SELECT COUNT(*) FROM audit");
+    daemon.stop();
+
+    let out = migrate(&daemon.config, &["--to", &db.url(), "--node", "node-a"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nodes have run on it since (node-a)"),
+        "{stderr}"
+    );
+    assert_eq!(pg_count(&mut client, "SELECT COUNT(*) FROM versions"), versions);
+    assert_eq!(pg_count(&mut client, "SELECT COUNT(*) FROM audit"), audit);
+    assert_eq!(
+        pg_count(
+            &mut client,
+            "SELECT COUNT(*) FROM jobs WHERE state = 'completed'"
+        ),
+        1,
+        "the cluster's work is still there"
+    );
+    assert!(
+        pg_count(
+            &mut client,
+            "SELECT COUNT(*) FROM audit WHERE node = 'node-a' AND action = 'swap'"
+        ) == 1,
+        "and its audit records"
+    );
+}
