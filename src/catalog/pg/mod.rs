@@ -128,26 +128,27 @@ pub fn audit(tx: &mut impl GenericClient, node: &str, record: &AuditRecord) -> R
     let via = serde_json::to_value(record.actor.via)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string));
-    let id: i64 = tx.query_one(
-        "INSERT INTO audit (time, actor_uid, actor_user, via, action, group_name, source,
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO audit (time, actor_uid, actor_user, via, action, group_name, source,
                             version, job, outcome, detail, node)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-        &[
-            &record.time_ms,
-            &record.actor.uid.map(i64::from),
-            &record.actor.user,
-            &via,
-            &record.action,
-            &record.group,
-            &record.source,
-            &record.version,
-            &record.job,
-            &record.outcome,
-            &record.detail,
-            &node,
-        ],
-    )?
-    .get(0);
+            &[
+                &record.time_ms,
+                &record.actor.uid.map(i64::from),
+                &record.actor.user,
+                &via,
+                &record.action,
+                &record.group,
+                &record.source,
+                &record.version,
+                &record.job,
+                &record.outcome,
+                &record.detail,
+                &node,
+            ],
+        )?
+        .get(0);
     notify::publish_record(tx, node, &crate::events::event_of(record), Some(id))
 }
 

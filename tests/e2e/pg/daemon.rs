@@ -403,7 +403,11 @@ fn pg_a_follower_on_one_node_sees_what_another_accepted_and_embedded_and_status_
         .collect();
     assert_eq!(
         audited,
-        [EventKind::Accepted, EventKind::JobStarted, EventKind::Swapped],
+        [
+            EventKind::Accepted,
+            EventKind::JobStarted,
+            EventKind::Swapped
+        ],
         "{kinds:?}"
     );
     assert!(kinds.contains(&EventKind::JobProgress), "{kinds:?}");

@@ -480,7 +480,8 @@ fn pg_a_copied_processing_job_is_taken_back_and_a_used_copy_is_never_copied_over
     daemon.wait_embedded("g", "a.csv", "v1");
     daemon.stop();
     // As a SQLite daemon killed in the middle of the job leaves it.
-    let sqlite = rusqlite::Connection::open(daemon.dir.path().join("state/ingestd.sqlite")).unwrap();
+    let sqlite =
+        rusqlite::Connection::open(daemon.dir.path().join("state/ingestd.sqlite")).unwrap();
     sqlite
         .execute(
             "UPDATE jobs SET state = 'processing', finished_at = NULL
@@ -497,7 +498,10 @@ fn pg_a_copied_processing_job_is_taken_back_and_a_used_copy_is_never_copied_over
         .query_one("SELECT state, node, lease_until FROM jobs", &[])
         .unwrap();
     let copied: (String, Option<String>, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-    assert_eq!(copied, ("processing".into(), Some("node-a".into()), Some(0)));
+    assert_eq!(
+        copied,
+        ("processing".into(), Some("node-a".into()), Some(0))
+    );
 
     // The same folders, now as node-a of a cluster on the copy.
     let mut config = std::fs::read_to_string(&daemon.config).unwrap();
@@ -522,7 +526,10 @@ fn pg_a_copied_processing_job_is_taken_back_and_a_used_copy_is_never_copied_over
         stderr.contains("nodes have run on it since (node-a)"),
         "{stderr}"
     );
-    assert_eq!(pg_count(&mut client, "SELECT COUNT(*) FROM versions"), versions);
+    assert_eq!(
+        pg_count(&mut client, "SELECT COUNT(*) FROM versions"),
+        versions
+    );
     assert_eq!(pg_count(&mut client, "SELECT COUNT(*) FROM audit"), audit);
     assert_eq!(
         pg_count(
