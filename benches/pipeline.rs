@@ -115,7 +115,7 @@ fn swap() {
         Catalog::open(&db, &dir.path().join("a.jsonl"), Events::default()).unwrap();
     let started = Instant::now();
     let settled = catalog
-        .finish_job_blocking(1, Some(2), Ending::Done)
+        .finish_job_blocking(1, None, Some(2), Ending::Done)
         .unwrap();
     let swap_secs = started.elapsed().as_secs_f64();
     println!(
@@ -257,7 +257,9 @@ fn parts() {
     while !rows_out.is_empty() {
         let chunk: Vec<_> = rows_out.drain(..rows_out.len().min(2048)).collect();
         done += chunk.len() as u64;
-        let written = catalog.write_vectors_blocking(1, 1, chunk, done).unwrap();
+        let written = catalog
+            .write_vectors_blocking(1, None, 1, chunk, done)
+            .unwrap();
         assert_eq!(written, Written::Stored);
     }
     rate("write vectors (2,048-row transactions)", started);

@@ -705,7 +705,10 @@ impl Catalog {
                     match super::pg::jobs::claimed(c, s.job) {
                         Ok(job) => {
                             n.started(s.job, s.try_id);
-                            claimed.push(job);
+                            claimed.push(Claimed {
+                                try_id: Some(s.try_id),
+                                ..job
+                            });
                             pg_job_event(c, n, crate::protocol::EventKind::JobStarted, s.job, None);
                         }
                         Err(error) => tracing::error!(
@@ -731,18 +734,22 @@ impl Catalog {
         self.call(|db| db.next_due()).await
     }
 
-    /// End a job: swap in its generation, requeue, fail or cancel it.
+    /// End a job's try (`try_id`: [`Claimed::try_id`]): swap in its generation, requeue, fail
+    /// or cancel it.
     pub async fn finish_job(
         &self,
         job: i64,
+        try_id: Option<i64>,
         generation: Option<i64>,
         ending: Ending,
     ) -> Result<Finished, CatalogError> {
         if let Some(node) = self.pg() {
             let node = Arc::clone(node);
-            return tokio::task::spawn_blocking(move || pg_finish(&node, job, generation, ending))
-                .await
-                .map_err(|e| CatalogError::Panicked(e.to_string()))?;
+            return tokio::task::spawn_blocking(move || {
+                pg_finish(&node, job, try_id, generation, ending)
+            })
+            .await
+            .map_err(|e| CatalogError::Panicked(e.to_string()))?;
         }
         self.call(move |db| db.finish_job(job, generation, ending))
             .await
@@ -752,11 +759,12 @@ impl Catalog {
     pub fn finish_job_blocking(
         &self,
         job: i64,
+        try_id: Option<i64>,
         generation: Option<i64>,
         ending: Ending,
     ) -> Result<Finished, CatalogError> {
         if let Some(node) = self.pg() {
-            return pg_finish(node, job, generation, ending);
+            return pg_finish(node, job, try_id, generation, ending);
         }
         self.call_blocking(move |db| db.finish_job(job, generation, ending))
     }
@@ -765,10 +773,11 @@ impl Catalog {
     pub fn begin_generation_blocking(
         &self,
         job: i64,
+        try_id: Option<i64>,
         identity: Identity,
     ) -> Result<Begun, CatalogError> {
         if let Some(node) = self.pg() {
-            let Some(at) = node.try_of(job) else {
+            let Some(at) = node.try_of(job, try_id) else {
                 return Ok(Begun::Cancelled);
             };
             return Self::on_pg_blocking(node, |c, n| {
@@ -784,12 +793,13 @@ impl Catalog {
     pub fn write_vectors_blocking(
         &self,
         job: i64,
+        try_id: Option<i64>,
         generation: i64,
         rows: Vec<NewRow>,
         done: u64,
     ) -> Result<Written, CatalogError> {
         if let Some(node) = self.pg() {
-            let Some(at) = node.try_of(job) else {
+            let Some(at) = node.try_of(job, try_id) else {
                 return Ok(Written::Stopped);
             };
             return Self::on_pg_blocking(node, |c, n| {
@@ -970,10 +980,11 @@ fn pg_job_event(
 fn pg_finish(
     node: &super::pg::node::Node,
     job: i64,
+    try_id: Option<i64>,
     generation: Option<i64>,
     ending: Ending,
 ) -> Result<Finished, CatalogError> {
-    let Some(at) = node.try_of(job) else {
+    let Some(at) = node.try_of(job, try_id) else {
         return Ok(Finished::Dropped);
     };
     let finished = Catalog::on_pg_blocking(node, |c, n| {
@@ -983,7 +994,7 @@ fn pg_finish(
         }
         Ok(finished)
     });
-    node.ended(job);
+    node.ended(at.job, at.try_id);
     let finished = finished?;
     if matches!(finished, Finished::Swapped { .. })
         && let Ok(Some(info)) = node.with(|c| super::pg::jobs::job_info(c, job))

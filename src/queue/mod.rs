@@ -142,13 +142,14 @@ pub async fn run(
             match catalog.claim(free, queue.concurrency()).await {
                 Ok(claimed) => {
                     for job in claimed {
+                        let try_id = job.try_id;
                         if let Err(id) = start(&queue, &catalog, &config, job) {
                             // No thread for it: back to the queue after a pause.
                             let pause = Ending::Retry {
                                 error: "the daemon could not start a worker thread".into(),
                                 at_ms: crate::clock::now_ms() + 5_000,
                             };
-                            let requeued = catalog.finish_job(id, None, pause).await;
+                            let requeued = catalog.finish_job(id, try_id, None, pause).await;
                             if let Err(error) = requeued {
                                 tracing::error!(job = id, "cannot requeue embedding job: {error}");
                             }
@@ -252,7 +253,7 @@ fn report(
 ) {
     let id = job.job;
     let log = ending.clone();
-    match catalog.finish_job_blocking(id, generation, ending) {
+    match catalog.finish_job_blocking(id, job.try_id, generation, ending) {
         Ok(finished) => tracing::info!(
             job = id,
             group = %job.group,

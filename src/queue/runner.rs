@@ -49,12 +49,17 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(catalog: &Catalog, job: i64, generation: i64) -> Result<Self, String> {
+    fn start(
+        catalog: &Catalog,
+        job: i64,
+        try_id: Option<i64>,
+        generation: i64,
+    ) -> Result<Self, String> {
         let (sender, windows) = std::sync::mpsc::sync_channel::<Chunk>(1);
         let catalog = catalog.clone();
         let write = move |rows: Vec<NewRow>, done: u64| -> Result<(), String> {
             let written = catalog
-                .write_vectors_blocking(job, generation, rows, done)
+                .write_vectors_blocking(job, try_id, generation, rows, done)
                 .map_err(|e| format!("cannot write vectors to the catalog: {e}"))?;
             if written == Written::Stopped {
                 // Cancelled or deleted meanwhile: the job's end is decided by the catalog,
@@ -238,7 +243,7 @@ pub(super) fn run(
     };
     let identity = provider.identity().clone();
     let id = job.job;
-    let begun = catalog.begin_generation_blocking(id, identity.clone());
+    let begun = catalog.begin_generation_blocking(id, job.try_id, identity.clone());
     let generation = match begun {
         Ok(Begun::Started(generation)) => generation,
         Ok(Begun::Refused(refusal)) => return (None, Ending::Failed(refusal)),
@@ -254,7 +259,7 @@ pub(super) fn run(
         }
     };
     let mut reuse = Reuse::new(known, generation);
-    let mut writer = match Writer::start(catalog, job.job, generation) {
+    let mut writer = match Writer::start(catalog, job.job, job.try_id, generation) {
         Ok(writer) => writer,
         Err(error) => return (Some(generation), ending_of(job, Halt::Catalog(error))),
     };
@@ -447,6 +452,7 @@ mod tests {
     fn claimed(attempt: u32, max_attempts: u32) -> Claimed {
         Claimed {
             set: None,
+            try_id: None,
             job: 1,
             group: "g".into(),
             source: "s.csv".into(),

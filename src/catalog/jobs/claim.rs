@@ -36,6 +36,11 @@ pub struct Claimed {
     /// The source's read options (`ingestctl set`) the version was read with: its rows are
     /// read with them again.
     pub set: Option<crate::protocol::ReadOverride>,
+    /// On PostgreSQL, the number this claim gave the job's try: the worker names its try by
+    /// it in every call, so a later try of the same job (cancelled, retried and claimed again
+    /// while this worker still finishes) is never ended or written by this one. `None` on
+    /// SQLite.
+    pub try_id: Option<i64>,
 }
 
 /// What [`Db::begin_generation`] did.
@@ -157,6 +162,7 @@ impl Db {
             attempt,
             max_attempts: max,
             set,
+            try_id: None,
         })
     }
 

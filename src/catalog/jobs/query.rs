@@ -272,6 +272,7 @@ impl Db {
             attempt: 0,
             max_attempts: 0,
             set: self.version_set(group, source, version_no)?,
+            try_id: None,
         })
     }
 }

@@ -215,6 +215,7 @@ pub fn claimed(client: &mut Client, job: i64) -> Result<Claimed, PgError> {
     Ok(Claimed {
         job,
         set: super::manage::version_override(client, &group, &source, version_no)?,
+        try_id: None,
         source,
         version_no,
         stored_path: PathBuf::from(r.get::<_, Option<String>>(3).unwrap_or_default()),
@@ -611,6 +612,7 @@ pub fn newest_version(
     let claimed = Claimed {
         job: 0,
         set: super::manage::version_override(client, group, source, r.get(4))?,
+        try_id: None,
         group: group.to_string(),
         source: source.to_string(),
         version_no: r.get(4),

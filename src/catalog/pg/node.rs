@@ -156,9 +156,13 @@ impl Node {
         lock(&self.tries).insert(job, try_id);
     }
 
-    /// The try of `job` this node runs, if any.
-    pub fn try_of(&self, job: i64) -> Option<super::generations::Try<'_>> {
-        let try_id = *lock(&self.tries).get(&job)?;
+    /// The try of `job` this node runs: try `try_id` as the worker names it, else the one
+    /// this node's last claim of the job started, if any.
+    pub fn try_of(&self, job: i64, try_id: Option<i64>) -> Option<super::generations::Try<'_>> {
+        let try_id = match try_id {
+            Some(id) => id,
+            None => *lock(&self.tries).get(&job)?,
+        };
         Some(super::generations::Try {
             job,
             node: &self.member.name,
@@ -166,9 +170,13 @@ impl Node {
         })
     }
 
-    /// Forget a try that ended.
-    pub fn ended(&self, job: i64) {
-        lock(&self.tries).remove(&job);
+    /// Forget try `try_id` of `job`, which ended; a later try of the job this node claimed
+    /// meanwhile stays, and its lease is still renewed.
+    pub fn ended(&self, job: i64, try_id: i64) {
+        let mut tries = lock(&self.tries);
+        if tries.get(&job) == Some(&try_id) {
+            tries.remove(&job);
+        }
     }
 
     /// The id of `identity` in the catalog, recorded once.

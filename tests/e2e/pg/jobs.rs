@@ -369,3 +369,114 @@ fn reuse_previews_and_read_options_see_the_whole_cluster() {
             .contains("no source named")
     );
 }
+
+/// A node's worker names its try in every call: an old worker of a job cancelled, retried and
+/// claimed again by the same node, still finishing, neither writes to nor ends the new try,
+/// and the new try runs to its swap.
+#[test]
+fn an_old_worker_of_a_job_claimed_again_on_the_same_node_never_ends_the_new_try() {
+    use ingestd::catalog::Catalog;
+    use ingestd::catalog::pg::Target;
+    let Some((db, mut client)) = catalog() else {
+        return;
+    };
+    let g = super::queue::group(&mut client, "sales");
+    let job = super::queue::queue_job(&mut client, g, "q.csv", "a", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::new("catalog.url", &db.url(), Path::new("")).unwrap();
+    let (node_a, _thread) = Catalog::open_postgres(
+        target,
+        member("a", LONG, true),
+        dir.path().join("store"),
+        ingestd::events::Events::default(),
+        &dir.path().join("audit.jsonl"),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let identity = Identity {
+        provider: "hashing".into(),
+        model: "m".into(),
+        dimension: 2,
+        weights_hash: "w".into(),
+    };
+    let row = |text: &str| NewRow {
+        row: 0,
+        text: text.into(),
+        text_hash: text_hash(text),
+        vector: RowVector::Embedded(vec![1.0, 0.0]),
+    };
+
+    let first = runtime.block_on(node_a.claim(3, 3)).unwrap();
+    assert_eq!(first.len(), 1);
+    let old = first[0].try_id;
+    assert!(old.is_some(), "a claim on PostgreSQL names its try");
+    let Begun::Started(old_generation) = node_a
+        .begin_generation_blocking(job, old, identity.clone())
+        .unwrap()
+    else {
+        panic!("the first try did not begin")
+    };
+    // Cancelled and retried on another node while a's worker still embeds; a claims it again.
+    let (outcomes, _) = jobs::cancel(&mut client, "b", &[job], &bob()).unwrap();
+    assert!(outcomes[0].ok, "{outcomes:?}");
+    let retried = jobs::retry(&mut client, "b", &[job], None, &[], &bob(), 3).unwrap();
+    assert!(retried[0].ok, "{retried:?}");
+    let second = runtime.block_on(node_a.claim(3, 3)).unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].job, job);
+    let new = second[0].try_id;
+    assert_ne!(new, old);
+
+    // The old worker's next write stops it, and its end changes nothing.
+    assert_eq!(
+        node_a
+            .write_vectors_blocking(job, old, old_generation, vec![row("old")], 1)
+            .unwrap(),
+        Written::Stopped
+    );
+    assert_eq!(
+        node_a
+            .finish_job_blocking(job, old, Some(old_generation), Ending::Cancelled)
+            .unwrap(),
+        Finished::Dropped
+    );
+    assert_eq!(state(&mut client, job), JobState::Processing);
+
+    // The new try runs to its swap.
+    let Begun::Started(generation) = node_a
+        .begin_generation_blocking(job, new, identity.clone())
+        .unwrap()
+    else {
+        panic!("the new try did not begin")
+    };
+    assert_eq!(
+        node_a
+            .write_vectors_blocking(job, new, generation, vec![row("new")], 1)
+            .unwrap(),
+        Written::Stored
+    );
+    assert_eq!(
+        node_a
+            .finish_job_blocking(job, new, Some(generation), Ending::Done)
+            .unwrap(),
+        Finished::Swapped {
+            rows: 1,
+            replaced: 0
+        }
+    );
+    assert_eq!(state(&mut client, job), JobState::Completed);
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT COUNT(*) FROM vectors WHERE text = 'new'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT COUNT(*) FROM vectors WHERE text = 'old'"
+        ),
+        0
+    );
+}
