@@ -57,7 +57,13 @@ pub fn identity_id(client: &mut Client, identity: &Identity) -> Result<i32, PgEr
         ],
     )?;
     let id = find(client)?.ok_or_else(|| PgError::Invalid("an identity vanished".into()))?;
-    schema::ensure_index(client, id, identity.dimension)?;
+    // Two jobs (or nodes) meeting a new identity at once would both create its index, and
+    // the second `CREATE INDEX IF NOT EXISTS` fails on the catalog's unique name: one at a
+    // time, under the schema's lock.
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::LOCK_KEY])?;
+    schema::ensure_index(&mut tx, id, identity.dimension)?;
+    tx.commit()?;
     Ok(id)
 }
 

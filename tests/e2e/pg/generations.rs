@@ -322,3 +322,33 @@ fn every_other_ending_keeps_the_active_generation_and_models_are_never_mixed() {
     assert_eq!(active(&mut client).len(), 1);
     assert_eq!(count(&mut client, "SELECT COUNT(*) FROM generations"), 1);
 }
+
+/// Jobs on several connections meeting a new model at once all get its id, and its index is
+/// created once (a second `CREATE INDEX IF NOT EXISTS` racing the first fails on the unique
+/// name unless they take turns).
+#[test]
+fn connections_meeting_a_new_model_at_once_all_get_its_id() {
+    let Some((db, mut client)) = catalog() else {
+        return;
+    };
+    for round in 0..8 {
+        let model = identity(&format!("new-{round}"));
+        let ids: Vec<i32> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (db, model) = (&db, model.clone());
+                    s.spawn(move || identity_id(&mut db.client(), &model).unwrap())
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    }
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT COUNT(*) FROM pg_indexes WHERE indexname LIKE 'vectors_hnsw_%'"
+        ),
+        8
+    );
+}
