@@ -107,6 +107,33 @@ pub fn list_jobs(
     limit: u32,
     before: Option<i64>,
 ) -> Result<Vec<JobInfo>, PgError> {
+    let mut tx = snapshot(client)?;
+    let jobs = list_jobs_in(&mut tx, group, state, ids, limit, before)?;
+    tx.commit()?;
+    Ok(jobs)
+}
+
+/// A read-only transaction that sees one moment of the catalog: a read of several
+/// statements (jobs and their positions, a source and its jobs) never mixes the states
+/// before and after another node's commit, such as a job listed queued without a position
+/// because it was claimed between two statements.
+pub fn snapshot(client: &mut Client) -> Result<postgres::Transaction<'_>, PgError> {
+    Ok(client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?)
+}
+
+/// [`list_jobs`] inside the caller's snapshot.
+pub fn list_jobs_in(
+    tx: &mut impl GenericClient,
+    group: Option<&str>,
+    state: Option<JobState>,
+    ids: &[i64],
+    limit: u32,
+    before: Option<i64>,
+) -> Result<Vec<JobInfo>, PgError> {
     let sql = format!(
         "SELECT * FROM (SELECT {JOB_COLUMNS} {JOB_FROM}
          WHERE ($1::text IS NULL OR g.name = $1) AND ($2::text IS NULL OR j.state = $2)
@@ -114,7 +141,7 @@ pub fn list_jobs(
            AND ($5::bigint IS NULL OR j.id < $5)
          ORDER BY j.id DESC LIMIT $4) newest ORDER BY 1"
     );
-    let mut jobs: Vec<JobInfo> = client
+    let mut jobs: Vec<JobInfo> = tx
         .query(
             &sql,
             &[
@@ -129,7 +156,7 @@ pub fn list_jobs(
         .map(job_from_row)
         .collect();
     if jobs.iter().any(|j| j.state == JobState::Queued) {
-        let positions = positions(client)?;
+        let positions = positions(tx)?;
         for job in &mut jobs {
             job.position = positions.get(&job.id).copied();
         }

@@ -5,13 +5,13 @@
 //! holds each stored file left to the catalog (`versions.node`).
 
 use super::PgError;
-use super::jobs::list_jobs;
+use super::jobs::list_jobs_in;
 use crate::catalog::jobs::Generation;
 use crate::clock;
 use crate::protocol::{
     ActiveEmbeddings, GroupInfo, SkippedColumn, SourceDetail, SourceSummary, Status, VersionInfo,
 };
-use postgres::{Client, Row};
+use postgres::{Client, GenericClient, Row};
 use std::collections::BTreeMap;
 
 fn status_of(text: &str) -> Status {
@@ -62,7 +62,7 @@ fn summary_from_row(r: &Row) -> SourceSummary {
 /// Summaries of the sources of `group` (all if `None`), only `name` if given, sorted by group
 /// and name.
 pub fn summaries(
-    client: &mut Client,
+    client: &mut impl GenericClient,
     group: Option<&str>,
     name: Option<&str>,
 ) -> Result<Vec<SourceSummary>, PgError> {
@@ -87,7 +87,7 @@ pub fn summaries(
 
 /// The active generation of a source.
 fn active_embeddings(
-    client: &mut Client,
+    client: &mut impl GenericClient,
     source: i64,
 ) -> Result<Option<ActiveEmbeddings>, PgError> {
     Ok(client
@@ -121,6 +121,18 @@ pub enum NotOne {
 /// embeddings.
 pub fn show_source(
     client: &mut Client,
+    group: Option<&str>,
+    name: &str,
+) -> Result<Result<SourceDetail, NotOne>, PgError> {
+    // One moment of the catalog: never a swap's new embeddings with the status from before it.
+    let mut tx = super::jobs::snapshot(client)?;
+    let detail = show_source_in(&mut tx, group, name)?;
+    tx.commit()?;
+    Ok(detail)
+}
+
+fn show_source_in(
+    client: &mut impl GenericClient,
     group: Option<&str>,
     name: &str,
 ) -> Result<Result<SourceDetail, NotOne>, PgError> {
@@ -206,7 +218,7 @@ pub fn show_source(
     let jobs = if ids.is_empty() {
         Vec::new()
     } else {
-        let mut jobs = list_jobs(client, None, None, &ids, 20, None)?;
+        let mut jobs = list_jobs_in(client, None, None, &ids, 20, None)?;
         jobs.reverse();
         jobs
     };
