@@ -163,8 +163,9 @@ fn rm_asks_on_a_tty_and_needs_yes_elsewhere() {
     daemon.drop_file("g", "a.csv", &csv(1, 1));
     daemon.drop_file("g", "b.csv", &csv(2, 1));
     daemon.drop_file("g", "c.csv", &csv(3, 1));
+    // Embedded, not only stored: a delete is refused while a source's job embeds.
     for name in ["a.csv", "b.csv", "c.csv"] {
-        daemon.wait_stored("g", name);
+        daemon.wait_embedded("g", name, "v1");
     }
     // Not a TTY and no --yes: refused, nothing deleted.
     let out = daemon.ctl(&["rm", "-g", "g", "a.csv"]);

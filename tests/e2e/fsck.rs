@@ -34,21 +34,37 @@ fn fsck_finds_and_repairs_without_deleting_a_file() {
     std::fs::write(&ghost, b"id\n1\n").unwrap();
     let b_file = b.versions[0].stored_path.clone().unwrap();
     std::fs::remove_file(&b_file).unwrap();
-    let db = rusqlite::Connection::open(daemon.dir.path().join("state/ingestd.sqlite")).unwrap();
-    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
-    db.execute_batch(
-        "PRAGMA foreign_keys = OFF;
-         INSERT INTO generations (id, source_id, version_id, state, provider, model, dimension,
-                                  weights_hash, created_at)
-             VALUES (9000, 1, 9999, 'active', 'hashing', 'x', 384, 'none', 0);
-         INSERT INTO vectors (generation_id, row_no, text, embedding)
-             VALUES (9000, 1, 'lost', x'00000000'), (9000, 2, 'lost', x'00000000');
-         UPDATE jobs SET state = 'processing', started_at = 0
-             WHERE id = (SELECT j.id FROM jobs j JOIN sources s ON s.id = j.source_id
-                         WHERE s.name = 'a.csv');",
-    )
-    .unwrap();
-    drop(db);
+    let a_job = "(SELECT j.id FROM jobs j JOIN sources s ON s.id = j.source_id
+                  WHERE s.name = 'a.csv')";
+    if let Some(mut pg) = daemon.pg() {
+        // The same breakage on PostgreSQL: vectors whose generation is gone (written with the
+        // foreign keys' triggers off, as only a bug or a hand could), and a job this node
+        // shows as processing with no worker (its lease far off, so no takeover hides it).
+        pg.batch_execute(&format!(
+            "SET session_replication_role = replica;
+             INSERT INTO vectors (generation_id, row_no, identity_id, group_id, text, embedding)
+                 VALUES (9000, 1, 9999, 1, 'lost', '[0]'), (9000, 2, 9999, 1, 'lost', '[0]');
+             SET session_replication_role = DEFAULT;
+             UPDATE jobs SET state = 'processing', started_at = 0, node = 'e2e',
+                             lease_until = 9000000000000000
+                 WHERE id = {a_job};"
+        ))
+        .unwrap();
+    } else {
+        let db =
+            rusqlite::Connection::open(daemon.dir.path().join("state/ingestd.sqlite")).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        db.execute_batch(&format!(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO generations (id, source_id, version_id, state, provider, model,
+                                      dimension, weights_hash, created_at)
+                 VALUES (9000, 1, 9999, 'active', 'hashing', 'x', 384, 'none', 0);
+             INSERT INTO vectors (generation_id, row_no, text, embedding)
+                 VALUES (9000, 1, 'lost', x'00000000'), (9000, 2, 'lost', x'00000000');
+             UPDATE jobs SET state = 'processing', started_at = 0 WHERE id = {a_job};"
+        ))
+        .unwrap();
+    }
 
     let (code, report) = fsck(&daemon, false);
     assert_eq!(code, Some(1), "problems make fsck exit 1: {report:?}");

@@ -24,13 +24,23 @@ pub(crate) fn active_rows(
     group: &str,
     source: &str,
 ) -> Vec<(i64, String, Vec<u8>)> {
+    let sql = "SELECT row_no, text, embedding FROM active_vectors
+               WHERE group_name = $1 AND source = $2 ORDER BY row_no";
+    if let Some(mut client) = daemon.pg() {
+        // The embedding as SQLite stores it: little-endian f32s.
+        return client
+            .query(sql, &[&group, &source])
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let v: pgvector::Vector = r.get(2);
+                let bytes = v.as_slice().iter().flat_map(|x| x.to_le_bytes()).collect();
+                (r.get(0), r.get(1), bytes)
+            })
+            .collect();
+    }
     let db = daemon.db();
-    let mut stmt = db
-        .prepare(
-            "SELECT row_no, text, embedding FROM active_vectors
-             WHERE group_name = ?1 AND source = ?2 ORDER BY row_no",
-        )
-        .unwrap();
+    let mut stmt = db.prepare(&sql.replace('$', "?")).unwrap();
     stmt.query_map([group, source], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .collect::<Result<_, _>>()
@@ -729,14 +739,7 @@ fn sigterm_gives_a_processing_job_its_grace_then_returns_it_to_the_queue() {
     });
     let status = daemon.stop();
     assert!(status.success(), "{status:?}");
-    let (state, attempt): (String, u32) = daemon
-        .db()
-        .query_row(
-            "SELECT state, attempt FROM jobs WHERE id = ?1",
-            [job.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (state, attempt) = daemon.job_state(job.id);
     assert_eq!(state, "queued", "back in the queue after the grace period");
     assert_eq!(attempt, 0, "a stop is not the job's fault");
     assert_eq!(daemon.count("SELECT COUNT(*) FROM active_vectors"), 0);

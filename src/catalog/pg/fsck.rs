@@ -70,8 +70,9 @@ pub fn fsck(
         .iter()
         .filter(|(_, _, _, _, path)| !Path::new(path).is_file())
         .collect();
-    // Generations and vectors cascade from their parents: a vector without a version cannot
-    // be stored. Counted anyway, so the report means the same on both backends.
+    // Generations and vectors cascade from their parents, so only a bug or a hand (the keys'
+    // triggers off) leaves a vector without its generation; counted, and deleted by a repair,
+    // as on SQLite.
     let orphan_vectors: i64 = client
         .query_one(
             "SELECT COUNT(*) FROM vectors WHERE generation_id NOT IN
@@ -130,10 +131,12 @@ pub fn fsck(
     let missing_ids: Vec<i64> = missing.iter().map(|m| m.0).collect();
     let detail = format!(
         "fsck repair on node {node}: {} orphaned files moved to {}, {} rows without files \
-         removed, {} stuck jobs queued again, {} files other nodes deleted removed",
+         removed, {} vectors without a generation deleted, {} stuck jobs queued again, {} \
+         files other nodes deleted removed",
         report.moved.len(),
         storage_root.join(LOST_AND_FOUND).display(),
         missing_ids.len(),
+        report.orphan_vectors,
         stuck.len(),
         carried.removed.len()
     );
@@ -170,6 +173,11 @@ pub fn fsck(
                 error = 'found processing with no worker; queued again'
          WHERE id = ANY($1) AND state = 'processing'",
         &[&stuck],
+    )?;
+    tx.execute(
+        "DELETE FROM vectors WHERE generation_id NOT IN
+            (SELECT n.id FROM generations n JOIN versions v ON v.id = n.version_id)",
+        &[],
     )?;
     let record = AuditRecord::new(actor.clone(), "fsck", "repaired").detail(detail);
     super::audit(&mut tx, node, &record)?;

@@ -59,6 +59,35 @@ pub struct Daemon {
     pub audit_log: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// The PostgreSQL database this daemon's catalog is in (`E2E_CATALOG=postgres`), and the
+    /// config lines that name it; dropped after the process.
+    pub catalog_db: Option<crate::pg::TestDb>,
+    catalog_toml: String,
+}
+
+/// The catalog the harness's daemons run on: SQLite, or with `E2E_CATALOG=postgres`, a
+/// PostgreSQL database of its own per daemon (from `PG_TEST_URL`), so the suites that touch
+/// the catalog run against both backends (README, "Tests"). A test that configures its own
+/// `[catalog]` keeps it.
+fn catalog_for(extra: &str) -> (Option<crate::pg::TestDb>, String) {
+    if std::env::var("E2E_CATALOG").as_deref() != Ok("postgres") || extra.contains("[catalog]") {
+        return (None, String::new());
+    }
+    let db = crate::pg::TestDb::create()
+        .expect("E2E_CATALOG=postgres runs the daemons on PostgreSQL: set PG_TEST_URL");
+    // PostgreSQL deletes a dropped generation's vectors at once; SQLite keeps them in
+    // `vector_trash` until a chunked purge. An empty stand-in lets the suites' checks ("no
+    // vector without its generation, none waiting in the trash") read the same on both.
+    db.client()
+        .batch_execute(
+            "CREATE VIEW vector_trash AS SELECT NULL::BIGINT AS generation_id WHERE false",
+        )
+        .expect("create the vector_trash stand-in");
+    let toml = format!(
+        "\n[catalog]\nbackend = \"postgres\"\nurl = \"{}\"\n[cluster]\nnode = \"e2e\"\n",
+        db.url()
+    );
+    (Some(db), toml)
 }
 
 impl Daemon {
@@ -94,12 +123,14 @@ impl Daemon {
         let root = dir.path();
         let config = root.join("etc/ingestd.toml");
         std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        let (catalog_db, catalog_toml) = catalog_for(extra);
         std::fs::write(
             &config,
             format!(
                 "[paths]\ndrop_root = \"../drop\"\nstorage_root = \"../store\"\n\
                  database = \"../state/ingestd.sqlite\"\nsocket = \"../run/ingestd.sock\"\n\
-                 audit_log = \"../state/audit.jsonl\"\n{extra}\n[embedding]\n{embedding}"
+                 audit_log = \"../state/audit.jsonl\"\n{extra}\n[embedding]\n{embedding}\
+                 {catalog_toml}"
             ),
         )
         .unwrap();
@@ -112,6 +143,8 @@ impl Daemon {
             log: root.join("ingestd.log"),
             dir,
             child: None,
+            catalog_db,
+            catalog_toml,
         }
     }
 
@@ -249,9 +282,33 @@ impl Daemon {
         conn
     }
 
-    /// A count from the catalog.
+    /// A connection to the daemon's PostgreSQL catalog, when it runs on one.
+    pub fn pg(&self) -> Option<postgres::Client> {
+        self.catalog_db.as_ref().map(|db| db.client())
+    }
+
+    /// A count from the catalog, whichever backend it is on (`sql` in the dialect both
+    /// share).
     pub fn count(&self, sql: &str) -> i64 {
-        self.db().query_row(sql, [], |r| r.get(0)).expect(sql)
+        match self.pg() {
+            Some(mut client) => client.query_one(sql, &[]).expect(sql).get(0),
+            None => self.db().query_row(sql, [], |r| r.get(0)).expect(sql),
+        }
+    }
+
+    /// Job `id`'s state and attempt, from the catalog.
+    pub fn job_state(&self, id: i64) -> (String, u32) {
+        let sql = "SELECT state, attempt FROM jobs WHERE id = ";
+        match self.pg() {
+            Some(mut client) => {
+                let r = client.query_one(&format!("{sql}$1"), &[&id]).unwrap();
+                (r.get(0), r.get::<_, i32>(1) as u32)
+            }
+            None => self
+                .db()
+                .query_row(&format!("{sql}?1"), [id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap(),
+        }
     }
 
     pub fn show(&self, group: &str, source: &str) -> SourceDetail {
@@ -444,7 +501,8 @@ impl Daemon {
 
     /// Replace the config file: the standard test paths plus `extra` TOML.
     pub fn rewrite_config(&self, extra: &str) {
-        std::fs::write(&self.config, config_text(extra)).unwrap();
+        let text = config_text(extra) + &self.catalog_toml;
+        std::fs::write(&self.config, text).unwrap();
     }
 }
 
