@@ -21,7 +21,10 @@ fn a_dropped_csv_becomes_ready_with_its_columns() {
     // Stored as a versioned copy, removed from the drop folder.
     let stored = daemon.storage_root.join("sales/q1_v1.csv");
     assert_eq!(std::fs::read(&stored).unwrap(), content);
-    assert!(!daemon.drop_root.join("sales/q1.csv").exists());
+    // (On PostgreSQL the removal follows the commit `ls` already shows: polled.)
+    wait_for("the original removed from the drop folder", || {
+        (!daemon.drop_root.join("sales/q1.csv").exists()).then_some(())
+    });
 
     // The real ingestctl agrees, in JSON and for people.
     let json = daemon.ctl_json(&["ls", "-g", "sales"]);
@@ -189,7 +192,11 @@ fn a_thousand_files_dropped_at_once_all_arrive() {
     });
     assert!(ready.iter().all(|s| s.version.as_deref() == Some("v1")));
     for g in groups {
-        assert!(Daemon::files_under(&daemon.drop_root.join(g)).is_empty());
+        wait_for("the originals removed from the drop folder", || {
+            Daemon::files_under(&daemon.drop_root.join(g))
+                .is_empty()
+                .then_some(())
+        });
         assert_eq!(Daemon::files_under(&daemon.storage_root.join(g)).len(), 250);
     }
     let accepted = daemon
