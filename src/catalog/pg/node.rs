@@ -179,6 +179,21 @@ impl Node {
         }
     }
 
+    /// Append audit record `id`, which this node wrote and which has committed, to its
+    /// `audit.jsonl`, in the order the commits were heard.
+    fn append_audit(&self, id: i64) {
+        match self.with(|c| super::manage::audit_record(c, id)) {
+            Ok(Some(entry)) => lock(&self.audit_log).append_entries(&[entry]),
+            // Gone since it was heard: nothing to copy.
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                %error,
+                id,
+                "cannot read back an audit record for audit.jsonl; the catalog keeps it"
+            ),
+        }
+    }
+
     /// The id of `identity` in the catalog, recorded once.
     pub fn identity_id(&self, client: &mut Client, identity: &Identity) -> Result<i32, PgError> {
         if let Some(id) = lock(&self.identities).get(identity) {
@@ -277,36 +292,27 @@ fn heartbeat(weak: Weak<Node>) {
 }
 
 /// Move staged vectors into their HNSW index while any wait, until the node is gone; look
-/// again every second when none do.
+/// again every second when none do (or the database cannot be reached: said once per outage).
 fn index_staged(weak: Weak<Node>) {
+    let mut failing = false;
     loop {
         let moved = {
             let Some(node) = weak.upgrade() else { return };
-            node.with(|c| staging::index_some(c, staging::BATCH))
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%error, "cannot move staged vectors into the search index");
+            match node.with(|c| staging::index_some(c, staging::BATCH)) {
+                Ok(moved) => {
+                    failing = false;
+                    moved
+                }
+                Err(error) => {
+                    if !std::mem::replace(&mut failing, true) {
+                        tracing::warn!(%error, "cannot move staged vectors into the search index");
+                    }
                     0
-                })
+                }
+            }
         };
         if moved == 0 {
             std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-}
-
-impl Node {
-    /// Append audit record `id`, which this node wrote and which has committed, to its
-    /// `audit.jsonl`, in the order the commits were heard.
-    fn append_audit(&self, id: i64) {
-        match self.with(|c| super::manage::audit_record(c, id)) {
-            Ok(Some(entry)) => lock(&self.audit_log).append_entries(&[entry]),
-            // Gone since it was heard: nothing to copy.
-            Ok(None) => {}
-            Err(error) => tracing::warn!(
-                %error,
-                id,
-                "cannot read back an audit record for audit.jsonl; the catalog keeps it"
-            ),
         }
     }
 }
