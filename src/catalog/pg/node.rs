@@ -7,6 +7,8 @@
 //!   connection taken from a small pool, at most [`MAX_CONNECTIONS`] open at once: a flood of
 //!   requests waits for a connection instead of exhausting the server's. A connection that
 //!   broke is dropped and the next call opens a new one.
+//! - **Name.** A connection of its own holds an advisory lock on the node's name while it
+//!   runs, so a second daemon started with the same `cluster.node` is refused.
 //! - **Tries.** A claim records the try number of each job it starts on this node; begin,
 //!   write and finish name the try by it (fencing, `generations`).
 //! - **Heartbeat.** A thread renews the leases of this node's tries and its heartbeat every
@@ -31,8 +33,16 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
 
-/// Most connections one node holds open for calls (the listener has one more).
+/// Most connections one node holds open for calls (the listener has one more, and so has
+/// the node's name: [`hold_name`]).
 pub const MAX_CONNECTIONS: usize = 8;
+
+/// The advisory lock class of node names (with `hashtext(name)`): ASCII "ingd".
+const NAME_LOCK_CLASS: i32 = 0x696e_6764;
+
+/// How long a start waits for its node name to be let go: a node stopped or killed a moment
+/// ago leaves its session for the few milliseconds the server takes to notice.
+const NAME_WAIT: Duration = Duration::from_secs(5);
 
 /// Settings the daemon changes at start and on reload.
 #[derive(Debug, Clone)]
@@ -72,6 +82,8 @@ pub struct Node {
     pub wake: Arc<Notify>,
     /// `audit.jsonl`: the records this node writes, appended as their commit is heard.
     audit_log: Mutex<crate::audit::AuditLog>,
+    /// The connection that holds this node's name while it runs.
+    name: Mutex<Option<Client>>,
 }
 
 pub(in crate::catalog) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -92,6 +104,7 @@ impl Node {
         let mut client = target.connect()?;
         super::ensure_vector(&mut client, &target)?;
         super::schema::migrate(&mut client)?;
+        let name = hold_name(&target, &member.name)?;
         let node = Arc::new(Self {
             target,
             pool: Mutex::new(Pool {
@@ -107,6 +120,7 @@ impl Node {
             events,
             wake,
             audit_log: Mutex::new(crate::audit::AuditLog::new(audit_log)),
+            name: Mutex::new(Some(name)),
         });
         let listener = {
             let target = node.target.clone();
@@ -231,12 +245,55 @@ impl Drop for Node {
     /// panics on a tokio worker, and the last handle on the node may well be dropped on one
     /// (at shutdown): the idle connections are closed on a thread of their own instead.
     fn drop(&mut self) {
-        let idle = std::mem::take(&mut lock(&self.pool).idle);
+        let mut idle = std::mem::take(&mut lock(&self.pool).idle);
+        idle.extend(lock(&self.name).take());
         if !idle.is_empty() {
             let _ = std::thread::Builder::new()
                 .name("catalog-close".into())
                 .spawn(move || drop(idle));
         }
+    }
+}
+
+/// Hold `name` for this node, on a connection of its own, for as long as the node runs: two
+/// daemons running as one node would each take the other's processing jobs for their own
+/// and renew leases they do not hold. A second daemon with the name is refused at start.
+fn hold_name(target: &Target, name: &str) -> Result<Client, PgError> {
+    let mut client = target.connect()?;
+    // A node that loses power leaves its session behind until the server notices: these make
+    // it notice within a minute over TCP (over a Unix socket a dead peer is seen at once).
+    client.batch_execute(
+        "SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5; \
+         SET tcp_keepalives_count = 3",
+    )?;
+    let deadline = std::time::Instant::now() + NAME_WAIT;
+    loop {
+        let held: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&NAME_LOCK_CLASS, &name],
+            )?
+            .get(0);
+        if held {
+            return Ok(client);
+        }
+        if std::time::Instant::now() >= deadline {
+            let age: Option<i64> = client
+                .query_opt(
+                    &format!(
+                        "SELECT ({} - heartbeat_at) / 1000 FROM nodes WHERE name = $1",
+                        super::NOW_MS
+                    ),
+                    &[&name],
+                )?
+                .map(|r| r.get(0));
+            let seen = age.map_or(String::new(), |a| format!(" (last heartbeat {a} s ago)"));
+            return Err(PgError::Invalid(format!(
+                "another ingestd is running as node {name:?} of this cluster{seen}: set a \
+                 cluster.node of its own for this daemon, or stop the other one first"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

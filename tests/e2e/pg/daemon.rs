@@ -482,3 +482,35 @@ fn pg_one_job_at_a_time_across_two_nodes_reaches_the_server_in_queue_order() {
         );
     }
 }
+
+/// A second daemon started as a node that is already running is refused at start with the
+/// reason, and changes nothing; once the first has stopped, it starts.
+#[test]
+fn pg_a_second_daemon_with_a_running_nodes_name_is_refused() {
+    let Some(db) = TestDb::create() else { return };
+    let mut first = node(&db, "a");
+    first.drop_file("g", "one.csv", &csv(1, 3));
+    first.wait_embedded("g", "one.csv", "v1");
+
+    let mut second = Daemon::configure(&format!(
+        "[ingest]\nsettle_ms = 150\n\
+         [catalog]\nbackend = \"postgres\"\nurl = \"{}\"\n\
+         [cluster]\nnode = \"a\"\nlease_secs = 5\n",
+        db.url()
+    ));
+    second.launch(|_| {});
+    let status = second.wait_exit();
+    assert!(!status.success(), "{status:?}");
+    let log = second.log_text();
+    assert!(
+        log.contains("another ingestd is running as node \"a\" of this cluster"),
+        "{log}"
+    );
+    // The first node goes on, its job untouched.
+    assert_eq!(first.jobs().len(), 1);
+    assert!(first.status().nodes.iter().any(|n| n.name == "a" && n.this));
+
+    assert!(first.stop().success());
+    second.spawn();
+    assert_eq!(second.ls(Some("g")).len(), 1);
+}
