@@ -690,14 +690,7 @@ impl Catalog {
         if let Some(node) = self.pg() {
             return Self::on_pg(node, move |c, n| {
                 let (started, taken) = super::pg::queue::claim(c, &n.member, cap, slots)?;
-                for lost in &taken {
-                    tracing::warn!(
-                        job = lost.job,
-                        node = %lost.node,
-                        requeued = lost.requeued,
-                        "took over a job whose node stopped renewing its lease"
-                    );
-                }
+                super::pg::queue::log_taken_over(&taken);
                 let mut claimed = Vec::with_capacity(started.len());
                 for s in started {
                     // A job this node cannot read back is not run, nor renewed: its lease runs
@@ -859,7 +852,15 @@ impl Catalog {
         let Some(node) = self.pg() else {
             return Ok(None);
         };
-        Self::on_pg(node, |c, _| super::pg::staging::backlog(c).map(Some)).await
+        if let Some(known) = node.recent_backlog() {
+            return Ok(Some(known));
+        }
+        Self::on_pg(node, |c, n| {
+            let backlog = super::pg::staging::backlog(c)?;
+            n.saw_backlog(backlog);
+            Ok(Some(backlog))
+        })
+        .await
     }
 
     // ---- search ------------------------------------------------------------------------------
@@ -933,17 +934,7 @@ fn pg_prune(node: &super::pg::node::Node, group: &str, source: &str) {
             &node.storage_root,
         )
     });
-    match pruned {
-        Ok(pruned) if !pruned.is_empty() => {
-            let versions: Vec<String> = pruned
-                .iter()
-                .map(|p| format!("v{}", p.version_no))
-                .collect();
-            tracing::info!(group, source, versions = %versions.join(", "), "versions pruned");
-        }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(group, source, %error, "cannot prune old versions"),
-    }
+    super::retain::log_pruned(group, source, pruned);
 }
 
 /// Tell every node's followers about a job (started, progress, retrying). Not an audit

@@ -50,6 +50,22 @@ pub struct Pruned {
     pub version_no: i64,
 }
 
+/// Log what a prune after an accept or a swap did, on either backend: a failure is logged,
+/// never passed on.
+pub fn log_pruned<E: std::fmt::Display>(group: &str, source: &str, pruned: Result<Vec<Pruned>, E>) {
+    match pruned {
+        Ok(pruned) if !pruned.is_empty() => {
+            let versions: Vec<String> = pruned
+                .iter()
+                .map(|p| format!("v{}", p.version_no))
+                .collect();
+            tracing::info!(group, source, versions = %versions.join(", "), "versions pruned");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(group, source, %error, "cannot prune old versions"),
+    }
+}
+
 impl Db {
     /// Prune `group`/`source` after an accept or a swap. A failure is logged, never passed
     /// on: the accept or swap it follows has happened, and the next one prunes again.
@@ -59,17 +75,7 @@ impl Db {
             Ok(None) => return,
             Err(error) => Err(error),
         };
-        match pruned {
-            Ok(pruned) if !pruned.is_empty() => {
-                let versions: Vec<String> = pruned
-                    .iter()
-                    .map(|p| format!("v{}", p.version_no))
-                    .collect();
-                tracing::info!(group, source, versions = %versions.join(", "), "versions pruned");
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(group, source, %error, "cannot prune old versions"),
-        }
+        log_pruned(group, source, pruned);
     }
 
     /// Prune the versions of `source_id` beyond the newest `retention.keep`, then remove the

@@ -68,6 +68,18 @@ pub struct Started {
     pub lease_until: i64,
 }
 
+/// Say which jobs were taken over, whoever noticed (a claim or the heartbeat).
+pub fn log_taken_over(taken: &[TakenOver]) {
+    for lost in taken {
+        tracing::warn!(
+            job = lost.job,
+            node = %lost.node,
+            requeued = lost.requeued,
+            "took over a job whose node stopped renewing its lease"
+        );
+    }
+}
+
 /// A processing job taken from a node that stopped renewing its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TakenOver {

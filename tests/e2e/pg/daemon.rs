@@ -233,6 +233,29 @@ fn node_with(
     daemon
 }
 
+/// `files` files of `rows` rows into each of `groups` groups (`g0`, `g1`, …, file `gGfF.csv`),
+/// dropped on node `a` and node `b` in turn, files first: each group's files in queue order.
+fn drop_across(a: &Daemon, b: &Daemon, groups: usize, files: usize, rows: usize) {
+    for f in 0..files {
+        for g in 0..groups {
+            let daemon = if (g + f) % 2 == 0 { a } else { b };
+            daemon.drop_file(
+                &format!("g{g}"),
+                &format!("g{g}f{f}.csv"),
+                &csv(g * 10 + f, rows),
+            );
+        }
+    }
+}
+
+/// Wait until `daemon` lists `n` jobs, all completed.
+fn wait_completed(daemon: &Daemon, n: usize) {
+    wait_for(&format!("{n} completed jobs"), || {
+        let jobs = daemon.jobs();
+        (jobs.len() == n && jobs.iter().all(|j| j.state == JobState::Completed)).then_some(())
+    });
+}
+
 fn fsck(daemon: &Daemon) -> ingestd::protocol::FsckReport {
     daemon
         .client()
@@ -250,20 +273,8 @@ fn pg_two_nodes_keep_one_cap_and_fifo_per_group_at_one_embedding_server() {
     let a = node_at(&db, "a", &server, "", None);
     let b = node_at(&db, "b", &server, "", None);
     // 3 groups × 10 files, dropped on either node: each node embeds the files it holds.
-    for f in 0..10 {
-        for g in 0..3 {
-            let daemon = if (g + f) % 2 == 0 { &a } else { &b };
-            daemon.drop_file(
-                &format!("g{g}"),
-                &format!("g{g}f{f}.csv"),
-                &csv(g * 10 + f, 12),
-            );
-        }
-    }
-    wait_for("30 completed jobs", || {
-        let jobs = a.jobs();
-        (jobs.len() == 30 && jobs.iter().all(|j| j.state == JobState::Completed)).then_some(())
-    });
+    drop_across(&a, &b, 3, 10, 12);
+    wait_completed(&a, 30);
     // One request in flight per job: the server's count of requests is a count of jobs, of
     // both nodes together.
     let most = server.max_in_flight();
@@ -434,20 +445,8 @@ fn pg_one_job_at_a_time_across_two_nodes_reaches_the_server_in_queue_order() {
     let server = FakeOpenAi::start();
     let a = node_with(&db, "a", &server, 1, "", None);
     let b = node_with(&db, "b", &server, 1, "", None);
-    for f in 0..6 {
-        for g in 0..2 {
-            let daemon = if (g + f) % 2 == 0 { &a } else { &b };
-            daemon.drop_file(
-                &format!("g{g}"),
-                &format!("g{g}f{f}.csv"),
-                &csv(g * 10 + f, 6),
-            );
-        }
-    }
-    wait_for("12 completed jobs", || {
-        let jobs = b.jobs();
-        (jobs.len() == 12 && jobs.iter().all(|j| j.state == JobState::Completed)).then_some(())
-    });
+    drop_across(&a, &b, 2, 6, 6);
+    wait_completed(&b, 12);
     assert_eq!(server.max_in_flight(), 1, "a cap of 1 across the cluster");
     // The cluster ran one job at a time: the server saw each group's jobs in the order they
     // were queued, whichever node queued and ran each.
