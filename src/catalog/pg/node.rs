@@ -30,7 +30,7 @@ use postgres::Client;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Most connections one node holds open for calls (the listener has one more, and so has
@@ -84,7 +84,17 @@ pub struct Node {
     audit_log: Mutex<crate::audit::AuditLog>,
     /// The connection that holds this node's name while it runs.
     name: Mutex<Option<Client>>,
+    /// A large index backlog `status` counted, and when: a count walks every staged row, and
+    /// a client calling `status` in a loop gets the same count for [`BACKLOG_FRESH`].
+    backlog: Mutex<Option<(Instant, u64)>>,
 }
+
+/// How long a large count of the index backlog is shown again instead of counted again.
+const BACKLOG_FRESH: Duration = Duration::from_secs(2);
+
+/// A backlog below this is counted afresh every time (a few milliseconds at most), so a small
+/// one, and its end, shows at once.
+const BACKLOG_LARGE: u64 = 10_000;
 
 pub(in crate::catalog) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -121,6 +131,7 @@ impl Node {
             wake,
             audit_log: Mutex::new(crate::audit::AuditLog::new(audit_log)),
             name: Mutex::new(Some(name)),
+            backlog: Mutex::new(None),
         });
         let listener = {
             let target = node.target.clone();
@@ -191,6 +202,18 @@ impl Node {
         if tries.get(&job) == Some(&try_id) {
             tries.remove(&job);
         }
+    }
+
+    /// The index backlog counted less than [`BACKLOG_FRESH`] ago, if any.
+    pub fn recent_backlog(&self) -> Option<u64> {
+        lock(&self.backlog)
+            .filter(|(at, _)| at.elapsed() < BACKLOG_FRESH)
+            .map(|(_, n)| n)
+    }
+
+    /// Remember a count of the index backlog, if it was costly.
+    pub fn saw_backlog(&self, backlog: u64) {
+        *lock(&self.backlog) = (backlog >= BACKLOG_LARGE).then(|| (Instant::now(), backlog));
     }
 
     /// Append audit record `id`, which this node wrote and which has committed, to its
@@ -266,7 +289,7 @@ fn hold_name(target: &Target, name: &str) -> Result<Client, PgError> {
         "SET tcp_keepalives_idle = 15; SET tcp_keepalives_interval = 5; \
          SET tcp_keepalives_count = 3",
     )?;
-    let deadline = std::time::Instant::now() + NAME_WAIT;
+    let deadline = Instant::now() + NAME_WAIT;
     loop {
         let held: bool = client
             .query_one(
@@ -277,7 +300,7 @@ fn hold_name(target: &Target, name: &str) -> Result<Client, PgError> {
         if held {
             return Ok(client);
         }
-        if std::time::Instant::now() >= deadline {
+        if Instant::now() >= deadline {
             let age: Option<i64> = client
                 .query_opt(
                     &format!(
@@ -329,14 +352,7 @@ fn heartbeat(weak: Weak<Node>) {
             // a job taken over wakes the scheduler (and, through the nudge, every node's).
             match node.with(super::queue::take_over_expired) {
                 Ok(taken) if !taken.is_empty() => {
-                    for lost in &taken {
-                        tracing::warn!(
-                            job = lost.job,
-                            node = %lost.node,
-                            requeued = lost.requeued,
-                            "took over a job whose node stopped renewing its lease"
-                        );
-                    }
+                    super::queue::log_taken_over(&taken);
                     node.wake.notify_one();
                 }
                 Ok(_) => {}
