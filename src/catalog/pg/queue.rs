@@ -13,9 +13,10 @@
 //!   group holds across nodes, and the node that holds the file starts it.
 //! - **Leases.** A claim gives the job a lease of `cluster.lease_secs`; its node renews the
 //!   leases of the jobs it runs together with its heartbeat ([`renew`]). A job whose lease ran
-//!   out is taken over by any node ([`take_over_expired`]): its try counts as an attempt, the
-//!   generations it was writing (or kept to reuse) are deleted with their vectors, and it goes
-//!   back to the queue, or fails when it has no attempt left. The node that lost it learns so
+//!   out is taken over by any node ([`take_over_expired`]): its try counts as an attempt, and
+//!   it goes back to the queue with what the try wrote kept as a retained generation (never
+//!   searchable; the next try, on any node, copies its vectors instead of embedding those
+//!   rows again), or fails when it has no attempt left, and then keeps nothing. The node that lost it learns so
 //!   at its next renewal and must stop; everything it would write afterwards is fenced off by
 //!   the job no longer being `processing` on its name.
 //! - **Time** is the database's clock, never a node's, so nodes whose clocks disagree still
@@ -90,7 +91,8 @@ pub struct TakenOver {
     pub attempt: i32,
     /// Back in the queue (`true`) or failed for good (no attempt left).
     pub requeued: bool,
-    /// Vectors deleted with the generations it was writing.
+    /// Vectors deleted with the generations it was writing (none when it was queued again:
+    /// they are kept for its next try).
     pub vectors_dropped: u64,
 }
 
@@ -380,9 +382,24 @@ fn interrupt(
     let attempt: i32 = row.get(1);
     let max_attempts: i32 = row.get(2);
     let version_id: i64 = row.get(3);
-    // Never an active generation: the source's current embeddings stay searchable.
-    let dropped: Vec<i64> = tx
-        .query(
+    let requeued = attempt < max_attempts;
+    // Never an active generation: the source's current embeddings stay searchable. A job
+    // queued again keeps what its try wrote as a retained generation, never searchable, that
+    // its next try (on any node: the vectors are in the database) copies instead of embedding
+    // again, as after a stop on SQLite; the try that lost the job is fenced off from it by its
+    // try number. A job that failed for good keeps nothing.
+    let dropped: Vec<i64> = if requeued {
+        tx.execute(
+            "UPDATE generations SET state = $2 WHERE job_id = $1 AND state = $3",
+            &[
+                &job,
+                &Generation::Retained.as_str(),
+                &Generation::Writing.as_str(),
+            ],
+        )?;
+        Vec::new()
+    } else {
+        tx.query(
             "DELETE FROM generations WHERE job_id = $1 AND state IN ($2, $3) RETURNING rows",
             &[
                 &job,
@@ -392,8 +409,8 @@ fn interrupt(
         )?
         .iter()
         .map(|r| r.get(0))
-        .collect();
-    let requeued = attempt < max_attempts;
+        .collect()
+    };
     let (state, status, error) = if requeued {
         (
             JobState::Queued,

@@ -1,8 +1,8 @@
 //! The cluster queue (`catalog::pg::queue`) on a real PostgreSQL: two nodes with their own
 //! connections claim from one database at once and the cap, FIFO within a group and round
 //! robin across groups hold across both; a node claims only files it can read; a lease that
-//! runs out is taken over as an attempt and the interrupted generation goes with its vectors;
-//! a renewed lease never is.
+//! runs out is taken over as an attempt and what the interrupted try wrote is kept, unsearchable,
+//! for the next try (and goes when the job fails for good); a renewed lease never is.
 
 use super::TestDb;
 use ingestd::catalog::pg::queue::{self, Member, TakenOver};
@@ -315,7 +315,7 @@ pub(super) fn wait_for_takeover(client: &mut Client, deadline: Instant) -> Vec<T
 }
 
 #[test]
-fn an_expired_lease_is_taken_over_as_an_attempt_and_its_generation_goes() {
+fn an_expired_lease_is_taken_over_as_an_attempt_and_its_rows_are_kept_for_the_next_try() {
     let Some((db, mut client)) = catalog() else {
         return;
     };
@@ -338,7 +338,7 @@ fn an_expired_lease_is_taken_over_as_an_attempt_and_its_generation_goes() {
             node: "a".into(),
             attempt: 1,
             requeued: true,
-            vectors_dropped: 3,
+            vectors_dropped: 0,
         }]
     );
     assert_eq!(
@@ -353,22 +353,31 @@ fn an_expired_lease_is_taken_over_as_an_attempt_and_its_generation_goes() {
         error.contains("node a") && error.contains("attempt 1 of 2"),
         "{error}"
     );
-    // The interrupted generation is gone with its vectors; the active one still answers.
-    let gens: Vec<i64> = client
-        .query("SELECT id FROM generations ORDER BY id", &[])
+    // What the interrupted try wrote is kept for the next try to copy, never searchable; the
+    // active generation still answers.
+    let gens: Vec<(i64, String)> = client
+        .query("SELECT id, state FROM generations ORDER BY id", &[])
         .unwrap()
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(gens, vec![active]);
+    assert_eq!(
+        gens,
+        vec![(active, "active".into()), (writing, "retained".into())]
+    );
     assert_eq!(
         count(
             &mut client,
             &format!("SELECT COUNT(*) FROM vectors WHERE generation_id = {writing}")
         ),
-        0
+        3
     );
-    assert_eq!(count(&mut client, "SELECT COUNT(*) FROM vectors"), 2);
+    assert_eq!(
+        count(&mut client, "SELECT COUNT(*) FROM active_vectors"),
+        2,
+        "the active generation, and only it, is searchable"
+    );
+    assert_eq!(count(&mut client, "SELECT COUNT(*) FROM vectors"), 5);
     // Node a comes back: its renewal says the job is no longer its own.
     assert_eq!(queue::renew(&mut client, &a, &[job]).unwrap(), vec![job]);
 
@@ -391,6 +400,7 @@ fn an_expired_lease_is_taken_over_as_an_attempt_and_its_generation_goes() {
         job_row(&mut client, job),
         ("failed".into(), 2, None, "failed".into())
     );
+    // Failed for good: the kept rows go too, and only the active generation is left.
     assert_eq!(count(&mut client, "SELECT COUNT(*) FROM vectors"), 2);
 }
 
