@@ -37,8 +37,15 @@ use tokio::sync::Notify;
 /// the node's name: [`hold_name`]).
 pub const MAX_CONNECTIONS: usize = 8;
 
-/// The advisory lock class of node names (with `hashtext(name)`): ASCII "ingd".
-const NAME_LOCK_CLASS: i32 = 0x696e_6764;
+/// The session advisory lock key that holds node `name`: the first 8 bytes of a SHA-256 of
+/// the name. PostgreSQL's own `hashtext` is 32 bits: among 300,000 names of one pattern it
+/// gave three pairs the same value (`node-35394` and `node-42840`), and two such nodes would
+/// refuse each other as the same node.
+fn name_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("ingestd node name\0{name}"));
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
 
 /// How long a start waits for its node name to be let go: a node stopped or killed a moment
 /// ago leaves its session for the few milliseconds the server takes to notice.
@@ -292,10 +299,7 @@ fn hold_name(target: &Target, name: &str) -> Result<Client, PgError> {
     let deadline = Instant::now() + NAME_WAIT;
     loop {
         let held: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                &[&NAME_LOCK_CLASS, &name],
-            )?
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&name_key(name)])?
             .get(0);
         if held {
             return Ok(client);
@@ -423,5 +427,55 @@ fn listen(weak: Weak<Node>, mut listener: Listener) {
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "cannot listen to the cluster"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::Catalog;
+    use crate::catalog::pg::{Target, queue::Member};
+    use crate::testing::TestDb;
+    use std::time::Duration;
+
+    #[test]
+    fn two_names_with_the_same_32_bit_hash_are_two_nodes() {
+        let Some(db) = TestDb::create() else { return };
+        // hashtext('node-35394') = hashtext('node-42840') = 1738451856: the names the lock
+        // was once keyed by.
+        let mut client = db.client();
+        let hashes: Vec<i32> = ["node-35394", "node-42840"]
+            .iter()
+            .map(|name| {
+                client
+                    .query_one("SELECT hashtext($1)", &[name])
+                    .unwrap()
+                    .get(0)
+            })
+            .collect();
+        assert_eq!(hashes[0], hashes[1], "the names still collide in hashtext");
+        let dir = tempfile::tempdir().unwrap();
+        let join = |name: &str| {
+            let target = Target::new("catalog.url", &db.url(), "".as_ref()).unwrap();
+            let member = Member {
+                name: name.into(),
+                lease: Duration::from_secs(30),
+                shared_storage: false,
+            };
+            Catalog::open_postgres(
+                target,
+                member,
+                dir.path().to_path_buf(),
+                crate::events::Events::default(),
+                &dir.path().join(format!("{name}.jsonl")),
+            )
+        };
+        let (_a, _) = join("node-35394").unwrap();
+        let started = std::time::Instant::now();
+        let b = join("node-42840");
+        assert!(b.is_ok(), "{:?}", b.err().map(|e| e.to_string()));
+        assert!(
+            started.elapsed() < super::NAME_WAIT,
+            "the second node did not wait for the first one's name"
+        );
     }
 }
