@@ -73,6 +73,14 @@ enum CatalogAction {
         #[arg(long, value_name = "NAME")]
         node: Option<String>,
     },
+    /// Take a node that is gone for good off the cluster's registry (catalog.url), audited.
+    /// Refused while a daemon runs as that node or a job is processing on it. Its versions,
+    /// vectors and audit records stay. Exit 0 if removed, 1 if not.
+    ForgetNode {
+        /// The node's name (cluster.node), as `ingestctl status` lists it.
+        #[arg(value_name = "NODE")]
+        name: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -111,6 +119,21 @@ fn main() -> ExitCode {
         }) => {
             let _ = init_logging(&config);
             return fetch_model(&config);
+        }
+        Some(Sub::Catalog {
+            action: CatalogAction::ForgetNode { name },
+        }) => {
+            let _ = init_logging(&config);
+            return match ingestd::catalog::pg::cli::forget_node(&config, &name) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("ingestd: catalog forget-node: {error}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Some(Sub::Catalog {
             action: CatalogAction::Migrate { to, node },

@@ -1,5 +1,7 @@
 //! `ingestd catalog migrate`: resolve the target from the command line and the config, run
-//! the copy ([`super::copy`]) and write the report a person reads. Never prints a password.
+//! the copy ([`super::copy`]) and write the report a person reads; `ingestd catalog
+//! forget-node`: take a node that is gone for good off the cluster's registry. Never prints a
+//! password.
 
 use super::copy::{Outcome, Report};
 use super::{PgError, Target};
@@ -10,6 +12,17 @@ use crate::config::host_name;
 /// Copy `paths.database` into `to` (else `catalog.url`) as node `node` (else the host name);
 /// the report as text.
 pub fn migrate(config: &Config, to: Option<&str>, node: Option<&str>) -> Result<String, PgError> {
+    let target = target(config, to)?;
+    let node = node.map(str::to_string).unwrap_or_else(host_name);
+    if node.trim().is_empty() {
+        return Err(PgError::Invalid("--node must not be empty".into()));
+    }
+    let report = super::copy::migrate(&config.paths.database, &target, &node)?;
+    Ok(render(&report))
+}
+
+/// The database `to` names, else `catalog.url`, with `catalog.password_file`.
+fn target(config: &Config, to: Option<&str>) -> Result<Target, PgError> {
     let (key, url) = match to {
         Some(url) => ("--to", url.to_string()),
         None if !config.catalog.url.trim().is_empty() => {
@@ -23,13 +36,112 @@ pub fn migrate(config: &Config, to: Option<&str>, node: Option<&str>) -> Result<
     };
     let no_file = std::path::PathBuf::new();
     let password_file = config.catalog.password_file.as_ref().unwrap_or(&no_file);
-    let target = Target::new(key, &url, password_file)?;
-    let node = node.map(str::to_string).unwrap_or_else(host_name);
-    if node.trim().is_empty() {
-        return Err(PgError::Invalid("--node must not be empty".into()));
+    Target::new(key, &url, password_file)
+}
+
+/// Take node `name` off the registry of the cluster at `catalog.url`, audited; what stays
+/// behind as text. Refused while a daemon runs as that node (it holds its name) and while a
+/// job is processing on it (another node takes it over when its lease runs out). Its versions,
+/// vectors and audit records stay: they name it, and what it embedded stays searchable.
+pub fn forget_node(config: &Config, name: &str) -> Result<String, PgError> {
+    use crate::identity::{Actor, Resolve};
+    let target = target(config, None)?;
+    let mut client = target.connect()?;
+    let key = super::node::name_key(name);
+    let free: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
+        .get(0);
+    if !free {
+        return Err(PgError::Invalid(format!(
+            "node {name:?} is running (its daemon holds its name): stop it first"
+        )));
     }
-    let report = super::copy::migrate(&config.paths.database, &target, &node)?;
-    Ok(render(&report))
+    let forgotten = forget_locked(&mut client, name, &Actor::daemon());
+    // Let the name go however that ended; the connection's end would do it too.
+    client.execute("SELECT pg_advisory_unlock($1)", &[&key])?;
+    forgotten
+}
+
+fn forget_locked(
+    client: &mut postgres::Client,
+    name: &str,
+    actor: &crate::identity::Actor,
+) -> Result<String, PgError> {
+    let mut tx = client.transaction()?;
+    let nodes: Vec<(String, i64)> = tx
+        .query(
+            &format!(
+                "SELECT name, ({} - heartbeat_at) / 1000 FROM nodes ORDER BY name FOR UPDATE",
+                super::NOW_MS
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let Some(age) = nodes.iter().find(|(n, _)| n == name).map(|&(_, a)| a) else {
+        let known: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(PgError::Invalid(format!(
+            "no node {name:?} in the cluster's registry; its nodes: {}",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    };
+    let processing: Vec<i64> = tx
+        .query(
+            "SELECT id FROM jobs WHERE state = 'processing' AND node = $1 ORDER BY id",
+            &[&name],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if !processing.is_empty() {
+        let ids: Vec<String> = processing.iter().map(|id| format!("#{id}")).collect();
+        return Err(PgError::Invalid(format!(
+            "node {name:?} still has {} job(s) processing ({}): a running node takes them over \
+             when their lease runs out (cluster.lease_secs); run this again after that",
+            processing.len(),
+            ids.join(", ")
+        )));
+    }
+    let waiting: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM jobs j JOIN versions v ON v.id = j.version_id
+             WHERE j.state = 'queued' AND v.node = $1",
+            &[&name],
+        )?
+        .get(0);
+    let deletes: i64 = tx
+        .query_one(
+            "SELECT COUNT(*) FROM pending_deletes WHERE node = $1",
+            &[&name],
+        )?
+        .get(0);
+    tx.execute("DELETE FROM nodes WHERE name = $1", &[&name])?;
+    let mut record = crate::audit::AuditRecord::new(actor.clone(), "forget_node", "ok");
+    record.detail = Some(format!("node {name} (last heartbeat {age} s ago)"));
+    super::audit(&mut tx, &host_name(), &record)?;
+    tx.commit()?;
+    let mut out = format!(
+        "node {name} taken off the registry (last heartbeat {age} s ago); its versions, vectors \
+         and audit records stay\n"
+    );
+    if waiting > 0 {
+        out.push_str(&format!(
+            "warning: {waiting} queued job(s) are of files {name} stored: unless the nodes \
+             share storage (cluster.shared_storage), they wait until a node can read them\n"
+        ));
+    }
+    if deletes > 0 {
+        out.push_str(&format!(
+            "warning: {deletes} delete(s) of files {name} stored were left for it to carry \
+             out; fsck lists them\n"
+        ));
+    }
+    Ok(out)
 }
 
 /// The report: one line per table with both sides' rows and checksums.

@@ -41,7 +41,7 @@ pub const MAX_CONNECTIONS: usize = 8;
 /// the name. PostgreSQL's own `hashtext` is 32 bits: among 300,000 names of one pattern it
 /// gave three pairs the same value (`node-35394` and `node-42840`), and two such nodes would
 /// refuse each other as the same node.
-fn name_key(name: &str) -> i64 {
+pub(super) fn name_key(name: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("ingestd node name\0{name}"));
     i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))

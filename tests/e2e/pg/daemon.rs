@@ -513,3 +513,84 @@ fn pg_a_second_daemon_with_a_running_nodes_name_is_refused() {
     second.spawn();
     assert_eq!(second.ls(Some("g")).len(), 1);
 }
+
+/// `ingestd --config CONFIG catalog forget-node NAME`, the real binary.
+fn forget_node(config: &std::path::Path, name: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ingestd"))
+        .arg("--config")
+        .arg(config)
+        .args(["catalog", "forget-node", name])
+        .env_remove("INGESTD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run ingestd catalog forget-node")
+}
+
+#[test]
+fn pg_a_node_gone_for_good_is_forgotten_only_once_it_runs_nothing() {
+    use super::text;
+    use crate::helper::openai::FakeOpenAi;
+    let Some(db) = TestDb::create() else { return };
+    let server = FakeOpenAi::start();
+    let mut a = node_at(&db, "a", &server, "lease_secs = 5", None);
+    let b = node(&db, "b");
+    // A running node holds its name.
+    let out = forget_node(&b.config, "b");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("node \"b\" is running"),
+        "{}",
+        text(&out)
+    );
+
+    // Node a dies with a job processing: refused until that job is taken over.
+    server.hold("held row");
+    a.drop_file("g", "slow.csv", b"id,text\n1,held row 1\n");
+    wait_for("a's job to reach the server", || {
+        (server.held() > 0).then_some(())
+    });
+    let job = a.jobs()[0].id;
+    a.kill9();
+    let out = forget_node(&b.config, "a");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("1 job(s) processing (#{job})")),
+        "{}",
+        text(&out)
+    );
+    server.release("held row");
+    // Node b takes it over after the lease; it cannot read a's file, so it stays queued.
+    wait_for("b to take the job over", || {
+        (b.job(job).state == JobState::Queued).then_some(())
+    });
+    let out = forget_node(&b.config, "a");
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("node a taken off the registry"), "{said}");
+    assert!(
+        said.contains("1 queued job(s) are of files a stored"),
+        "{said}"
+    );
+    let nodes: Vec<String> = b.status().nodes.into_iter().map(|n| n.name).collect();
+    assert_eq!(nodes, vec!["b".to_string()]);
+    // What a held stays listed; the removal is in the audit trail.
+    assert_eq!(b.ls(Some("g")).len(), 1);
+    let audited: i64 = db
+        .client()
+        .query_one(
+            "SELECT COUNT(*) FROM audit WHERE action = 'forget_node' AND detail LIKE 'node a %'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+    // Once gone, it is not there to forget, and the message names the nodes there are.
+    let out = forget_node(&b.config, "a");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("no node \"a\" in the cluster's registry; its nodes: b"),
+        "{}",
+        text(&out)
+    );
+}
