@@ -158,8 +158,9 @@ pub fn start(
         notify::Config::default().with_follow_symlinks(false),
     )
     .map_err(|e| watch_error(&ctx.root, e))?;
+    // The root's own entries only: each group folder gets a watch of its own (`watch_group`).
     watcher
-        .watch(&ctx.root, RecursiveMode::Recursive)
+        .watch(&ctx.root, RecursiveMode::NonRecursive)
         .map_err(|e| watch_error(&ctx.root, e))?;
 
     // The start-up scan: files dropped while the daemon was down.
@@ -228,15 +229,19 @@ fn forward(
 }
 
 fn watch_error(root: &Path, error: notify::Error) -> WatchError {
-    let message = match &error.kind {
+    WatchError::Watch {
+        root: root.to_path_buf(),
+        message: watch_problem(error),
+    }
+}
+
+/// Why a watch could not be added, with the fix when there is one.
+fn watch_problem(error: notify::Error) -> String {
+    match &error.kind {
         notify::ErrorKind::MaxFilesWatch => "the system limit on inotify watches is reached; \
              raise it with `sysctl fs.inotify.max_user_watches=524288` (and in /etc/sysctl.d/)"
             .to_string(),
         _ => error.to_string(),
-    };
-    WatchError::Watch {
-        root: root.to_path_buf(),
-        message,
     }
 }
 
@@ -336,7 +341,7 @@ impl WatchState {
         if now.is_none() {
             return;
         }
-        match self.watcher.watch(&root, RecursiveMode::Recursive) {
+        match self.watcher.watch(&root, RecursiveMode::NonRecursive) {
             Ok(()) => {
                 self.root_id = now;
                 self.ctx.notices.report(format!(
@@ -457,7 +462,8 @@ impl WatchState {
                     ));
                 }
                 self.ensure_group(&name);
-                // Files created before the new folder's watch was in place.
+                self.watch_group(path);
+                // Files created before the folder's watch was in place.
                 self.scan_group(path, &name);
             }
             PathKind::GroupFile { group, name } => self.track(path, &group, &name, meta),
@@ -607,6 +613,30 @@ impl WatchState {
                 .ctx
                 .notices
                 .report(format!("cannot record group {name:?}: {error}")),
+        }
+    }
+
+    /// Watch the entries of group folder `dir`, before it is scanned: every file is then found
+    /// by the scan or by an event. Not left to notify's recursive mode, which adds a new
+    /// folder's watch only after it has handed on the folder's creation: a file moved in
+    /// between the scan and that watch was never seen. Not recursive either: nothing in a
+    /// sub-folder is ingested, and a dropper's tree of folders must not use up the watches the
+    /// system allows the daemon's user. Watching again a folder already watched changes
+    /// nothing.
+    fn watch_group(&mut self, dir: &Path) {
+        if let Err(error) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
+            // A folder gone meanwhile needs no word: its removal is an event of its own.
+            if !matches!(error.kind, notify::ErrorKind::PathNotFound) {
+                self.ctx.notices.report_once(
+                    &format!("watch:{}", dir.display()),
+                    format!(
+                        "cannot watch group folder {}: {}; files dropped there are found only \
+                         when the drop root is rescanned",
+                        dir.display(),
+                        watch_problem(error)
+                    ),
+                );
+            }
         }
     }
 

@@ -368,3 +368,80 @@ fn real_csv_fixtures_are_ingested() {
     assert_eq!(cities.columns.len(), 7);
     assert_eq!(cities.rows, Some(20_000));
 }
+
+/// A file moved into a group folder the moment the folder is made is found. notify adds a new
+/// folder's watch only after it has handed on the folder's creation; a file that arrived
+/// between the daemon's scan of the new folder and that watch was once never seen (no event,
+/// and the scan had passed). The daemon now puts each group folder's watch in place itself,
+/// before it scans the folder.
+#[test]
+fn files_moved_into_folders_the_moment_they_are_made_are_all_found() {
+    const GROUPS: usize = 150;
+    let daemon = Daemon::start_with("[ingest]\nsettle_ms = 100\n");
+    for g in 0..GROUPS {
+        let dir = daemon.drop_root.join(format!("burst{g}"));
+        std::fs::create_dir(&dir).unwrap();
+        let hidden = dir.join(".f.csv.incoming");
+        std::fs::write(&hidden, csv(g, 1)).unwrap();
+        std::fs::rename(&hidden, dir.join("f.csv")).unwrap();
+    }
+    let missing = |daemon: &Daemon| -> Vec<String> {
+        let stored: std::collections::HashSet<String> = daemon
+            .ls(None)
+            .into_iter()
+            .filter(|s| s.version.is_some())
+            .map(|s| s.group)
+            .collect();
+        (0..GROUPS)
+            .map(|g| format!("burst{g}"))
+            .filter(|g| !stored.contains(g))
+            .collect()
+    };
+    wait_for("every burst file to be stored", || {
+        missing(&daemon).is_empty().then_some(())
+    });
+}
+
+/// A tree of folders inside a group folder costs the daemon no inotify watches: nothing in a
+/// sub-folder is ingested, and a dropper must not be able to use up the system's watches
+/// (`fs.inotify.max_user_watches`, shared by every program of the daemon's user) by making
+/// folders. The group's own files are still found.
+#[test]
+fn folders_inside_a_group_folder_cost_no_watches() {
+    let daemon = Daemon::start_with("[ingest]\nsettle_ms = 100\n");
+    let group = daemon.group("g");
+    daemon.drop_file("g", "first.csv", &csv(1, 2));
+    daemon.wait_stored("g", "first.csv");
+    let before = inotify_watches(daemon.pid());
+    let mut dir = group.clone();
+    for depth in 0..200 {
+        dir = dir.join(format!("d{depth}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::create_dir(group.join(format!("wide{depth}"))).unwrap();
+    }
+    daemon.drop_file("g", "second.csv", &csv(2, 2));
+    daemon.wait_stored("g", "second.csv");
+    let after = inotify_watches(daemon.pid());
+    assert_eq!(
+        after, before,
+        "400 folders inside a group folder changed the daemon's inotify watches"
+    );
+}
+
+/// How many inotify watches process `pid` holds (one `inotify wd:` line per watch in the
+/// fdinfo of its inotify descriptors).
+fn inotify_watches(pid: u32) -> usize {
+    let mut watches = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        watches += info
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .count();
+    }
+    assert!(watches > 0, "process {pid} has no inotify watch at all");
+    watches
+}
