@@ -1370,3 +1370,54 @@ fn a_copy_from_a_dropped_generation_is_refused_even_before_its_vectors_are_delet
     let error = written.expect_err("a copy of a trashed vector").to_string();
     assert!(error.contains("is gone"), "{error}");
 }
+
+#[test]
+fn on_postgres_a_copy_from_a_generation_deleted_meanwhile_fails_naming_it_and_writes_nothing() {
+    // PostgreSQL copies reused vectors inside the database, a chunk's copies in one statement:
+    // one that finds its source gone fails the chunk, and none of the chunk's rows land.
+    let Some(mut fixture) = Fixture::new(Backend::Postgres, Setup::Replace, 3) else {
+        return;
+    };
+    fixture.step(&Step::Claim);
+    fixture.step(&Step::Begin);
+    let old = fixture
+        .store
+        .number("SELECT CAST(id AS TEXT) FROM generations WHERE state = 'active'");
+    let mut rows = fixture.rows(1, 1, &HashMap::new());
+    for (row, from_row) in [(2, 1), (3, 2)] {
+        rows.push(NewRow {
+            row,
+            text: old_text(from_row),
+            text_hash: text_hash(&old_text(from_row)),
+            vector: RowVector::Copy {
+                generation: old,
+                row: from_row,
+            },
+        });
+    }
+    if let Store::Postgres { client, .. } = &mut fixture.store {
+        client
+            .execute("DELETE FROM generations WHERE id = $1", &[&old])
+            .unwrap();
+    }
+    let error = fixture
+        .catalog
+        .write_vectors_blocking(
+            fixture.job,
+            fixture.try_id,
+            fixture.generation.unwrap(),
+            rows,
+            3,
+        )
+        .expect_err("a copy of a deleted vector");
+    assert!(
+        error.to_string().contains(&format!(
+            "the vector of row 1 of generation {old}, to reuse for row 2, is gone"
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        fixture.seen(),
+        "processing try 1/3 | v1 embedded, v2 embedding | writing v2×0"
+    );
+}
