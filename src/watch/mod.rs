@@ -504,13 +504,23 @@ impl WatchState {
                     names::group_name_problem(&name)
                 ),
             ),
+            // Only a group folder's own entries are watched and scanned: what reaches here is
+            // a folder made inside a group folder.
             PathKind::Nested(p) if meta.is_some() => self.ctx.notices.report_once(
                 &format!("nested:{}", p.display()),
-                format!(
-                    "{} is inside a sub-folder of a group and is left alone; only files \
-                     directly in a group folder are ingested",
-                    p.display()
-                ),
+                if is_dir {
+                    format!(
+                        "{} is a folder inside a group folder; nothing in it is ingested or \
+                         watched: only files directly in a group folder are",
+                        p.display()
+                    )
+                } else {
+                    format!(
+                        "{} is inside a sub-folder of a group and is left alone; only files \
+                         directly in a group folder are ingested",
+                        p.display()
+                    )
+                },
             ),
             PathKind::Nested(_) | PathKind::Ignored | PathKind::Root | PathKind::Outside => {}
         }

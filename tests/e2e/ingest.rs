@@ -426,6 +426,16 @@ fn folders_inside_a_group_folder_cost_no_watches() {
         after, before,
         "400 folders inside a group folder changed the daemon's inotify watches"
     );
+    // Each folder made directly in the group is reported once, as a folder (the last ones
+    // are among the last errors `status` keeps).
+    let said = daemon
+        .status()
+        .last_errors
+        .into_iter()
+        .map(|n| n.message)
+        .find(|m| m.contains("/g/wide199 "))
+        .expect("the folder inside the group folder is reported");
+    assert!(said.contains("is a folder inside a group folder"), "{said}");
 }
 
 /// How many inotify watches process `pid` holds (one `inotify wd:` line per watch in the
