@@ -115,6 +115,7 @@ async fn reconfigure(
         let max_attempts = config.embedding.max_attempts;
         let retention = retention(&config);
         let _ = catalog.configure(max_attempts, retention).await;
+        catalog.set_ef_search(config.catalog.ef_search);
     }
     stop.cancelled().await;
 }
@@ -362,6 +363,7 @@ async fn open_catalog(
     let retention = retention(config);
     // Prunes a stop interrupted are finished before anything else is stored.
     let (requeued, dropped) = catalog.start_up(max_attempts, retention).await?;
+    catalog.set_ef_search(config.catalog.ef_search);
     if requeued + dropped > 0 {
         tracing::info!(
             requeued,

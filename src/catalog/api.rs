@@ -58,6 +58,14 @@ impl Catalog {
         .await
     }
 
+    /// On PostgreSQL, the candidates each HNSW search keeps (`catalog.ef_search`); SQLite
+    /// searches exactly and has nothing to set.
+    pub fn set_ef_search(&self, ef_search: u32) {
+        if let Some(node) = self.pg() {
+            super::pg::node::lock(&node.settings).ef_search = ef_search;
+        }
+    }
+
     /// Start-up: apply the settings, finish the prunes a stop interrupted, and put the jobs a
     /// stop left processing back in the queue. Answers `(requeued, generations removed)`.
     pub async fn start_up(
@@ -875,15 +883,9 @@ impl Catalog {
         k: usize,
     ) -> Result<SearchResult, CatalogError> {
         if let Some(node) = self.pg() {
+            let ef_search = super::pg::node::lock(&node.settings).ef_search;
             return Self::on_pg_blocking(node, |c, _| {
-                super::pg::search::search(
-                    c,
-                    group,
-                    identity,
-                    query,
-                    k,
-                    super::pg::search::DEFAULT_EF_SEARCH,
-                )
+                super::pg::search::search(c, group, identity, query, k, ef_search)
             });
         }
         super::search::search(self.sqlite()?.2, group, identity, query, k)

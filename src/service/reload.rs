@@ -135,6 +135,7 @@ static KEYS: &[Key] = &[
         Some(CATALOG),
         catalog.password_file
     ),
+    key!("catalog.ef_search", None, catalog.ef_search),
     key!("cluster.node", Some(CLUSTER), cluster.node),
     key!("cluster.lease_secs", Some(CLUSTER), cluster.lease_secs),
     key!(
@@ -312,6 +313,7 @@ mod tests {
                 "catalog.password_file",
                 false,
             ),
+            (|c| c.catalog.ef_search = 400, "catalog.ef_search", true),
             (
                 |c| c.ingest.max_file_size = ByteSize::kb(1),
                 "ingest.max_file_size",

@@ -57,6 +57,8 @@ pub struct Settings {
     pub max_attempts: u32,
     /// `ingest.retain_versions` (0: keep all).
     pub keep: u32,
+    /// `catalog.ef_search`.
+    pub ef_search: u32,
 }
 
 impl Default for Settings {
@@ -64,6 +66,7 @@ impl Default for Settings {
         Self {
             max_attempts: 3,
             keep: 0,
+            ef_search: super::search::DEFAULT_EF_SEARCH,
         }
     }
 }

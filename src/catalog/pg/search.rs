@@ -3,8 +3,8 @@
 //! only vectors of the query's identity are compared, sources embedded by another model are
 //! named, never mixed in.
 //!
-//! HNSW is approximate. `hnsw.ef_search` (candidates kept per search) trades speed for recall;
-//! [`DEFAULT_EF_SEARCH`] was chosen from the agreement test against the exact scan
+//! HNSW is approximate. `hnsw.ef_search` (candidates kept per search, `catalog.ef_search`)
+//! trades speed for recall; [`DEFAULT_EF_SEARCH`] was chosen from the agreement test against the exact scan
 //! (tests/e2e/pg/search.rs). A group filter is applied during the index scan with pgvector's
 //! iterative scans, so a small group inside a large identity still gets its `k` rows. Rows
 //! not in the index yet (`staging`) are scanned exactly and merged in.
@@ -14,8 +14,9 @@ use crate::embed::Identity;
 use crate::protocol::{SearchHit, SearchResult};
 use postgres::Client;
 
-/// Candidates kept per search (pgvector's default is 40).
-pub const DEFAULT_EF_SEARCH: u32 = 100;
+/// Candidates kept per search unless `catalog.ef_search` says otherwise (pgvector's default
+/// is 40).
+pub const DEFAULT_EF_SEARCH: u32 = crate::config::CatalogConfig::DEFAULT_EF_SEARCH;
 
 /// The `k` active rows of `group` nearest to `query` (a unit vector made by `identity`).
 pub fn search(

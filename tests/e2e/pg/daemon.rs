@@ -8,11 +8,11 @@ use super::TestDb;
 use crate::helper::{Daemon, csv, wait_for};
 use ingestd::protocol::{JobState, RmOutcome, SearchResult, cmd};
 
-/// A daemon of node `node` on the catalog in `db`.
+/// A daemon of node `node` on the catalog in `db`, searching with an `ef_search` of its own.
 fn node(db: &TestDb, node: &str) -> Daemon {
     Daemon::start_with(&format!(
         "[ingest]\nsettle_ms = 150\n\
-         [catalog]\nbackend = \"postgres\"\nurl = \"{}\"\n\
+         [catalog]\nbackend = \"postgres\"\nurl = \"{}\"\nef_search = 40\n\
          [cluster]\nnode = \"{node}\"\nlease_secs = 5\n",
         db.url()
     ))
