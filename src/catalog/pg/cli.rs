@@ -30,7 +30,8 @@ fn target(config: &Config, to: Option<&str>) -> Result<Target, PgError> {
         }
         None => {
             return Err(PgError::Invalid(
-                "no target: give --to URL, or set catalog.url in the config".into(),
+                "no database: set catalog.url in the config (catalog migrate also takes --to URL)"
+                    .into(),
             ));
         }
     };
@@ -40,8 +41,10 @@ fn target(config: &Config, to: Option<&str>) -> Result<Target, PgError> {
 }
 
 /// Take node `name` off the registry of the cluster at `catalog.url`, audited; what stays
-/// behind as text. Refused while a daemon runs as that node (it holds its name) and while a
-/// job is processing on it (another node takes it over when its lease runs out). Its versions,
+/// behind as text. Refused while a daemon runs as that node (it holds its name), while a job
+/// is processing on it (another node takes it over when its lease runs out), and while its
+/// heartbeat is younger than two leases (`cluster.lease_secs`): a node of an older version, or
+/// one whose database session was cut, may run without holding its name. Its versions,
 /// vectors and audit records stay: they name it, and what it embedded stays searchable.
 pub fn forget_node(config: &Config, name: &str) -> Result<String, PgError> {
     use crate::identity::{Actor, Resolve};
@@ -56,31 +59,35 @@ pub fn forget_node(config: &Config, name: &str) -> Result<String, PgError> {
             "node {name:?} is running (its daemon holds its name): stop it first"
         )));
     }
-    let forgotten = forget_locked(&mut client, name, &Actor::daemon());
-    // Let the name go however that ended; the connection's end would do it too.
-    client.execute("SELECT pg_advisory_unlock($1)", &[&key])?;
+    let forgotten = forget_locked(&mut client, config, name, &Actor::daemon());
+    // Let the name go however that ended; the end of the connection lets it go too, so a
+    // failure here changes nothing of what was done.
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]);
     forgotten
 }
 
 fn forget_locked(
     client: &mut postgres::Client,
+    config: &Config,
     name: &str,
     actor: &crate::identity::Actor,
 ) -> Result<String, PgError> {
     let mut tx = client.transaction()?;
-    let nodes: Vec<(String, i64)> = tx
-        .query(
+    let age: Option<i64> = tx
+        .query_opt(
             &format!(
-                "SELECT name, ({} - heartbeat_at) / 1000 FROM nodes ORDER BY name FOR UPDATE",
+                "SELECT ({} - heartbeat_at) / 1000 FROM nodes WHERE name = $1 FOR UPDATE",
                 super::NOW_MS
             ),
-            &[],
+            &[&name],
         )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let Some(age) = nodes.iter().find(|(n, _)| n == name).map(|&(_, a)| a) else {
-        let known: Vec<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+        .map(|r| r.get(0));
+    let Some(age) = age else {
+        let known: Vec<String> = tx
+            .query("SELECT name FROM nodes ORDER BY name", &[])?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
         return Err(PgError::Invalid(format!(
             "no node {name:?} in the cluster's registry; its nodes: {}",
             if known.is_empty() {
@@ -107,6 +114,14 @@ fn forget_locked(
             ids.join(", ")
         )));
     }
+    let alive_within = 2 * config.cluster.lease_secs as i64;
+    if age < alive_within {
+        return Err(PgError::Invalid(format!(
+            "node {name:?} sent a heartbeat {age} s ago, so it may still be running (a node of \
+             an older version, or one whose database connection was cut, does not hold its \
+             name): stop it, and run this again once its heartbeat is {alive_within} s old"
+        )));
+    }
     let waiting: i64 = tx
         .query_one(
             "SELECT COUNT(*) FROM jobs j JOIN versions v ON v.id = j.version_id
@@ -120,10 +135,19 @@ fn forget_locked(
             &[&name],
         )?
         .get(0);
+    // What those queued jobs' interrupted tries wrote, kept for their next try.
+    let kept: i64 = tx
+        .query_one(
+            "SELECT COALESCE(SUM(n.rows), 0)::bigint FROM generations n
+             JOIN jobs j ON j.id = n.job_id JOIN versions v ON v.id = j.version_id
+             WHERE n.state = 'retained' AND j.state = 'queued' AND v.node = $1",
+            &[&name],
+        )?
+        .get(0);
     tx.execute("DELETE FROM nodes WHERE name = $1", &[&name])?;
     let mut record = crate::audit::AuditRecord::new(actor.clone(), "forget_node", "ok");
     record.detail = Some(format!("node {name} (last heartbeat {age} s ago)"));
-    super::audit(&mut tx, &host_name(), &record)?;
+    super::audit(&mut tx, &config.cluster.node_name(), &record)?;
     tx.commit()?;
     let mut out = format!(
         "node {name} taken off the registry (last heartbeat {age} s ago); its versions, vectors \
@@ -132,7 +156,9 @@ fn forget_locked(
     if waiting > 0 {
         out.push_str(&format!(
             "warning: {waiting} queued job(s) are of files {name} stored: unless the nodes \
-             share storage (cluster.shared_storage), they wait until a node can read them\n"
+             share storage (cluster.shared_storage), they wait until a node can read them \
+             (ingestctl cancel ends them, with the {kept} vectors their interrupted tries \
+             kept)\n"
         ));
     }
     if deletes > 0 {

@@ -694,9 +694,16 @@ pub fn migrate(sqlite_path: &Path, target: &Target, node: &str) -> Result<Report
             });
         }
         // A node has run on the copy since (the copy writes no node): what the cluster did
-        // since is only in PostgreSQL, and copying again would replace it.
+        // since is only in PostgreSQL, and copying again would replace it. The audit trail
+        // names every node that wrote to it, and stays when `catalog forget-node` takes a node
+        // off the registry (and records that, with a node's name too).
         let joined: Vec<String> = client
-            .query("SELECT name FROM nodes ORDER BY name", &[])?
+            .query(
+                "SELECT name FROM nodes
+                 UNION SELECT DISTINCT node FROM audit WHERE node IS NOT NULL
+                 ORDER BY 1",
+                &[],
+            )?
             .iter()
             .map(|r| r.get(0))
             .collect();

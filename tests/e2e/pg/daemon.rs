@@ -543,6 +543,22 @@ fn pg_a_node_gone_for_good_is_forgotten_only_once_it_runs_nothing() {
         "{}",
         text(&out)
     );
+    // A node that beats without holding its name (an older version) is refused too, by its
+    // heartbeat.
+    db.client()
+        .execute(
+            "INSERT INTO nodes (name, started_at, heartbeat_at, ingestd_version)
+             VALUES ('old', 0, (extract(epoch FROM clock_timestamp()) * 1000)::bigint, '0.0.1')",
+            &[],
+        )
+        .unwrap();
+    let out = forget_node(&b.config, "old");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("node \"old\" sent a heartbeat 0 s ago"),
+        "{}",
+        text(&out)
+    );
 
     // Node a dies with a job processing: refused until that job is taken over.
     server.hold("held row");
@@ -564,8 +580,15 @@ fn pg_a_node_gone_for_good_is_forgotten_only_once_it_runs_nothing() {
     wait_for("b to take the job over", || {
         (b.job(job).state == JobState::Queued).then_some(())
     });
-    let out = forget_node(&b.config, "a");
-    assert!(out.status.success(), "{}", text(&out));
+    // Refused while its heartbeat is younger than two leases (lease_secs = 5: 10 s): a node
+    // of an older version runs without holding its name the way this one does.
+    let out = wait_for("a's heartbeat to be two leases old", || {
+        let out = forget_node(&b.config, "a");
+        if !out.status.success() {
+            assert!(text(&out).contains("sent a heartbeat"), "{}", text(&out));
+        }
+        out.status.success().then_some(out)
+    });
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(said.contains("node a taken off the registry"), "{said}");
     assert!(
@@ -573,7 +596,7 @@ fn pg_a_node_gone_for_good_is_forgotten_only_once_it_runs_nothing() {
         "{said}"
     );
     let nodes: Vec<String> = b.status().nodes.into_iter().map(|n| n.name).collect();
-    assert_eq!(nodes, vec!["b".to_string()]);
+    assert_eq!(nodes, vec!["b".to_string(), "old".to_string()]);
     // What a held stays listed; the removal is in the audit trail.
     assert_eq!(b.ls(Some("g")).len(), 1);
     let audited: i64 = db
@@ -589,7 +612,7 @@ fn pg_a_node_gone_for_good_is_forgotten_only_once_it_runs_nothing() {
     let out = forget_node(&b.config, "a");
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("no node \"a\" in the cluster's registry; its nodes: b"),
+        text(&out).contains("no node \"a\" in the cluster's registry; its nodes: b, old"),
         "{}",
         text(&out)
     );
