@@ -177,6 +177,7 @@ pub fn start(
         busy: HashSet::new(),
         ready: VecDeque::new(),
         known_groups: HashSet::new(),
+        unwatched: HashSet::new(),
         retries: HashMap::new(),
         ingest,
         done_tx,
@@ -262,6 +263,9 @@ struct WatchState {
     /// Settled files waiting for a free ingest worker.
     ready: VecDeque<SettledFile>,
     known_groups: HashSet<String>,
+    /// Group folders whose watch could not be added (the system's limit): tried again every
+    /// `ROOT_CHECK`, and scanned once they are watched.
+    unwatched: HashSet<String>,
     /// Files that failed for a transient reason: (failures so far, when to try again; `None`
     /// while the try is under way).
     retries: HashMap<PathBuf, (u32, Option<Instant>)>,
@@ -316,6 +320,7 @@ impl WatchState {
             self.retry_due();
             if self.root_checked.elapsed() >= ROOT_CHECK {
                 self.check_root();
+                self.watch_again();
             }
         }
         tracing::debug!("watcher stopped");
@@ -332,6 +337,12 @@ impl WatchState {
         let root = self.ctx.root.clone();
         if self.root_id.take().is_some() {
             let _ = self.watcher.unwatch(&root);
+            // The root is watched alone: its groups' watches go one by one, or they would
+            // follow the old folders wherever they were moved, under the same paths.
+            for group in self.known_groups.iter().chain(&self.lost_groups) {
+                let _ = self.watcher.unwatch(&root.join(group));
+            }
+            self.unwatched.clear();
             self.ctx.notices.report(format!(
                 "the drop root {} was removed, moved or replaced; its watch is lost until a \
                  folder is there again",
@@ -462,10 +473,16 @@ impl WatchState {
                     ));
                 }
                 self.ensure_group(&name);
-                self.watch_group(path);
-                // Files created before the folder's watch was in place.
-                self.scan_group(path, &name);
+                if self.watch_group(path, &name) {
+                    // Files created before the folder's watch was in place.
+                    self.scan_group(path, &name);
+                }
             }
+            // Only through a real group folder: a watch that a folder swapped for a link made
+            // notify follow reports the link's target under the group's path, and
+            // `symlink_metadata` would look through the link.
+            PathKind::GroupFile { group, .. } | PathKind::OddName { group, .. }
+                if folder_id(&self.ctx.root.join(&group)).is_none() => {}
             PathKind::GroupFile { group, name } => self.track(path, &group, &name, meta),
             PathKind::OddName { group, raw } => {
                 self.track(path, &group, &names::safe_name(&raw), meta)
@@ -632,20 +649,65 @@ impl WatchState {
     /// between the scan and that watch was never seen. Not recursive either: nothing in a
     /// sub-folder is ingested, and a dropper's tree of folders must not use up the watches the
     /// system allows the daemon's user. Watching again a folder already watched changes
-    /// nothing.
-    fn watch_group(&mut self, dir: &Path) {
+    /// nothing. Answers whether the folder may be scanned: it is a real folder, watched, or
+    /// left for `watch_again` when the system refused the watch.
+    ///
+    /// inotify follows a link at the watched path, and notify does not ask it not to. The
+    /// folder's identity is taken before and after the watch is added; if the path no longer
+    /// leads to that real folder, the watch is taken off (and events that arrive meanwhile
+    /// for files under a group path that is not a real folder are ignored, `on_path`).
+    fn watch_group(&mut self, dir: &Path, group: &str) -> bool {
+        let Some(before) = folder_id(dir) else {
+            return false;
+        };
         if let Err(error) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
+            let gone = match &error.kind {
+                notify::ErrorKind::PathNotFound => true,
+                notify::ErrorKind::Io(e) => e.kind() == std::io::ErrorKind::NotFound,
+                _ => false,
+            };
             // A folder gone meanwhile needs no word: its removal is an event of its own.
-            if !matches!(error.kind, notify::ErrorKind::PathNotFound) {
+            if !gone {
                 self.ctx.notices.report_once(
                     &format!("watch:{}", dir.display()),
                     format!(
-                        "cannot watch group folder {}: {}; files dropped there are found only \
-                         when the drop root is rescanned",
+                        "cannot watch group folder {}: {}; it is tried again every second",
                         dir.display(),
                         watch_problem(error)
                     ),
                 );
+                self.unwatched.insert(group.to_string());
+            }
+            // A real folder still: scanned, so what is in it now is found.
+            return !gone;
+        }
+        if folder_id(dir) != Some(before) {
+            let _ = self.watcher.unwatch(dir);
+            self.ctx.notices.report_once(
+                &format!("swapped:{}", dir.display()),
+                format!(
+                    "group folder {} was replaced while it was being watched; it is not \
+                     watched until it is a folder again",
+                    dir.display()
+                ),
+            );
+            return false;
+        }
+        self.unwatched.remove(group);
+        true
+    }
+
+    /// Try again the group folders whose watch could not be added; scan those now watched.
+    fn watch_again(&mut self) {
+        let waiting: Vec<String> = self.unwatched.iter().cloned().collect();
+        for group in waiting {
+            let dir = self.ctx.root.join(&group);
+            if folder_id(&dir).is_none() {
+                self.unwatched.remove(&group);
+                continue;
+            }
+            if self.watch_group(&dir, &group) && !self.unwatched.contains(&group) {
+                self.scan_group(&dir, &group);
             }
         }
     }

@@ -455,3 +455,34 @@ fn inotify_watches(pid: u32) -> usize {
     assert!(watches > 0, "process {pid} has no inotify watch at all");
     watches
 }
+
+/// The drop root moved away and made again: the old group folders' watches go with the old
+/// root. They would otherwise keep following the moved folders under the same paths, one
+/// inotify watch each, for as long as the daemon runs.
+#[test]
+fn a_drop_root_moved_away_takes_its_group_watches_with_it() {
+    let daemon = Daemon::start_with("[ingest]\nsettle_ms = 100\n");
+    for g in ["g1", "g2", "g3"] {
+        daemon.drop_file(g, "a.csv", &csv(3, 2));
+        daemon.wait_stored(g, "a.csv");
+    }
+    let before = inotify_watches(daemon.pid());
+    let old = daemon.drop_root.with_extension("old");
+    std::fs::rename(&daemon.drop_root, &old).unwrap();
+    std::fs::create_dir(&daemon.drop_root).unwrap();
+    wait_for("the new drop root to be watched", || {
+        daemon
+            .status()
+            .last_errors
+            .iter()
+            .any(|n| n.message.contains("is watched again"))
+            .then_some(())
+    });
+    assert_eq!(
+        inotify_watches(daemon.pid()),
+        before - 3,
+        "the three moved group folders are still watched"
+    );
+    daemon.drop_file("g1", "b.csv", &csv(4, 2));
+    daemon.wait_stored("g1", "b.csv");
+}

@@ -366,8 +366,8 @@ pub fn recover_own(client: &mut Client, node: &str) -> Result<Vec<TakenOver>, Pg
     Ok(taken)
 }
 
-/// End the try of processing `job` (locked by the caller): delete what it wrote, and queue
-/// it again or fail it when it has no attempt left.
+/// End the try of processing `job` (locked by the caller): queue it again, keeping what the
+/// try wrote for the next one, or fail it when it has no attempt left, deleting that.
 fn interrupt(
     tx: &mut postgres::Transaction<'_>,
     job: i64,
