@@ -1421,3 +1421,36 @@ fn on_postgres_a_copy_from_a_generation_deleted_meanwhile_fails_naming_it_and_wr
         "processing try 1/3 | v1 embedded, v2 embedding | writing v2×0"
     );
 }
+
+#[test]
+fn on_postgres_a_try_can_swap_in_only_the_generation_it_is_writing() {
+    // A takeover or a restart keeps what a try wrote as a retained generation of the same
+    // job: ending the next try with that generation's id must not make it searchable.
+    let Some(mut fixture) = Fixture::new(Backend::Postgres, Setup::Replace, 3) else {
+        return;
+    };
+    fixture.step(&Step::Claim);
+    fixture.step(&Step::Begin);
+    fixture.step(&Step::Write(3));
+    fixture.step(&Step::Recover(1, 0));
+    let retained = fixture
+        .store
+        .number("SELECT CAST(id AS TEXT) FROM generations WHERE state = 'retained'");
+    fixture.step(&Step::Claim);
+    fixture.step(&Step::Begin);
+    let before = fixture.seen();
+    assert_eq!(
+        before,
+        "processing try 2/3 | v1 embedded, v2 embedding \
+         | active v1×3, retained v2×3, writing v2×0"
+    );
+    let error = fixture
+        .catalog
+        .finish_job_blocking(fixture.job, fixture.try_id, Some(retained), Ending::Done)
+        .expect_err("a retained generation swapped in");
+    assert!(
+        error.to_string().contains("not the one it is writing"),
+        "{error}"
+    );
+    assert_eq!(fixture.seen(), before, "nothing changed");
+}

@@ -498,12 +498,25 @@ pub fn finish(
                         set_version_status(&mut tx, *old_version, Status::Ready)?;
                     }
                 }
+                // Only the generation this try is writing: never a kept one, nor another job's.
                 let rows: i64 = tx
-                    .query_one(
-                        "UPDATE generations SET state = $1, activated_at = $2 WHERE id = $3
-                         RETURNING rows",
-                        &[&Generation::Active.as_str(), &now, &generation],
+                    .query_opt(
+                        "UPDATE generations SET state = $1, activated_at = $2
+                         WHERE id = $3 AND job_id = $4 AND state = $5 RETURNING rows",
+                        &[
+                            &Generation::Active.as_str(),
+                            &now,
+                            &generation,
+                            &job,
+                            &Generation::Writing.as_str(),
+                        ],
                     )?
+                    .ok_or_else(|| {
+                        PgError::Invalid(format!(
+                            "job {job} finished with generation {generation}, which is not the \
+                             one it is writing"
+                        ))
+                    })?
                     .get(0);
                 tx.execute(
                     "UPDATE jobs SET state = $1, finished_at = $2, error = NULL, node = NULL,
