@@ -683,14 +683,19 @@ impl WatchState {
         }
         if folder_id(dir) != Some(before) {
             let _ = self.watcher.unwatch(dir);
-            self.ctx.notices.report_once(
-                &format!("swapped:{}", dir.display()),
-                format!(
-                    "group folder {} was replaced while it was being watched; it is not \
-                     watched until it is a folder again",
-                    dir.display()
-                ),
-            );
+            // Removed or replaced by a folder meanwhile: its events say so and it is watched
+            // again. A link is worth a word.
+            if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                self.ctx.notices.report_once(
+                    &format!("swapped:{}", dir.display()),
+                    format!(
+                        "group folder {} was replaced by a symbolic link while it was being \
+                         watched; links are never followed, and it is not watched until it is \
+                         a folder again",
+                        dir.display()
+                    ),
+                );
+            }
             return false;
         }
         self.unwatched.remove(group);
