@@ -150,33 +150,22 @@ fn main() {
         search_latency(&admin);
     }
     if wanted("pipeline") {
-        pipeline(&admin);
+        pipeline();
     }
 }
 
 /// Rows/s of whole embedding jobs (hashing provider) through the real daemon, on SQLite and on
 /// PostgreSQL, for the same files, alternating, `PIPELINE_RUNS` jobs each.
-fn pipeline(admin: &postgres::Config) {
+fn pipeline() {
     use common::{BenchDaemon, csv_of_rows, job_secs};
     const PIPELINE_RUNS: usize = 3;
     let rows: usize = std::env::var("CLUSTER_BENCH_ROWS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(200_000);
-    let db = BenchDb::create(admin, "pipeline");
-    let host = admin
-        .get_hosts()
-        .iter()
-        .find_map(|h| match h {
-            postgres::config::Host::Unix(path) => Some(path.display().to_string()),
-            _ => None,
-        })
-        .expect("PG_TEST_URL names a Unix socket folder");
-    let url = format!(
-        "postgresql://{}@/{}?host={host}",
-        admin.get_user().unwrap_or("postgres"),
-        db.name
-    );
+    // A database of its own; the daemon brings its schema up to date.
+    let db = ingestd::testing::TestDb::create().expect("PG_TEST_URL is set");
+    let url = db.url();
     let common_toml = "[ingest]\nsettle_ms = 100\n";
     let sqlite = BenchDaemon::start(common_toml, "batch_size = 256\n");
     let pg = BenchDaemon::start(
@@ -186,7 +175,7 @@ fn pipeline(admin: &postgres::Config) {
         ),
         "batch_size = 256\n",
     );
-    let mut catalog = db.connect();
+    let mut catalog = db.client();
     println!("pipeline: load average before: {}", load());
     let (mut on_sqlite, mut on_pg, mut indexing) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..PIPELINE_RUNS {

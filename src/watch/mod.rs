@@ -13,7 +13,7 @@ pub mod writers;
 
 use crate::catalog::Catalog;
 use crate::dirs::Identity;
-use crate::dirs::{self, Dir};
+use crate::dirs::{self, Dir, DirError};
 use crate::events::Events;
 use crate::notices::Notices;
 use crate::protocol::EventKind as FileEvent;
@@ -483,10 +483,15 @@ impl WatchState {
             // `symlink_metadata` would look through the link.
             PathKind::GroupFile { group, .. } | PathKind::OddName { group, .. }
                 if folder_id(&self.ctx.root.join(&group)).is_none() => {}
-            PathKind::GroupFile { group, name } => self.track(path, &group, &name, meta),
-            PathKind::OddName { group, raw } => {
-                self.track(path, &group, &names::safe_name(&raw), meta)
+            PathKind::GroupFile { group, name } => {
+                self.track(path, &group, &name, Found::of(meta.as_ref()))
             }
+            PathKind::OddName { group, raw } => self.track(
+                path,
+                &group,
+                &names::safe_name(&raw),
+                Found::of(meta.as_ref()),
+            ),
             // Gone: a group folder removed or moved away is reported (its files are not
             // watched until it is back); anything else that is gone needs no word.
             PathKind::RootFile(p) if meta.is_none() => {
@@ -543,20 +548,20 @@ impl WatchState {
         }
     }
 
-    fn track(&mut self, path: &Path, group: &str, name: &str, meta: Option<std::fs::Metadata>) {
+    fn track(&mut self, path: &Path, group: &str, name: &str, found: Found) {
         if self.busy.contains(path) {
             // The worker reports back whether it left the file in place; look again then.
             return;
         }
-        match meta {
-            Some(m) if m.is_file() => {
-                if self.settler.touch(path, Some(to_meta(&m)), Instant::now()) {
+        match found {
+            Found::File(meta) => {
+                if self.settler.touch(path, Some(meta), Instant::now()) {
                     self.ctx.events.file(FileEvent::Seen, group, name);
                 }
                 self.ctx.in_flight.set(group, name, Phase::Pending);
             }
-            Some(_) => {}
-            None => {
+            Found::Other => {}
+            Found::Gone => {
                 // Gone (renamed away, deleted): let the settler notice at its deadline.
                 if self.settler.contains(path) {
                     self.settler.touch(path, None, Instant::now());
@@ -740,9 +745,26 @@ impl WatchState {
         );
     }
 
+    /// The entries of group folder `group` (shown as `dir`), listed and described through the
+    /// folder's handle, opened without following a link: a folder swapped for a link after it
+    /// was checked is not listed, and no file is described through a link.
     fn scan_group(&mut self, dir: &Path, group: &str) {
-        let entries = match std::fs::read_dir(dir) {
-            Ok(entries) => entries,
+        let listed = Dir::open(&self.ctx.root)
+            .and_then(|root| root.child(group))
+            .and_then(|handle| {
+                let entries = handle.names().map_err(|source| DirError::Io {
+                    path: dir.to_path_buf(),
+                    about: "list",
+                    source,
+                })?;
+                Ok((handle, entries))
+            });
+        let (handle, entries) = match listed {
+            Ok(listed) => listed,
+            // Gone, or no longer a folder: its own event says so (`on_path`).
+            Err(DirError::Missing { .. } | DirError::Symlink { .. } | DirError::NotDir { .. }) => {
+                return;
+            }
             Err(error) => {
                 self.ctx.notices.report(format!(
                     "cannot read group folder {}: {error}",
@@ -751,23 +773,49 @@ impl WatchState {
                 return;
             }
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        for name in entries {
+            let path = dir.join(&name);
+            let Ok(st) = handle.stat(&name) else {
                 continue;
             };
-            if meta.is_dir() || meta.file_type().is_symlink() {
+            let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+            if kind.is_dir() || kind.is_symlink() {
                 // Hidden folders (.rejected) are ours; others are reported by `on_path`.
                 self.on_path(&path);
                 continue;
             }
+            let found = if dirs::is_file(&st) {
+                Found::File(stat_meta(&st))
+            } else {
+                Found::Other
+            };
             match names::classify(&self.ctx.root, &path, false) {
-                PathKind::GroupFile { name, .. } => self.track(&path, group, &name, Some(meta)),
+                PathKind::GroupFile { name, .. } => self.track(&path, group, &name, found),
                 PathKind::OddName { raw, .. } => {
-                    self.track(&path, group, &names::safe_name(&raw), Some(meta))
+                    self.track(&path, group, &names::safe_name(&raw), found)
                 }
                 _ => {}
             }
+        }
+    }
+}
+
+/// What is at a path the watcher tracks.
+enum Found {
+    /// A regular file, as it is now.
+    File(Meta),
+    /// Something else (a FIFO, a device): not taken, nothing to follow.
+    Other,
+    /// Nothing any more (renamed away, deleted).
+    Gone,
+}
+
+impl Found {
+    fn of(meta: Option<&std::fs::Metadata>) -> Self {
+        match meta {
+            Some(m) if m.is_file() => Found::File(to_meta(m)),
+            Some(_) => Found::Other,
+            None => Found::Gone,
         }
     }
 }
