@@ -116,11 +116,24 @@ impl BenchDaemon {
             ),
         )
         .unwrap();
+        // BENCH_DAEMON_LOG=FILE appends the daemon's debug log to FILE (how long each step
+        // of a file's ingest took, among other things); without it the daemon is quiet.
+        let (filter, stderr) = match std::env::var_os("BENCH_DAEMON_LOG") {
+            Some(file) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)
+                    .expect("BENCH_DAEMON_LOG: a file to append to");
+                ("ingestd=debug", Stdio::from(log))
+            }
+            None => ("warn", Stdio::null()),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_ingestd"))
             .arg("--config")
             .arg(&config)
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
+            .env("RUST_LOG", filter)
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let socket = dir.path().join("s.sock");

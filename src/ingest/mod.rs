@@ -1,7 +1,8 @@
 //! The path of one settled file: validate, then store a new version or reject it.
 //!
-//! Order matters for "nothing lost": the file is copied (and fsynced) into the storage folder
-//! first and validated there, so we validate exactly the bytes we keep; its version is reserved
+//! Order matters for "nothing lost": the file is copied into the storage folder first and
+//! validated there, so we validate exactly the bytes we keep (the copy is fsynced while it is
+//! read, and before the catalog hears of it); its version is reserved
 //! in the catalog, renamed into place, marked ready, and only then is the drop original
 //! removed, and only if it is still the file we read. Rejected originals move to
 //! `<group>/.rejected/` beside a one-sentence `.error.txt`.
@@ -31,6 +32,7 @@ use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use store::Identity;
 
 /// What happened to a file.
@@ -117,13 +119,13 @@ impl Ingestor {
     pub fn ingest(&self, file: &SettledFile) -> Outcome {
         let span = tracing::info_span!("ingest", group = %file.group, file = %file.name);
         let _entered = span.enter();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         // The whole file counts as one parse worker: previews wait behind it, and it behind them.
         let slot = self.parse_slots.as_ref().map(|slots| slots.take_blocking());
         let outcome = self.ingest_inner(file);
         drop(slot);
         self.in_flight.clear(&file.group, &file.name);
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed_ms = elapsed_ms(started);
         match &outcome {
             Outcome::Accepted { version } => tracing::info!(%version, elapsed_ms, "accepted"),
             Outcome::Unchanged { version } => tracing::info!(%version, "unchanged"),
@@ -168,7 +170,7 @@ impl Ingestor {
                 return waiting("its group folder cannot be opened");
             }
         };
-        let mut handle = match group_dir.open_read(file.file_name()) {
+        let handle = match group_dir.open_read(file.file_name()) {
             Ok(handle) => handle,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return skipped("it disappeared before it could be read");
@@ -311,10 +313,13 @@ impl Ingestor {
             .join(&file.group)
             .join(store::TMP_DIR)
             .join(&tmp_name);
+        let copy_started = Instant::now();
         let copied = tmp_dir
             .create_new(&tmp_name, file_mode)
-            .and_then(|mut out| store::copy_hashed(&mut handle, &mut out, max));
-        let copied = match copied {
+            .and_then(|mut out| {
+                Ok(store::copy_limited(&handle, &mut out, max)?.map(|bytes| (bytes, out)))
+            });
+        let (bytes, copy) = match copied {
             Ok(Some(copied)) => copied,
             Ok(None) => {
                 let _ = tmp_dir.unlink(&tmp_name);
@@ -333,6 +338,7 @@ impl Ingestor {
                 return waiting("copy failed");
             }
         };
+        let copy_ms = elapsed_ms(copy_started);
         drop(handle);
         if !identity.matches_in(&group_dir, file.file_name()) {
             // It changed while we read it: the writer was not done after all.
@@ -364,12 +370,32 @@ impl Ingestor {
         if let Some(set) = &set {
             options.apply(&set.options);
         }
-        let extracted = match self.parse_worker.extract(
-            format,
-            &tmp_path,
-            &options,
-            &isolate::Limits::of(&config.ingest),
-        ) {
+        // The copy is hashed and reaches the disk while the worker reads it: only the
+        // catalog's decision below needs its digest and its durability, and it waits for both.
+        // The digest is of the stored copy (ours alone, in a folder droppers cannot write),
+        // so it describes exactly the bytes kept.
+        let started = Instant::now();
+        let ((synced, sync_ms), (hashed, hash_ms), (extracted, parse_ms)) =
+            std::thread::scope(|scope| {
+                let synced = scope.spawn(|| (copy.sync_all(), elapsed_ms(started)));
+                let hashed = scope.spawn(|| {
+                    let hashed = tmp_dir
+                        .open_read(&tmp_name)
+                        .and_then(|mut copy| store::sha256_of(&mut copy));
+                    (hashed, elapsed_ms(started))
+                });
+                let limits = isolate::Limits::of(&config.ingest);
+                let extracted = self
+                    .parse_worker
+                    .extract(format, &tmp_path, &options, &limits);
+                (
+                    synced.join().expect("the sync thread panicked"),
+                    hashed.join().expect("the hashing thread panicked"),
+                    (extracted, elapsed_ms(started)),
+                )
+            });
+        drop(copy);
+        let extracted = match extracted {
             Ok(mut extracted) => {
                 if let Some(set) = set {
                     extracted.reading.set = Some(set.options);
@@ -391,12 +417,23 @@ impl Ingestor {
                 return waiting("the parse worker failed");
             }
         };
+        let sha256 = match synced.and(hashed) {
+            Ok(sha256) => sha256,
+            Err(e) => {
+                let _ = tmp_dir.unlink(&tmp_name);
+                self.notices.report(format!(
+                    "cannot copy {} into storage: {e}; it stays in the drop folder",
+                    path.display()
+                ));
+                return waiting("copy failed");
+            }
+        };
         let accepted = Accepted {
             group: file.group.clone(),
             name: file.name.clone(),
             format: format.as_str().to_string(),
-            size: copied.bytes,
-            sha256: copied.sha256,
+            size: bytes,
+            sha256,
             columns: extracted.columns,
             skipped: extracted.skipped,
             rows: extracted.rows,
@@ -417,6 +454,7 @@ impl Ingestor {
         let storage_root = config.paths.storage_root.clone();
         let (group, name) = (accepted.group.clone(), accepted.name.clone());
         let in_flight = self.in_flight.clone();
+        let decide_started = Instant::now();
         let decided =
             self.catalog
                 .decide_blocking(accepted.clone(), storage_root, move |decision| {
@@ -477,6 +515,14 @@ impl Ingestor {
                     ));
                     return skipped("catalog error after storing");
                 }
+                tracing::debug!(
+                    copy_ms,
+                    parse_ms,
+                    sync_ms,
+                    hash_ms,
+                    decide_ms = elapsed_ms(decide_started),
+                    "stored; how long each step took"
+                );
                 self.remove_original(&at);
                 Outcome::Accepted { version }
             }
@@ -630,6 +676,10 @@ struct Place<'a> {
     file: &'a SettledFile,
     dir: &'a Dir,
     identity: &'a Identity,
+}
+
+fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
 }
 
 fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {

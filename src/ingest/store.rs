@@ -1,5 +1,5 @@
-//! File-system steps of storing a version: copy while hashing, fsync, rename into place, and
-//! remove the drop original only if it is still the file we read.
+//! File-system steps of storing a version: the bounded copy, its sha256, the durable rename into
+//! place, and removing the drop original only if it is still the file we read.
 //!
 //! Every step that makes data durable syncs before the next step can make the previous copy
 //! unnecessary, so a crash never leaves neither the original nor a complete stored copy.
@@ -24,32 +24,15 @@ pub struct Copied {
     pub sha256: String,
 }
 
-/// Copy at most `limit` bytes of `from` into `out` (a new file), hashing as it goes, then
-/// fsync. Returns `Ok(None)` if `from` holds more than `limit` bytes (it grew after the size
-/// check); the caller removes the partial copy.
-pub fn copy_hashed(from: &mut File, out: &mut File, limit: u64) -> std::io::Result<Option<Copied>> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = match from.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        bytes += n as u64;
-        if bytes > limit {
-            return Ok(None);
-        }
-        hasher.update(&buffer[..n]);
-        out.write_all(&buffer[..n])?;
-    }
-    out.sync_all()?;
-    Ok(Some(Copied {
-        bytes,
-        sha256: hex(&hasher.finalize()),
-    }))
+/// Copy at most `limit` bytes of `from` into `out` (a new file), in the kernel where it can
+/// (`copy_file_range`). Returns the bytes copied, or `Ok(None)` if `from` holds more than
+/// `limit` bytes (it grew after the size check); the caller removes the partial copy.
+///
+/// Neither synced nor hashed here: the caller hashes the copy itself (so the digest describes
+/// the stored bytes) and syncs it, both while the copy is parsed.
+pub fn copy_limited(from: &File, out: &mut File, limit: u64) -> std::io::Result<Option<u64>> {
+    let bytes = std::io::copy(&mut from.take(limit.saturating_add(1)), out)?;
+    Ok((bytes <= limit).then_some(bytes))
 }
 
 /// sha256 of an open file, streamed from where it stands.
@@ -326,22 +309,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn copy_hashes_and_respects_the_limit() {
+    fn a_copy_is_exact_and_stops_past_the_limit() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = Dir::open(tmp.path()).unwrap();
-        std::fs::write(tmp.path().join("a.csv"), b"abc").unwrap();
+        // Several megabytes of bytes that differ from block to block.
+        let data: Vec<u8> = (0..3_500_000usize)
+            .map(|i| (i * 31 + i / 4093) as u8)
+            .collect();
+        std::fs::write(tmp.path().join("a.csv"), &data).unwrap();
+        let limit = data.len() as u64;
         let mut out = dir.create_new("b", 0o640).unwrap();
-        let copied = copy_hashed(&mut dir.open_read("a.csv").unwrap(), &mut out, 3)
-            .unwrap()
-            .unwrap();
-        assert_eq!(copied.bytes, 3);
+        let copied = copy_limited(&dir.open_read("a.csv").unwrap(), &mut out, limit).unwrap();
+        assert_eq!(copied, Some(limit));
+        assert_eq!(std::fs::read(tmp.path().join("b")).unwrap(), data);
+        let mut hashed = dir.open_read("b").unwrap();
         assert_eq!(
-            copied.sha256,
+            sha256_of(&mut hashed).unwrap(),
+            hex(&Sha256::digest(&data)),
+            "the copy hashes as the original"
+        );
+        // One byte over the limit, found only at the end.
+        let mut out = dir.create_new("c", 0o640).unwrap();
+        let over = copy_limited(&dir.open_read("a.csv").unwrap(), &mut out, limit - 1).unwrap();
+        assert_eq!(over, None);
+    }
+
+    #[test]
+    fn sha256_is_the_known_digest() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.csv"), b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&tmp.path().join("a.csv")).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        let mut out = dir.create_new("c", 0o640).unwrap();
-        let over = copy_hashed(&mut dir.open_read("a.csv").unwrap(), &mut out, 2).unwrap();
-        assert!(over.is_none());
     }
 
     #[test]
