@@ -409,12 +409,30 @@ impl Daemon {
     }
 
     /// Audit lines from `audit.jsonl`.
+    ///
+    /// On PostgreSQL a node appends a record to `audit.jsonl` when its listener hears the
+    /// commit, a moment after the action was answered: this waits (up to 10 s) until the file
+    /// holds every record the node has committed, so a test reads it as it would on SQLite.
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.audit_log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-            .collect()
+        let committed = self.catalog_db.as_ref().map(|db| {
+            let row = db
+                .client()
+                .query_one("SELECT count(*) FROM audit WHERE node = 'e2e'", &[])
+                .expect("count the committed audit records");
+            usize::try_from(row.get::<_, i64>(0)).unwrap_or(0)
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let records: Vec<serde_json::Value> = std::fs::read_to_string(&self.audit_log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+                .collect();
+            if committed.is_none_or(|n| records.len() >= n) || Instant::now() >= deadline {
+                return records;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Files (not folders) under `dir`, relative, sorted; hidden folders included.
