@@ -176,6 +176,7 @@ fn checkpoint(
 ) -> rusqlite::Result<(bool, i64)> {
     // (busy, frames in the log, frames checkpointed)
     let sql = format!("PRAGMA wal_checkpoint({mode})");
+    let started = Instant::now();
     let (busy, log, copied) = conn.query_row(&sql, [], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -185,6 +186,14 @@ fn checkpoint(
     })?;
     if copied > 0 {
         shared.done.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            mode,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            pages_in_log = log,
+            pages_copied = copied,
+            busy = busy != 0,
+            "WAL checkpoint"
+        );
     }
     Ok((busy != 0, log))
 }

@@ -339,6 +339,7 @@ impl Ingestor {
             }
         };
         let copy_ms = elapsed_ms(copy_started);
+        let options_started = Instant::now();
         drop(handle);
         if !identity.matches_in(&group_dir, file.file_name()) {
             // It changed while we read it: the writer was not done after all.
@@ -374,6 +375,7 @@ impl Ingestor {
         // catalog's decision below needs its digest and its durability, and it waits for both.
         // The digest is of the stored copy (ours alone, in a folder droppers cannot write),
         // so it describes exactly the bytes kept.
+        let options_ms = elapsed_ms(options_started);
         let started = Instant::now();
         let ((synced, sync_ms), (hashed, hash_ms), (extracted, parse_ms)) =
             std::thread::scope(|scope| {
@@ -517,6 +519,7 @@ impl Ingestor {
                 }
                 tracing::debug!(
                     copy_ms,
+                    options_ms,
                     parse_ms,
                     sync_ms,
                     hash_ms,
