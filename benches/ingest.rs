@@ -272,14 +272,18 @@ impl Daemon {
             .collect()
     }
 
-    fn wait_audit(&self, count: usize) -> serde_json::Value {
+    /// The `add` record of `source`, once it is written (job records come in between).
+    fn wait_added(&self, source: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let lines = self.audit_lines();
-            if lines.len() >= count {
-                return lines[count - 1].clone();
+            let added = self
+                .audit_lines()
+                .into_iter()
+                .find(|r| r["action"] == "add" && r["source"] == source);
+            if let Some(record) = added {
+                return record;
             }
-            assert!(Instant::now() < deadline, "no audit record");
+            assert!(Instant::now() < deadline, "no audit record for {source}");
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -312,7 +316,7 @@ fn latency() {
         std::fs::write(&tmp, format!("a,b,c\n{i},2,3\n")).unwrap();
         let dropped = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         std::fs::rename(&tmp, dir.join(format!("small{i}.csv"))).unwrap();
-        let record = daemon.wait_audit(i + 1);
+        let record = daemon.wait_added(&format!("small{i}.csv"));
         assert_eq!(record["outcome"], "accepted");
         let ready: jiff::Timestamp = record["time"].as_str().unwrap().parse().unwrap();
         let ms = ready.as_millisecond() as f64 - dropped.as_millis() as f64;
@@ -337,7 +341,7 @@ fn peak_rss() {
     let tmp = dir.join(".big.csv.part");
     std::fs::write(&tmp, big_csv(BIG, 42)).unwrap();
     std::fs::rename(&tmp, dir.join("big.csv")).unwrap();
-    let record = daemon.wait_audit(1);
+    let record = daemon.wait_added("big.csv");
     assert_eq!(record["outcome"], "accepted");
     println!(
         "daemon peak RSS: {:.1} MB after ingesting a 50 MB CSV (idle peak {:.1} MB)",
