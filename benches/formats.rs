@@ -15,8 +15,11 @@
 //!    so the catalog grows by some 1.3 million vectors a round: later rounds show whether
 //!    ingest stays flat as the catalog grows (`FORMATS_BENCH_ROUNDS`, default 3).
 //!
-//! `cargo bench --bench formats -- accept` runs part 5 alone, `-- reads` parts 1–4. Not a
-//! test: nothing here asserts a time. The figures go into the issue notes.
+//! `cargo bench --bench formats -- accept` runs part 5 alone, `-- reads` parts 1–4. With
+//! `BENCH_DAEMON_LOG=FILE` the daemon's debug log goes to FILE: one line per accept gives the
+//! time of each step (copy, read options, parse, sync, hash, the catalog's decision), and one
+//! per WAL checkpoint its time. Not a test: nothing here asserts a time. The figures go into
+//! the issue notes.
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use calamine::{Reader, Xlsx};
