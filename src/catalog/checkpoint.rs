@@ -186,11 +186,16 @@ fn checkpoint(
     })?;
     if copied > 0 {
         shared.done.fetch_add(1, Ordering::Relaxed);
+    }
+    let elapsed = started.elapsed();
+    if elapsed >= Duration::from_millis(1) || busy != 0 {
+        // SQLite reports the log's pages and how many of them are in the database file so far
+        // (not what this call copied).
         tracing::debug!(
             mode,
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            pages_in_log = log,
-            pages_copied = copied,
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            log_pages = log,
+            log_pages_in_database = copied,
             busy = busy != 0,
             "WAL checkpoint"
         );

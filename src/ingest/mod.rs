@@ -339,7 +339,6 @@ impl Ingestor {
             }
         };
         let copy_ms = elapsed_ms(copy_started);
-        let options_started = Instant::now();
         drop(handle);
         if !identity.matches_in(&group_dir, file.file_name()) {
             // It changed while we read it: the writer was not done after all.
@@ -349,6 +348,7 @@ impl Ingestor {
             };
         }
 
+        let options_started = Instant::now();
         let mut options = isolate::read_options(&config.ingest);
         if matches!(format, Format::Xls | Format::Xlsx | Format::Xlsm) {
             let group = file.group.clone();
@@ -371,31 +371,20 @@ impl Ingestor {
         if let Some(set) = &set {
             options.apply(&set.options);
         }
-        // The copy is hashed and reaches the disk while the worker reads it: only the
-        // catalog's decision below needs its digest and its durability, and it waits for both.
-        // The digest is of the stored copy (ours alone, in a folder droppers cannot write),
-        // so it describes exactly the bytes kept.
         let options_ms = elapsed_ms(options_started);
-        let started = Instant::now();
-        let ((synced, sync_ms), (hashed, hash_ms), (extracted, parse_ms)) =
-            std::thread::scope(|scope| {
-                let synced = scope.spawn(|| (copy.sync_all(), elapsed_ms(started)));
-                let hashed = scope.spawn(|| {
-                    let hashed = tmp_dir
-                        .open_read(&tmp_name)
-                        .and_then(|mut copy| store::sha256_of(&mut copy));
-                    (hashed, elapsed_ms(started))
-                });
-                let limits = isolate::Limits::of(&config.ingest);
-                let extracted = self
-                    .parse_worker
-                    .extract(format, &tmp_path, &options, &limits);
-                (
-                    synced.join().expect("the sync thread panicked"),
-                    hashed.join().expect("the hashing thread panicked"),
-                    (extracted, elapsed_ms(started)),
-                )
-            });
+        let limits = isolate::Limits::of(&config.ingest);
+        let read = || {
+            self.parse_worker
+                .extract(format, &tmp_path, &options, &limits)
+        };
+        let Alongside {
+            read: extracted,
+            read_ms: parse_ms,
+            synced,
+            sync_ms,
+            hashed,
+            hash_ms,
+        } = alongside(&tmp_dir, &tmp_name, &copy, read);
         drop(copy);
         let extracted = match extracted {
             Ok(mut extracted) => {
@@ -424,10 +413,11 @@ impl Ingestor {
             Err(e) => {
                 let _ = tmp_dir.unlink(&tmp_name);
                 self.notices.report(format!(
-                    "cannot copy {} into storage: {e}; it stays in the drop folder",
+                    "cannot make the stored copy of {} durable or read it back: {e}; it stays \
+                     in the drop folder",
                     path.display()
                 ));
-                return waiting("copy failed");
+                return waiting("the stored copy could not be synced or hashed");
             }
         };
         let accepted = Accepted {
@@ -456,7 +446,7 @@ impl Ingestor {
         let storage_root = config.paths.storage_root.clone();
         let (group, name) = (accepted.group.clone(), accepted.name.clone());
         let in_flight = self.in_flight.clone();
-        let decide_started = Instant::now();
+        let store_started = Instant::now();
         let decided =
             self.catalog
                 .decide_blocking(accepted.clone(), storage_root, move |decision| {
@@ -523,7 +513,7 @@ impl Ingestor {
                     parse_ms,
                     sync_ms,
                     hash_ms,
-                    decide_ms = elapsed_ms(decide_started),
+                    store_ms = elapsed_ms(store_started),
                     "stored; how long each step took"
                 );
                 self.remove_original(&at);
@@ -681,6 +671,66 @@ struct Place<'a> {
     identity: &'a Identity,
 }
 
+/// What [`alongside`] gives back: the read's result and the copy's digest and sync, each with
+/// the milliseconds from the start to its end.
+struct Alongside<T> {
+    read: T,
+    read_ms: f64,
+    synced: std::io::Result<()>,
+    sync_ms: f64,
+    hashed: std::io::Result<String>,
+    hash_ms: f64,
+}
+
+/// Run `read` (the parse worker reading the stored copy `name` in `tmp_dir`) while two threads
+/// fsync the copy (`copy`, its handle open for writing) and hash it: the catalog's decision
+/// needs the digest and the durability, the read does not. The digest is of the stored copy,
+/// which only the daemon can write (its own folder, a random name, opened without following a
+/// link), so it describes exactly the bytes kept. A thread the system refuses to start (out of
+/// threads or memory) costs time, not the file: its work is done here after the read.
+fn alongside<T>(
+    tmp_dir: &Dir,
+    name: &str,
+    copy: &std::fs::File,
+    read: impl FnOnce() -> T,
+) -> Alongside<T> {
+    let started = Instant::now();
+    // Both capture only references and an Instant, so they are Copy: a thread gets a copy, and
+    // the original is still there to call if the thread cannot start.
+    let sync = move || (copy.sync_all(), elapsed_ms(started));
+    let hash = move || {
+        let hashed = tmp_dir
+            .open_read(name)
+            .and_then(|mut copy| store::sha256_of(&mut copy));
+        (hashed, elapsed_ms(started))
+    };
+    std::thread::scope(|scope| {
+        let syncing = std::thread::Builder::new().spawn_scoped(scope, sync);
+        let hashing = std::thread::Builder::new().spawn_scoped(scope, hash);
+        let read = read();
+        let read_ms = elapsed_ms(started);
+        let lost = |what: &str| std::io::Error::other(format!("the {what} thread panicked"));
+        let (synced, sync_ms) = match syncing {
+            Ok(thread) => thread.join().unwrap_or_else(|_| (Err(lost("sync")), 0.0)),
+            Err(_) => sync(),
+        };
+        let (hashed, hash_ms) = match hashing {
+            Ok(thread) => thread
+                .join()
+                .unwrap_or_else(|_| (Err(lost("hashing")), 0.0)),
+            Err(_) => hash(),
+        };
+        Alongside {
+            read,
+            read_ms,
+            synced,
+            sync_ms,
+            hashed,
+            hash_ms,
+        }
+    })
+}
+
 fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
@@ -748,5 +798,41 @@ impl Workers {
         for thread in self.threads {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn alongside_gives_the_read_the_copy_digest_and_its_sync() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        let mut copy = dir.create_new("c.csv", 0o600).unwrap();
+        std::io::Write::write_all(&mut copy, b"a,b\n1,2\n").unwrap();
+        let done = alongside(&dir, "c.csv", &copy, || 42);
+        assert_eq!(done.read, 42);
+        assert!(done.synced.is_ok());
+        let want: String = Sha256::digest(b"a,b\n1,2\n")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(done.hashed.unwrap(), want);
+        assert!(done.read_ms >= 0.0 && done.sync_ms >= 0.0 && done.hash_ms >= 0.0);
+    }
+
+    #[test]
+    fn a_copy_gone_before_it_is_hashed_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        let copy = dir.create_new("c.csv", 0o600).unwrap();
+        dir.unlink("c.csv").unwrap();
+        let done = alongside(&dir, "c.csv", &copy, || ());
+        assert_eq!(
+            done.hashed.unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
     }
 }

@@ -17,13 +17,6 @@ use std::path::Path;
 /// Folder of temporary copies inside a group's storage folder.
 pub const TMP_DIR: &str = ".tmp";
 
-/// What copying produced.
-#[derive(Debug)]
-pub struct Copied {
-    pub bytes: u64,
-    pub sha256: String,
-}
-
 /// Copy at most `limit` bytes of `from` into `out` (a new file), in the kernel where it can
 /// (`copy_file_range`). Returns the bytes copied, or `Ok(None)` if `from` holds more than
 /// `limit` bytes (it grew after the size check); the caller removes the partial copy.
@@ -35,10 +28,13 @@ pub fn copy_limited(from: &File, out: &mut File, limit: u64) -> std::io::Result<
     Ok((bytes <= limit).then_some(bytes))
 }
 
-/// sha256 of an open file, streamed from where it stands.
+/// sha256 of an open file, streamed from where it stands, a megabyte per read.
 pub fn sha256_of(file: &mut File) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
-    std::io::copy(file, &mut hasher)?;
+    std::io::copy(
+        &mut std::io::BufReader::with_capacity(1 << 20, file),
+        &mut hasher,
+    )?;
     Ok(hex(&hasher.finalize()))
 }
 

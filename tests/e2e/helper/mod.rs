@@ -69,6 +69,9 @@ pub struct Daemon {
 /// PostgreSQL database of its own per daemon (from `PG_TEST_URL`), so the suites that touch
 /// the catalog run against both backends (README, "Tests"). A test that configures its own
 /// `[catalog]` keeps it.
+/// The node name of the harness's daemons on PostgreSQL.
+const PG_NODE: &str = "e2e";
+
 fn catalog_for(extra: &str) -> (Option<crate::pg::TestDb>, String) {
     if std::env::var("E2E_CATALOG").as_deref() != Ok("postgres") || extra.contains("[catalog]") {
         return (None, String::new());
@@ -84,7 +87,7 @@ fn catalog_for(extra: &str) -> (Option<crate::pg::TestDb>, String) {
         )
         .expect("create the vector_trash stand-in");
     let toml = format!(
-        "\n[catalog]\nbackend = \"postgres\"\nurl = \"{}\"\n[cluster]\nnode = \"e2e\"\n",
+        "\n[catalog]\nbackend = \"postgres\"\nurl = \"{}\"\n[cluster]\nnode = \"{PG_NODE}\"\n",
         db.url()
     );
     (Some(db), toml)
@@ -411,28 +414,31 @@ impl Daemon {
     /// Audit lines from `audit.jsonl`.
     ///
     /// On PostgreSQL a node appends a record to `audit.jsonl` when its listener hears the
-    /// commit, a moment after the action was answered: this waits (up to 10 s) until the file
-    /// holds every record the node has committed, so a test reads it as it would on SQLite.
+    /// commit, a moment after the action was answered: this waits until the file holds every
+    /// record the node has committed, so a test reads it as it would on SQLite, and fails
+    /// saying so if it does not within the harness's timeout. Only whole lines are read (the
+    /// node may be appending one).
     pub fn audit(&self) -> Vec<serde_json::Value> {
-        let committed = self.catalog_db.as_ref().map(|db| {
-            let row = db
-                .client()
-                .query_one("SELECT count(*) FROM audit WHERE node = 'e2e'", &[])
-                .expect("count the committed audit records");
-            usize::try_from(row.get::<_, i64>(0)).unwrap_or(0)
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let records: Vec<serde_json::Value> = std::fs::read_to_string(&self.audit_log)
-                .unwrap_or_default()
+        let read = || -> Vec<serde_json::Value> {
+            let text = std::fs::read_to_string(&self.audit_log).unwrap_or_default();
+            let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+            whole
                 .lines()
                 .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-                .collect();
-            if committed.is_none_or(|n| records.len() >= n) || Instant::now() >= deadline {
-                return records;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+                .collect()
+        };
+        let Some(db) = &self.catalog_db else {
+            return read();
+        };
+        let row = db
+            .client()
+            .query_one("SELECT count(*) FROM audit WHERE node = $1", &[&PG_NODE])
+            .expect("count the committed audit records");
+        let committed = usize::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        wait_for("audit.jsonl to hold every committed audit record", || {
+            let records = read();
+            (records.len() >= committed).then_some(records)
+        })
     }
 
     /// Files (not folders) under `dir`, relative, sorted; hidden folders included.
