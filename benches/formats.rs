@@ -17,9 +17,9 @@
 //!
 //! `cargo bench --bench formats -- accept` runs part 5 alone, `-- reads` parts 1–4. With
 //! `BENCH_DAEMON_LOG=FILE` the daemon's debug log goes to FILE: one line per accept gives the
-//! time of each step, and one per WAL checkpoint its time (see `ingest` in
-//! docs/architecture.md for what each field covers). Not a test: nothing here asserts a time. The figures go into
-//! the issue notes.
+//! time of each step, and one per WAL checkpoint its time (docs/architecture.md, "Validate,
+//! store or reject", says what each field covers). Not a test: nothing here asserts a time.
+//! The figures go into the issue notes.
 
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use calamine::{Reader, Xlsx};

@@ -65,13 +65,13 @@ pub struct Daemon {
     catalog_toml: String,
 }
 
+/// The node name of the harness's daemons on PostgreSQL.
+const PG_NODE: &str = "e2e";
+
 /// The catalog the harness's daemons run on: SQLite, or with `E2E_CATALOG=postgres`, a
 /// PostgreSQL database of its own per daemon (from `PG_TEST_URL`), so the suites that touch
 /// the catalog run against both backends (README, "Tests"). A test that configures its own
 /// `[catalog]` keeps it.
-/// The node name of the harness's daemons on PostgreSQL.
-const PG_NODE: &str = "e2e";
-
 fn catalog_for(extra: &str) -> (Option<crate::pg::TestDb>, String) {
     if std::env::var("E2E_CATALOG").as_deref() != Ok("postgres") || extra.contains("[catalog]") {
         return (None, String::new());
