@@ -815,10 +815,7 @@ mod tests {
         let done = alongside(&dir, "c.csv", &copy, || 42);
         assert_eq!(done.read, 42);
         assert!(done.synced.is_ok());
-        let want: String = Sha256::digest(b"a,b\n1,2\n")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let want = store::hex(&Sha256::digest(b"a,b\n1,2\n"));
         assert_eq!(done.hashed.unwrap(), want);
         assert!(done.read_ms >= 0.0 && done.sync_ms >= 0.0 && done.hash_ms >= 0.0);
     }

@@ -4,8 +4,8 @@
 //! named, never mixed in.
 //!
 //! HNSW is approximate. `hnsw.ef_search` (candidates kept per search, `catalog.ef_search`)
-//! trades speed for recall; [`DEFAULT_EF_SEARCH`] was chosen from the agreement test against the exact scan
-//! (tests/e2e/pg/search.rs). A group filter is applied during the index scan with pgvector's
+//! trades speed for recall; [`DEFAULT_EF_SEARCH`] was chosen from the agreement test against
+//! the exact scan (tests/e2e/pg/search.rs). A group filter is applied during the index scan with pgvector's
 //! iterative scans, so a small group inside a large identity still gets its `k` rows. Rows
 //! not in the index yet (`staging`) are scanned exactly and merged in.
 
