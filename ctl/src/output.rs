@@ -9,7 +9,6 @@
 use jiff::fmt::temporal::DateTimePrinter;
 use jiff::{Timestamp, tz::TimeZone};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -114,62 +113,90 @@ pub fn json(data: &Value, pretty: bool) -> String {
     text
 }
 
-/// [`json`] of the daemon's `data` as it sent it: a script gets that text unchanged, never
-/// parsed again (a listing of thousands of sources costs nothing more to pass on); a person
-/// gets the pretty form.
-pub fn json_text(data: &RawValue, pretty: bool) -> String {
-    if pretty && let Ok(value) = serde_json::from_str::<Value>(data.get()) {
+/// [`json`] of the daemon's `data` as it sent it (`Client::call_text`): a script gets that
+/// text unchanged, never parsed again nor copied (a listing of thousands of sources costs
+/// nothing more to pass on); a person gets the pretty form.
+pub fn json_text(mut data: String, pretty: bool) -> String {
+    if pretty && let Ok(value) = serde_json::from_str::<Value>(&data) {
         return json(&value, true);
     }
-    let mut text = String::with_capacity(data.get().len() + 1);
-    text.push_str(data.get());
-    text.push('\n');
-    text
+    data.push('\n');
+    data
 }
 
 /// A borderless table, columns two spaces apart, no trailing spaces. `right` lists the
-/// columns (by index) that hold numbers.
+/// columns (by index) that hold numbers. `rows` is gone through twice, once to measure the
+/// columns and once to write them, so a row's cells may be made as they are asked for
+/// (borrowed from a decoded answer, say) rather than all kept at once.
 ///
 /// Laid out here rather than by a table crate: a listing of thousands of sources is the
 /// biggest thing `ingestctl` prints, and a general layout engine (wrapping, styles, borders)
 /// cost more than everything else the client did for it. Widths are display columns
 /// (`unicode-width`), as a terminal shows them.
-pub fn table<S: AsRef<str>>(header: &[&str], rows: Vec<Vec<S>>, right: &[usize]) -> String {
+pub fn table<R>(header: &[&str], rows: R, right: &[usize]) -> String
+where
+    R: IntoIterator + Clone,
+    R::Item: IntoIterator<Item: AsRef<str>>,
+{
     // Every cell may hold someone else's text: one line, nothing a terminal acts on. Cells are
     // escaped as they are measured and again as they are written, rather than kept escaped:
     // escaping plain text only checks it, and a second table of cells would cost more.
     let columns = header.len();
     let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
-    for row in &rows {
+    let mut count = 0;
+    for row in rows.clone() {
+        count += 1;
         for (widest, cell) in widths.iter_mut().zip(row) {
             *widest = (*widest).max(width(&escape(cell.as_ref())));
         }
     }
     let line_width: usize = widths.iter().map(|w| w + 2).sum();
-    let mut text = String::with_capacity((rows.len() + 1) * (line_width + 1));
-    let mut line = |cells: &mut dyn Iterator<Item = Cow<'_, str>>| {
-        let start = text.len();
-        for (index, cell) in cells.take(columns).enumerate() {
-            let cell = &*cell;
-            let pad = widths[index].saturating_sub(width(cell));
-            if right.contains(&index) {
-                text.extend(std::iter::repeat_n(' ', pad));
-                text.push_str(cell);
-            } else {
-                text.push_str(cell);
-                text.extend(std::iter::repeat_n(' ', pad));
-            }
-            text.push_str("  ");
-        }
-        let end = text[start..].trim_end_matches(' ').len();
-        text.truncate(start + end);
-        text.push('\n');
+    let mut text = String::with_capacity((count + 1) * (line_width + 1));
+    let mut line = Line {
+        text: &mut text,
+        widths: &widths,
+        right,
     };
-    line(&mut header.iter().map(|h| Cow::Borrowed(*h)));
-    for row in &rows {
-        line(&mut row.iter().map(|cell| escape(cell.as_ref())));
+    for (index, cell) in header.iter().enumerate() {
+        line.cell(index, cell);
+    }
+    line.end();
+    for row in rows {
+        for (index, cell) in row.into_iter().take(columns).enumerate() {
+            line.cell(index, &escape(cell.as_ref()));
+        }
+        line.end();
     }
     text
+}
+
+/// Writes the lines of a [`table`].
+struct Line<'a> {
+    text: &'a mut String,
+    widths: &'a [usize],
+    right: &'a [usize],
+}
+
+impl Line<'_> {
+    /// Column `index` of the current line: `cell` (already escaped) padded to its width.
+    fn cell(&mut self, index: usize, cell: &str) {
+        let pad = self.widths[index].saturating_sub(width(cell));
+        if self.right.contains(&index) {
+            self.text.extend(std::iter::repeat_n(' ', pad));
+            self.text.push_str(cell);
+        } else {
+            self.text.push_str(cell);
+            self.text.extend(std::iter::repeat_n(' ', pad));
+        }
+        self.text.push_str("  ");
+    }
+
+    /// End the current line, without the spaces after its last cell.
+    fn end(&mut self) {
+        let kept = self.text.trim_end_matches(' ').len();
+        self.text.truncate(kept);
+        self.text.push('\n');
+    }
 }
 
 /// How many columns a terminal gives `text` (its length, when it is ASCII).
@@ -190,6 +217,49 @@ pub fn time(rfc3339: &str, tz: &TimeZone) -> String {
         Ok(ts) => LOCAL_TIME.datetime_to_string(&tz.to_datetime(ts)),
         Err(_) => rfc3339.to_string(),
     }
+}
+
+/// [`time`] of many times, one after another: a time in the same second as the one before
+/// it (the same text up to the seconds, both in UTC as the daemon writes them) is not parsed
+/// and converted again. Files that came in together give a listing runs of such times.
+pub struct Times<'a> {
+    tz: &'a TimeZone,
+    /// The second of the last time shown ("2026-11-27T01:56:24") and how it was shown.
+    last: Option<(String, String)>,
+}
+
+impl<'a> Times<'a> {
+    pub fn new(tz: &'a TimeZone) -> Self {
+        Times { tz, last: None }
+    }
+
+    /// [`time`] of `rfc3339`.
+    pub fn show(&mut self, rfc3339: &str) -> String {
+        let second = utc_second(rfc3339);
+        if let (Some(second), Some((last, shown))) = (second, &self.last)
+            && second == last
+        {
+            return shown.clone();
+        }
+        let shown = time(rfc3339, self.tz);
+        if let Some(second) = second {
+            self.last = Some((second.to_string(), shown.clone()));
+        }
+        shown
+    }
+}
+
+/// The part of a UTC RFC 3339 time up to its seconds: "2026-11-27T01:56:24" of
+/// "2026-11-27T01:56:24.107Z" or "2026-11-27T01:56:24Z"; `None` for any other form. [`time`]
+/// shows whole seconds, so two times with the same such part are shown the same.
+fn utc_second(rfc3339: &str) -> Option<&str> {
+    let (second, rest) = rfc3339.split_at_checked(19)?;
+    let fraction = rest.strip_suffix('Z')?;
+    let whole = fraction.is_empty()
+        || fraction
+            .strip_prefix('.')
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    whole.then_some(second)
 }
 
 /// An RFC 3339 time as the wall-clock time "02:07:45" in `tz`, for lines of a live stream;
@@ -250,31 +320,60 @@ pub fn who(name: Option<&str>, uid: Option<u32>) -> String {
     }
 }
 
-/// `items` joined with ", ", cut to about `max_chars` with a count of what was left out:
-/// "id, date, amount, … +12".
-pub fn joined_truncated(items: &[impl AsRef<str>], max_chars: usize) -> String {
-    let mut out = String::new();
-    let mut chars = 0;
-    for (index, item) in items.iter().enumerate() {
-        let item = item.as_ref();
-        let separator = if index == 0 { "" } else { ", " };
-        let item_chars = item.chars().count();
-        let fits = chars + separator.len() + item_chars <= max_chars;
-        if fits {
-            out.push_str(separator);
-            out.push_str(item);
-            chars += separator.len() + item_chars;
-        } else if index == 0 {
-            // One name longer than the whole cell: show its start.
-            out.extend(item.chars().take(max_chars.saturating_sub(1)));
-            out.push('…');
-            chars = max_chars;
-        } else {
-            out.push_str(&format!(", … +{}", items.len() - index));
-            break;
+/// Items joined with ", " as they come, cut to about `max_chars` with a count of what was
+/// left out: "id, date, amount, … +12". Built an item at a time, so the items need not be
+/// kept in a list (the column names of `ls` are joined as they are decoded).
+pub struct Joined {
+    out: String,
+    chars: usize,
+    max_chars: usize,
+    /// Items pushed so far.
+    items: usize,
+    /// Items that did not fit, counted once one did not.
+    left_out: usize,
+}
+
+impl Joined {
+    pub fn new(max_chars: usize) -> Self {
+        Joined {
+            out: String::with_capacity(max_chars + 8),
+            chars: 0,
+            max_chars,
+            items: 0,
+            left_out: 0,
         }
     }
-    out
+
+    pub fn push(&mut self, item: &str) {
+        self.items += 1;
+        if self.left_out > 0 {
+            self.left_out += 1;
+            return;
+        }
+        let first = self.items == 1;
+        let separator = if first { "" } else { ", " };
+        let item_chars = item.chars().count();
+        if self.chars + separator.len() + item_chars <= self.max_chars {
+            self.out.push_str(separator);
+            self.out.push_str(item);
+            self.chars += separator.len() + item_chars;
+        } else if first {
+            // One name longer than the whole cell: show its start.
+            self.out
+                .extend(item.chars().take(self.max_chars.saturating_sub(1)));
+            self.out.push('…');
+            self.chars = self.max_chars;
+        } else {
+            self.left_out = 1;
+        }
+    }
+
+    pub fn finish(mut self) -> String {
+        if self.left_out > 0 {
+            let _ = write!(self.out, ", … +{}", self.left_out);
+        }
+        self.out
+    }
 }
 
 /// Shown in place of the end of a cut cell.
@@ -303,12 +402,9 @@ mod tests {
 
     #[test]
     fn tables_have_no_borders_and_no_trailing_spaces() {
-        let text = table::<String>(
+        let text = table(
             &["NAME", "ROWS"],
-            vec![
-                vec!["a.csv".into(), "5".into()],
-                vec!["longer.xlsx".into(), "1204".into()],
-            ],
+            &[["a.csv", "5"], ["longer.xlsx", "1204"]],
             &[1],
         );
         let lines: Vec<&str> = text.lines().collect();
@@ -369,7 +465,6 @@ mod tests {
 
     #[test]
     fn long_column_lists_are_cut_with_a_count() {
-        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let cases: &[(&[&str], usize, &str)] = &[
             (&[], 20, ""),
             (&["id", "date"], 20, "id, date"),
@@ -382,7 +477,7 @@ mod tests {
             (&["a_very_long_column_name", "b"], 10, "a_very_lo…, … +1"),
         ];
         for (items, max, want) in cases {
-            assert_eq!(joined_truncated(&names(items), *max), *want, "{items:?}");
+            assert_eq!(joined_truncated(items, *max), *want, "{items:?}");
         }
     }
 
@@ -445,12 +540,59 @@ mod tests {
     }
 
     #[test]
-    fn table_cells_are_escaped_and_stay_on_one_line() {
-        let text = table::<String>(
-            &["NAME", "REASON"],
-            vec![vec!["a\nb.csv".into(), "\x1b[2Jgone".into()]],
-            &[],
+    fn times_in_one_second_are_shown_as_time_shows_them() {
+        let tz = TimeZone::get("Asia/Kolkata").unwrap_or(TimeZone::fixed(jiff::tz::offset(5)));
+        let mut times = Times::new(&tz);
+        for t in [
+            "2026-11-27T01:56:24.107Z",
+            "2026-11-27T01:56:24.999Z",
+            "2026-11-27T01:56:24Z",
+            "2026-11-27T01:56:25.000Z",
+            "2026-11-27T01:56:25.5+02:00",
+            "2026-11-27T01:56:25.5Z",
+            "2026-11-27T01:56:25.Z",
+            "not a time",
+            "2026-11-27T01:56:25.9Z",
+        ] {
+            assert_eq!(times.show(t), time(t, &tz), "{t}");
+        }
+        assert_eq!(
+            utc_second("2026-11-27T01:56:24.1Z"),
+            Some("2026-11-27T01:56:24")
         );
+        assert_eq!(utc_second("2026-11-27T01:56:24+00:00"), None);
+        assert_eq!(utc_second("2026-11-27T01:56:24.Z"), None);
+        assert_eq!(utc_second("2026-11-27T01:56Z"), None);
+        assert_eq!(utc_second("2026-11-27T01:56:24.1é"), None);
+    }
+
+    /// The names joined as `ls` joins them.
+    fn joined_truncated(items: &[&str], max_chars: usize) -> String {
+        let mut joined = Joined::new(max_chars);
+        for item in items {
+            joined.push(item);
+        }
+        joined.finish()
+    }
+
+    #[test]
+    fn joined_edge_cases() {
+        let long = "x".repeat(50);
+        assert_eq!(joined_truncated(&[], 40), "");
+        assert_eq!(joined_truncated(&["", "b"], 40), ", b");
+        assert_eq!(
+            joined_truncated(
+                &["a_long_column_name", "another_long_one", "third", "fourth"],
+                40
+            ),
+            "a_long_column_name, another_long_one, … +2"
+        );
+        assert_eq!(joined_truncated(&[&long, "b"], 10), "xxxxxxxxx…, … +1");
+    }
+
+    #[test]
+    fn table_cells_are_escaped_and_stay_on_one_line() {
+        let text = table(&["NAME", "REASON"], &[["a\nb.csv", "\x1b[2Jgone"]], &[]);
         assert_eq!(text.lines().count(), 2, "{text}");
         assert!(!text.contains('\x1b'), "{text:?}");
         assert!(
@@ -471,10 +613,13 @@ mod tests {
 
     #[test]
     fn the_daemons_json_goes_to_scripts_as_sent_and_to_people_pretty() {
-        let sent = RawValue::from_string(r#"[{"name":"a.csv","b":1}]"#.into()).unwrap();
-        assert_eq!(json_text(&sent, false), "[{\"name\":\"a.csv\",\"b\":1}]\n");
+        let sent = r#"[{"name":"a.csv","b":1}]"#;
         assert_eq!(
-            json_text(&sent, true),
+            json_text(sent.into(), false),
+            "[{\"name\":\"a.csv\",\"b\":1}]\n"
+        );
+        assert_eq!(
+            json_text(sent.into(), true),
             "[\n  {\n    \"b\": 1,\n    \"name\": \"a.csv\"\n  }\n]\n"
         );
     }

@@ -32,7 +32,7 @@ pub fn run(client: &mut Client, options: &Options, args: &AuditArgs) -> Result<S
     };
     if options.json {
         return Ok(output::json_text(
-            &client.call_text(&command)?,
+            client.call_text(&command)?,
             options.pretty,
         ));
     }
@@ -75,7 +75,7 @@ fn actor(actor: &Actor) -> String {
 }
 
 fn render(entries: &[AuditEntry], tz: &TimeZone) -> String {
-    let rows = entries
+    let rows: Vec<_> = entries
         .iter()
         .map(|e| {
             let mut detail = e.detail.clone().unwrap_or_default();
@@ -101,7 +101,7 @@ fn render(entries: &[AuditEntry], tz: &TimeZone) -> String {
         &[
             "TIME", "ACTOR", "ACTION", "OUTCOME", "GROUP", "SOURCE", "VERSION", "DETAIL",
         ],
-        rows,
+        &rows,
         &[],
     )
 }

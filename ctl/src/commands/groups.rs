@@ -10,7 +10,7 @@ use jiff::tz::TimeZone;
 pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
     if options.json {
         return Ok(output::json_text(
-            &client.call_text(&cmd::Groups {})?,
+            client.call_text(&cmd::Groups {})?,
             options.pretty,
         ));
     }
@@ -23,7 +23,7 @@ pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError
 }
 
 fn render(groups: &[GroupInfo], tz: &TimeZone) -> String {
-    let rows = groups
+    let rows: Vec<_> = groups
         .iter()
         .map(|g| {
             vec![
@@ -37,7 +37,7 @@ fn render(groups: &[GroupInfo], tz: &TimeZone) -> String {
         .collect();
     output::table(
         &["", "GROUP", "SOURCES", "BY STATUS", "LAST ACTIVITY"],
-        rows,
+        &rows,
         &[2],
     )
 }

@@ -14,6 +14,7 @@ use ingestd_proto::protocol::{
     Call, JOBS_MAX, JobInfo, JobState, Progress, QueuePosition, Queued, cmd,
 };
 use jiff::tz::TimeZone;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -221,7 +222,7 @@ pub fn list(
     if options.json {
         if let [command] = commands.as_slice() {
             return Ok(output::json_text(
-                &client.call_text(command)?,
+                client.call_text(command)?,
                 options.pretty,
             ));
         }
@@ -291,25 +292,29 @@ fn more(jobs: &[Row<'_>]) -> String {
     }
 }
 
+/// The table; its cells are made as it asks for them, as in `ls`.
 fn render(jobs: &[Row<'_>], tz: &TimeZone) -> String {
-    let rows = jobs
-        .iter()
-        .map(|j| {
-            vec![
-                j.id.to_string(),
-                j.group.to_string(),
-                format!("{} {}", &*j.source, &*j.version),
-                j.state.to_string(),
-                j.position
-                    .map(|p| format!("{} ({} in group)", p.overall, p.group))
-                    .unwrap_or_else(|| "-".into()),
-                format!("{}/{}", j.attempt, j.max_attempts),
-                format!("{}/{}", j.progress.done, j.progress.total),
-                output::time(&j.queued_at, tz),
-                output::truncated(j.error.as_deref().unwrap_or(""), 60),
-            ]
-        })
-        .collect();
+    let mut times = output::Times::new(tz);
+    let queued: Vec<String> = jobs.iter().map(|j| times.show(&j.queued_at)).collect();
+    let rows = jobs.iter().zip(&queued).map(|(j, queued)| {
+        [
+            Cow::Owned(j.id.to_string()),
+            Cow::Borrowed(&*j.group),
+            Cow::Owned(format!("{} {}", &*j.source, &*j.version)),
+            Cow::Borrowed(j.state.as_str()),
+            match j.position {
+                Some(p) => Cow::Owned(format!("{} ({} in group)", p.overall, p.group)),
+                None => Cow::Borrowed("-"),
+            },
+            Cow::Owned(format!("{}/{}", j.attempt, j.max_attempts)),
+            Cow::Owned(format!("{}/{}", j.progress.done, j.progress.total)),
+            Cow::Borrowed(queued.as_str()),
+            match j.error.as_deref() {
+                Some(error) => Cow::Owned(output::truncated(error, 60)),
+                None => Cow::Borrowed(""),
+            },
+        ]
+    });
     output::table(
         &[
             "JOB", "GROUP", "SOURCE", "STATE", "POSITION", "ATTEMPT", "ROWS", "QUEUED", "ERROR",

@@ -19,7 +19,7 @@ pub fn run(client: &mut Client, options: &Options, all: bool) -> Result<String, 
     };
     if options.json {
         return Ok(output::json_text(
-            &client.call_text(&command)?,
+            client.call_text(&command)?,
             options.pretty,
         ));
     }
@@ -53,8 +53,7 @@ struct Row<'a> {
     version: Option<Text<'a>>,
     status: Status,
     rows: Option<u64>,
-    #[serde(borrow)]
-    columns: Vec<Text<'a>>,
+    columns: ColumnsCell,
     #[serde(borrow)]
     reason: Option<Text<'a>>,
     #[serde(borrow)]
@@ -63,25 +62,60 @@ struct Row<'a> {
     updated_at: Option<Text<'a>>,
 }
 
+/// The `columns` of a source as its cell shows them, joined and cut as they are decoded
+/// ([`output::Joined`]): no list of names is kept for each source.
+struct ColumnsCell(String);
+
+impl<'de> Deserialize<'de> for ColumnsCell {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = ColumnsCell;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of column names")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut names: A,
+            ) -> Result<ColumnsCell, A::Error> {
+                let mut joined = output::Joined::new(output::COLUMNS_WIDTH);
+                while let Some(name) = names.next_element::<Text<'de>>()? {
+                    joined.push(&name);
+                }
+                Ok(ColumnsCell(joined.finish()))
+            }
+        }
+        deserializer.deserialize_seq(Names)
+    }
+}
+
 /// The table, then why each rejected source was rejected (a reason is too long for a cell).
+///
+/// The cells are made as the table asks for them, borrowed from the answer where they can
+/// be, rather than kept as a second table: at thousands of sources, the pages a second copy
+/// takes cost more than making the few owned cells twice.
 fn render(sources: &[Row<'_>], tz: &TimeZone) -> String {
-    let rows = sources
+    let mut times = output::Times::new(tz);
+    let updated: Vec<String> = sources
         .iter()
-        .map(|s| {
-            vec![
-                Cow::Borrowed(&*s.group),
-                Cow::Borrowed(&*s.name),
-                Cow::Borrowed(s.version.as_deref().unwrap_or("-")),
-                Cow::Borrowed(s.status.as_str()),
-                Cow::Owned(output::or_dash(s.rows)),
-                Cow::Owned(output::joined_truncated(&s.columns, output::COLUMNS_WIDTH)),
-                Cow::Owned(output::maybe_time(
-                    s.updated_at.as_deref().or(s.added_at.as_deref()),
-                    tz,
-                )),
-            ]
-        })
+        .map(
+            |s| match s.updated_at.as_deref().or(s.added_at.as_deref()) {
+                Some(time) => times.show(time),
+                None => "-".to_string(),
+            },
+        )
         .collect();
+    let rows = sources.iter().zip(&updated).map(|(s, updated)| {
+        [
+            Cow::Borrowed(&*s.group),
+            Cow::Borrowed(&*s.name),
+            Cow::Borrowed(s.version.as_deref().unwrap_or("-")),
+            Cow::Borrowed(s.status.as_str()),
+            Cow::Owned(output::or_dash(s.rows)),
+            Cow::Borrowed(s.columns.0.as_str()),
+            Cow::Borrowed(updated.as_str()),
+        ]
+    });
     let mut text = output::table(
         &[
             "GROUP", "NAME", "VERSION", "STATUS", "ROWS", "COLUMNS", "UPDATED",

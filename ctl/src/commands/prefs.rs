@@ -16,7 +16,7 @@ pub fn show(client: &mut Client, options: &Options) -> Result<String, ClientErro
     };
     if options.json {
         return Ok(output::json_text(
-            &client.call_text(&command)?,
+            client.call_text(&command)?,
             options.pretty,
         ));
     }

@@ -48,7 +48,7 @@ fn render(result: &SearchResult) -> String {
             result.group, result.searched
         );
     }
-    let rows = result
+    let rows: Vec<_> = result
         .hits
         .iter()
         .map(|h| {
@@ -60,7 +60,7 @@ fn render(result: &SearchResult) -> String {
             ]
         })
         .collect();
-    let mut text = output::table(&["SCORE", "SOURCE", "ROW", "TEXT"], rows, &[0, 2]);
+    let mut text = output::table(&["SCORE", "SOURCE", "ROW", "TEXT"], &rows, &[0, 2]);
     text.push_str(&format!(
         "{} of {} rows, by {}\n",
         result.hits.len(),

@@ -21,7 +21,7 @@ pub fn run(
     };
     if options.json {
         return Ok(output::json_text(
-            &client.call_text(&command)?,
+            client.call_text(&command)?,
             options.pretty,
         ));
     }
@@ -153,7 +153,7 @@ fn encoding(reading: &Reading) -> Option<String> {
 }
 
 fn jobs(jobs: &[JobInfo], tz: &TimeZone) -> String {
-    let rows = jobs
+    let rows: Vec<_> = jobs
         .iter()
         .map(|j| {
             vec![
@@ -171,7 +171,7 @@ fn jobs(jobs: &[JobInfo], tz: &TimeZone) -> String {
         &[
             "JOB", "VERSION", "STATE", "ROWS", "ATTEMPT", "QUEUED", "ERROR",
         ],
-        rows,
+        &rows,
         &[0],
     )
 }
@@ -192,7 +192,7 @@ fn skipped(columns: &[SkippedColumn]) -> String {
 }
 
 fn versions(versions: &[VersionInfo], tz: &TimeZone) -> String {
-    let rows = versions
+    let rows: Vec<_> = versions
         .iter()
         .map(|v| {
             vec![
@@ -211,7 +211,7 @@ fn versions(versions: &[VersionInfo], tz: &TimeZone) -> String {
         &[
             "VERSION", "STATUS", "ROWS", "COLUMNS", "SIZE", "ADDED", "BY", "REASON",
         ],
-        rows,
+        &rows,
         &[2, 3, 4],
     )
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 pub fn run(client: &mut Client, options: &Options) -> Result<String, ClientError> {
     if options.json {
         return Ok(output::json_text(
-            &client.call_text(&cmd::Status {})?,
+            client.call_text(&cmd::Status {})?,
             options.pretty,
         ));
     }

@@ -19,7 +19,7 @@ pub fn run(
     };
     if options.json {
         return Ok(Done::text(output::json_text(
-            &client.call_text(&command)?,
+            client.call_text(&command)?,
             options.pretty,
         )));
     }
