@@ -55,6 +55,13 @@ impl<T: Serialize> Encoded<T> {
     }
 }
 
+impl<T> Encoded<T> {
+    /// The JSON text, shared.
+    pub fn text(&self) -> Arc<RawValue> {
+        Arc::clone(&self.json)
+    }
+}
+
 impl<T> Serialize for Encoded<T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.json.serialize(serializer)

@@ -4,17 +4,18 @@
 
 use super::auth::Peer;
 use super::context::Shared;
+use super::reply::Data;
 use super::{commands, refusals};
 use crate::audit::AuditRecord;
+use crate::catalog::memo::Encoded;
 use crate::protocol::{Command, ErrorBody, ErrorCode, cmd};
-use serde_json::value::RawValue;
 
 /// Answer one command (every command but `events`, which streams; see `stream`).
 pub async fn handle(
     shared: &Shared,
     peer: Option<Peer>,
     command: Command,
-) -> Result<Box<RawValue>, ErrorBody> {
+) -> Result<Data, ErrorBody> {
     // Before any work, the refusal's audit included: a request that names too much is only
     // answered.
     let max_targets = shared.config().server.max_targets as usize;
@@ -25,7 +26,7 @@ pub async fn handle(
     match command {
         Command::Status(r) => wire(commands::status::handle(shared, peer, r).await),
         Command::Groups(r) => wire(commands::groups::handle(shared, peer, r).await),
-        Command::Ls(r) => wire(commands::ls::handle(shared, peer, r).await),
+        Command::Ls(r) => kept(commands::ls::handle(shared, peer, r).await),
         Command::Show(r) => wire(commands::show::handle(shared, peer, r).await),
         Command::Use(r) => wire(commands::use_group::handle(shared, peer, r).await),
         Command::Prefs(r) => wire(commands::prefs::handle(shared, peer, r).await),
@@ -33,7 +34,7 @@ pub async fn handle(
         Command::Set(r) => wire(commands::set::handle(shared, peer, r).await),
         Command::Rm(r) => wire(commands::rm::handle(shared, peer, r).await),
         Command::Reembed(r) => wire(commands::reembed::handle(shared, peer, r).await),
-        Command::Jobs(r) => wire(commands::jobs::handle(shared, peer, r).await),
+        Command::Jobs(r) => kept(commands::jobs::handle(shared, peer, r).await),
         Command::Retry(r) => wire(commands::retry::handle(shared, peer, r).await),
         Command::Cancel(r) => wire(commands::cancel::handle(shared, peer, r).await),
         Command::Fsck(r) => wire(commands::fsck::handle(shared, peer, r).await),
@@ -48,13 +49,20 @@ pub async fn handle(
 
 /// A handler's typed answer as the `data` of the response: encoded once, straight from the
 /// reply type, never built as a JSON tree first.
-fn wire<T: serde::Serialize>(answer: Result<T, ErrorBody>) -> Result<Box<RawValue>, ErrorBody> {
-    serde_json::value::to_raw_value(&answer?).map_err(|e| {
-        ErrorBody::new(
-            ErrorCode::Internal,
-            format!("cannot encode the answer: {e}"),
-        )
-    })
+fn wire<T: serde::Serialize>(answer: Result<T, ErrorBody>) -> Result<Data, ErrorBody> {
+    serde_json::value::to_raw_value(&answer?)
+        .map(Data::Owned)
+        .map_err(|e| {
+            ErrorBody::new(
+                ErrorCode::Internal,
+                format!("cannot encode the answer: {e}"),
+            )
+        })
+}
+
+/// An answer the catalog keeps encoded: its text, shared, not copied.
+fn kept<T>(answer: Result<Encoded<T>, ErrorBody>) -> Result<Data, ErrorBody> {
+    Ok(Data::Shared(answer?.text()))
 }
 
 /// Refuse (and audit the refusal of) a state-changing command from a non-admin. Refusals

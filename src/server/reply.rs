@@ -7,11 +7,15 @@
 //! channel of one to the connection, which writes each within the write timeout. A client
 //! that stops reading therefore holds at most the socket buffer and two chunks beyond the
 //! answer itself; when a write times out the connection drops the channel, the writer stops
-//! at its next chunk and the answer is freed. Nothing here decides what the answer is.
+//! at its next chunk and the answer is freed. An answer the catalog keeps encoded (the
+//! listings of `ls`, the pages of `jobs`: [`Data::Shared`]) needs no encoding: the connection
+//! writes the envelope and then the kept text itself, a chunk at a time, with no copy and no
+//! thread. Nothing here decides what the answer is.
 
 use crate::protocol::{ErrorBody, ErrorCode, PROTOCOL_VERSION, Response};
 use serde_json::value::RawValue;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -29,14 +33,41 @@ pub struct Outgoing {
     ok: bool,
     v: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Box<RawValue>>,
+    data: Option<Data>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody>,
 }
 
+/// The encoded `data` of an answer.
+#[derive(Debug)]
+pub enum Data {
+    /// Encoded for this answer alone.
+    Owned(Box<RawValue>),
+    /// Text the catalog keeps and shares between answers (`catalog::memo`): written as it is.
+    Shared(Arc<RawValue>),
+}
+
+impl Data {
+    fn get(&self) -> &str {
+        match self {
+            Data::Owned(json) => json.get(),
+            Data::Shared(json) => json.get(),
+        }
+    }
+}
+
+impl serde::Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Owned(json) => json.serialize(serializer),
+            Data::Shared(json) => json.serialize(serializer),
+        }
+    }
+}
+
 impl Outgoing {
     /// A successful answer carrying `data`.
-    pub fn ok(data: Box<RawValue>) -> Self {
+    pub fn ok(data: Data) -> Self {
         Self {
             ok: true,
             v: PROTOCOL_VERSION,
@@ -50,7 +81,7 @@ impl From<Response> for Outgoing {
     fn from(response: Response) -> Self {
         let data = match response.data.as_ref().map(serde_json::value::to_raw_value) {
             None => None,
-            Some(Ok(data)) => Some(data),
+            Some(Ok(data)) => Some(Data::Owned(data)),
             Some(Err(e)) => {
                 return Response::err(ErrorBody::new(
                     ErrorCode::Internal,
@@ -89,6 +120,22 @@ pub async fn write_response<W: AsyncWrite + Unpin>(
         let mut text = encode(&response);
         text.push(b'\n');
         return write_chunk(send, &text, timeout).await;
+    }
+    if let Outgoing {
+        ok,
+        v,
+        data: Some(Data::Shared(json)),
+        error: None,
+    } = &response
+    {
+        // The fields in the order and form `Outgoing` serializes them (a test holds the two
+        // alike), then the kept text as it is.
+        let head = format!("{{\"ok\":{ok},\"v\":{v},\"data\":");
+        write_chunk(send, head.as_bytes(), timeout).await?;
+        for chunk in json.get().as_bytes().chunks(CHUNK) {
+            write_chunk(send, chunk, timeout).await?;
+        }
+        return write_chunk(send, b"}\n", timeout).await;
     }
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1);
     let encoder = tokio::task::spawn_blocking(move || {
@@ -211,6 +258,50 @@ mod tests {
         let outcome = write_response(&mut server, big(), Duration::from_millis(200)).await;
         assert_eq!(outcome, Err(WriteFailed::TimedOut));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// What the connection reads of `response`, written with `write_response`.
+    async fn written(response: Outgoing) -> Vec<u8> {
+        let (mut client, mut server) = tokio::io::duplex(4096);
+        let writing = tokio::spawn(async move {
+            write_response(&mut server, response, Duration::from_secs(5)).await
+        });
+        let mut text = Vec::new();
+        client.read_to_end(&mut text).await.unwrap();
+        assert_eq!(writing.await.unwrap(), Ok(()));
+        text
+    }
+
+    #[tokio::test]
+    async fn a_kept_answer_is_written_as_serde_writes_the_same_answer() {
+        for size in [10, SMALL + 1, 3 * CHUNK + 17] {
+            let items: Vec<String> = (0..size / 10).map(|i| format!("{i:08}")).collect();
+            let json: Arc<RawValue> = Arc::from(serde_json::value::to_raw_value(&items).unwrap());
+            let shared = written(Outgoing::ok(Data::Shared(Arc::clone(&json)))).await;
+            let mut want = serde_json::to_vec(&Outgoing::ok(Data::Owned(
+                serde_json::value::to_raw_value(&items).unwrap(),
+            )))
+            .unwrap();
+            want.push(b'\n');
+            assert_eq!(shared.len(), want.len(), "{size}");
+            assert!(shared == want, "{size}: the lines differ");
+            let got: Response = serde_json::from_slice(&shared).unwrap();
+            assert_eq!(got.data, Some(serde_json::to_value(&items).unwrap()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_reads_a_kept_answer_times_out() {
+        let (_client, mut server) = tokio::io::duplex(1024);
+        let items: Vec<String> = (0..100_000).map(|i| format!("{i:08}")).collect();
+        let json: Arc<RawValue> = Arc::from(serde_json::value::to_raw_value(&items).unwrap());
+        let outcome = write_response(
+            &mut server,
+            Outgoing::ok(Data::Shared(json)),
+            Duration::from_millis(200),
+        )
+        .await;
+        assert_eq!(outcome, Err(WriteFailed::TimedOut));
     }
 
     #[tokio::test]
