@@ -59,17 +59,22 @@ impl Db {
             .optional()?)
     }
 
+    /// Set (or with `None` clear) the group `uid` works in. Nothing the catalog keeps for
+    /// `ls`, `jobs` or `status` depends on it, so what it keeps stays (`Db::keeping_memo`).
     pub fn set_current_group(&mut self, uid: u32, group: Option<&str>) -> Result<(), CatalogError> {
-        self.write(|tx| {
-            match group {
-                Some(group) => tx.execute(
-                    "INSERT INTO current_groups (uid, group_name, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (uid) DO UPDATE SET group_name = ?2, updated_at = ?3",
-                    params![uid, group, clock::now_ms()],
-                )?,
-                None => tx.execute("DELETE FROM current_groups WHERE uid = ?1", [uid])?,
-            };
-            Ok(((), Vec::new()))
+        self.keeping_memo(|db| {
+            db.write(|tx| {
+                match group {
+                    Some(group) => tx.execute(
+                        "INSERT INTO current_groups (uid, group_name, updated_at)
+                         VALUES (?1, ?2, ?3)
+                         ON CONFLICT (uid) DO UPDATE SET group_name = ?2, updated_at = ?3",
+                        params![uid, group, clock::now_ms()],
+                    )?,
+                    None => tx.execute("DELETE FROM current_groups WHERE uid = ?1", [uid])?,
+                };
+                Ok(((), Vec::new()))
+            })
         })
     }
 

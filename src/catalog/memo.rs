@@ -109,13 +109,36 @@ pub struct Memo {
 }
 
 impl Db {
-    /// Forget what was kept if the database may have changed since it was read.
-    fn memo_check(&mut self) -> Result<(), CatalogError> {
+    /// The state of the database, as the memo compares it: this connection's count of changed
+    /// rows, SQLite's count of other connections' commits, the queue's cursor.
+    fn memo_key(&self) -> Result<(u64, i64, Option<i64>), CatalogError> {
         let data_version: i64 = self
             .conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
-        let key = (self.conn.total_changes(), data_version, self.queue.cursor);
+        Ok((self.conn.total_changes(), data_version, self.queue.cursor))
+    }
+
+    /// Run `write`, a change to nothing the memo keeps (a user's current group), and keep
+    /// what was kept if it was still fresh before the write and nothing else changed.
+    /// Otherwise every `use` would make the `ls` after it read the whole listing again.
+    pub(in crate::catalog) fn keeping_memo<R>(
+        &mut self,
+        write: impl FnOnce(&mut Db) -> Result<R, CatalogError>,
+    ) -> Result<R, CatalogError> {
+        let before = self.memo_key()?;
+        let fresh = self.memo.key == Some(before);
+        let value = write(self)?;
+        let after = self.memo_key()?;
+        if fresh && (after.1, after.2) == (before.1, before.2) {
+            self.memo.key = Some(after);
+        }
+        Ok(value)
+    }
+
+    /// Forget what was kept if the database may have changed since it was read.
+    fn memo_check(&mut self) -> Result<(), CatalogError> {
+        let key = self.memo_key()?;
         if self.memo.key != Some(key) {
             self.memo = Memo {
                 key: Some(key),
@@ -235,6 +258,33 @@ mod tests {
             .unwrap();
         let updated = db.listing(Some("g".into())).unwrap();
         assert_eq!(updated.value[1].status.to_string(), "invalid");
+    }
+
+    #[test]
+    fn a_users_current_group_changes_nothing_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = db(dir.path());
+        let first = db.listing(Some("g".into())).unwrap();
+        db.set_current_group(1000, Some("g")).unwrap();
+        db.set_current_group(1000, None).unwrap();
+        let again = db.listing(Some("g".into())).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "kept across a change of current group"
+        );
+        // Changes after it are still seen.
+        db.conn
+            .execute("UPDATE versions SET status = 'failed' WHERE id = 1", [])
+            .unwrap();
+        let after = db.listing(Some("g".into())).unwrap();
+        assert_eq!(statuses(&after), [("a.csv".into(), "failed".into())]);
+        // A memo already stale before the change stays stale.
+        db.conn
+            .execute("UPDATE versions SET status = 'ready' WHERE id = 1", [])
+            .unwrap();
+        db.set_current_group(1000, Some("g")).unwrap();
+        let stale = db.listing(Some("g".into())).unwrap();
+        assert_eq!(statuses(&stale), [("a.csv".into(), "ready".into())]);
     }
 
     #[test]
