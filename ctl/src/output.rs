@@ -241,7 +241,12 @@ impl<'a> Times<'a> {
         {
             return shown.clone();
         }
-        let shown = time(rfc3339, self.tz);
+        let Ok(ts) = rfc3339.parse::<Timestamp>() else {
+            // Shown as sent, as `time` shows it, and not kept: another unparsable time of
+            // the same "second" must be shown as it was sent, too.
+            return rfc3339.to_string();
+        };
+        let shown = LOCAL_TIME.datetime_to_string(&self.tz.to_datetime(ts));
         if let Some(second) = second {
             self.last = Some((second.to_string(), shown.clone()));
         }
@@ -250,15 +255,16 @@ impl<'a> Times<'a> {
 }
 
 /// The part of a UTC RFC 3339 time up to its seconds: "2026-11-27T01:56:24" of
-/// "2026-11-27T01:56:24.107Z" or "2026-11-27T01:56:24Z"; `None` for any other form. [`time`]
-/// shows whole seconds, so two times with the same such part are shown the same.
+/// "2026-11-27T01:56:24.107Z" or "2026-11-27T01:56:24Z"; `None` for any other form (a fraction
+/// of more than the 9 digits a time can have among them). [`time`] shows whole seconds, so two
+/// valid times with the same such part are shown the same; [`Times`] keeps only what parsed.
 fn utc_second(rfc3339: &str) -> Option<&str> {
     let (second, rest) = rfc3339.split_at_checked(19)?;
     let fraction = rest.strip_suffix('Z')?;
     let whole = fraction.is_empty()
-        || fraction
-            .strip_prefix('.')
-            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+        || fraction.strip_prefix('.').is_some_and(|digits| {
+            (1..=9).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+        });
     whole.then_some(second)
 }
 
@@ -553,6 +559,14 @@ mod tests {
             "2026-11-27T01:56:25.Z",
             "not a time",
             "2026-11-27T01:56:25.9Z",
+            // More digits than a time has, after and before a valid time of that second.
+            "2026-11-27T01:56:25.1234567891Z",
+            "2026-11-27T01:56:25Z",
+            // Not a date, twice in one "second".
+            "2026-02-30T00:00:00Z",
+            "2026-02-30T00:00:00.5Z",
+            "2026-12-31T23:59:60Z",
+            "2026-12-31T23:59:60.5Z",
         ] {
             assert_eq!(times.show(t), time(t, &tz), "{t}");
         }

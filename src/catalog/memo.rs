@@ -10,7 +10,8 @@
 //! (which moves when another connection commits, e.g. a person with the sqlite3 shell). A
 //! stale answer would need a change that moves neither, and SQLite has none. The queue's
 //! round-robin cursor, which orders the queued jobs' positions and lives in memory, is part
-//! of the key too.
+//! of the key too. One write keeps them: a change of someone's current group, which nothing
+//! kept depends on (`Db::keeping_memo`).
 
 use super::{CatalogError, Db};
 use crate::protocol::{GroupInfo, JobInfo, JobState, SourceSummary};

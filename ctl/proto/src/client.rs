@@ -672,6 +672,7 @@ mod tests {
         let (fake, _sent) = canned(&[
             r#"{"v":1,"data":[{"name":"a.csv","x":[1]},{"name":"tab\tb.csv"}],"ok":true}"#,
             r#"{"ok":true,"v":1,"data":[ {"name" : "a.csv"} ]}"#,
+            r#"{"v":1,"data":[1],"ok":true}"#,
             r#"{"ok":false,"v":1,"error":{"code":"not_found","message":"no group 'x'"}}"#,
             r#"{"ok":true,"v":2,"data":[]}"#,
         ]);
@@ -691,6 +692,8 @@ mod tests {
         assert_eq!(names[1].name, "tab\tb.csv", "an escaped string is decoded");
         let text = client.call_text(&ls).unwrap();
         assert_eq!(text, r#"[ {"name" : "a.csv"} ]"#, "the daemon's own text");
+        let text = client.call_text(&ls).unwrap();
+        assert_eq!(text, "[1]", "cut from inside the line");
         let err = client.call_text(&ls).unwrap_err();
         assert_eq!(err.daemon_error().unwrap().code, ErrorCode::NotFound);
         let err = client.call_text(&ls).unwrap_err();
