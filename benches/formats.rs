@@ -13,7 +13,9 @@
 //!    a whole process on the same file in the same round (the csv crate's `StringRecord`
 //!    loop, calamine, arrow-rs). Each round drops new sources and waits for their embedding,
 //!    so the catalog grows by some 1.3 million vectors a round: later rounds show whether
-//!    ingest stays flat as the catalog grows (`FORMATS_BENCH_ROUNDS`, default 3).
+//!    ingest stays flat as the catalog grows (`FORMATS_BENCH_ROUNDS`, default 3). Each file's
+//!    figures end with what a fresh page of memory cost right after it
+//!    (`common::fresh_page_us`): the copy into the daemon's `.tmp` folder takes one per 4 KiB.
 //!
 //! `cargo bench --bench formats -- accept` runs part 5 alone, `-- reads` parts 1–4. With
 //! `BENCH_DAEMON_LOG=FILE` the daemon's debug log goes to FILE: one line per accept gives the
@@ -45,6 +47,8 @@ const XLSX_ROWS: u32 = 203_000;
 const CSV_BYTES: usize = 50_000_000;
 /// Set in a child process: which read to run once and report VmHWM for.
 const CHILD: &str = "FORMATS_BENCH_CHILD";
+/// The child's job that prints `common::fresh_page_us` in place of a read.
+const FRESH_PAGES: &str = "fresh-pages";
 
 const CITIES: &[&str] = &[
     "Lisbon",
@@ -334,8 +338,10 @@ fn accept(dir: &Path, xlsx: &Path, parquet: &Path) {
             let ms = accepted.duration_since(dropped).as_secs_f64() * 1000.0 - SETTLE_MS;
             let (_, reader) = child(yardstick, path);
             let reader_ms = reader * 1000.0;
+            // After both were timed, so the probe's pages (freed again) help neither.
+            let (fresh, _) = child(FRESH_PAGES, path);
             print!(
-                " {name} {ms:.0} ms ({yardstick} {reader_ms:.0} ms, {:.2}×)",
+                " {name} {ms:.0} ms ({yardstick} {reader_ms:.0} ms, {:.2}×) [fresh page {fresh:.1} µs]",
                 ms / reader_ms
             );
             figures[at].push((ms, reader_ms));
@@ -398,6 +404,10 @@ fn wait_idle(daemon: &common::BenchDaemon) {
 fn main() {
     if let Ok(job) = std::env::var(CHILD) {
         let (read, path) = job.split_once(':').expect("read:path");
+        if read == FRESH_PAGES {
+            println!("{}", common::fresh_page_us());
+            return;
+        }
         std::hint::black_box(run(read, Path::new(path)));
         println!("{}", common::proc_mb("/proc/self/status", "VmHWM:"));
         return;

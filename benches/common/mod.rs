@@ -89,6 +89,24 @@ pub fn proc_mb(file: &str, key: &str) -> f64 {
         / 1024.0
 }
 
+/// Microseconds to touch a fresh page of memory for the first time: 16 MB of new anonymous
+/// memory, one write per 4 KiB page, averaged. Meant for a new process: one that freed memory
+/// before gets it back from its allocator without a fault. On a virtual machine whose free
+/// memory was handed back to its host (virtio-balloon free page reporting), a page the guest
+/// takes again costs several times what it costs otherwise; a copy into new page cache pays
+/// the same.
+pub fn fresh_page_us() -> f64 {
+    const BYTES: usize = 16 << 20;
+    const PAGE: usize = 4096;
+    let started = Instant::now();
+    let mut memory = vec![0u8; BYTES];
+    for page in memory.chunks_mut(PAGE) {
+        page[0] = 1;
+    }
+    std::hint::black_box(&memory);
+    started.elapsed().as_secs_f64() * 1e6 / (BYTES / PAGE) as f64
+}
+
 /// The real daemon on a temporary folder with the `hashing` provider, killed when dropped.
 pub struct BenchDaemon {
     pub child: Child,
