@@ -81,7 +81,7 @@ fn throughput() {
         std::fs::write(&path, &content).unwrap();
         // Parts, on the same (page-cached) file.
         let t = Instant::now();
-        ingestd::ingest::store::sha256_file(&path).unwrap();
+        ingestd::sha256::of_file(&path).unwrap();
         hash_only.push(mb / t.elapsed().as_secs_f64());
         let t = Instant::now();
         formats::extract(formats::Format::Csv, &path, &Default::default()).unwrap();

@@ -6,7 +6,8 @@
 /// from anywhere.
 const LAYERS: &[&[&str]] = &[
     &[
-        "clock", "identity", "protocol", "format", "template", "dirs", "notices", "testing",
+        "clock", "identity", "protocol", "format", "template", "dirs", "notices", "sha256",
+        "testing",
     ],
     &["config"],
     &["audit", "embed"],

@@ -24,6 +24,7 @@ pub mod notices;
 pub mod queue;
 pub mod server;
 pub mod service;
+pub mod sha256;
 pub mod template;
 #[doc(hidden)]
 pub mod testing;

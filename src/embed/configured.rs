@@ -70,7 +70,7 @@ pub fn preflight(
 /// Blocking: reads the 90 MB file once.
 pub fn unpinned_weights(model_dir: &std::path::Path) -> Option<String> {
     let path = model_dir.join(fetch::WEIGHTS_FILE);
-    match fetch::sha256_file(&path) {
+    match crate::sha256::of_file(&path) {
         Ok(hash) if hash == fetch::WEIGHTS_SHA256 => None,
         Ok(hash) => Some(format!(
             "{}: sha256 is {hash}, not the pinned {} of all-MiniLM-L6-v2",

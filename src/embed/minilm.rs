@@ -7,12 +7,11 @@
 //! pads every input to 128, which would waste most of the work on short rows) and texts are
 //! truncated at 256 tokens, the model's `max_seq_length`.
 
-use super::fetch::{FETCH_COMMAND, MODEL_FILES, WEIGHTS_FILE, WEIGHTS_SHA256, hex};
+use super::fetch::{FETCH_COMMAND, MODEL_FILES, WEIGHTS_FILE, WEIGHTS_SHA256};
 use super::{EmbedError, Identity, Provider, normalize};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config, DTYPE};
-use sha2::{Digest, Sha256};
 use std::path::Path;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
@@ -89,7 +88,7 @@ impl MiniLm {
         // Read once: the same bytes give the identity hash and the weights, and no mmap can
         // see the file change under it.
         let weights = read(WEIGHTS_FILE)?;
-        let weights_hash = hex(&Sha256::digest(&weights));
+        let weights_hash = crate::sha256::of_bytes(&weights);
         let weights_path = model_dir.join(WEIGHTS_FILE);
         // This provider's identity names all-MiniLM-L6-v2: other or damaged weights would make
         // vectors under that name. Checked here too, not only at start, because the folder can

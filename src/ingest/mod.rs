@@ -699,9 +699,7 @@ fn alongside<T>(
     // the original is still there to call if the thread cannot start.
     let sync = move || (copy.sync_all(), elapsed_ms(started));
     let hash = move || {
-        let hashed = tmp_dir
-            .open_read(name)
-            .and_then(|mut copy| store::sha256_of(&mut copy));
+        let hashed = tmp_dir.open_read(name).and_then(crate::sha256::of_reader);
         (hashed, elapsed_ms(started))
     };
     std::thread::scope(|scope| {
@@ -804,7 +802,6 @@ impl Workers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
 
     #[test]
     fn alongside_gives_the_read_the_copy_digest_and_its_sync() {
@@ -815,7 +812,7 @@ mod tests {
         let done = alongside(&dir, "c.csv", &copy, || 42);
         assert_eq!(done.read, 42);
         assert!(done.synced.is_ok());
-        let want = store::hex(&Sha256::digest(b"a,b\n1,2\n"));
+        let want = crate::sha256::of_bytes(b"a,b\n1,2\n");
         assert_eq!(done.hashed.unwrap(), want);
         assert!(done.read_ms >= 0.0 && done.sync_ms >= 0.0 && done.hash_ms >= 0.0);
     }

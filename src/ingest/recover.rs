@@ -74,11 +74,11 @@ fn file_name(path: &Path) -> Option<&OsStr> {
 }
 
 fn sha256_in(dir: &Dir, name: &OsStr) -> Option<String> {
-    let mut file = dir.open_read(name).ok()?;
+    let file = dir.open_read(name).ok()?;
     if !file.metadata().ok()?.is_file() {
         return None;
     }
-    store::sha256_of(&mut file).ok()
+    crate::sha256::of_reader(file).ok()
 }
 
 /// Is the reserved version's file in place, moving the finished temporary copy if needed?

@@ -6,7 +6,7 @@
 
 use crate::dirs::Dir;
 pub use crate::dirs::Identity;
-use sha2::{Digest, Sha256};
+use crate::sha256;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Read, Write};
@@ -26,30 +26,6 @@ pub const TMP_DIR: &str = ".tmp";
 pub fn copy_limited(from: &File, out: &mut File, limit: u64) -> std::io::Result<Option<u64>> {
     let bytes = std::io::copy(&mut from.take(limit.saturating_add(1)), out)?;
     Ok((bytes <= limit).then_some(bytes))
-}
-
-/// sha256 of an open file, streamed from where it stands, a megabyte per read.
-pub fn sha256_of(file: &mut File) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    std::io::copy(
-        &mut std::io::BufReader::with_capacity(1 << 20, file),
-        &mut hasher,
-    )?;
-    Ok(hex(&hasher.finalize()))
-}
-
-/// sha256 of a whole file, streamed.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    sha256_of(&mut File::open(path)?)
-}
-
-/// Lower-case hex of a digest.
-pub(super) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// How a stored file's drop original is set aside before it is unlinked:
@@ -203,7 +179,7 @@ pub fn resolve_aside(
         .open_read(aside)
         .ok()
         .filter(|f| f.metadata().is_ok_and(|m| m.is_file() && m.nlink() == 1))
-        .and_then(|mut f| sha256_of(&mut f).ok())
+        .and_then(|f| sha256::of_reader(f).ok())
         .is_some_and(|sha| stored(original, &sha));
     if proven {
         dir.unlink(aside)?;
@@ -316,26 +292,15 @@ mod tests {
         let copied = copy_limited(&dir.open_read("a.csv").unwrap(), &mut out, limit).unwrap();
         assert_eq!(copied, Some(limit));
         assert_eq!(std::fs::read(tmp.path().join("b")).unwrap(), data);
-        let mut hashed = dir.open_read("b").unwrap();
+        // The copy hashes as the original.
         assert_eq!(
-            sha256_of(&mut hashed).unwrap(),
-            hex(&Sha256::digest(&data)),
-            "the copy hashes as the original"
+            sha256::of_reader(dir.open_read("b").unwrap()).unwrap(),
+            sha256::of_bytes(&data)
         );
         // One byte over the limit, found only at the end.
         let mut out = dir.create_new("c", 0o640).unwrap();
         let over = copy_limited(&dir.open_read("a.csv").unwrap(), &mut out, limit - 1).unwrap();
         assert_eq!(over, None);
-    }
-
-    #[test]
-    fn sha256_is_the_known_digest() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(tmp.path().join("a.csv"), b"abc").unwrap();
-        assert_eq!(
-            sha256_file(&tmp.path().join("a.csv")).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
     }
 
     #[test]
