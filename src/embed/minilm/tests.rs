@@ -91,6 +91,43 @@ fn known_pair_has_the_reference_similarity() {
     assert!((cos - 0.755).abs() < 0.01, "cos = {cos}");
 }
 
+/// Vectors that sentence-transformers on PyTorch made for a few texts (the file says which
+/// versions): two sentences, table rows with non-ASCII text, an empty text and one cut at 256
+/// tokens.
+const REFERENCE: &str = include_str!("../../../tests/data/minilm_reference.json");
+
+#[test]
+fn vectors_match_sentence_transformers() {
+    let Some(m) = model() else { return };
+    #[derive(serde::Deserialize)]
+    struct Row {
+        text: String,
+        vector: Vec<f32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        rows: Vec<Row>,
+    }
+    let reference: Reference = serde_json::from_str(REFERENCE).unwrap();
+    let texts: Vec<String> = reference.rows.iter().map(|r| r.text.clone()).collect();
+    // One batch, so the short texts run padded beside the long one.
+    let ours = m.embed(&texts).unwrap();
+    for (row, ours) in reference.rows.iter().zip(&ours) {
+        let diff = row
+            .vector
+            .iter()
+            .zip(ours)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let cos = cosine(&row.vector, ours);
+        assert!(
+            diff < 1e-5 && cos > 0.999_99,
+            "{:?}: max diff {diff}, cosine {cos}",
+            row.text
+        );
+    }
+}
+
 #[test]
 fn vectors_are_unit_length_and_in_order() {
     let Some(m) = model() else { return };
