@@ -165,7 +165,7 @@ impl MiniLm {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n.max(1))
                     .thread_name(|i| format!("minilm-{i}"))
-                    .start_handler(|_| super::priority::lower_this_thread())
+                    .start_handler(|_| super::priority::idle_this_thread())
                     .build()
                     .map_err(|e| permanent(format_args!("starting {n} embedding threads: {e}")))?,
             ),

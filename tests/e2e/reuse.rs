@@ -206,7 +206,8 @@ fn answers_that_come_back_out_of_order_land_in_row_order() {
 }
 
 /// (thread name, nice) of every thread of `pid`, from /proc/<pid>/task/*/stat.
-fn threads(pid: u32) -> Vec<(String, i32)> {
+/// Name, nice value and scheduling policy (0 normal, 5 `SCHED_IDLE`) of each thread of `pid`.
+fn threads(pid: u32) -> Vec<(String, i32, i32)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -217,14 +218,17 @@ fn threads(pid: u32) -> Vec<(String, i32)> {
         };
         let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
         let name = stat[open + 1..close].to_string();
-        // Fields after the name: state is the 3rd field of the line, nice the 19th.
-        let nice = stat[close + 2..]
-            .split(' ')
-            .nth(16)
-            .unwrap()
-            .parse()
-            .unwrap();
-        out.push((name, nice));
+        // Fields after the name: state is the 3rd field of the line, nice the 19th, the
+        // policy the 41st.
+        let field = |n: usize| -> i32 {
+            stat[close + 2..]
+                .split(' ')
+                .nth(n - 3)
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        out.push((name, field(19), field(41)));
     }
     out
 }
@@ -242,21 +246,21 @@ fn embedding_threads_run_ten_nice_levels_below_the_rest_of_the_daemon() {
     // The runner, its writer and its two request threads (which keep the runner's name).
     let seen = wait_for("the embedding threads to be running", || {
         let all = threads(pid);
-        let embedding = all.iter().filter(|(n, _)| n.starts_with("embed-")).count();
+        let embedding = all.iter().filter(|(n, ..)| n.starts_with("embed-")).count();
         (embedding >= 4).then_some(all)
     });
     let base = seen
         .iter()
-        .find(|(name, _)| name == "ingestd")
-        .map(|(_, nice)| *nice)
+        .find(|(name, ..)| name == "ingestd")
+        .map(|(_, nice, _)| *nice)
         .expect("the main thread");
-    for (name, nice) in &seen {
+    for (name, nice, policy) in &seen {
         let want = if name.starts_with("embed-") {
             (base + 10).min(19)
         } else {
             base
         };
-        assert_eq!(*nice, want, "thread {name}: {seen:?}");
+        assert_eq!((*nice, *policy), (want, 0), "thread {name}: {seen:?}");
     }
     server.behaviour.delay_ms.store(0, Ordering::SeqCst);
     daemon.wait_embedded("g", "a.csv", "v1");
@@ -277,19 +281,25 @@ fn minilm_computes_below_the_rest_of_the_daemon_on_all_cores_but_one() {
     let seen = wait_for("MiniLM's compute threads", || {
         let all = threads(pid);
         all.iter()
-            .any(|(n, _)| n.starts_with("minilm-"))
+            .any(|(n, ..)| n.starts_with("minilm-"))
             .then_some(all)
     });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pool: Vec<&(String, i32)> = seen
+    let pool: Vec<&(String, i32, i32)> = seen
         .iter()
-        .filter(|(n, _)| n.starts_with("minilm-"))
+        .filter(|(n, ..)| n.starts_with("minilm-"))
         .collect();
     assert_eq!(pool.len(), cores.saturating_sub(1).max(1), "{seen:?}");
-    let base = seen.iter().find(|(n, _)| n == "ingestd").unwrap().1;
-    for (name, nice) in &seen {
-        if name.starts_with("minilm-") || name.starts_with("embed-") {
-            assert_eq!(*nice, (base + 10).min(19), "thread {name}: {seen:?}");
-        }
+    let base = seen.iter().find(|(n, ..)| n == "ingestd").unwrap().1;
+    for (name, nice, policy) in &seen {
+        // The compute threads run SCHED_IDLE (5), the job's own threads 10 nice levels down.
+        let want = if name.starts_with("minilm-") {
+            ((base + 10).min(19), 5)
+        } else if name.starts_with("embed-") {
+            ((base + 10).min(19), 0)
+        } else {
+            (base, 0)
+        };
+        assert_eq!((*nice, *policy), want, "thread {name}: {seen:?}");
     }
 }
