@@ -284,6 +284,7 @@ impl Bert {
                 .contiguous()
         };
         for layer in &self.layers {
+            super::super::priority::yield_to_ingest();
             let qkv = layer.qkv.forward(&x)?;
             let q = split(qkv.narrow(D::Minus1, 0, self.hidden)?)?;
             let k = split(qkv.narrow(D::Minus1, self.hidden, self.hidden)?)?;
