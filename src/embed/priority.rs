@@ -53,9 +53,8 @@ pub fn lower_this_thread() {
 /// (`SCHED_IDLE` on Linux): for the compute threads of an in-process model, which keep a core
 /// busy for as long as a job lasts. A thread of normal priority that wakes on that core takes
 /// it at once, and the scheduler counts a core running only such threads as idle when it
-/// places a waking thread. Nice 10 alone leaves the model some 10 % of a core that others
-/// want, and it made a 50 MB drop take 1.3–2× its quiet time while MiniLM computed
-/// (`cargo bench --bench busy`). The thread is lowered by [`lower_this_thread`] first, which
+/// places a waking thread; nice 10 alone leaves the model some 10 % of a core that others
+/// want. The thread is lowered by [`lower_this_thread`] first, which
 /// is what stays in force where the policy cannot be set. Never undone: such threads live as
 /// long as their pool.
 pub fn idle_this_thread() {
@@ -108,8 +107,9 @@ impl Drop for Ingesting {
 /// Called by an in-process model between steps (MiniLM: before each layer of a group): returns
 /// at once when no file is being ingested, else when none is, or after [`MAX_YIELD`]. Even at
 /// `SCHED_IDLE`, a model computing beside an ingest slows it: they share the machine's caches
-/// and memory, and on a virtual machine perhaps one physical core. A 50 MB drop took 1.3× its
-/// quiet time beside MiniLM without this wait.
+/// and memory, and on a virtual machine perhaps one physical core. A 50 MB drop took
+/// 1.31–1.98× its quiet time beside MiniLM without this wait, 1.01–1.16× with it
+/// (`cargo bench --bench busy`).
 pub fn yield_to_ingest() {
     let (count, fell) = &INGESTING;
     let count = count.lock().unwrap_or_else(PoisonError::into_inner);
