@@ -123,17 +123,32 @@ fn accept_once(daemon: &BenchDaemon, csv: &Path, source: &str) -> f64 {
     ms
 }
 
-/// Cancel the open jobs of `group` and wait until they have ended.
+/// Cancel the open jobs of `group` and wait until their threads are gone: a cancelled job
+/// ends in the catalog at once, while its thread finishes the batch it holds.
 fn stop_jobs(daemon: &BenchDaemon, group: &str) {
     let ids: Vec<i64> = open_jobs(daemon, group).iter().map(|j| j.id).collect();
-    if !ids.is_empty() {
-        daemon
-            .client()
-            .call(&cmd::Cancel { jobs: ids })
-            .expect("cancel");
+    if ids.is_empty() {
+        return;
     }
+    daemon
+        .client()
+        .call(&cmd::Cancel { jobs: ids.clone() })
+        .expect("cancel");
+    // As the kernel shows a thread's name: its first 15 bytes.
+    let names: Vec<String> = ids
+        .iter()
+        .map(|id| format!("embed-job-{id}").chars().take(15).collect())
+        .collect();
+    let tasks = format!("/proc/{}/task", daemon.child.id());
+    let running = || {
+        std::fs::read_dir(&tasks)
+            .expect("the daemon's threads")
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .any(|comm| names.iter().any(|n| n == comm.trim_end()))
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
-    while !open_jobs(daemon, group).is_empty() {
+    while !open_jobs(daemon, group).is_empty() || running() {
         assert!(Instant::now() < deadline, "the cancelled jobs did not end");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -196,7 +211,7 @@ fn main() {
         return;
     }
     let rounds = env_number("BUSY_BENCH_ROUNDS", 10).max(1);
-    let runs = env_number("BUSY_BENCH_RUNS", 100);
+    let runs = env_number("BUSY_BENCH_RUNS", 100).max(1);
     let load_rows = env_number("BUSY_BENCH_ROWS", 100_000);
     let ctl_path = ingestctl();
     let daemon = BenchDaemon::start_provider(

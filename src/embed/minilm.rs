@@ -1,11 +1,11 @@
 //! The default provider: all-MiniLM-L6-v2 (384-d) run in-process on the CPU, f32, by the
-//! encoder in [`bert`].
+//! encoder in `bert`.
 //!
 //! It reads a local sentence-transformers BERT folder (`config.json`, `tokenizer.json`,
 //! `model.safetensors`) and never downloads anything; `fetch` fills that folder. Sentence
 //! vectors follow sentence-transformers: mean of the token vectors under the attention mask,
 //! then L2-normalised. The texts of a call are sorted by length and run in groups of
-//! [`GROUP`], each padded to its own longest text (the shipped tokenizer pads every input to
+//! `GROUP`, each padded to its own longest text (the shipped tokenizer pads every input to
 //! 128, which would waste most of the work on short rows), and texts are truncated at 256
 //! tokens, the model's `max_seq_length`.
 
@@ -104,12 +104,15 @@ impl MiniLm {
                 .map_err(|e| permanent(format_args!("{}: reading: {e}", path.display())))
         };
 
-        let config: Config = serde_json::from_slice(&read("config.json")?).map_err(|e| {
-            permanent(format_args!(
-                "{}: not a BERT config: {e}",
-                model_dir.join("config.json").display()
-            ))
-        })?;
+        let config: Config = serde_json::from_slice(&read("config.json")?)
+            .map_err(|e| e.to_string())
+            .and_then(|config: Config| config.check().map(|()| config).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                permanent(format_args!(
+                    "{}: not a BERT config this provider runs: {e}",
+                    model_dir.join("config.json").display()
+                ))
+            })?;
 
         let tokenizer_path = model_dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
@@ -202,15 +205,17 @@ impl MiniLm {
             .map_err(|e| permanent(format_args!("building the token batch: {e}")))
     }
 
-    /// Sentence vectors of `encodings`, run as one forward pass.
+    /// Sentence vectors of `encodings`, run as one forward pass that calls `pause` before each
+    /// layer.
     fn embed_group<'a>(
         &self,
         encodings: impl ExactSizeIterator<Item = &'a Encoding> + Clone,
+        pause: fn(),
     ) -> candle_core::Result<Vec<Vec<f32>>> {
         let batch = Batch::of(encodings, self.pad)?;
         let hidden = self
             .model
-            .forward(&batch.ids, &batch.type_ids, &batch.mask)?;
+            .forward(&batch.ids, &batch.type_ids, &batch.mask, pause)?;
         // Mean over real tokens only: padding must not pull vectors towards each other.
         let mask = batch.mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let sum = hidden.broadcast_mul(&mask)?.sum(1)?;
@@ -220,14 +225,18 @@ impl MiniLm {
         Ok(pooled)
     }
 
-    fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn embed_batch(&self, texts: &[String], pause: fn()) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings = self.encode(texts)?;
         // Shortest first, so each group is padded only to the longest of similar texts.
         let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].len());
         let groups = order
             .par_chunks(GROUP)
-            .map(|rows| self.embed_group(rows.iter().map(|&i| &encodings[i])))
+            .map(|rows| {
+                let vectors = self.embed_group(rows.iter().map(|&i| &encodings[i]), pause)?;
+                debug_assert_eq!(vectors.len(), rows.len());
+                Ok(vectors)
+            })
             .collect::<candle_core::Result<Vec<_>>>()
             .map_err(|e| permanent(format_args!("running all-MiniLM-L6-v2: {e}")))?;
         let mut vectors = vec![Vec::new(); texts.len()];
@@ -243,15 +252,25 @@ impl Provider for MiniLm {
         &self.identity
     }
 
-    /// The whole slice is one forward pass: the caller's batch size bounds memory.
+    /// On the provider's pool, in groups of [`GROUP`] that wait for ingest between layers
+    /// ([`super::priority::yield_to_ingest`]); the caller's batch size bounds memory.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
+        let pause = super::priority::yield_to_ingest;
         match &self.pool {
-            Some(pool) => pool.install(|| self.embed_batch(texts)),
-            None => self.embed_batch(texts),
+            Some(pool) => pool.install(|| self.embed_batch(texts, pause)),
+            None => self.embed_batch(texts, pause),
         }
+    }
+
+    /// On the calling thread and rayon's global pool, at their priority, without pauses: a
+    /// search's caller is waiting, and one text is a few milliseconds of work.
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        self.embed_batch(&[text.to_string()], || {})?
+            .pop()
+            .ok_or_else(|| EmbedError::Permanent("the provider returned no vector".into()))
     }
 }
 

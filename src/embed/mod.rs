@@ -48,6 +48,16 @@ pub trait Provider: Send + Sync {
     /// `batch_size × max_in_flight()` texts per call.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
 
+    /// The vector of a search's text, for someone waiting on the answer: what `embed` gives
+    /// for it, computed without the lower priority and the pauses of embedding jobs where the
+    /// provider has them.
+    fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        self.embed(&[text.to_string()])?
+            .into_iter()
+            .next()
+            .ok_or_else(|| EmbedError::Permanent("the provider returned no vector".into()))
+    }
+
     /// How many batches one call may carry, all in flight at once: more than 1 only for a
     /// provider that waits on something else (a server), where overlapping requests is what
     /// makes a job fast. A job hands it that many batches per call.

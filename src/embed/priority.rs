@@ -1,7 +1,7 @@
 //! Embedding yields to everything else. Its threads (a job's runner, its vector writer, its
 //! HTTP requests) run 10 nice levels below the rest of the daemon, so ingest, the catalog and
 //! the control socket get the CPU first whenever they want it; MiniLM's compute pool runs
-//! below that still, only on CPU time nothing else wants (`SCHED_IDLE`), and waits between
+//! below that still, almost only on CPU time nothing else wants (`SCHED_IDLE`), and waits between
 //! steps while a file is being ingested; and in-process models compute on every core but one,
 //! so a two-core machine keeps a core for them even when the scheduler would share.
 //!
@@ -49,14 +49,15 @@ pub fn lower_this_thread() {
     }
 }
 
-/// Make the calling thread run only on CPU time no other thread of the machine wants
+/// Make the calling thread run almost only on CPU time no other thread of the machine wants
 /// (`SCHED_IDLE` on Linux): for the compute threads of an in-process model, which keep a core
 /// busy for as long as a job lasts. A thread of normal priority that wakes on that core takes
 /// it at once, and the scheduler counts a core running only such threads as idle when it
 /// places a waking thread; nice 10 alone leaves the model some 10 % of a core that others
 /// want. The thread is lowered by [`lower_this_thread`] first, which
 /// is what stays in force where the policy cannot be set. Never undone: such threads live as
-/// long as their pool.
+/// long as their pool. The risk it takes: such a thread holding a lock (the allocator's, say)
+/// while other work keeps the machine busy makes a normal thread that needs the lock wait.
 pub fn idle_this_thread() {
     lower_this_thread();
     #[cfg(target_os = "linux")]

@@ -205,8 +205,8 @@ fn answers_that_come_back_out_of_order_land_in_row_order() {
     assert_eq!(texts, rendered("a.csv", "plain", 0..96));
 }
 
-/// (thread name, nice) of every thread of `pid`, from /proc/<pid>/task/*/stat.
-/// Name, nice value and scheduling policy (0 normal, 5 `SCHED_IDLE`) of each thread of `pid`.
+/// Name, nice value and scheduling policy (0 normal, 5 `SCHED_IDLE`) of each thread of `pid`,
+/// from /proc/<pid>/task/*/stat.
 fn threads(pid: u32) -> Vec<(String, i32, i32)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -278,13 +278,17 @@ fn minilm_computes_below_the_rest_of_the_daemon_on_all_cores_but_one() {
     );
     let pid = daemon.pid();
     daemon.drop_file("g", "a.csv", &marked_csv("plain", 3000));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // A pool thread has its name before it lowers itself: wait until every one has done so
+    // (or the test's global timeout), then check everything in one snapshot.
     let seen = wait_for("MiniLM's compute threads", || {
         let all = threads(pid);
-        all.iter()
-            .any(|(n, ..)| n.starts_with("minilm-"))
-            .then_some(all)
+        let lowered = all
+            .iter()
+            .filter(|(n, _, policy)| n.starts_with("minilm-") && *policy == 5)
+            .count();
+        (lowered >= cores.saturating_sub(1).max(1)).then_some(all)
     });
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pool: Vec<&(String, i32, i32)> = seen
         .iter()
         .filter(|(n, ..)| n.starts_with("minilm-"))

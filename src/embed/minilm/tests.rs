@@ -110,7 +110,9 @@ fn vectors_match_sentence_transformers() {
     }
     let reference: Reference = serde_json::from_str(REFERENCE).unwrap();
     let texts: Vec<String> = reference.rows.iter().map(|r| r.text.clone()).collect();
-    // One batch, so the short texts run padded beside the long one.
+    // One call of fewer than GROUP texts: one forward pass, the short texts padded beside
+    // the long one.
+    assert!(reference.rows.len() <= GROUP);
     let ours = m.embed(&texts).unwrap();
     for (row, ours) in reference.rows.iter().zip(&ours) {
         let diff = row
@@ -171,6 +173,37 @@ fn batching_does_not_change_vectors() {
     }
 }
 
+/// More texts than one group, of shuffled lengths: each vector comes back in its text's place
+/// and equals the text embedded alone; every group pauses before each of the six layers.
+#[test]
+fn a_call_of_several_groups_keeps_the_order() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let Some(m) = model() else { return };
+    let texts: Vec<String> = (0..3 * GROUP - 3)
+        .map(|i| {
+            let words = (i * 7) % 23 + 1;
+            format!("row {i}: {}", "widget ".repeat(words))
+        })
+        .collect();
+    static PAUSES: AtomicUsize = AtomicUsize::new(0);
+    let together = m
+        .embed_batch(&texts, || {
+            PAUSES.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    assert_eq!(PAUSES.load(Ordering::SeqCst), 3 * 6);
+    assert_eq!(together.len(), texts.len());
+    for (text, batched) in texts.iter().zip(&together) {
+        let alone = m.embed_query(text).unwrap();
+        let diff = alone
+            .iter()
+            .zip(batched)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "{text:?}: max diff {diff}");
+    }
+}
+
 #[test]
 fn pads_to_the_longest_and_truncates_long_texts() {
     let Some(m) = model() else { return };
@@ -182,6 +215,24 @@ fn pads_to_the_longest_and_truncates_long_texts() {
     let long = vec!["word ".repeat(1000)];
     assert_eq!(m.tokenize(&long).unwrap().ids.dims(), &[1, MAX_TOKENS]);
     assert_eq!(m.embed(&long).unwrap()[0].len(), DIMENSION);
+}
+
+#[test]
+fn a_config_this_encoder_cannot_run_is_refused_naming_config_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = r#"{"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+        "num_attention_heads": 12, "intermediate_size": 1536, "hidden_act": "relu",
+        "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12}"#;
+    std::fs::write(tmp.path().join("config.json"), config).unwrap();
+    // The config is read first: the other files only need to exist.
+    std::fs::write(tmp.path().join("tokenizer.json"), "").unwrap();
+    std::fs::write(tmp.path().join("model.safetensors"), "").unwrap();
+    let Err(err) = MiniLm::load(tmp.path(), None) else {
+        panic!("loaded a relu config")
+    };
+    let text = err.to_string();
+    assert!(text.contains("config.json"), "{text}");
+    assert!(text.contains("relu"), "{text}");
 }
 
 #[test]

@@ -29,11 +29,7 @@ pub async fn handle(
     let catalog = shared.catalog.clone();
     let result = tokio::task::spawn_blocking(move || {
         let provider = providers.get()?;
-        let query = provider
-            .embed(std::slice::from_ref(&text))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| EmbedError::Permanent("the provider returned no vector".into()))?;
+        let query = provider.embed_query(&text)?;
         Ok::<_, EmbedError>(catalog.search_blocking(
             &group,
             provider.identity(),
