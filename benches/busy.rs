@@ -12,7 +12,10 @@
 //!    its `accepted` audit record, minus `settle_ms`. The job the accepted file queues is
 //!    cancelled at once, so it never adds to the load;
 //! 2. the group switch (`use big && ls && prefs`, three whole `ingestctl` processes),
-//!    `BUSY_BENCH_RUNS / BUSY_BENCH_ROUNDS` times (default 100 in all).
+//!    `BUSY_BENCH_RUNS` times in all (default 100), spread over the rounds.
+//!
+//! It also prints the rows per second the load job embedded while the busy measurements ran:
+//! what yielding costs embedding.
 //!
 //! The load job is cancelled at the end of its round. Quiet and busy alternate within each
 //! round because this machine's own cost of a fresh page of memory changes over a run (a
@@ -154,18 +157,27 @@ fn stop_jobs(daemon: &BenchDaemon, group: &str) {
     }
 }
 
-/// Drop a new CSV of `rows` rows into group `load` and wait until its job is embedding.
-fn start_load(daemon: &BenchDaemon, round: usize, rows: usize) {
+/// Rows the processing job of `load` has embedded so far.
+fn load_done(daemon: &BenchDaemon) -> Option<u64> {
+    open_jobs(daemon, "load")
+        .iter()
+        .find(|j| j.state == JobState::Processing)
+        .map(|j| j.progress.done)
+}
+
+/// Drop a new CSV of `rows` rows into group `load` and wait until its job is embedding; the
+/// rows it has embedded by then.
+fn start_load(daemon: &BenchDaemon, round: usize, rows: usize) -> u64 {
     daemon.drop_file(
         "load",
         &format!("load-{round}.csv"),
         &common::csv_of_rows(rows, 11 + round as u64),
     );
     let deadline = Instant::now() + Duration::from_secs(600);
-    while !open_jobs(daemon, "load")
-        .iter()
-        .any(|j| j.state == JobState::Processing && j.progress.done > 0)
-    {
+    loop {
+        if let Some(done) = load_done(daemon).filter(|&done| done > 0) {
+            return done;
+        }
         assert!(Instant::now() < deadline, "the load job did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -252,18 +264,18 @@ fn main() {
     let per_round = runs.div_ceil(rounds);
     let (mut quiet_accepts, mut busy_accepts) = (Vec::new(), Vec::new());
     let (mut quiet_switches, mut busy_switches) = (Vec::new(), Vec::new());
+    let (mut embedded, mut busy_secs) = (0, 0.0);
     for round in 0..rounds {
         let quiet = accept_once(&daemon, &csv, &format!("quiet-{round}.csv"));
         quiet_switches.extend(switches(&ctl_path, &socket, per_round));
-        start_load(&daemon, round, load_rows);
+        let done_before = start_load(&daemon, round, load_rows);
+        let busy_started = Instant::now();
         let busy = accept_once(&daemon, &csv, &format!("busy-{round}.csv"));
         busy_switches.extend(switches(&ctl_path, &socket, per_round));
-        assert!(
-            open_jobs(&daemon, "load")
-                .iter()
-                .any(|j| j.state == JobState::Processing),
-            "the load job ended before the busy measurements did: raise BUSY_BENCH_ROWS"
-        );
+        let done_after = load_done(&daemon)
+            .expect("the load job ended before the busy measurements did: raise BUSY_BENCH_ROWS");
+        embedded += done_after - done_before;
+        busy_secs += busy_started.elapsed().as_secs_f64();
         stop_jobs(&daemon, "load");
         println!(
             "round {}: accept quiet {quiet:.0} ms, busy {busy:.0} ms",
@@ -273,6 +285,11 @@ fn main() {
         busy_accepts.push(busy);
     }
     println!("load average at the end: {}", load_average());
+    println!(
+        "the load job embedded {:.0} rows/s during the busy measurements ({embedded} rows in \
+         {busy_secs:.1} s)",
+        embedded as f64 / busy_secs
+    );
 
     let (quiet, busy) = (median(quiet_accepts), median(busy_accepts));
     println!(

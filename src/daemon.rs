@@ -469,6 +469,9 @@ impl Running {
         } = self;
         tracing::info!("stopping: no new files are taken; finishing the files in hand");
         stop.cancel();
+        // A job paused behind an ingest would hold up the stop: the ingest's parse worker is
+        // killed only after the jobs have ended.
+        crate::embed::priority::stop_pausing();
         let mut failures = supervisor.join_all_but(&[QUEUE_TASK]).await;
         // Every step below shares this deadline; whatever is not done by then is abandoned,
         // and the files it held stay in the drop folder for the next start. Processing

@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use std::path::Path;
+use std::sync::OnceLock;
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 /// Tokens per text; longer texts are cut (sentence-transformers' `max_seq_length`).
@@ -30,8 +31,14 @@ pub struct MiniLm {
     /// A private pool when a thread count was asked for, so embedding does not take every
     /// core from the rest of the daemon; its threads run at a lower priority
     /// ([`super::priority`]). `None` uses rayon's global pool. Tokenizing and the forward
-    /// pass both run inside it.
+    /// pass of `embed` both run inside it.
     pool: Option<rayon::ThreadPool>,
+    /// One thread at the daemon's own priority for `embed_query`: a search's caller is
+    /// waiting, and one text is a few milliseconds of work. Concurrent searches queue here,
+    /// so searching never takes more than one core. Started by the first search, from the
+    /// search's own thread: a thread inherits its creator's nice value, and the provider may
+    /// be loaded on a job's lowered thread, whose priority cannot be raised back.
+    queries: OnceLock<Result<rayon::ThreadPool, String>>,
 }
 
 fn permanent(what: impl std::fmt::Display) -> EmbedError {
@@ -174,7 +181,6 @@ impl MiniLm {
             ),
             None => None,
         };
-
         Ok(Self {
             model,
             tokenizer,
@@ -186,6 +192,7 @@ impl MiniLm {
             },
             pad,
             pool,
+            queries: OnceLock::new(),
         })
     }
 
@@ -234,7 +241,9 @@ impl MiniLm {
             .par_chunks(GROUP)
             .map(|rows| {
                 let vectors = self.embed_group(rows.iter().map(|&i| &encodings[i]), pause)?;
-                debug_assert_eq!(vectors.len(), rows.len());
+                if vectors.len() != rows.len() {
+                    candle_core::bail!("{} vectors for {} texts", vectors.len(), rows.len());
+                }
                 Ok(vectors)
             })
             .collect::<candle_core::Result<Vec<_>>>()
@@ -252,7 +261,7 @@ impl Provider for MiniLm {
         &self.identity
     }
 
-    /// On the provider's pool, in groups of [`GROUP`] that wait for ingest between layers
+    /// On the provider's pool, in groups of `GROUP` that wait for ingest between layers
     /// ([`super::priority::yield_to_ingest`]); the caller's batch size bounds memory.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
@@ -265,10 +274,21 @@ impl Provider for MiniLm {
         }
     }
 
-    /// On the calling thread and rayon's global pool, at their priority, without pauses: a
-    /// search's caller is waiting, and one text is a few milliseconds of work.
+    /// On the `minilm-query` thread, at the daemon's own priority, without pauses.
     fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
-        self.embed_batch(&[text.to_string()], || {})?
+        let queries = self
+            .queries
+            .get_or_init(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(|_| "minilm-query".into())
+                    .build()
+                    .map_err(|e| format!("starting the search thread: {e}"))
+            })
+            .as_ref()
+            .map_err(permanent)?;
+        queries
+            .install(|| self.embed_batch(&[text.to_string()], || {}))?
             .pop()
             .ok_or_else(|| EmbedError::Permanent("the provider returned no vector".into()))
     }

@@ -10,6 +10,7 @@
 //! thread runs at (a unit's `Nice=` stays in force below it), so a thread spawned by an
 //! already lowered thread, which inherits its nice value, is not lowered twice.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -75,8 +76,14 @@ pub fn idle_this_thread() {
     }
 }
 
-/// Files being validated and stored right now, and the signal that their number fell.
-static INGESTING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+/// Files being validated and stored right now. Counted without a lock, so an ingest never
+/// waits on a lock a `SCHED_IDLE` thread may hold.
+static INGESTING: AtomicUsize = AtomicUsize::new(0);
+/// Set once the daemon stops: models no longer wait for ingest (a stop kills ingest's parse
+/// workers only after the jobs have ended, so a job waiting for an ingest would hold it up).
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// Where paused models wait; notified when the count falls to zero and when the daemon stops.
+static WAKE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
 
 /// The longest an in-process model waits for ingest at one step, so that a flood of drops
 /// slows embedding down without stopping it.
@@ -89,36 +96,55 @@ pub struct Ingesting(());
 
 /// Count a file as being ingested until the returned guard is dropped.
 pub fn ingesting() -> Ingesting {
-    let (count, _) = &INGESTING;
-    *count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    INGESTING.fetch_add(1, Ordering::SeqCst);
     Ingesting(())
+}
+
+fn wake_models() {
+    // Taking the lock orders this after any waiter's check of the condition: a model that saw
+    // the old state is already waiting, and hears this.
+    let _lock = WAKE.0.lock().unwrap_or_else(PoisonError::into_inner);
+    WAKE.1.notify_all();
 }
 
 impl Drop for Ingesting {
     fn drop(&mut self) {
-        let (count, fell) = &INGESTING;
-        let mut count = count.lock().unwrap_or_else(PoisonError::into_inner);
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            fell.notify_all();
+        if INGESTING.fetch_sub(1, Ordering::SeqCst) == 1 {
+            wake_models();
         }
     }
 }
 
+/// Models stop waiting for ingest from now on: the daemon is stopping.
+pub fn stop_pausing() {
+    STOPPING.store(true, Ordering::SeqCst);
+    wake_models();
+}
+
 /// Called by an in-process model between steps (MiniLM: before each layer of a group): returns
-/// at once when no file is being ingested, else when none is, or after [`MAX_YIELD`]. Even at
-/// `SCHED_IDLE`, a model computing beside an ingest slows it: they share the machine's caches
-/// and memory, and on a virtual machine perhaps one physical core. A 50 MB drop took
-/// 1.31–1.98× its quiet time beside MiniLM without this wait, 1.01–1.16× with it
-/// (`cargo bench --bench busy`).
+/// at once when no file is being ingested, else when none is, or after [`MAX_YIELD`], or when
+/// the daemon stops. Even at `SCHED_IDLE`, a model computing beside an ingest slows it: they
+/// share the machine's caches and memory, and on a virtual machine perhaps one physical core.
+/// A 50 MB drop took 1.31–1.98× its quiet time beside MiniLM without this wait, 0.99–1.16×
+/// with it (`cargo bench --bench busy`). The cost: while files are ingested back to back,
+/// MiniLM does one layer per [`MAX_YIELD`].
 pub fn yield_to_ingest() {
-    let (count, fell) = &INGESTING;
-    let count = count.lock().unwrap_or_else(PoisonError::into_inner);
-    if *count > 0 {
-        let _ = fell
-            .wait_timeout_while(count, MAX_YIELD, |count| *count > 0)
-            .unwrap_or_else(PoisonError::into_inner);
+    wait_for_ingest(MAX_YIELD);
+}
+
+/// [`yield_to_ingest`] waiting at most `max`; true if no file was being ingested (or the daemon
+/// was stopping) when it returned.
+fn wait_for_ingest(max: Duration) -> bool {
+    let must_wait = || INGESTING.load(Ordering::SeqCst) > 0 && !STOPPING.load(Ordering::SeqCst);
+    if !must_wait() {
+        return true;
     }
+    let lock = WAKE.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let (_lock, waited) = WAKE
+        .1
+        .wait_timeout_while(lock, max, |_| must_wait())
+        .unwrap_or_else(PoisonError::into_inner);
+    !waited.timed_out() || !must_wait()
 }
 
 /// Threads an in-process model may compute on: every core but one, and at least one.
@@ -197,29 +223,36 @@ mod tests {
         );
     }
 
-    /// A model's step waits while a file is being ingested, and goes on once none is. The
-    /// count is global to the process, so this is the only test that holds a guard.
+    /// A model's step waits while a file is being ingested, gives up after its bound, and goes
+    /// on once none is. The count is global to the process; this is the only test of the
+    /// library that takes guards (no other test runs an ingest worker), and it never sets
+    /// `STOPPING`.
     #[test]
     fn a_model_waits_for_ingest_between_steps() {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        // No file: the step goes on at once.
-        yield_to_ingest();
+        assert!(
+            wait_for_ingest(Duration::from_secs(30)),
+            "nothing is ingesting"
+        );
         let first = ingesting();
         let second = ingesting();
+        // Held: a short bound runs out, and says so.
+        assert!(!wait_for_ingest(Duration::from_millis(50)));
         let (done, finished) = std::sync::mpsc::channel();
         let model = std::thread::spawn(move || {
-            yield_to_ingest();
-            done.send(()).unwrap();
+            done.send(wait_for_ingest(Duration::from_secs(30))).unwrap();
         });
-        // The model is still waiting while either file is ingesting (a wait shorter than
-        // MAX_YIELD, so a model that never waited shows here).
-        assert!(finished.recv_timeout(Duration::from_millis(200)).is_err());
         drop(first);
-        assert!(finished.recv_timeout(Duration::from_millis(200)).is_err());
+        assert!(
+            !wait_for_ingest(Duration::from_millis(50)),
+            "one file still ingests"
+        );
         drop(second);
-        finished
+        // Woken by the last guard, long before its own bound.
+        let woken = finished
             .recv_timeout(deadline - std::time::Instant::now())
             .expect("the step went on once no file was ingesting");
+        assert!(woken);
         model.join().unwrap();
     }
 

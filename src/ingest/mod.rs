@@ -120,10 +120,10 @@ impl Ingestor {
         let span = tracing::info_span!("ingest", group = %file.group, file = %file.name);
         let _entered = span.enter();
         let started = Instant::now();
-        // In-process models wait between their steps while this is held.
-        let _ingesting = crate::embed::priority::ingesting();
         // The whole file counts as one parse worker: previews wait behind it, and it behind them.
         let slot = self.parse_slots.as_ref().map(|slots| slots.take_blocking());
+        // In-process models wait between their steps while this is held.
+        let _ingesting = crate::embed::priority::ingesting();
         let outcome = self.ingest_inner(file);
         drop(slot);
         self.in_flight.clear(&file.group, &file.name);

@@ -205,6 +205,12 @@ fn answers_that_come_back_out_of_order_land_in_row_order() {
     assert_eq!(texts, rendered("a.csv", "plain", 0..96));
 }
 
+/// A thread of MiniLM's compute pool (`minilm-0`, …), not its search thread.
+fn compute(name: &str) -> bool {
+    name.strip_prefix("minilm-")
+        .is_some_and(|n| n.parse::<usize>().is_ok())
+}
+
 /// Name, nice value and scheduling policy (0 normal, 5 `SCHED_IDLE`) of each thread of `pid`,
 /// from /proc/<pid>/task/*/stat.
 fn threads(pid: u32) -> Vec<(String, i32, i32)> {
@@ -285,19 +291,16 @@ fn minilm_computes_below_the_rest_of_the_daemon_on_all_cores_but_one() {
         let all = threads(pid);
         let lowered = all
             .iter()
-            .filter(|(n, _, policy)| n.starts_with("minilm-") && *policy == 5)
+            .filter(|(n, _, policy)| compute(n) && *policy == 5)
             .count();
         (lowered >= cores.saturating_sub(1).max(1)).then_some(all)
     });
-    let pool: Vec<&(String, i32, i32)> = seen
-        .iter()
-        .filter(|(n, ..)| n.starts_with("minilm-"))
-        .collect();
+    let pool: Vec<&(String, i32, i32)> = seen.iter().filter(|(n, ..)| compute(n)).collect();
     assert_eq!(pool.len(), cores.saturating_sub(1).max(1), "{seen:?}");
     let base = seen.iter().find(|(n, ..)| n == "ingestd").unwrap().1;
     for (name, nice, policy) in &seen {
         // The compute threads run SCHED_IDLE (5), the job's own threads 10 nice levels down.
-        let want = if name.starts_with("minilm-") {
+        let want = if compute(name) {
             ((base + 10).min(19), 5)
         } else if name.starts_with("embed-") {
             ((base + 10).min(19), 0)
@@ -306,4 +309,17 @@ fn minilm_computes_below_the_rest_of_the_daemon_on_all_cores_but_one() {
         };
         assert_eq!((*nice, *policy), want, "thread {name}: {seen:?}");
     }
+    // A search's text goes through a thread of its own at the daemon's priority, although the
+    // model was loaded on a job's lowered thread. Whether the group has vectors yet does not
+    // matter: the text is embedded first.
+    let _ = daemon.client().call(&ingestd::protocol::cmd::Search {
+        text: "plain".into(),
+        group: Some("g".into()),
+        k: Some(1),
+    });
+    let query = threads(pid)
+        .into_iter()
+        .find(|(n, ..)| n == "minilm-query")
+        .expect("the search thread");
+    assert_eq!((query.1, query.2), (base, 0), "{query:?}");
 }
