@@ -223,12 +223,15 @@ mod tests {
         );
     }
 
+    /// The gate's tests take this: the count and `STOPPING` are global to the process. No
+    /// other test of the library takes guards (none runs an ingest worker) or stops pausing.
+    static GATE: Mutex<()> = Mutex::new(());
+
     /// A model's step waits while a file is being ingested, gives up after its bound, and goes
-    /// on once none is. The count is global to the process; this is the only test of the
-    /// library that takes guards (no other test runs an ingest worker), and it never sets
-    /// `STOPPING`.
+    /// on once none is.
     #[test]
     fn a_model_waits_for_ingest_between_steps() {
+        let _gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         assert!(
             wait_for_ingest(Duration::from_secs(30)),
@@ -253,6 +256,27 @@ mod tests {
             .recv_timeout(deadline - std::time::Instant::now())
             .expect("the step went on once no file was ingesting");
         assert!(woken);
+        model.join().unwrap();
+    }
+
+    /// Once the daemon stops, a waiting model goes on at once, although a file still ingests:
+    /// a stop kills ingest's parse workers only after the jobs have ended.
+    #[test]
+    fn a_stop_releases_a_model_waiting_for_ingest() {
+        let _gate = GATE.lock().unwrap_or_else(PoisonError::into_inner);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let file = ingesting();
+        let (done, finished) = std::sync::mpsc::channel();
+        let model = std::thread::spawn(move || {
+            done.send(wait_for_ingest(Duration::from_secs(30))).unwrap();
+        });
+        assert!(finished.recv_timeout(Duration::from_millis(100)).is_err());
+        stop_pausing();
+        let released = finished.recv_timeout(deadline - std::time::Instant::now());
+        // Put the process back as it was before asserting, for the other gate test.
+        STOPPING.store(false, Ordering::SeqCst);
+        drop(file);
+        assert_eq!(released, Ok(true), "the stop released the model");
         model.join().unwrap();
     }
 
