@@ -25,10 +25,9 @@
 
 mod common;
 
-use common::{BenchDaemon, median};
+use common::{BenchDaemon, ctl, ingestctl, load_average, median, percentile, wait_accepted};
 use ingestd::protocol::{JobState, Status, StatusInfo, cmd};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SETTLE_MS: f64 = 100.0;
@@ -39,31 +38,6 @@ fn env_number(name: &str, default: usize) -> usize {
         .ok()
         .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: a number")))
         .unwrap_or(default)
-}
-
-fn ingestctl() -> PathBuf {
-    escargot::CargoBuild::new()
-        .package("ingestctl")
-        .bin("ingestctl")
-        .release()
-        .run()
-        .expect("build ingestctl")
-        .path()
-        .to_path_buf()
-}
-
-fn ctl(ctl: &Path, socket: &Path, args: &[&str]) {
-    let out = Command::new(ctl)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("run ingestctl");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn status(daemon: &BenchDaemon) -> StatusInfo {
@@ -85,28 +59,6 @@ fn open_jobs(daemon: &BenchDaemon, group: &str) -> Vec<ingestd::protocol::JobInf
         .into_iter()
         .filter(|j| j.group == group && !j.state.is_final())
         .collect()
-}
-
-/// When the `accepted` audit record of `source` was committed, among the records after the
-/// first `seen`.
-fn wait_accepted(audit: &Path, seen: usize, source: &str) -> jiff::Timestamp {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let text = std::fs::read_to_string(audit).unwrap_or_default();
-        for line in text.lines().skip(seen) {
-            let record: serde_json::Value = serde_json::from_str(line).expect("audit line");
-            if record["source"] == source && record["action"] == "add" {
-                assert_eq!(record["outcome"], "accepted", "{record}");
-                return record["time"]
-                    .as_str()
-                    .expect("time")
-                    .parse()
-                    .expect("audit time");
-            }
-        }
-        assert!(Instant::now() < deadline, "{source} was not accepted");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Drop-to-accepted of `csv` as `source` of group `accept`, in ms. Its job is cancelled as
@@ -183,45 +135,10 @@ fn start_load(daemon: &BenchDaemon, round: usize, rows: usize) -> u64 {
     }
 }
 
-/// Milliseconds of `runs` group switches (away first, untimed, so each one changes the group).
-fn switches(ctl_path: &Path, socket: &Path, runs: usize) -> Vec<f64> {
-    (0..runs)
-        .map(|_| {
-            ctl(ctl_path, socket, &["use", "other"]);
-            let t = Instant::now();
-            ctl(ctl_path, socket, &["use", "big"]);
-            ctl(ctl_path, socket, &["ls"]);
-            ctl(ctl_path, socket, &["prefs"]);
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect()
-}
-
-fn p99(mut ms: Vec<f64>) -> f64 {
-    ms.sort_by(f64::total_cmp);
-    ms[((ms.len() as f64 - 1.0) * 0.99).round() as usize]
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
 fn main() {
-    let model_dir = std::env::var_os("MINILM_TEST_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/all-MiniLM-L6-v2")
-        });
-    if !model_dir.join("model.safetensors").is_file() {
-        println!(
-            "no all-MiniLM-L6-v2 in {}; fetch it with\n  cargo run --bin ingestd -- model fetch \
-             --config config/ingestd.toml\nor point MINILM_TEST_MODEL_DIR at a model folder",
-            model_dir.display()
-        );
+    let Some(model_dir) = common::minilm_model_dir() else {
         return;
-    }
+    };
     let rounds = env_number("BUSY_BENCH_ROUNDS", 10).max(1);
     let runs = env_number("BUSY_BENCH_RUNS", 100).max(1);
     let load_rows = env_number("BUSY_BENCH_ROWS", 100_000);
@@ -267,11 +184,15 @@ fn main() {
     let (mut embedded, mut busy_secs) = (0, 0.0);
     for round in 0..rounds {
         let quiet = accept_once(&daemon, &csv, &format!("quiet-{round}.csv"));
-        quiet_switches.extend(switches(&ctl_path, &socket, per_round));
+        quiet_switches.extend(common::switches(
+            &ctl_path, &socket, "big", "other", per_round,
+        ));
         let done_before = start_load(&daemon, round, load_rows);
         let busy_started = Instant::now();
         let busy = accept_once(&daemon, &csv, &format!("busy-{round}.csv"));
-        busy_switches.extend(switches(&ctl_path, &socket, per_round));
+        busy_switches.extend(common::switches(
+            &ctl_path, &socket, "big", "other", per_round,
+        ));
         let done_after = load_done(&daemon)
             .expect("the load job ended before the busy measurements did: raise BUSY_BENCH_ROWS");
         embedded += done_after - done_before;
@@ -303,7 +224,7 @@ fn main() {
             "group switch at {SOURCES} sources, {phase}: median {:.1} ms, p99 {:.1} ms over \
              {switched} runs (budget p99 ≤ 50 ms)",
             median(ms.clone()),
-            p99(ms)
+            percentile(ms, 0.99)
         );
     }
 }

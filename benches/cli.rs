@@ -7,45 +7,12 @@
 //! Sizes: `CLI_BENCH_SOURCES` (comma-separated, default `100,1000`); runs per figure:
 //! `CLI_BENCH_RUNS` (default 100). Not a test: nothing here asserts a time.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{ctl, ingestctl, percentile};
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-
-fn ingestctl() -> PathBuf {
-    escargot::CargoBuild::new()
-        .package("ingestctl")
-        .bin("ingestctl")
-        .release()
-        .run()
-        .expect("build ingestctl")
-        .path()
-        .to_path_buf()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-/// Median and p99 of `ms`.
-fn summary(mut ms: Vec<f64>) -> (f64, f64) {
-    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (percentile(&ms, 0.5), percentile(&ms, 0.99))
-}
-
-fn run(ctl: &Path, socket: &Path, args: &[&str]) {
-    let out = Command::new(ctl)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Milliseconds of each of `runs` runs of `f`.
 fn time(runs: usize, mut f: impl FnMut()) -> Vec<f64> {
@@ -145,7 +112,7 @@ fn daemon_with(sources: usize) -> Daemon {
 }
 
 fn main() {
-    let ctl = ingestctl();
+    let ctl_path = ingestctl();
     let sizes: Vec<usize> = std::env::var("CLI_BENCH_SOURCES")
         .unwrap_or_else(|_| "100,1000".into())
         .split(',')
@@ -158,30 +125,21 @@ fn main() {
     for sources in sizes {
         let daemon = daemon_with(sources);
         let socket = &daemon.socket;
-        run(&ctl, socket, &["use", "big"]);
+        ctl(&ctl_path, socket, &["use", "big"]);
         let figures = [
-            ("status", time(runs, || run(&ctl, socket, &["status"]))),
-            ("ls", time(runs, || run(&ctl, socket, &["ls"]))),
+            ("status", time(runs, || ctl(&ctl_path, socket, &["status"]))),
+            ("ls", time(runs, || ctl(&ctl_path, socket, &["ls"]))),
             (
                 "--json ls",
-                time(runs, || run(&ctl, socket, &["--json", "ls"])),
+                time(runs, || ctl(&ctl_path, socket, &["--json", "ls"])),
             ),
-            ("jobs", time(runs, || run(&ctl, socket, &["jobs"]))),
+            ("jobs", time(runs, || ctl(&ctl_path, socket, &["jobs"]))),
             (
                 "switch (use + ls + prefs)",
-                (0..runs)
-                    .map(|_| {
-                        // Away first, untimed, so each switch really changes the group.
-                        run(&ctl, socket, &["use", "other"]);
-                        let t = Instant::now();
-                        run(&ctl, socket, &["use", "big"]);
-                        run(&ctl, socket, &["ls"]);
-                        run(&ctl, socket, &["prefs"]);
-                        t.elapsed().as_secs_f64() * 1000.0
-                    })
-                    .collect(),
+                common::switches(&ctl_path, socket, "big", "other", runs),
             ),
         ];
+        let summary = |ms: Vec<f64>| (percentile(ms.clone(), 0.5), percentile(ms, 0.99));
         let floor = summary(figures[0].1.clone()).0;
         println!("{sources} sources, {runs} runs each, whole ingestctl processes:");
         for (what, ms) in figures {

@@ -21,6 +21,8 @@
 //! `data/models/all-MiniLM-L6-v2` under the crate root; without it the bench says how to fetch
 //! it and exits 0. Not a test: nothing here asserts a time.
 
+mod common;
+
 use ingestd::embed::Provider;
 use ingestd::embed::minilm::MiniLm;
 use ingestd::embed::render::Renderer;
@@ -313,19 +315,9 @@ fn main() {
         );
         return;
     }
-    let model_dir = std::env::var_os("MINILM_TEST_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/all-MiniLM-L6-v2")
-        });
-    if !model_dir.join("model.safetensors").is_file() {
-        println!(
-            "no all-MiniLM-L6-v2 in {}; fetch it with\n  cargo run --bin ingestd -- model fetch \
-             --config config/ingestd.toml\nor point MINILM_TEST_MODEL_DIR at a model folder",
-            model_dir.display()
-        );
+    let Some(model_dir) = common::minilm_model_dir() else {
         return;
-    }
+    };
     let n: usize = std::env::var("EMBED_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -334,7 +334,7 @@ fn accept(dir: &Path, xlsx: &Path, parquet: &Path) {
             let seen = std::fs::read_to_string(&audit).map_or(0, |a| a.lines().count());
             let dropped = jiff::Timestamp::now();
             std::fs::rename(&aside, group.join(&source)).expect("rename in");
-            let accepted = wait_accepted(&audit, seen, &source);
+            let accepted = common::wait_accepted(&audit, seen, &source);
             let ms = accepted.duration_since(dropped).as_secs_f64() * 1000.0 - SETTLE_MS;
             let (_, reader) = child(yardstick, path);
             let reader_ms = reader * 1000.0;
@@ -360,28 +360,6 @@ fn accept(dir: &Path, xlsx: &Path, parquet: &Path) {
             ours / theirs,
             runs.len()
         );
-    }
-}
-
-/// When the `accepted` audit record of `source` was committed, among the records after the
-/// first `seen`.
-fn wait_accepted(audit: &Path, seen: usize, source: &str) -> jiff::Timestamp {
-    let deadline = Instant::now() + std::time::Duration::from_secs(600);
-    loop {
-        let text = std::fs::read_to_string(audit).unwrap_or_default();
-        for line in text.lines().skip(seen) {
-            let record: serde_json::Value = serde_json::from_str(line).expect("audit line");
-            if record["source"] == source && record["action"] == "add" {
-                assert_eq!(record["outcome"], "accepted", "{record}");
-                return record["time"]
-                    .as_str()
-                    .expect("time")
-                    .parse()
-                    .expect("audit time");
-            }
-        }
-        assert!(Instant::now() < deadline, "{source} was not accepted");
-        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 

@@ -239,3 +239,99 @@ pub fn job_secs(client: &mut Client, source: &str, version: &str) -> f64 {
     };
     (ms(&job.finished_at) - ms(&job.started_at)) as f64 / 1000.0
 }
+
+/// The release `ingestctl`, built if needed: benches time it as a user runs it.
+pub fn ingestctl() -> PathBuf {
+    escargot::CargoBuild::new()
+        .package("ingestctl")
+        .bin("ingestctl")
+        .release()
+        .run()
+        .expect("build ingestctl")
+        .path()
+        .to_path_buf()
+}
+
+/// Run `ingestctl --socket SOCKET ARGS…` as a whole process; it must succeed.
+pub fn ctl(ctl: &Path, socket: &Path, args: &[&str]) {
+    let out = Command::new(ctl)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run ingestctl");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Milliseconds of `runs` group switches to `group` (`use`, `ls`, `prefs`: three processes),
+/// each after an untimed `use away`, so that each one really changes the group.
+pub fn switches(ctl_path: &Path, socket: &Path, group: &str, away: &str, runs: usize) -> Vec<f64> {
+    (0..runs)
+        .map(|_| {
+            ctl(ctl_path, socket, &["use", away]);
+            let t = Instant::now();
+            ctl(ctl_path, socket, &["use", group]);
+            ctl(ctl_path, socket, &["ls"]);
+            ctl(ctl_path, socket, &["prefs"]);
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect()
+}
+
+/// The value at fraction `p` (0 … 1) of `ms`, sorted first.
+pub fn percentile(mut ms: Vec<f64>, p: f64) -> f64 {
+    ms.sort_by(f64::total_cmp);
+    ms[((ms.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The machine's load averages over 1, 5 and 15 minutes.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// When the `accepted` audit record of `source` was committed, among the records of the audit
+/// log `audit` after its first `seen`.
+pub fn wait_accepted(audit: &Path, seen: usize, source: &str) -> jiff::Timestamp {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        for line in text.lines().skip(seen) {
+            let record: serde_json::Value = serde_json::from_str(line).expect("audit line");
+            if record["source"] == source && record["action"] == "add" {
+                assert_eq!(record["outcome"], "accepted", "{record}");
+                return record["time"]
+                    .as_str()
+                    .expect("time")
+                    .parse()
+                    .expect("audit time");
+            }
+        }
+        assert!(Instant::now() < deadline, "{source} was not accepted");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The fetched all-MiniLM-L6-v2 folder: `MINILM_TEST_MODEL_DIR`, else `data/models/…` under
+/// the crate root. `None`, after saying how to fetch it, when it holds no model.
+pub fn minilm_model_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("MINILM_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/models/all-MiniLM-L6-v2")
+        });
+    if dir.join("model.safetensors").is_file() {
+        return Some(dir);
+    }
+    println!(
+        "no all-MiniLM-L6-v2 in {}; fetch it with\n  cargo run --bin ingestd -- model fetch \
+         --config config/ingestd.toml\nor point MINILM_TEST_MODEL_DIR at a model folder",
+        dir.display()
+    );
+    None
+}

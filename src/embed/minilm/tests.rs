@@ -35,6 +35,14 @@ fn model() -> Option<&'static MiniLm> {
         .as_ref()
 }
 
+/// The largest difference between two vectors' values.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
 fn strings(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| t.to_string()).collect()
 }
@@ -114,13 +122,9 @@ fn vectors_match_sentence_transformers() {
     // the long one.
     assert!(reference.rows.len() <= GROUP);
     let ours = m.embed(&texts).unwrap();
+    assert_eq!(ours.len(), reference.rows.len());
     for (row, ours) in reference.rows.iter().zip(&ours) {
-        let diff = row
-            .vector
-            .iter()
-            .zip(ours)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_diff(&row.vector, ours);
         let cos = cosine(&row.vector, ours);
         assert!(
             diff < 1e-5 && cos > 0.999_99,
@@ -164,11 +168,7 @@ fn batching_does_not_change_vectors() {
     let together = m.embed(&texts).unwrap();
     for (text, batched) in texts.iter().zip(&together) {
         let alone = &m.embed(std::slice::from_ref(text)).unwrap()[0];
-        let diff = alone
-            .iter()
-            .zip(batched)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_diff(alone, batched);
         assert!(diff < 1e-5, "{text:?}: max diff {diff}");
     }
 }
@@ -195,11 +195,7 @@ fn a_call_of_several_groups_keeps_the_order() {
     assert_eq!(together.len(), texts.len());
     for (text, batched) in texts.iter().zip(&together) {
         let alone = m.embed_query(text).unwrap();
-        let diff = alone
-            .iter()
-            .zip(batched)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let diff = max_diff(&alone, batched);
         assert!(diff < 1e-5, "{text:?}: max diff {diff}");
     }
 }
